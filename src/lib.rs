@@ -1,0 +1,12 @@
+//! chatwarden: a policy-enforcing reverse proxy, built on pingora, for the
+//! CRM and WhatsApp Cloud API traffic of a business.
+//!
+//! The modules read bottom-up as the request's path through the gateway:
+//! pure cores (`request`, `route`, `decision`) know nothing of pingora or of
+//! the config file; `config` compiles the YAML into an immutable snapshot of
+//! those cores' types; `audit` records every decision; `proxy` and `admin`
+//! are thin pingora adapters; `server` wires services; `demo` and `cli` sit
+//! on top.
+#![forbid(unsafe_code)]
+
+pub mod decision;
