@@ -185,7 +185,10 @@ mod tests {
 
     #[test]
     fn upstream_failures_are_errors_not_denials() {
-        assert_eq!(Decision::Deny(Reason::UpstreamError).verdict(), Verdict::Error);
+        assert_eq!(
+            Decision::Deny(Reason::UpstreamError).verdict(),
+            Verdict::Error
+        );
         assert_eq!(Decision::Deny(Reason::NoRoute).verdict(), Verdict::Deny);
         assert_eq!(Decision::Allow.verdict(), Verdict::Allow);
     }

@@ -2,11 +2,27 @@
 //! CRM and WhatsApp Cloud API traffic of a business.
 //!
 //! The modules read bottom-up as the request's path through the gateway:
-//! pure cores (`request`, `route`, `decision`) know nothing of pingora or of
-//! the config file; `config` compiles the YAML into an immutable snapshot of
-//! those cores' types; `audit` records every decision; `proxy` and `admin`
-//! are thin pingora adapters; `server` wires services; `demo` and `cli` sit
-//! on top.
+//! pure cores (`request`, `route`, `decision`, `gate`) know nothing of
+//! pingora or of the config file; `config` compiles the YAML into an
+//! immutable snapshot of those cores' types; `audit` records every
+//! decision; `proxy` and `admin` are thin pingora adapters; `server` wires
+//! services; `demo` and `cli` sit on top.
 #![forbid(unsafe_code)]
 
 pub mod decision;
+pub mod request;
+pub mod route;
+
+pub mod gate;
+
+pub mod audit;
+pub mod config;
+pub mod metrics;
+
+pub mod admin;
+pub mod proxy;
+
+pub mod server;
+
+pub mod cli;
+pub mod demo;

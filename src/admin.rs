@@ -1,0 +1,94 @@
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`. A thin pingora
+//! `ServeHttp` app over the config store, metrics and audit counters.
+//! Everything but the two probes requires the admin bearer token when one
+//! is configured.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use sha2::{Digest, Sha256};
+
+use crate::audit::AuditStats;
+use crate::config::ConfigStore;
+use crate::metrics::{External, Metrics};
+
+pub struct AdminApp {
+    pub store: ConfigStore,
+    pub metrics: Arc<Metrics>,
+    pub audit_stats: Arc<AuditStats>,
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let path = req.uri.path().to_string();
+        let method = req.method.clone();
+        let authorized = self.authorized(req.headers.get(http::header::AUTHORIZATION));
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/healthz") => text(StatusCode::OK, "ok\n"),
+            ("GET", "/readyz") if self.store.is_ready() => text(StatusCode::OK, "ready\n"),
+            ("GET", "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            ("GET", "/metrics") if authorized => {
+                let snapshot = self.store.load();
+                let body = self.metrics.render(&External {
+                    audit_written: self.audit_stats.written(),
+                    audit_failed: self.audit_stats.failed(),
+                    audit_refused: self.audit_stats.refused(),
+                    config_version: snapshot.version.0.clone(),
+                    ready: self.store.is_ready(),
+                });
+                respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    body.into_bytes(),
+                )
+            }
+            ("GET", "/metrics") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+impl AdminApp {
+    fn authorized(&self, header: Option<&http::HeaderValue>) -> bool {
+        let snapshot = self.store.load();
+        let Some(expected) = snapshot.admin.as_ref().and_then(|a| a.token.as_deref()) else {
+            return true;
+        };
+        let presented = header
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Compare digests so the comparison time does not depend on how
+        // much of the token an attacker has guessed.
+        Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.as_bytes())
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    let len = resp.body().len();
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}

@@ -1,0 +1,244 @@
+//! `chatwarden audit verify FILE`: recompute the hash chain line by line.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+
+use super::chain::{check_line, LinkError};
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifySummary {
+    /// Number of records (lines) checked.
+    pub records: u64,
+    /// `prev_hash` of the first record: 64 zeros for a file that starts a
+    /// chain, the last hash of the previous file for a rotated-into file.
+    /// `None` for an empty file.
+    pub first_prev_hash: Option<String>,
+    /// `hash` of the last record: compare it with an anchor kept elsewhere to
+    /// detect lines removed from the end, which a chain alone cannot see.
+    pub last_hash: Option<String>,
+}
+
+/// The first place where the chain breaks.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot read audit file: {0}")]
+    Io(#[from] io::Error),
+    #[error("line {line}: {problem}")]
+    Broken { line: u64, problem: Break },
+}
+
+/// Why a line breaks the chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Break {
+    /// Not a JSON object, not UTF-8, empty, or cut short (truncated file).
+    #[error("bad JSON: {0}")]
+    BadJson(String),
+    #[error("no prev_hash/hash (record written without the hash chain)")]
+    MissingHash,
+    #[error("prev_hash/hash malformed or not the last two keys")]
+    MalformedHash,
+    /// The line is intact but does not follow the line before it: a record
+    /// was deleted, inserted or moved.
+    #[error(
+        "prev_hash does not match the previous record's hash \
+         (a record was deleted, inserted or reordered)"
+    )]
+    PrevHashMismatch,
+    /// The line's content no longer matches its own hash.
+    #[error("hash does not match the record's content (the record was edited)")]
+    HashMismatch,
+}
+
+/// Verifies the audit file at `path`.
+pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifySummary, VerifyError> {
+    verify_reader(BufReader::new(File::open(path)?))
+}
+
+/// Verifies audit lines from `reader`. The first record's `prev_hash` is
+/// taken as the anchor (see [`VerifySummary::first_prev_hash`]); every later
+/// record must link to the one before it.
+pub fn verify_reader(mut reader: impl BufRead) -> Result<VerifySummary, VerifyError> {
+    let mut line = Vec::with_capacity(1024);
+    let mut records = 0u64;
+    let mut first_prev = None;
+    let mut last = None;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let line_no = records + 1;
+        let broken = |problem| VerifyError::Broken {
+            line: line_no,
+            problem,
+        };
+        // A missing final newline means the write was cut short; the JSON
+        // check below usually catches it, this catches a cut right before '\n'.
+        let Some(content) = line.strip_suffix(b"\n") else {
+            return Err(broken(Break::BadJson(
+                "last line has no newline (truncated)".into(),
+            )));
+        };
+        let link = check_line(content).map_err(|e| broken(e.into()))?;
+        match last {
+            None => first_prev = Some(link.prev),
+            Some(prev) if prev != link.prev => return Err(broken(Break::PrevHashMismatch)),
+            Some(_) => {}
+        }
+        last = Some(link.hash);
+        records += 1;
+    }
+    Ok(VerifySummary {
+        records,
+        first_prev_hash: first_prev.map(hex::encode),
+        last_hash: last.map(hex::encode),
+    })
+}
+
+impl From<LinkError> for Break {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::BadJson(msg) => Break::BadJson(msg),
+            LinkError::MissingHash => Break::MissingHash,
+            LinkError::MalformedHash => Break::MalformedHash,
+            LinkError::HashMismatch => Break::HashMismatch,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::audit::chain::Chain;
+    use crate::audit::record::AuditRecord;
+    use crate::decision::{Decision, Reason};
+
+    fn chained_lines(n: u32) -> Vec<String> {
+        let mut chain = Chain::genesis();
+        (0..n)
+            .map(|i| {
+                let mut r = AuditRecord::request(
+                    datetime!(2026-11-23 18:47:52.123 UTC),
+                    format!("req-{i}"),
+                    "v1",
+                    "192.0.2.1",
+                    "GET",
+                    "/api/v1/contacts",
+                )
+                .decision(Decision::Deny(Reason::PermissionDenied))
+                .response(403, 60, Duration::from_micros(800));
+                chain.seal(&mut r);
+                r.to_json_line()
+            })
+            .collect()
+    }
+
+    fn verify_lines(lines: &[String]) -> Result<VerifySummary, VerifyError> {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        verify_reader(text.as_bytes())
+    }
+
+    fn broken_at(result: Result<VerifySummary, VerifyError>) -> (u64, Break) {
+        match result {
+            Err(VerifyError::Broken { line, problem }) => (line, problem),
+            other => panic!("verification should have failed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn intact_chain_verifies() {
+        let lines = chained_lines(5);
+        let summary = match verify_lines(&lines) {
+            Ok(s) => s,
+            Err(e) => panic!("an untouched chain should verify: {e}"),
+        };
+        assert_eq!(summary.records, 5, "all five records should be counted");
+        assert_eq!(summary.first_prev_hash, Some("0".repeat(64)));
+    }
+
+    #[test]
+    fn empty_input_is_an_empty_chain() {
+        let summary = verify_reader(&b""[..]).ok();
+        assert_eq!(
+            summary.map(|s| s.records),
+            Some(0),
+            "empty file should verify with 0 records"
+        );
+    }
+
+    #[test]
+    fn edited_field_is_a_hash_mismatch_on_that_line() {
+        let mut lines = chained_lines(5);
+        lines[2] = lines[2].replace(r#""decision":"deny""#, r#""decision":"allow""#);
+        assert_eq!(broken_at(verify_lines(&lines)), (3, Break::HashMismatch));
+    }
+
+    #[test]
+    fn deleted_line_breaks_the_next_link() {
+        let mut lines = chained_lines(5);
+        lines.remove(1);
+        assert_eq!(
+            broken_at(verify_lines(&lines)),
+            (2, Break::PrevHashMismatch)
+        );
+    }
+
+    #[test]
+    fn reordered_lines_break_at_the_first_moved_one() {
+        let mut lines = chained_lines(5);
+        lines.swap(2, 3);
+        assert_eq!(
+            broken_at(verify_lines(&lines)),
+            (3, Break::PrevHashMismatch)
+        );
+    }
+
+    #[test]
+    fn truncated_last_line_is_bad_json() {
+        let lines = chained_lines(4);
+        let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        text.truncate(text.len() - 40);
+        let (line, problem) = broken_at(verify_reader(text.as_bytes()));
+        assert_eq!(line, 4, "the cut line should be reported");
+        assert!(
+            matches!(problem, Break::BadJson(_)),
+            "a cut line is bad JSON, got {problem:?}"
+        );
+    }
+
+    #[test]
+    fn cut_just_before_the_newline_is_reported() {
+        let lines = chained_lines(2);
+        let text = format!("{}\n{}", lines[0], lines[1]);
+        let (line, problem) = broken_at(verify_reader(text.as_bytes()));
+        assert_eq!(line, 2);
+        assert!(
+            matches!(problem, Break::BadJson(_)),
+            "missing newline should be flagged"
+        );
+    }
+
+    #[test]
+    fn unchained_and_garbage_lines_are_named() {
+        let mut lines = chained_lines(2);
+        lines.push(r#"{"ts":"2026-11-23T18:47:52.123Z"}"#.into());
+        assert_eq!(broken_at(verify_lines(&lines)), (3, Break::MissingHash));
+        let mut lines = chained_lines(2);
+        lines.insert(1, String::new());
+        assert!(matches!(
+            broken_at(verify_lines(&lines)),
+            (2, Break::BadJson(_))
+        ));
+        let bytes = [&b"\xff\xfe\n"[..]].concat();
+        assert!(matches!(
+            broken_at(verify_reader(&bytes[..])),
+            (1, Break::BadJson(_))
+        ));
+    }
+}

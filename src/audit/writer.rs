@@ -1,0 +1,1226 @@
+//! The audit sink: a bounded queue on the request path and one writer thread
+//! that seals and writes lines.
+//!
+//! Request tasks only ever push into a bounded `tokio::sync::mpsc` channel
+//! ([`AuditSink::submit`]); they never touch the disk. A single writer drains
+//! the channel, seals each record into the hash chain (so hash order is file
+//! order) and appends JSON lines. It batches by itself: it writes everything
+//! already queued, then hands the batch to the OS as soon as the queue is
+//! momentarily empty, so at low load a record is in the file within
+//! microseconds and at high load many records share one `write`.
+//!
+//! The writer runs on a dedicated OS thread with plain blocking file I/O:
+//! `tokio::fs` would move every call to the blocking pool anyway, and a
+//! thread of its own keeps a slow disk from stalling a runtime worker. The
+//! same loop runs under pingora ([`BackgroundService`]) and without it
+//! ([`AuditWriter::spawn`], for tests, the demo and the CLI).
+//!
+//! When the queue is full the [`OverflowPolicy`] decides (DESIGN invariant 5):
+//! wait for space, or refuse the record and tell the caller. Nothing is
+//! dropped silently: every record ends up written, or counted in
+//! [`AuditStats`] as refused (never queued) or failed (lost to a write error,
+//! which also leaves a `records_lost` record in the file once writing works
+//! again).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use time::OffsetDateTime;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{check_line, Chain, GENESIS};
+use super::record::{AuditEvent, AuditRecord};
+use crate::decision::Verdict;
+
+/// Where audit lines go (`audit.path`: a file, or `-` for stdout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+/// What [`AuditSink::submit`] does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Wait for queue space: the request's logging phase slows down instead
+    /// of losing its record.
+    Backpressure,
+    /// Refuse the record at once with [`SubmitError::QueueFull`] (counted in
+    /// [`AuditStats::refused`]), so the gateway can refuse new requests.
+    FailClosed,
+}
+
+/// Size-based rotation of a file target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotateOptions {
+    /// Rotate once the file holds at least this many bytes (checked after
+    /// each batch, so a file may overshoot by one batch).
+    pub max_size: u64,
+    /// How many rotated files to keep; older ones are deleted.
+    pub keep: usize,
+}
+
+/// How the sink behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// Queue capacity in records (at least 1).
+    pub capacity: usize,
+    pub overflow: OverflowPolicy,
+    /// Add `prev_hash`/`hash` to every line.
+    pub hash_chain: bool,
+    /// Rotation of a file target; ignored for stdout.
+    pub rotate: Option<RotateOptions>,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            capacity: 8192,
+            overflow: OverflowPolicy::Backpressure,
+            hash_chain: true,
+            rotate: None,
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    written: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Why a record was not accepted. The caller must count or act on it; the
+/// record was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("audit queue is full; record refused (fail-closed)")]
+    QueueFull,
+    #[error("audit writer is not running; record refused")]
+    WriterStopped,
+}
+
+/// Why [`AuditSink::flush`] could not confirm that every record submitted
+/// before it is in the file.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error("audit writer is not running")]
+    WriterStopped,
+    #[error("audit write failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The request path's handle on the audit queue. Cheap to clone; the writer
+/// stops once every clone is dropped and the queue is drained.
+#[derive(Debug, Clone)]
+pub struct AuditSink {
+    inner: Arc<SinkShared>,
+}
+
+/// The background half: owns the file and the chain. Start it exactly once,
+/// as a pingora [`BackgroundService`] or with [`AuditWriter::spawn`]; until
+/// then records only queue up (and with `Backpressure` a full queue waits).
+#[derive(Debug)]
+pub struct AuditWriter {
+    state: Mutex<Option<WriterState>>,
+    stats: Arc<AuditStats>,
+    /// Weak so that the writer itself never keeps the queue open: the loop
+    /// ends when the last [`AuditSink`] is dropped.
+    tx: mpsc::WeakSender<Command>,
+}
+
+/// Opens the target and builds the sink/writer pair.
+///
+/// The file is opened (append, create, mode 0600 on unix) here, so an
+/// unwritable audit path is a startup error. With the hash chain on, the
+/// chain continues from the last line of the existing file (or, if the file
+/// is empty and rotation is on, of the newest rotated file). If that line is
+/// unusable, the first record written is a `chain_restart` event starting a
+/// new segment from the genesis hash.
+pub fn audit_channel(
+    target: AuditTarget,
+    options: AuditOptions,
+) -> io::Result<(AuditSink, AuditWriter)> {
+    let (out, resume) = match target {
+        AuditTarget::Stdout => (Output::Stdout, Resume::default()),
+        AuditTarget::File(path) => {
+            let file = open_append(&path)?;
+            let len = file.metadata()?.len();
+            let resume = if options.hash_chain {
+                resume_chain(&path, len, options.rotate.is_some())?
+            } else {
+                Resume {
+                    torn: last_line(&path, len)?.is_some_and(|(_, complete)| !complete),
+                    ..Resume::default()
+                }
+            };
+            (Output::File { file, path, len }, resume)
+        }
+    };
+    let (tx, rx) = mpsc::channel(options.capacity.max(1));
+    let stats = Arc::new(AuditStats::default());
+    let state = WriterState {
+        rx,
+        out,
+        chain: options.hash_chain.then(|| Chain::resume(resume.prev)),
+        rotate: options.rotate,
+        stats: Arc::clone(&stats),
+        buf: Vec::with_capacity(BATCH_BYTES + 4096),
+        pending: Vec::new(),
+        batch_prev: GENESIS,
+        lost: 0,
+        last_error: String::new(),
+        torn: resume.torn,
+        startup: resume.restart,
+        error_log: ErrorLog::default(),
+    };
+    let writer = AuditWriter {
+        state: Mutex::new(Some(state)),
+        stats: Arc::clone(&stats),
+        tx: tx.downgrade(),
+    };
+    let sink = AuditSink {
+        inner: Arc::new(SinkShared {
+            tx,
+            overflow: options.overflow,
+            stats,
+        }),
+    };
+    Ok((sink, writer))
+}
+
+impl AuditSink {
+    /// Queues one record. Never does I/O. With `Backpressure` it waits for
+    /// queue space; with `FailClosed` a full queue refuses the record. Every
+    /// refusal is counted in [`AuditStats::refused`].
+    pub async fn submit(&self, record: AuditRecord) -> Result<(), SubmitError> {
+        let command = Command::Record(record);
+        let result = match self.inner.overflow {
+            OverflowPolicy::Backpressure => self
+                .inner
+                .tx
+                .send(command)
+                .await
+                .map_err(|_| SubmitError::WriterStopped),
+            OverflowPolicy::FailClosed => self.inner.tx.try_send(command).map_err(|e| match e {
+                TrySendError::Full(_) => SubmitError::QueueFull,
+                TrySendError::Closed(_) => SubmitError::WriterStopped,
+            }),
+        };
+        if result.is_err() {
+            self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Waits until every record submitted before this call is written to the
+    /// target and synced to disk (`fdatasync` for a file). Waits for queue space under
+    /// either policy. For tests, the CLI and shutdown; not for the request path.
+    pub async fn flush(&self) -> Result<(), FlushError> {
+        let (ack, done) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::Flush(ack))
+            .await
+            .map_err(|_| FlushError::WriterStopped)?;
+        done.await.map_err(|_| FlushError::WriterStopped)??;
+        Ok(())
+    }
+
+    pub fn stats(&self) -> &AuditStats {
+        &self.inner.stats
+    }
+
+    /// Records (and flush requests) waiting in the queue, for `/metrics`.
+    pub fn queued(&self) -> usize {
+        self.inner.tx.max_capacity() - self.inner.tx.capacity()
+    }
+
+    pub fn overflow_policy(&self) -> OverflowPolicy {
+        self.inner.overflow
+    }
+}
+
+impl AuditWriter {
+    /// Runs the writer loop on its own thread, without a pingora server. The
+    /// thread ends once every [`AuditSink`] is dropped and the queue is
+    /// written out; join it to be sure the file is complete.
+    pub fn spawn(self) -> io::Result<std::thread::JoinHandle<()>> {
+        let state = self.take_state()?;
+        spawn_thread(state, || {})
+    }
+
+    /// The same counters the sinks see.
+    pub fn stats(&self) -> Arc<AuditStats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn take_state(&self) -> io::Result<WriterState> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| io::Error::other("audit writer already started"))
+    }
+
+    /// Asks the loop to write out what is queued and sync, and waits for it.
+    async fn drain(&self) {
+        let Some(tx) = self.tx.upgrade() else {
+            return; // every sink is gone: the loop drains and ends by itself
+        };
+        let (ack, done) = oneshot::channel();
+        if tx.send(Command::Shutdown(ack)).await.is_ok() {
+            drop(tx);
+            let _ = done.await;
+        }
+    }
+}
+
+/// Under pingora: on shutdown, everything queued is written and synced
+/// before `start` returns. The thread keeps running afterwards, so requests
+/// that finish during pingora's grace period still get their record (each
+/// written as soon as the queue empties); it ends with the process or when
+/// the last sink is dropped.
+#[async_trait]
+impl BackgroundService for AuditWriter {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let started = self.take_state().and_then(|state| {
+            spawn_thread(state, move || {
+                let _ = done_tx.send(());
+            })
+        });
+        if let Err(e) = started {
+            // Records will be refused with WriterStopped, so this is loud twice.
+            tracing::error!(error = %e, "audit writer failed to start");
+            return;
+        }
+        tokio::select! {
+            _ = done_rx => {}
+            () = shutdown_requested(&mut shutdown) => {
+                self.drain().await;
+                tracing::info!("audit queue drained for shutdown");
+            }
+        }
+    }
+}
+
+impl AuditStats {
+    /// Records written to the target.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Records accepted into the queue but lost to write errors.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Records never queued (full queue under `FailClosed`, or writer stopped).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Internals.
+
+/// Bytes buffered before a write even if the queue is not yet empty.
+const BATCH_BYTES: usize = 256 * 1024;
+/// At most one write-error log line per interval (a full disk fails every batch).
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How much of the end of a file is read to find its last line at startup.
+const TAIL_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug)]
+struct SinkShared {
+    tx: mpsc::Sender<Command>,
+    overflow: OverflowPolicy,
+    stats: Arc<AuditStats>,
+}
+
+// Records are the common case; boxing them would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Command {
+    Record(AuditRecord),
+    Flush(oneshot::Sender<io::Result<()>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Debug)]
+enum Output {
+    Stdout,
+    File { file: File, path: PathBuf, len: u64 },
+}
+
+/// What a record in the current batch is, for accounting on failure.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Submitted by a caller: counts in `written` or `failed`.
+    Submitted,
+    /// A `records_lost` note carrying this many earlier losses.
+    Gap(u64),
+    /// Writer bookkeeping (`chain_restart`).
+    Note,
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// Offset in the batch buffer just past this record's newline.
+    end: usize,
+    hash: [u8; 32],
+    kind: Kind,
+}
+
+#[derive(Debug)]
+struct WriterState {
+    rx: mpsc::Receiver<Command>,
+    out: Output,
+    chain: Option<Chain>,
+    rotate: Option<RotateOptions>,
+    stats: Arc<AuditStats>,
+    buf: Vec<u8>,
+    pending: Vec<Pending>,
+    /// Chain head before the current batch, to roll back to on failure.
+    batch_prev: [u8; 32],
+    /// Records lost to write errors and not yet noted in the file.
+    lost: u64,
+    last_error: String,
+    /// The target ends in a partial line: start the next write with '\n'.
+    torn: bool,
+    /// A `chain_restart` record to write before anything else.
+    startup: Option<AuditRecord>,
+    error_log: ErrorLog,
+}
+
+#[derive(Debug, Default)]
+struct Resume {
+    prev: [u8; 32],
+    torn: bool,
+    restart: Option<AuditRecord>,
+}
+
+#[derive(Debug, Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+fn spawn_thread(
+    state: WriterState,
+    on_exit: impl FnOnce() + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("chatwarden-audit".into())
+        .spawn(move || {
+            state.run();
+            on_exit();
+        })
+}
+
+/// Resolves when the server asks to shut down (or its watch is gone).
+async fn shutdown_requested(shutdown: &mut ShutdownWatch) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl WriterState {
+    fn run(mut self) {
+        if let Some(record) = self.startup.take() {
+            self.append(record, Kind::Note);
+        }
+        while let Some(command) = self.rx.blocking_recv() {
+            self.handle(command);
+            // Take whatever else is already queued into the same batch.
+            while let Ok(command) = self.rx.try_recv() {
+                self.handle(command);
+                if self.buf.len() >= BATCH_BYTES {
+                    self.commit();
+                }
+            }
+            // The queue is momentarily empty: hand the batch to the OS now.
+            self.commit();
+        }
+        self.commit();
+        if let Err(e) = self.out.sync() {
+            tracing::error!(error = %e, "audit file sync failed at exit");
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Record(record) => {
+                if self.lost > 0 {
+                    let lost = std::mem::take(&mut self.lost);
+                    let note = AuditRecord::event(
+                        OffsetDateTime::now_utc(),
+                        AuditEvent::RecordsLost,
+                        Verdict::Error,
+                        format!(
+                            "{lost} audit records lost to write errors before this one; last error: {}",
+                            self.last_error
+                        ),
+                    );
+                    self.append(note, Kind::Gap(lost));
+                }
+                self.append(record, Kind::Submitted);
+            }
+            Command::Flush(ack) => {
+                let result = match self.commit() {
+                    Some(e) => Err(e),
+                    None => self.out.sync(),
+                };
+                let _ = ack.send(result);
+            }
+            Command::Shutdown(ack) => {
+                if self.commit().is_none() {
+                    if let Err(e) = self.out.sync() {
+                        tracing::error!(error = %e, "audit file sync failed at shutdown");
+                    }
+                }
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    /// Serializes (and seals) one record into the batch buffer.
+    fn append(&mut self, mut record: AuditRecord, kind: Kind) {
+        let hash = match &mut self.chain {
+            Some(chain) => {
+                if self.pending.is_empty() {
+                    self.batch_prev = chain.prev();
+                }
+                chain.seal_into(&mut record, &mut self.buf)
+            }
+            None => {
+                record.write_json(&mut self.buf);
+                GENESIS
+            }
+        };
+        self.buf.push(b'\n');
+        self.pending.push(Pending {
+            end: self.buf.len(),
+            hash,
+            kind,
+        });
+    }
+
+    /// Writes the batch (retrying once), accounts for every record in it and
+    /// rotates if due. Returns the write error, if the batch was not fully written.
+    fn commit(&mut self) -> Option<io::Error> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        if self.torn {
+            let (n, err) = self.out.write_counting(b"\n");
+            self.torn = n == 0 || err.is_some();
+        }
+        let (mut written, mut error) = if self.torn {
+            (0, Some(io::Error::other("cannot terminate a partial line")))
+        } else {
+            self.out.write_counting(&self.buf)
+        };
+        if error.is_some() && !self.torn {
+            // One retry: transient errors (EINTR is already handled, but
+            // e.g. a briefly full disk) often clear at once.
+            let (n, retry_error) = self.out.write_counting(&self.buf[written..]);
+            written += n;
+            error = retry_error;
+        }
+        let complete = self.pending.iter().take_while(|p| p.end <= written).count();
+        let mut submitted_ok = 0;
+        for p in &self.pending[..complete] {
+            if matches!(p.kind, Kind::Submitted) {
+                submitted_ok += 1;
+            }
+        }
+        self.stats
+            .written
+            .fetch_add(submitted_ok, Ordering::Relaxed);
+        if let Some(e) = &error {
+            self.account_failure(complete, written, e);
+        }
+        self.buf.clear();
+        self.pending.clear();
+        if error.is_none() {
+            self.rotate_if_due();
+        }
+        error
+    }
+
+    fn account_failure(&mut self, complete: usize, written: usize, error: &io::Error) {
+        let boundary = complete
+            .checked_sub(1)
+            .map_or(0, |last| self.pending[last].end);
+        if written > boundary && !self.out.cut_back((written - boundary) as u64) {
+            self.torn = true;
+        }
+        let mut failed = 0;
+        for p in &self.pending[complete..] {
+            match p.kind {
+                Kind::Submitted => failed += 1,
+                Kind::Gap(n) => self.lost += n,
+                Kind::Note => {}
+            }
+        }
+        self.lost += failed;
+        self.stats.failed.fetch_add(failed, Ordering::Relaxed);
+        // Continue the chain from the last record that reached the file, so
+        // the file keeps verifying and the next record notes the gap.
+        if let Some(chain) = &mut self.chain {
+            let head = complete
+                .checked_sub(1)
+                .map_or(self.batch_prev, |last| self.pending[last].hash);
+            *chain = Chain::resume(head);
+        }
+        self.last_error = error.to_string();
+        self.error_log.error(error, self.lost);
+    }
+
+    fn rotate_if_due(&mut self) {
+        let Some(rotate) = self.rotate else { return };
+        let Output::File { file, path, len } = &mut self.out else {
+            return;
+        };
+        if *len < rotate.max_size {
+            return;
+        }
+        match rotate_file(path, rotate.keep) {
+            Ok(new_file) => {
+                *file = new_file;
+                *len = 0;
+            }
+            Err(e) => tracing::error!(error = %e, path = %path.display(), "audit rotation failed"),
+        }
+    }
+}
+
+impl Output {
+    /// Writes as much of `bytes` as possible; returns how much was written
+    /// and the error that stopped it, if any.
+    fn write_counting(&mut self, bytes: &[u8]) -> (usize, Option<io::Error>) {
+        let mut written = 0;
+        let mut stdout;
+        let w: &mut dyn Write = match self {
+            Output::Stdout => {
+                stdout = io::stdout().lock();
+                &mut stdout
+            }
+            Output::File { file, .. } => file,
+        };
+        let mut error = None;
+        while written < bytes.len() {
+            match w.write(&bytes[written..]) {
+                Ok(0) => {
+                    error = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        if error.is_none() {
+            error = w.flush().err();
+        }
+        if let Output::File { len, .. } = self {
+            *len += written as u64;
+        }
+        (written, error)
+    }
+
+    /// Removes the last `n` bytes (a torn line). False if that is impossible.
+    fn cut_back(&mut self, n: u64) -> bool {
+        match self {
+            Output::Stdout => false,
+            Output::File { file, len, .. } => {
+                let new_len = len.saturating_sub(n);
+                match file.set_len(new_len) {
+                    Ok(()) => {
+                        *len = new_len;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match self {
+            Output::Stdout => io::stdout().lock().flush(),
+            Output::File { file, .. } => file.sync_data(),
+        }
+    }
+}
+
+impl ErrorLog {
+    fn error(&mut self, error: &io::Error, lost: u64) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < ERROR_LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::error!(
+            error = %error,
+            lost_records = lost,
+            suppressed_errors = self.suppressed,
+            "audit write failed"
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // The audit trail names people and what they touched: owner only.
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Where the chain of an existing target continues.
+fn resume_chain(path: &Path, len: u64, rotated_siblings: bool) -> io::Result<Resume> {
+    let Some((line, complete)) = last_line(path, len)? else {
+        // An empty file continues the newest rotated file's chain, so a
+        // restart right after a rotation keeps the files linked.
+        if rotated_siblings {
+            if let Some(newest) = rotated_files(path)?.pop() {
+                let newest_len = fs::metadata(&newest)?.len();
+                if let Some((line, true)) = last_line(&newest, newest_len)? {
+                    if let Ok(link) = check_line(&line) {
+                        return Ok(Resume {
+                            prev: link.hash,
+                            ..Resume::default()
+                        });
+                    }
+                }
+            }
+        }
+        return Ok(Resume::default());
+    };
+    let problem = if complete {
+        match check_line(&line) {
+            Ok(link) => {
+                return Ok(Resume {
+                    prev: link.hash,
+                    ..Resume::default()
+                })
+            }
+            Err(e) => e.to_string(),
+        }
+    } else {
+        "it is cut short (no final newline)".to_string()
+    };
+    tracing::warn!(
+        path = %path.display(),
+        problem = %problem,
+        "last audit line is unusable; starting a new hash-chain segment"
+    );
+    let restart = AuditRecord::event(
+        OffsetDateTime::now_utc(),
+        AuditEvent::ChainRestart,
+        Verdict::Allow,
+        format!("previous last line unusable ({problem}); new chain segment from genesis"),
+    );
+    Ok(Resume {
+        prev: GENESIS,
+        torn: !complete,
+        restart: Some(restart),
+    })
+}
+
+/// The last line of a file (without its newline) and whether it ended with one.
+fn last_line(path: &Path, len: u64) -> io::Result<Option<(Vec<u8>, bool)>> {
+    // Devices such as /dev/null report length 0; never read them.
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut file = File::open(path)?;
+    let start = len.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    file.take(len - start).read_to_end(&mut tail)?;
+    let complete = tail.last() == Some(&b'\n');
+    if complete {
+        tail.pop();
+    }
+    let line = match tail.iter().rposition(|&b| b == b'\n') {
+        Some(pos) => tail.split_off(pos + 1),
+        // Longer than the tail window: not a line this writer produced.
+        None if start > 0 => return Ok(Some((Vec::new(), complete))),
+        None => tail,
+    };
+    Ok(Some((line, complete)))
+}
+
+/// Renames `path` to `path.<UTC timestamp>`, opens a fresh `path`, prunes
+/// old rotated files down to `keep`.
+fn rotate_file(path: &Path, keep: usize) -> io::Result<File> {
+    let stamp = OffsetDateTime::now_utc();
+    let base = format!(
+        "{}.{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+        path.display(),
+        stamp.year(),
+        u8::from(stamp.month()),
+        stamp.day(),
+        stamp.hour(),
+        stamp.minute(),
+        stamp.second(),
+        stamp.millisecond()
+    );
+    // Two rotations in one millisecond get a counter suffix, which still
+    // sorts after the plain name.
+    let mut rotated = PathBuf::from(&base);
+    let mut n = 0;
+    while rotated.exists() {
+        n += 1;
+        rotated = PathBuf::from(format!("{base}.{n}"));
+    }
+    fs::rename(path, &rotated)?;
+    let file = match open_append(path) {
+        Ok(file) => file,
+        Err(e) => {
+            // Put the old file back so writing continues where it was.
+            let _ = fs::rename(&rotated, path);
+            return Err(e);
+        }
+    };
+    let mut old = rotated_files(path)?;
+    let excess = old.len().saturating_sub(keep);
+    for stale in old.drain(..excess) {
+        if let Err(e) = fs::remove_file(&stale) {
+            tracing::warn!(error = %e, path = %stale.display(), "cannot delete old audit file");
+        }
+    }
+    Ok(file)
+}
+
+/// Rotated siblings of `path` (`path.<digit>…`), oldest first.
+fn rotated_files(path: &Path) -> io::Result<Vec<PathBuf>> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{name}.");
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        if file_name
+            .strip_prefix(&prefix)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            found.push(entry.path());
+        }
+    }
+    // Timestamps are fixed-width, so name order is age order.
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::audit::verify::{verify_file, verify_reader, Break, VerifyError};
+    use crate::decision::{Decision, Reason};
+
+    fn record(n: u32) -> AuditRecord {
+        AuditRecord::request(
+            datetime!(2026-11-23 18:47:52.123 UTC),
+            format!("req-{n}"),
+            "v1",
+            "203.0.113.5",
+            "POST",
+            "/v23.0/106540352242922/messages",
+        )
+        .route("wa_send", "whatsapp")
+        .subject("agent-7", vec!["agent".into()])
+        .decision(Decision::Deny(Reason::OutsideHours))
+        .response(403, 90, Duration::from_micros(1500))
+    }
+
+    fn temp_log() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("a temp dir should be creatable");
+        let path = dir.path().join("audit.log");
+        (dir, path)
+    }
+
+    fn options(capacity: usize, overflow: OverflowPolicy) -> AuditOptions {
+        AuditOptions {
+            capacity,
+            overflow,
+            ..AuditOptions::default()
+        }
+    }
+
+    fn open(path: &Path, opts: AuditOptions) -> (AuditSink, AuditWriter) {
+        match audit_channel(AuditTarget::File(path.to_path_buf()), opts) {
+            Ok(pair) => pair,
+            Err(e) => panic!("opening {} should succeed: {e}", path.display()),
+        }
+    }
+
+    fn spawn(writer: AuditWriter) -> std::thread::JoinHandle<()> {
+        match writer.spawn() {
+            Ok(h) => h,
+            Err(e) => panic!("the writer thread should start: {e}"),
+        }
+    }
+
+    /// Submits `range`, flushes, drops the sink and waits for the thread.
+    async fn write_session(path: &Path, opts: AuditOptions, range: std::ops::Range<u32>) {
+        let (sink, writer) = open(path, opts);
+        let thread = spawn(writer);
+        for n in range {
+            assert_eq!(
+                sink.submit(record(n)).await,
+                Ok(()),
+                "submit should succeed"
+            );
+        }
+        assert!(sink.flush().await.is_ok(), "flush should succeed");
+        drop(sink);
+        assert!(
+            thread.join().is_ok(),
+            "the writer thread should exit cleanly"
+        );
+    }
+
+    fn read_lines(path: &Path) -> Vec<String> {
+        match fs::read_to_string(path) {
+            Ok(text) => text.lines().map(str::to_owned).collect(),
+            Err(e) => panic!("reading {} should succeed: {e}", path.display()),
+        }
+    }
+
+    fn verified(path: &Path) -> crate::audit::verify::VerifySummary {
+        match verify_file(path) {
+            Ok(summary) => summary,
+            Err(e) => panic!("{} should verify: {e}", path.display()),
+        }
+    }
+
+    #[tokio::test]
+    async fn flush_makes_records_visible_and_chained() {
+        let (_dir, path) = temp_log();
+        let (sink, writer) = open(&path, AuditOptions::default());
+        let _thread = spawn(writer);
+        for n in 0..3 {
+            assert_eq!(sink.submit(record(n)).await, Ok(()));
+        }
+        assert!(sink.flush().await.is_ok(), "flush should succeed");
+        let lines = read_lines(&path);
+        assert_eq!(
+            lines.len(),
+            3,
+            "all submitted records should be in the file after flush"
+        );
+        assert!(
+            lines[0].contains(r#""request_id":"req-0""#),
+            "file order should be submit order"
+        );
+        assert_eq!(verified(&path).records, 3);
+        assert_eq!(
+            sink.stats().written(),
+            3,
+            "written should count the three records"
+        );
+        assert_eq!(sink.stats().failed() + sink.stats().refused(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_chain_lines_have_no_hash_keys() {
+        let (_dir, path) = temp_log();
+        let opts = AuditOptions {
+            hash_chain: false,
+            ..AuditOptions::default()
+        };
+        write_session(&path, opts, 0..2).await;
+        let lines = read_lines(&path);
+        assert_eq!(
+            lines,
+            vec![record(0).to_json_line(), record(1).to_json_line()]
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn new_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, path) = temp_log();
+        let _pair = open(&path, AuditOptions::default());
+        let mode = fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok();
+        assert_eq!(mode, Some(0o600), "the audit file should be created 0600");
+    }
+
+    #[test]
+    fn unwritable_path_is_a_startup_error() {
+        let result = audit_channel(
+            AuditTarget::File(PathBuf::from("/nonexistent-dir/audit.log")),
+            AuditOptions::default(),
+        );
+        assert!(
+            result.is_err(),
+            "a path in a missing directory should fail at construction"
+        );
+    }
+
+    #[tokio::test]
+    async fn restart_continues_the_chain() {
+        let (_dir, path) = temp_log();
+        write_session(&path, AuditOptions::default(), 0..3).await;
+        write_session(&path, AuditOptions::default(), 3..5).await;
+        let summary = verified(&path);
+        assert_eq!(
+            summary.records, 5,
+            "both sessions should form one verifiable chain"
+        );
+        assert_eq!(summary.first_prev_hash, Some("0".repeat(64)));
+    }
+
+    #[tokio::test]
+    async fn corrupt_last_line_starts_a_new_segment() {
+        let (_dir, path) = temp_log();
+        write_session(&path, AuditOptions::default(), 0..2).await;
+        let appended = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(br#"{"ts":"torn"#));
+        assert!(appended.is_ok(), "simulating a torn write should succeed");
+        write_session(&path, AuditOptions::default(), 2..3).await;
+
+        let lines = read_lines(&path);
+        assert_eq!(
+            lines.len(),
+            5,
+            "2 old, the torn line, the restart note, 1 new"
+        );
+        assert_eq!(
+            lines[2], r#"{"ts":"torn"#,
+            "the torn line should stay on its own line"
+        );
+        assert!(
+            lines[3].contains(r#""event":"chain_restart""#)
+                && lines[3].contains(&format!(r#""prev_hash":"{}""#, "0".repeat(64))),
+            "the new segment should start with a chain_restart record from genesis: {}",
+            lines[3]
+        );
+        match verify_file(&path) {
+            Err(VerifyError::Broken {
+                line: 3,
+                problem: Break::BadJson(_),
+            }) => {}
+            other => panic!("the torn line 3 should be reported as bad JSON, got {other:?}"),
+        }
+        let segment = format!("{}\n{}\n", lines[3], lines[4]);
+        let summary = verify_reader(segment.as_bytes()).map(|s| s.records).ok();
+        assert_eq!(summary, Some(2), "the new segment should verify on its own");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_closed_refuses_when_full_and_counts_it() {
+        let (_dir, path) = temp_log();
+        // The writer is not started yet, so nothing drains the queue.
+        let (sink, writer) = open(&path, options(2, OverflowPolicy::FailClosed));
+        assert_eq!(sink.submit(record(0)).await, Ok(()));
+        assert_eq!(sink.submit(record(1)).await, Ok(()));
+        assert_eq!(
+            sink.submit(record(2)).await,
+            Err(SubmitError::QueueFull),
+            "a full queue under FailClosed should refuse the record"
+        );
+        assert_eq!(sink.stats().refused(), 1, "the refusal should be counted");
+        assert_eq!(sink.queued(), 2, "two records should be waiting");
+        let _thread = spawn(writer);
+        assert!(sink.flush().await.is_ok());
+        assert_eq!(
+            read_lines(&path).len(),
+            2,
+            "only the accepted records should be written"
+        );
+        assert_eq!(sink.stats().written(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backpressure_waits_for_space() {
+        let (_dir, path) = temp_log();
+        let (sink, writer) = open(&path, options(1, OverflowPolicy::Backpressure));
+        assert_eq!(sink.submit(record(0)).await, Ok(()));
+        // Paused time auto-advances, so this times out at once iff submit waits.
+        let waited = tokio::time::timeout(Duration::from_secs(60), sink.submit(record(1))).await;
+        assert!(
+            waited.is_err(),
+            "a full queue under Backpressure should make submit wait"
+        );
+        assert_eq!(sink.stats().refused(), 0, "waiting is not refusing");
+
+        let _thread = spawn(writer);
+        assert_eq!(
+            sink.submit(record(2)).await,
+            Ok(()),
+            "submit should proceed once drained"
+        );
+        assert!(sink.flush().await.is_ok());
+        let lines = read_lines(&path);
+        assert_eq!(
+            lines.len(),
+            2,
+            "the cancelled submit should not have queued its record"
+        );
+        assert!(lines[1].contains(r#""request_id":"req-2""#));
+    }
+
+    #[tokio::test]
+    async fn submit_after_writer_is_gone_is_refused() {
+        let (_dir, path) = temp_log();
+        let (sink, writer) = open(&path, AuditOptions::default());
+        drop(writer);
+        assert_eq!(
+            sink.submit(record(0)).await,
+            Err(SubmitError::WriterStopped)
+        );
+        assert_eq!(
+            sink.stats().refused(),
+            1,
+            "a record with no writer should be counted"
+        );
+        assert!(matches!(sink.flush().await, Err(FlushError::WriterStopped)));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn write_errors_are_counted_as_failed() {
+        // /dev/full fails every write with ENOSPC, like a full disk.
+        let (sink, writer) = open(Path::new("/dev/full"), AuditOptions::default());
+        let _thread = spawn(writer);
+        for n in 0..3 {
+            assert_eq!(
+                sink.submit(record(n)).await,
+                Ok(()),
+                "queueing should still work"
+            );
+        }
+        assert!(
+            matches!(sink.flush().await, Err(FlushError::Io(_))),
+            "flush should report the write error"
+        );
+        assert_eq!(
+            sink.stats().failed(),
+            3,
+            "every lost record should be counted as failed"
+        );
+        assert_eq!(sink.stats().written(), 0);
+    }
+
+    #[tokio::test]
+    async fn background_service_drains_on_shutdown() {
+        let (_dir, path) = temp_log();
+        let (sink, writer) = open(&path, AuditOptions::default());
+        let (stop, watch) = tokio::sync::watch::channel(false);
+        let service = tokio::spawn(async move { writer.start(watch).await });
+        for n in 0..3 {
+            assert_eq!(sink.submit(record(n)).await, Ok(()));
+        }
+        assert!(stop.send(true).is_ok());
+        assert!(service.await.is_ok(), "start should return after shutdown");
+        assert_eq!(
+            read_lines(&path).len(),
+            3,
+            "queued records should be on disk at shutdown"
+        );
+        // Requests finishing in the grace period still get their record.
+        assert_eq!(sink.submit(record(3)).await, Ok(()));
+        assert!(sink.flush().await.is_ok());
+        assert_eq!(verified(&path).records, 4);
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_the_chain_across_files_and_prunes() {
+        let (_dir, path) = temp_log();
+        let opts = AuditOptions {
+            rotate: Some(RotateOptions {
+                max_size: 1,
+                keep: 2,
+            }),
+            ..AuditOptions::default()
+        };
+        let (sink, writer) = open(&path, opts.clone());
+        let thread = spawn(writer);
+        for n in 0..4 {
+            // One flush per record: one batch, hence one rotation, each.
+            assert_eq!(sink.submit(record(n)).await, Ok(()));
+            assert!(sink.flush().await.is_ok());
+        }
+        drop(sink);
+        assert!(thread.join().is_ok());
+
+        let rotated = rotated_files(&path).expect("the log dir should be listable");
+        assert_eq!(
+            rotated.len(),
+            2,
+            "only `keep` rotated files should remain: {rotated:?}"
+        );
+        let older = verified(&rotated[0]);
+        let newer = verified(&rotated[1]);
+        assert!(
+            read_lines(&rotated[1])[0].contains("req-3"),
+            "newest rotated holds the last record"
+        );
+        assert_eq!(
+            newer.first_prev_hash, older.last_hash,
+            "a rotated-into file should continue the previous file's chain"
+        );
+
+        // A restart right after rotation (current file empty) keeps the link.
+        let no_more_rotation = AuditOptions {
+            rotate: Some(RotateOptions {
+                max_size: 1 << 20,
+                keep: 2,
+            }),
+            ..opts
+        };
+        write_session(&path, no_more_rotation, 4..5).await;
+        assert_eq!(
+            verified(&path).first_prev_hash,
+            verified(&rotated_files(&path).expect("the log dir should be listable")[1]).last_hash,
+            "after a restart the new file should continue the newest rotated file"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The command line: `run`, `check`, `demo`. Each subcommand is a small
+//! function over the library; `main.rs` only calls `cli::main`.
+
+mod check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{load_file, ProcessEnv};
+use crate::server::{self, RunOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chatwarden",
+    version,
+    about = "Policy-enforcing gateway for CRM and WhatsApp Cloud API traffic"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve traffic with the given config.
+    Run {
+        #[arg(short, long, default_value = "config/chatwarden.yaml")]
+        config: PathBuf,
+        /// Run in the background.
+        #[arg(short, long)]
+        daemon: bool,
+        /// Take over the sockets of a running instance (graceful upgrade).
+        #[arg(short, long)]
+        upgrade: bool,
+        /// Proxy worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Validate a config file; prints `file:line:col: message` per problem.
+    Check {
+        #[arg(short, long, default_value = "config/chatwarden.yaml")]
+        config: PathBuf,
+    },
+    /// Start the gateway on the embedded demo config with built-in demo CRM
+    /// and WhatsApp upstreams, and print what to try.
+    Demo {
+        /// Address of the demo gateway.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Address of the demo admin listener.
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        admin: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Run {
+            config,
+            daemon,
+            upgrade,
+            threads,
+        } => run(&config, daemon, upgrade, threads),
+        Command::Check { config } => check::run(&config),
+        Command::Demo { listen, admin } => crate::demo::run(&listen, &admin),
+    }
+}
+
+fn run(config: &std::path::Path, daemon: bool, upgrade: bool, threads: Option<usize>) -> ExitCode {
+    let snapshot = match load_file(config, &ProcessEnv) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut opts = RunOptions {
+        daemon,
+        upgrade,
+        ..RunOptions::default()
+    };
+    if let Some(t) = threads {
+        opts.threads = t;
+    }
+    match server::build(snapshot, &opts) {
+        Ok((server, _handles)) => server.run_forever(),
+        Err(e) => {
+            eprintln!("chatwarden: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("CHATWARDEN_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
+        });
+    // Logs go to stderr: stdout may carry the audit stream (`audit.path: -`).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,717 @@
+//! Raw YAML → immutable `Snapshot`. Parse, don't validate: every check that
+//! can fail runs here, once per load, and reports `file:line:col`. A
+//! snapshot that exists is valid; the request path never re-checks it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method};
+use ipnetwork::IpNetwork;
+use pingora_core::tls::sign::CertifiedKey;
+use pingora_core::tls::{CertificateDer, CryptoProvider, PrivateKeyDer, RootCertStore};
+use pingora_core::utils::tls::{parse_x509, WrappedX509};
+use serde_saphyr::Location;
+use sha2::{Digest, Sha256};
+
+use super::duration::{parse_duration, parse_size};
+use super::env::{expand, EnvLookup};
+use super::raw::{RawConfig, RawRoute, RawUpstream, Str};
+use super::snapshot::{
+    Admin, AuditSettings, AuthMode, ConfigVersion, Listener, Route, RouteName, Snapshot, Timeouts,
+    Upstream, UpstreamName, UpstreamTarget,
+};
+use crate::request::TrustedProxies;
+use crate::route::{MethodSet, PathTemplate, RouteTable};
+
+/// Headers that carry the caller's own credentials or identity. They are
+/// dropped before forwarding whatever the config says (invariant 3).
+pub const ALWAYS_STRIPPED: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-chatwarden-sub",
+    "x-chatwarden-roles",
+];
+
+/// One problem in a config file, located where it can be found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
+        } else {
+            write!(f, "{}: {}", self.file, self.message)
+        }
+    }
+}
+
+/// Every problem found in one load, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Read, parse and compile a config file.
+pub fn load_file(path: &Path, env: &dyn EnvLookup) -> Result<Snapshot, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read config file: {e}"),
+        }])
+    })?;
+    load_str(&text, path, env)
+}
+
+/// Parse and compile config text. `path` names the file in errors and
+/// anchors relative paths (certificates, CA files, the audit file).
+pub fn load_str(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Snapshot, ConfigErrors> {
+    let file = path.display().to_string();
+    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line,
+            column,
+            message: strip_location_suffix(&e.without_snippet().to_string()),
+        }])
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut c = Compiler {
+        file,
+        env,
+        base_dir,
+        errors: Vec::new(),
+    };
+    let version = ConfigVersion(hex::encode(&Sha256::digest(text.as_bytes())[..6]));
+    let snapshot = c.compile(raw, version, path);
+    match snapshot {
+        Some(s) if c.errors.is_empty() => Ok(s),
+        _ => {
+            c.errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
+            Err(ConfigErrors(c.errors))
+        }
+    }
+}
+
+struct Compiler<'a> {
+    file: String,
+    env: &'a dyn EnvLookup,
+    base_dir: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl Compiler<'_> {
+    fn compile(&mut self, raw: RawConfig, version: ConfigVersion, path: &Path) -> Option<Snapshot> {
+        let listeners = self.listeners(&raw);
+        let admin = self.admin(&raw);
+        let trusted_proxies = TrustedProxies::new(self.cidrs(&raw.network.trusted_proxies));
+        let upstreams = self.upstreams(&raw.upstreams);
+        let routes = self.routes(&raw.routes, &upstreams);
+        let audit = self.audit(&raw);
+
+        let mut strip: Vec<HeaderName> = ALWAYS_STRIPPED
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect();
+        for up in upstreams.values() {
+            for (name, _) in &up.inject {
+                if !strip.contains(name) {
+                    strip.push(name.clone());
+                }
+            }
+        }
+
+        Some(Snapshot {
+            version,
+            source: path.to_path_buf(),
+            listeners,
+            admin,
+            trusted_proxies,
+            upstreams,
+            routes: routes?,
+            audit,
+            strip_request_headers: strip,
+        })
+    }
+
+    fn listeners(&mut self, raw: &RawConfig) -> Vec<Listener> {
+        let mut out = Vec::new();
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for l in &raw.listeners {
+            if !names.insert(l.name.value.clone()) {
+                self.err(
+                    &l.name.referenced,
+                    format!("duplicate listener name `{}`", l.name.value),
+                );
+            }
+            let Some(addr) = self.socket_addr(&l.addr) else {
+                continue;
+            };
+            if !addrs.insert(addr) {
+                self.err(&l.addr.referenced, format!("two listeners on {addr}"));
+            }
+            let tls = match &l.tls {
+                Some(t) => match self.certified_key(&t.cert, &t.key) {
+                    Some(k) => Some(k),
+                    None => continue,
+                },
+                None => None,
+            };
+            out.push(Listener {
+                name: l.name.value.clone(),
+                addr,
+                tls,
+            });
+        }
+        out
+    }
+
+    fn admin(&mut self, raw: &RawConfig) -> Option<Admin> {
+        let a = raw.admin.as_ref()?;
+        let addr = self.socket_addr(&a.addr)?;
+        let token = match &a.token_env {
+            Some(var) => match self.env.get(&var.value) {
+                Some(t) if t.len() >= 16 => Some(t),
+                Some(_) => {
+                    self.err(
+                        &var.referenced,
+                        format!(
+                            "admin token in {} must be at least 16 characters",
+                            var.value
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    self.err(
+                        &var.referenced,
+                        format!("environment variable {} is not set", var.value),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        Some(Admin { addr, token })
+    }
+
+    fn cidrs(&mut self, list: &[Str]) -> Vec<IpNetwork> {
+        let mut out = Vec::new();
+        for s in list {
+            let Some(text) = self.string(s) else { continue };
+            match parse_cidr(&text) {
+                Ok(net) => out.push(net),
+                Err(msg) => self.err(&s.referenced, msg),
+            }
+        }
+        out
+    }
+
+    fn upstreams(
+        &mut self,
+        raw: &BTreeMap<String, RawUpstream>,
+    ) -> BTreeMap<String, Arc<Upstream>> {
+        let mut out = BTreeMap::new();
+        for (name, u) in raw {
+            if let Some(up) = self.upstream(name, u) {
+                out.insert(name.clone(), Arc::new(up));
+            }
+        }
+        out
+    }
+
+    fn upstream(&mut self, name: &str, u: &RawUpstream) -> Option<Upstream> {
+        let url_text = self.string(&u.url)?;
+        let at = &u.url.referenced;
+        let uri: http::Uri = match url_text.parse() {
+            Ok(uri) => uri,
+            Err(e) => {
+                self.err(at, format!("upstream `{name}`: invalid url: {e}"));
+                return None;
+            }
+        };
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => {
+                self.err(
+                    at,
+                    format!("upstream `{name}`: url must start with http:// or https://"),
+                );
+                return None;
+            }
+        };
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            self.err(
+                at,
+                format!("upstream `{name}`: url must not have a path or query; routes forward the request path as is"),
+            );
+            return None;
+        }
+        let Some(host) = uri.host().map(|h| h.trim_matches(['[', ']']).to_string()) else {
+            self.err(at, format!("upstream `{name}`: url has no host"));
+            return None;
+        };
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let target = match host.parse::<IpAddr>() {
+            Ok(ip) => UpstreamTarget::Addr(SocketAddr::new(ip, port)),
+            Err(_) => UpstreamTarget::Dns(format!("{host}:{port}")),
+        };
+        let default_port = if tls { 443 } else { 80 };
+        let host_header_text = match (host.parse::<IpAddr>(), port == default_port) {
+            (Ok(IpAddr::V6(_)), true) => format!("[{host}]"),
+            (Ok(IpAddr::V6(_)), false) => format!("[{host}]:{port}"),
+            (_, true) => host.clone(),
+            (_, false) => format!("{host}:{port}"),
+        };
+        let host_header = HeaderValue::from_str(&host_header_text).ok()?;
+
+        let mut inject = Vec::new();
+        for (hname, hval) in &u.headers {
+            let Ok(header) = HeaderName::from_bytes(hname.as_bytes()) else {
+                self.err(
+                    &hval.referenced,
+                    format!("upstream `{name}`: `{hname}` is not a valid header name"),
+                );
+                continue;
+            };
+            let Some(value) = self.string(hval) else {
+                continue;
+            };
+            match HeaderValue::from_str(&value) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    inject.push((header, v));
+                }
+                Err(_) => self.err(
+                    &hval.referenced,
+                    format!("upstream `{name}`: value of header `{hname}` contains characters not allowed in a header"),
+                ),
+            }
+        }
+
+        let mut timeouts = Timeouts::default();
+        for (field, slot) in [
+            (&u.timeouts.connect, &mut timeouts.connect),
+            (&u.timeouts.read, &mut timeouts.read),
+            (&u.timeouts.write, &mut timeouts.write),
+            (&u.timeouts.idle, &mut timeouts.idle),
+        ] {
+            if let Some(s) = field {
+                match parse_duration(&s.value) {
+                    Ok(d) => *slot = d,
+                    Err(msg) => self.errors.push(self.located(&s.referenced, msg)),
+                }
+            }
+        }
+
+        let ca = match &u.ca_file {
+            Some(f) => {
+                if !tls {
+                    self.err(
+                        &f.referenced,
+                        format!("upstream `{name}`: ca_file needs an https:// url"),
+                    );
+                }
+                Some(self.ca_bundle(f)?)
+            }
+            None => None,
+        };
+
+        Some(Upstream {
+            name: UpstreamName(name.to_string()),
+            target,
+            tls,
+            host,
+            port,
+            host_header,
+            inject,
+            timeouts,
+            ca,
+        })
+    }
+
+    fn routes(
+        &mut self,
+        raw: &[RawRoute],
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+    ) -> Option<RouteTable<Arc<Route>>> {
+        let mut entries = Vec::new();
+        let mut names = HashSet::new();
+        for r in raw {
+            if !names.insert(r.name.value.clone()) {
+                self.err(
+                    &r.name.referenced,
+                    format!("duplicate route name `{}`", r.name.value),
+                );
+                continue;
+            }
+            let upstream = match upstreams.get(&r.upstream.value) {
+                Some(u) => u.clone(),
+                None => {
+                    let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                    self.err(
+                        &r.upstream.referenced,
+                        format!(
+                            "route `{}` names unknown upstream `{}` (known: {})",
+                            r.name.value,
+                            r.upstream.value,
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let template = match PathTemplate::parse(&r.path.value) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.err(&r.path.referenced, format!("route `{}`: {e}", r.name.value));
+                    continue;
+                }
+            };
+            let Some(methods) = self.methods(&r.methods) else {
+                continue;
+            };
+            let auth = match r.auth.as_ref().map(|a| a.value.as_str()) {
+                Some("none") => AuthMode::None,
+                Some(other) => {
+                    let at = r
+                        .auth
+                        .as_ref()
+                        .map(|a| a.referenced)
+                        .unwrap_or(r.name.referenced);
+                    self.err(
+                        &at,
+                        format!("route `{}`: auth `{other}` is not available in this build (supported: none)", r.name.value),
+                    );
+                    continue;
+                }
+                None => {
+                    self.err(
+                        &r.name.referenced,
+                        format!(
+                            "route `{}` must say how callers authenticate (`auth: none`)",
+                            r.name.value
+                        ),
+                    );
+                    continue;
+                }
+            };
+            entries.push((
+                methods,
+                template,
+                Arc::new(Route {
+                    name: RouteName(r.name.value.clone()),
+                    upstream,
+                    auth,
+                }),
+            ));
+        }
+        match RouteTable::new(entries) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let at = raw
+                    .first()
+                    .map(|r| r.name.referenced)
+                    .unwrap_or(Location::UNKNOWN);
+                self.err(&at, format!("routes: {e}"));
+                None
+            }
+        }
+    }
+
+    fn methods(&mut self, raw: &[Str]) -> Option<MethodSet> {
+        if raw.is_empty() || raw.iter().any(|m| m.value == "*") {
+            return Some(MethodSet::Any);
+        }
+        let mut out = Vec::new();
+        for m in raw {
+            let upper = m.value.to_ascii_uppercase();
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(method) if upper == m.value => out.push(method),
+                _ => {
+                    self.err(
+                        &m.referenced,
+                        format!(
+                            "`{}` is not an HTTP method (use upper case, e.g. GET)",
+                            m.value
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(MethodSet::Only(out))
+    }
+
+    fn audit(&mut self, raw: &RawConfig) -> AuditSettings {
+        let a = &raw.audit;
+        let path = match self.string(&a.path) {
+            Some(p) if p == "-" => None,
+            Some(p) => Some(self.resolve_path(&p)),
+            None => None,
+        };
+        let fail_closed = match a.on_overflow.as_ref().map(|s| s.value.as_str()) {
+            None | Some("backpressure") => false,
+            Some("fail_closed") => true,
+            Some(other) => {
+                let at = a
+                    .on_overflow
+                    .as_ref()
+                    .map(|s| s.referenced)
+                    .unwrap_or(Location::UNKNOWN);
+                self.err(
+                    &at,
+                    format!("audit.on_overflow `{other}` must be backpressure or fail_closed"),
+                );
+                false
+            }
+        };
+        let queue = match &a.queue {
+            Some(q) if q.value == 0 => {
+                self.err(&q.referenced, "audit.queue must be at least 1".to_string());
+                8192
+            }
+            Some(q) => q.value as usize,
+            None => 8192,
+        };
+        let (rotate_max_size, rotate_keep) = match &a.rotate {
+            Some(r) => {
+                let size = match parse_size(&r.max_size.value) {
+                    Ok(s) => Some(s),
+                    Err(msg) => {
+                        self.err(&r.max_size.referenced, msg);
+                        None
+                    }
+                };
+                (size, r.keep.as_ref().map_or(10, |k| k.value as usize))
+            }
+            None => (None, 10),
+        };
+        if rotate_max_size.is_some() && path.is_none() {
+            let at = a
+                .rotate
+                .as_ref()
+                .map(|r| r.max_size.referenced)
+                .unwrap_or(Location::UNKNOWN);
+            self.err(
+                &at,
+                "audit.rotate needs audit.path to be a file, not stdout".to_string(),
+            );
+        }
+        AuditSettings {
+            path,
+            hash_chain: a.hash_chain,
+            fail_closed,
+            queue,
+            rotate_max_size,
+            rotate_keep,
+        }
+    }
+
+    fn socket_addr(&mut self, s: &Str) -> Option<SocketAddr> {
+        let text = self.string(s)?;
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    &s.referenced,
+                    format!("`{text}` is not an IP:port address (e.g. 0.0.0.0:8443 or [::]:8443)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn certified_key(&mut self, cert: &Str, key: &Str) -> Option<Arc<CertifiedKey>> {
+        let cert_text = self.string(cert)?;
+        let cert_path = self.resolve_path(&cert_text);
+        let key_text = self.string(key)?;
+        let key_path = self.resolve_path(&key_text);
+        let certs = match read_pem_certs(&cert_path) {
+            Ok(c) => c,
+            Err(msg) => {
+                self.err(&cert.referenced, msg);
+                return None;
+            }
+        };
+        let key_der = match read_pem_key(&key_path) {
+            Ok(k) => k,
+            Err(msg) => {
+                self.err(&key.referenced, msg);
+                return None;
+            }
+        };
+        pingora_core::tls::install_default_crypto_provider();
+        let Some(provider) = CryptoProvider::get_default() else {
+            self.err(
+                &cert.referenced,
+                "no TLS crypto provider is installed".to_string(),
+            );
+            return None;
+        };
+        match CertifiedKey::from_der(certs, key_der, provider) {
+            Ok(k) => Some(Arc::new(k)),
+            Err(e) => {
+                self.err(
+                    &key.referenced,
+                    format!(
+                        "{} does not fit {}: {e}",
+                        key_path.display(),
+                        cert_path.display()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn ca_bundle(&mut self, f: &Str) -> Option<Arc<[WrappedX509]>> {
+        let text = self.string(f)?;
+        let path = self.resolve_path(&text);
+        let certs = match read_pem_certs(&path) {
+            Ok(c) => c,
+            Err(msg) => {
+                self.err(&f.referenced, msg);
+                return None;
+            }
+        };
+        let mut out = Vec::new();
+        for der in certs {
+            // pingora's WrappedX509 panics on DER it cannot parse; rustls'
+            // root store parses it first so only well-formed certs get there.
+            let mut probe = RootCertStore::empty();
+            if let Err(e) = probe.add(der.clone()) {
+                self.err(
+                    &f.referenced,
+                    format!("{}: not a usable CA certificate: {e}", path.display()),
+                );
+                return None;
+            }
+            out.push(WrappedX509::new(der.as_ref().to_vec(), parse_x509));
+        }
+        Some(Arc::from(out))
+    }
+
+    /// Expand `${VAR}`s in a scalar, recording an error at its location.
+    fn string(&mut self, s: &Str) -> Option<String> {
+        match expand(&s.value, self.env) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.err(&s.referenced, msg);
+                None
+            }
+        }
+    }
+
+    fn resolve_path(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    fn err(&mut self, at: &Location, message: String) {
+        let e = self.located(at, message);
+        self.errors.push(e);
+    }
+
+    fn located(&self, at: &Location, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: at.line(),
+            column: at.column(),
+            message,
+        }
+    }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
+/// Host bits set below the prefix are refused: `10.0.0.1/8` is almost
+/// always a typo for something narrower.
+pub fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
+    let net: IpNetwork = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a CIDR range (e.g. 10.0.0.0/8 or 2001:db8::/32)"))?;
+    if net.network() != net.ip() {
+        return Err(format!(
+            "`{text}` has host bits set; did you mean {}/{}?",
+            net.network(),
+            net.prefix()
+        ));
+    }
+    Ok(net)
+}
+
+fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut bytes.as_slice()).collect();
+    match certs {
+        Ok(c) if !c.is_empty() => Ok(c),
+        Ok(_) => Err(format!("{} holds no PEM certificate", path.display())),
+        Err(e) => Err(format!("{}: malformed PEM: {e}", path.display())),
+    }
+}
+
+fn read_pem_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read private key {}: {e}", path.display()))?;
+    match rustls_pemfile::private_key(&mut bytes.as_slice()) {
+        Ok(Some(k)) => Ok(k),
+        Ok(None) => Err(format!("{} holds no PEM private key", path.display())),
+        Err(e) => Err(format!("{}: malformed PEM: {e}", path.display())),
+    }
+}
+
+/// serde-saphyr appends ` at line L, column C`; the location is already in
+/// the `file:line:col` prefix.
+fn strip_location_suffix(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}

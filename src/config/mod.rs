@@ -1,0 +1,15 @@
+//! Configuration: the YAML file (`raw`), `${VAR}` expansion (`env`),
+//! compilation into an immutable `Snapshot` (`compile`), and the live
+//! handle that publishes snapshots to requests (`store`).
+
+pub mod compile;
+pub mod duration;
+pub mod env;
+pub mod raw;
+pub mod snapshot;
+pub mod store;
+
+pub use compile::{load_file, load_str, ConfigError, ConfigErrors};
+pub use env::{EnvLookup, ProcessEnv};
+pub use snapshot::Snapshot;
+pub use store::ConfigStore;

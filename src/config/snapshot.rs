@@ -1,0 +1,135 @@
+//! The compiled, immutable configuration one request sees from its first
+//! phase to its last. Built once per load by `compile`; never mutated.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use pingora_core::tls::sign::CertifiedKey;
+use pingora_core::utils::tls::WrappedX509;
+
+use crate::request::TrustedProxies;
+use crate::route::RouteTable;
+
+/// Identifies one loaded configuration in audit records and metrics: a
+/// digest of the file's bytes, so the same file always has the same version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigVersion(pub String);
+
+impl fmt::Display for ConfigVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteName(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpstreamName(pub String);
+
+pub struct Snapshot {
+    pub version: ConfigVersion,
+    pub source: PathBuf,
+    pub listeners: Vec<Listener>,
+    pub admin: Option<Admin>,
+    pub trusted_proxies: TrustedProxies,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    pub routes: RouteTable<Arc<Route>>,
+    pub audit: AuditSettings,
+    /// Header names the gateway never forwards from a client: credentials,
+    /// cookies, every injected upstream header and identity headers.
+    pub strip_request_headers: Vec<HeaderName>,
+}
+
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub tls: Option<Arc<CertifiedKey>>,
+}
+
+pub struct Admin {
+    pub addr: SocketAddr,
+    /// Bearer token for everything but `/healthz` and `/readyz`.
+    pub token: Option<String>,
+}
+
+pub struct Upstream {
+    pub name: UpstreamName,
+    pub target: UpstreamTarget,
+    pub tls: bool,
+    /// Host name for SNI, certificate verification and the `Host` header.
+    pub host: String,
+    pub port: u16,
+    /// `host` or `host:port`, as the upstream expects in `Host`.
+    pub host_header: HeaderValue,
+    /// Injected on every forwarded request, replacing any client copy.
+    pub inject: Vec<(HeaderName, HeaderValue)>,
+    pub timeouts: Timeouts,
+    pub ca: Option<Arc<[WrappedX509]>>,
+}
+
+impl Upstream {
+    /// Whether `value` (a response header value) contains one of this
+    /// upstream's injected secrets, so it must not reach the client.
+    pub fn leaks_secret(&self, value: &[u8]) -> bool {
+        self.inject.iter().any(|(_, secret)| {
+            let s = secret.as_bytes();
+            s.len() >= 8 && value.windows(s.len()).any(|w| w == s)
+        })
+    }
+}
+
+/// Where an upstream is: a socket address known at load time, or a DNS
+/// name resolved when connecting.
+#[derive(Debug, Clone)]
+pub enum UpstreamTarget {
+    Addr(SocketAddr),
+    Dns(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(30),
+            write: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Route {
+    pub name: RouteName,
+    pub upstream: Arc<Upstream>,
+    pub auth: AuthMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No caller authentication (health probes, public webhooks' handshake).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// `None` means stdout.
+    pub path: Option<PathBuf>,
+    pub hash_chain: bool,
+    pub fail_closed: bool,
+    pub queue: usize,
+    pub rotate_max_size: Option<u64>,
+    pub rotate_keep: usize,
+}

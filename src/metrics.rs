@@ -1,0 +1,239 @@
+//! Prometheus counters and the request latency histogram, rendered in the
+//! text exposition format by the admin listener.
+//!
+//! Label sets are small (route × verdict × reason) and fixed per config, so
+//! a read-mostly map of atomics is enough: the first request of a label set
+//! takes a write lock once; every later one a read lock and an atomic add.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Family<(String, &'static str, &'static str)>,
+    upstream_errors: Family<(String, &'static str)>,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+/// Values that live elsewhere (the audit writer's own counters) and are
+/// read at scrape time.
+pub struct External {
+    pub audit_written: u64,
+    pub audit_failed: u64,
+    pub audit_refused: u64,
+    pub config_version: String,
+    pub ready: bool,
+}
+
+impl Metrics {
+    /// Count one finished request.
+    pub fn record_request(
+        &self,
+        route: Option<&str>,
+        verdict: &'static str,
+        reason: Option<&'static str>,
+        elapsed: Duration,
+    ) {
+        let key = (
+            route.unwrap_or("").to_string(),
+            verdict,
+            reason.unwrap_or(""),
+        );
+        self.requests.inc(key);
+        let secs = elapsed.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Count one failed attempt to reach an upstream.
+    pub fn record_upstream_error(&self, upstream: &str, kind: &'static str) {
+        self.upstream_errors.inc((upstream.to_string(), kind));
+    }
+
+    /// Render everything in the Prometheus text format.
+    pub fn render(&self, ext: &External) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP chatwarden_requests_total Requests by route, decision and reason.\n");
+        out.push_str("# TYPE chatwarden_requests_total counter\n");
+        for ((route, verdict, reason), n) in self.requests.snapshot() {
+            let _ = writeln!(
+                out,
+                "chatwarden_requests_total{{route=\"{}\",decision=\"{verdict}\",reason=\"{reason}\"}} {n}",
+                escape_label(&route)
+            );
+        }
+        out.push_str(
+            "# HELP chatwarden_request_duration_seconds Time from first byte to audit record.\n",
+        );
+        out.push_str("# TYPE chatwarden_request_duration_seconds histogram\n");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let n = self.latency_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "chatwarden_request_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "chatwarden_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "chatwarden_request_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "chatwarden_request_duration_seconds_count {count}");
+
+        out.push_str("# HELP chatwarden_upstream_errors_total Failed upstream exchanges by upstream and kind.\n");
+        out.push_str("# TYPE chatwarden_upstream_errors_total counter\n");
+        for ((upstream, kind), n) in self.upstream_errors.snapshot() {
+            let _ = writeln!(
+                out,
+                "chatwarden_upstream_errors_total{{upstream=\"{}\",kind=\"{kind}\"}} {n}",
+                escape_label(&upstream)
+            );
+        }
+        for (name, help, value) in [
+            (
+                "chatwarden_audit_records_written_total",
+                "Audit records written to the sink.",
+                ext.audit_written,
+            ),
+            (
+                "chatwarden_audit_records_failed_total",
+                "Audit records the sink could not write.",
+                ext.audit_failed,
+            ),
+            (
+                "chatwarden_audit_records_refused_total",
+                "Audit records refused because the queue was full (fail_closed).",
+                ext.audit_refused,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_config_info The loaded configuration.\n# TYPE chatwarden_config_info gauge\nchatwarden_config_info{{version=\"{}\"}} 1",
+            escape_label(&ext.config_version)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_ready Whether the gateway is serving.\n# TYPE chatwarden_ready gauge\nchatwarden_ready {}",
+            u8::from(ext.ready)
+        );
+        out
+    }
+}
+
+/// A counter family keyed by its label values.
+struct Family<K> {
+    map: RwLock<BTreeMap<K, AtomicU64>>,
+}
+
+impl<K> Default for Family<K> {
+    fn default() -> Self {
+        Family {
+            map: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl<K: Ord + Clone> Family<K> {
+    fn inc(&self, key: K) {
+        // A poisoned lock only means another thread panicked mid-insert;
+        // the map itself is still consistent, so keep counting.
+        {
+            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = map.get(&key) {
+                c.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Vec<(K, u64)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext() -> External {
+        External {
+            audit_written: 3,
+            audit_failed: 0,
+            audit_refused: 0,
+            config_version: "abc".into(),
+            ready: true,
+        }
+    }
+
+    #[test]
+    fn counts_requests_by_labels_and_renders_them() {
+        let m = Metrics::default();
+        m.record_request(Some("crm"), "allow", None, Duration::from_millis(2));
+        m.record_request(Some("crm"), "allow", None, Duration::from_millis(3));
+        m.record_request(None, "deny", Some("no_route"), Duration::from_micros(100));
+        let text = m.render(&ext());
+        assert!(
+            text.contains(
+                "chatwarden_requests_total{route=\"crm\",decision=\"allow\",reason=\"\"} 2"
+            ),
+            "two allowed crm requests should be counted:\n{text}"
+        );
+        assert!(
+            text.contains(
+                "chatwarden_requests_total{route=\"\",decision=\"deny\",reason=\"no_route\"} 1"
+            ),
+            "the no_route denial should be counted:\n{text}"
+        );
+        assert!(
+            text.contains("chatwarden_request_duration_seconds_count 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatwarden_request_duration_seconds_bucket{le=\"0.0025\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatwarden_audit_records_written_total 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c"), "a\\\"b\\\\c");
+    }
+}

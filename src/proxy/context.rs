@@ -1,0 +1,44 @@
+//! Per-request state carried across pingora's phases.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::config::Snapshot;
+use crate::decision::Reason;
+use crate::gate::Admission;
+
+pub struct RequestCtx {
+    /// Taken once in the first phase; every later phase uses this one.
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub received_at: SystemTime,
+    pub started: Instant,
+    pub request_id: String,
+    pub client_ip: Option<IpAddr>,
+    pub admitted: Option<Admission>,
+    /// Set when the gateway refused the request or failed to proxy it.
+    pub refused: Option<Reason>,
+    /// Names of the rules that decided (dry-run hits included).
+    pub rules: Vec<String>,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        RequestCtx {
+            snapshot: None,
+            received_at: SystemTime::now(),
+            started: Instant::now(),
+            request_id: String::new(),
+            client_ip: None,
+            admitted: None,
+            refused: None,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,55 @@
+//! Classifying pingora's errors into the gateway's reason codes.
+
+use pingora_error::{Error, ErrorSource, ErrorType};
+
+use crate::decision::Reason;
+
+/// What a proxying error means for the client. `None` when the client
+/// itself went away and no response can be written.
+pub fn classify(e: &Error) -> Option<Reason> {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            return Some(Reason::UpstreamTimeout);
+        }
+        _ => {}
+    }
+    match e.esource() {
+        ErrorSource::Upstream => Some(Reason::UpstreamError),
+        ErrorSource::Downstream => match e.etype() {
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
+            _ => Some(Reason::BadRequest),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => Some(Reason::UpstreamError),
+    }
+}
+
+/// A short label for the upstream error metric.
+pub fn kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout => "connect_timeout",
+        ErrorType::ReadTimedout => "read_timeout",
+        ErrorType::WriteTimedout => "write_timeout",
+        ErrorType::ConnectRefused => "connect_refused",
+        ErrorType::ConnectError | ErrorType::ConnectNoRoute => "connect_error",
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+            "tls"
+        }
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error => "protocol",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_504_and_refusals_502() {
+        let e = Error::new_up(ErrorType::ConnectTimedout);
+        assert_eq!(classify(&e), Some(Reason::UpstreamTimeout));
+        let e = Error::new_up(ErrorType::ConnectRefused);
+        assert_eq!(classify(&e), Some(Reason::UpstreamError));
+        let e = Error::new_down(ErrorType::ConnectionClosed);
+        assert_eq!(classify(&e), None, "a vanished client gets no response");
+    }
+}

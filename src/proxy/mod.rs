@@ -1,0 +1,225 @@
+//! The pingora adapter. Each phase translates pingora's callback into a
+//! call on a pingora-free core (`gate`, `config`, `audit`, `metrics`) and
+//! keeps nothing but plumbing here.
+
+mod context;
+mod failure;
+mod forward;
+mod record;
+mod respond;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+pub use context::RequestCtx;
+pub use respond::error_body;
+
+use crate::audit::AuditSink;
+use crate::config::ConfigStore;
+use crate::gate;
+use crate::metrics::Metrics;
+use crate::request::request_id;
+
+/// The gateway service: shared, immutable handles only. Per-request state
+/// lives in `RequestCtx`.
+pub struct Gateway {
+    pub store: ConfigStore,
+    pub audit: AuditSink,
+    pub metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let snapshot = self.store.load();
+        let peer_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if let Some(peer) = peer_ip {
+            let headers = &session.req_header().headers;
+            let xff = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            let resolved = snapshot.trusted_proxies.resolve(peer, xff);
+            ctx.client_ip = Some(resolved.ip);
+            let incoming_id = headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|_| snapshot.trusted_proxies.is_trusted(peer))
+                .and_then(request_id::accept_incoming);
+            ctx.request_id = incoming_id.map_or_else(request_id::generate, str::to_string);
+        } else {
+            ctx.request_id = request_id::generate();
+        }
+        ctx.snapshot = Some(snapshot);
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(snapshot) = ctx.snapshot.clone() else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "request without a config snapshot",
+            );
+        };
+        let wire = wire_facts(session);
+        let req = session.req_header();
+        match gate::admit(&snapshot, &req.method, req.raw_path(), &req.headers, wire) {
+            Ok(admission) => {
+                ctx.admitted = Some(admission);
+                Ok(false)
+            }
+            Err(refusal) => {
+                tracing::debug!(request_id = %ctx.request_id, reason = %refusal.reason, detail = %refusal.detail, "refused");
+                ctx.refused = Some(refusal.reason);
+                respond::refuse(session, refusal.reason, &ctx.request_id, false).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(admission) = &ctx.admitted else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "no admitted route for upstream_peer",
+            );
+        };
+        forward::peer(&admission.route.upstream).await
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(snapshot), Some(admission)) = (&ctx.snapshot, &ctx.admitted) else {
+            return Error::e_explain(ErrorType::InternalError, "forwarding an unadmitted request");
+        };
+        let client_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        forward::rewrite_request(
+            upstream_request,
+            snapshot,
+            admission,
+            ctx.client_ip,
+            &ctx.request_id,
+            client_tls,
+        )
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(admission) = &ctx.admitted {
+            // An upstream that echoes request headers must not hand the
+            // injected credential to the client.
+            let upstream = &admission.route.upstream;
+            let leaking: Vec<http::HeaderName> = upstream_response
+                .headers
+                .iter()
+                .filter(|(_, v)| upstream.leaks_secret(v.as_bytes()))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in leaking {
+                tracing::warn!(request_id = %ctx.request_id, header = %name, "dropped a response header carrying an upstream credential");
+                upstream_response.remove_header(&name);
+            }
+        }
+        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let reason = failure::classify(e);
+        if let (Some(r), Some(admission)) = (reason, &ctx.admitted) {
+            if r.is_failure() {
+                self.metrics
+                    .record_upstream_error(&admission.route.upstream.name.0, failure::kind(e));
+            }
+        }
+        let code = match reason {
+            Some(r) => {
+                ctx.refused = Some(r);
+                // pingora will not reuse the connection after a proxying
+                // failure; say so, or the client may send its next request
+                // into a closing socket.
+                if session.response_written().is_none() {
+                    if let Err(write_err) = respond::refuse(session, r, &ctx.request_id, true).await
+                    {
+                        tracing::debug!(request_id = %ctx.request_id, error = %write_err, "could not write error response");
+                    }
+                }
+                r.status()
+            }
+            None => 0,
+        };
+        tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let rec = record::build(session, e, ctx);
+        self.metrics.record_request(
+            rec.route.as_deref(),
+            rec.decision.as_str(),
+            rec.reason.map(|r| r.code()),
+            ctx.started.elapsed(),
+        );
+        if let Err(err) = self.audit.submit(rec).await {
+            tracing::error!(request_id = %ctx.request_id, error = %err, "audit record refused");
+        }
+    }
+}
+
+/// Facts about the raw HTTP/1 header block that parsing erased.
+fn wire_facts(session: &Session) -> gate::WireFacts {
+    let mut facts = gate::WireFacts::default();
+    if !session
+        .req_header()
+        .headers
+        .contains_key(http::header::TRANSFER_ENCODING)
+    {
+        return facts;
+    }
+    if let ServerSession::H1(h1) = session.as_downstream() {
+        let raw = h1.get_headers_raw_bytes();
+        facts.content_length_with_transfer_encoding = raw
+            .split(|b| *b == b'\n')
+            .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"));
+    }
+    facts
+}

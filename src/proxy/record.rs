@@ -1,0 +1,64 @@
+//! The audit record of one request, assembled in the logging phase from
+//! what the phases left in the context.
+
+use pingora_core::Error;
+use pingora_proxy::Session;
+use time::OffsetDateTime;
+
+use super::RequestCtx;
+use crate::audit::AuditRecord;
+use crate::decision::Decision;
+
+/// Longest path kept from a refused request; a refused path may be junk
+/// of any length and must not bloat the audit file.
+const MAX_RAW_PATH: usize = 512;
+
+pub fn build(session: &Session, _error: Option<&Error>, ctx: &RequestCtx) -> AuditRecord {
+    let req = session.req_header();
+    let path = match &ctx.admitted {
+        Some(a) => a.path.as_str().to_string(),
+        None => raw_path_for_audit(req.raw_path()),
+    };
+    let version = ctx
+        .snapshot
+        .as_ref()
+        .map(|s| s.version.0.clone())
+        .unwrap_or_default();
+    let client_ip = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let mut rec = AuditRecord::request(
+        OffsetDateTime::from(ctx.received_at),
+        ctx.request_id.clone(),
+        version,
+        client_ip,
+        req.method.as_str(),
+        path,
+    );
+    if let Some(a) = &ctx.admitted {
+        rec = rec.route(a.route.name.0.clone(), a.route.upstream.name.0.clone());
+    }
+    let decision = match (ctx.refused, &ctx.admitted) {
+        (Some(reason), _) => Some(Decision::Deny(reason)),
+        (None, Some(_)) => Some(Decision::Allow),
+        (None, None) => None,
+    };
+    if let Some(d) = decision {
+        rec = rec.decision(d);
+    }
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    rec.rules(ctx.rules.clone()).response(
+        status,
+        session.body_bytes_sent() as u64,
+        ctx.started.elapsed(),
+    )
+}
+
+/// The query string is left out: it often carries customer data
+/// (`contacts/search?q=+44…`). Non-UTF-8 bytes are replaced.
+fn raw_path_for_audit(raw: &[u8]) -> String {
+    let path = raw.split(|b| *b == b'?').next().unwrap_or_default();
+    let text = String::from_utf8_lossy(path);
+    match text.char_indices().nth(MAX_RAW_PATH) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.into_owned(),
+    }
+}

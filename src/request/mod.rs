@@ -1,0 +1,20 @@
+//! Request hygiene: the checks every request passes before routing.
+//!
+//! - [`normalize`]: the one canonical path that policy matches and the
+//!   upstream receives (invariant 2).
+//! - [`hygiene`]: framing that two HTTP parsers could disagree on.
+//! - [`client_ip`]: the client address, believing `X-Forwarded-For` only
+//!   from trusted proxies (invariant 3).
+//! - [`request_id`]: the id that ties the audit record, the error body and
+//!   the upstream request together.
+//!
+//! Pure code: no pingora types, no config loader; the gateway adapts.
+
+pub mod client_ip;
+pub mod hygiene;
+pub mod normalize;
+pub mod request_id;
+
+pub use client_ip::{ClientAddr, TrustedProxies};
+pub use hygiene::{check_framing, FramingError};
+pub use normalize::{normalize_path, NormalizedPath, PathError, MAX_PATH_LEN};

@@ -1,0 +1,178 @@
+//! Wiring: one pingora `Server` with the gateway proxy on every configured
+//! listener, the admin listener, and the audit writer as a background
+//! service, so they all start and stop together.
+
+use std::sync::Arc;
+
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
+use pingora_core::tls::sign::CertifiedKey;
+use pingora_core::tls::{ClientHello, ResolvesServerCert};
+use thiserror::Error;
+
+use crate::admin::AdminApp;
+use crate::audit::{
+    audit_channel, AuditOptions, AuditSink, AuditStats, AuditTarget, OverflowPolicy, RotateOptions,
+};
+use crate::config::{ConfigStore, Snapshot};
+use crate::metrics::Metrics;
+use crate::proxy::Gateway;
+
+/// How the process runs pingora (not part of the policy file: these are
+/// deployment choices that cannot change on reload).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Worker threads for the proxy service.
+    pub threads: usize,
+    /// Run in the background (pingora's `-d`).
+    pub daemon: bool,
+    /// Take over the listening sockets of a running instance (pingora's
+    /// `-u`, graceful upgrade).
+    pub upgrade: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            daemon: false,
+            upgrade: false,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("the config has no listeners: add at least one under `listeners:`")]
+    NoListeners,
+    #[error("cannot open the audit sink: {0}")]
+    Audit(#[from] std::io::Error),
+    #[error("pingora: {0}")]
+    Pingora(String),
+}
+
+/// Handles that outlive construction: tests and the demo use them to read
+/// counters, flush the audit file or publish a new config.
+#[derive(Clone)]
+pub struct Handles {
+    pub store: ConfigStore,
+    pub audit: AuditSink,
+    pub audit_stats: Arc<AuditStats>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Build a ready-to-run server for `snapshot`.
+pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles), StartError> {
+    if snapshot.listeners.is_empty() {
+        return Err(StartError::NoListeners);
+    }
+    let mut conf = ServerConf {
+        threads: opts.threads.max(1),
+        // Measured on this kind of machine: work stealing costs more than
+        // it balances for a proxy whose requests are short and uniform.
+        work_stealing: false,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    conf.daemon = opts.daemon;
+    let opt = Opt {
+        daemon: opts.daemon,
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+
+    let a = &snapshot.audit;
+    let target = match &a.path {
+        Some(p) => AuditTarget::File(p.clone()),
+        None => AuditTarget::Stdout,
+    };
+    let (audit, writer) = audit_channel(
+        target,
+        AuditOptions {
+            capacity: a.queue,
+            overflow: if a.fail_closed {
+                OverflowPolicy::FailClosed
+            } else {
+                OverflowPolicy::Backpressure
+            },
+            hash_chain: a.hash_chain,
+            rotate: a.rotate_max_size.map(|max_size| RotateOptions {
+                max_size,
+                keep: a.rotate_keep,
+            }),
+        },
+    )?;
+    let audit_stats = writer.stats();
+    let metrics = Arc::new(Metrics::default());
+
+    let listeners: Vec<_> = snapshot
+        .listeners
+        .iter()
+        .map(|l| (l.addr, l.tls.clone()))
+        .collect();
+    let admin_addr = snapshot.admin.as_ref().map(|a| a.addr);
+    let store = ConfigStore::new(snapshot);
+
+    let gateway = Gateway {
+        store: store.clone(),
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+    };
+    let mut proxy =
+        pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");
+    for (addr, tls) in listeners {
+        let addr = addr.to_string();
+        match tls {
+            None => proxy.add_tcp(&addr),
+            Some(key) => {
+                let mut settings = TlsSettings::intermediate("", "")
+                    .map_err(|e| StartError::Pingora(e.to_string()))?;
+                settings.set_cert_resolver(Arc::new(FixedCert(key)));
+                settings.enable_h2();
+                proxy.add_tls_with_settings(&addr, None, settings);
+            }
+        }
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = admin_addr {
+        let mut admin = Service::new(
+            "chatwarden admin".to_string(),
+            AdminApp {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                audit_stats: audit_stats.clone(),
+            },
+        );
+        admin.add_tcp(&addr.to_string());
+        server.add_service(admin);
+    }
+    server.add_service(background_service("chatwarden audit writer", writer));
+    server.bootstrap();
+    store.set_ready();
+
+    Ok((
+        server,
+        Handles {
+            store,
+            audit,
+            audit_stats,
+            metrics,
+        },
+    ))
+}
+
+/// Serves the certificate validated when the config was compiled.
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}

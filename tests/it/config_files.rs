@@ -1,0 +1,137 @@
+//! Every file in `config/` must compile, and `check` must locate problems.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chatwarden::config::{load_file, load_str};
+
+fn placeholder_env() -> HashMap<String, String> {
+    // Values for every ${VAR} the shipped configs reference, as an operator
+    // or the demo would set them; certificates are made here, now.
+    let pki = std::env::temp_dir().join(format!("chatwarden-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&pki).expect("pki dir");
+    if !pki.join("cert.pem").exists() {
+        crate::harness::make_pki(&pki);
+    }
+    let mut env: HashMap<String, String> = [
+        ("TLS_CERT_FILE", pki.join("cert.pem").display().to_string()),
+        ("TLS_KEY_FILE", pki.join("key.pem").display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    env.extend(
+        [
+            ("DEMO_CRM_URL", "http://127.0.0.1:1"),
+            ("DEMO_WHATSAPP_URL", "http://127.0.0.1:2"),
+            ("DEMO_CRM_TOKEN", "demo-crm-token"),
+            ("DEMO_META_TOKEN", "demo-meta-token"),
+            ("DEMO_AUDIT", "/tmp/chatwarden-test-audit.jsonl"),
+            ("CRM_API_TOKEN", "crm-token"),
+            ("META_ACCESS_TOKEN", "meta-token"),
+            ("CHATWARDEN_ADMIN_TOKEN", "admin-token-0123456789"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env
+}
+
+#[test]
+fn every_shipped_config_compiles() {
+    let env = placeholder_env();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("config dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml")
+            || path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("cases"))
+        {
+            continue;
+        }
+        if let Err(e) = load_file(&path, &env) {
+            panic!("{} should compile:\n{e}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "expected the demo and example configs in config/, found {checked}"
+    );
+}
+
+fn errors_of(yaml: &str) -> Vec<String> {
+    let env = placeholder_env();
+    match load_str(yaml, Path::new("bad.yaml"), &env) {
+        Ok(_) => panic!("config should be refused:\n{yaml}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn problems_are_reported_with_file_line_and_column() {
+    let yaml = "\
+listeners:
+  - {name: a, addr: \"127.0.0.1:8080\"}
+network:
+  trusted_proxies: [10.0.0.0/33, 10.0.0.1/8]
+upstreams:
+  crm: {url: \"http://127.0.0.1:9\"}
+routes:
+  - {name: r1, upstream: nope, path: /a, auth: none}
+  - {name: r1, upstream: crm, path: /b, auth: none}
+";
+    let errors = errors_of(yaml);
+    let expect = [
+        "bad.yaml:4:21: `10.0.0.0/33` is not a CIDR range",
+        "bad.yaml:4:34: `10.0.0.1/8` has host bits set",
+        "bad.yaml:8:26: route `r1` names unknown upstream `nope`",
+        "bad.yaml:9:12: duplicate route name `r1`",
+    ];
+    for e in expect {
+        assert!(
+            errors.iter().any(|got| got.starts_with(e)),
+            "expected an error starting with `{e}`, got:\n{}",
+            errors.join("\n")
+        );
+    }
+    assert_eq!(
+        errors.len(),
+        expect.len(),
+        "every problem reported once:\n{}",
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn unknown_keys_and_unreadable_certs_are_errors() {
+    let errors = errors_of("listeners:\n  - {name: a, addr: \"127.0.0.1:1\", colour: blue}\n");
+    assert!(errors[0].starts_with("bad.yaml:2:"), "{errors:?}");
+    assert!(errors[0].contains("unknown field `colour`"), "{errors:?}");
+
+    let errors = errors_of(
+        "listeners:\n  - name: a\n    addr: \"127.0.0.1:1\"\n    tls: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}\n",
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("bad.yaml:4:17: cannot read certificate /nonexistent/cert.pem")),
+        "{errors:?}"
+    );
+
+    let errors = errors_of("upstreams:\n  crm:\n    url: http://127.0.0.1:1\n    headers: {x-key: \"${UNSET_SECRET_VAR}\"}\n");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("environment variable UNSET_SECRET_VAR is not set")),
+        "a missing secret names its variable: {errors:?}"
+    );
+}
+
+#[test]
+fn malformed_yaml_is_located() {
+    let errors = errors_of("listeners: [\n");
+    assert!(errors[0].starts_with("bad.yaml:"), "{errors:?}");
+}

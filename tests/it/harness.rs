@@ -1,0 +1,180 @@
+//! The in-process harness: a real chatwarden (pingora) server on a free
+//! loopback port, in front of real HTTP upstreams on port 0. Later suites
+//! reuse it; nothing here is mocked.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chatwarden::config::{env::Overlay, load_str, ProcessEnv};
+use chatwarden::server::{self, Handles, RunOptions};
+use pingora_core::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use tempfile::TempDir;
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub handles: Handles,
+    pub dir: TempDir,
+    pub audit_path: PathBuf,
+}
+
+/// Start a gateway on `yaml`. `${UP_<NAME>}` variables are filled from
+/// `vars`; `${LISTEN}`, `${ADMIN}` and `${AUDIT}` are provided here.
+pub async fn start(yaml: &str, vars: &[(&str, String)]) -> TestGateway {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = free_addr();
+    let admin = free_addr();
+    let audit_path = dir.path().join("audit.jsonl");
+    let mut env: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    env.insert("LISTEN".into(), addr.to_string());
+    env.insert("ADMIN".into(), admin.to_string());
+    env.insert("AUDIT".into(), audit_path.display().to_string());
+    env.insert("DIR".into(), dir.path().display().to_string());
+    let config_path = dir.path().join("chatwarden.yaml");
+    std::fs::write(&config_path, yaml).expect("write config");
+    let snapshot = load_str(
+        yaml,
+        &config_path,
+        &Overlay {
+            top: &env,
+            base: &ProcessEnv,
+        },
+    )
+    .unwrap_or_else(|e| panic!("test config should compile:\n{e}"));
+    let (server, handles) = server::build(
+        snapshot,
+        &RunOptions {
+            threads: 1,
+            daemon: false,
+            upgrade: false,
+        },
+    )
+    .expect("server should build");
+    std::thread::spawn(move || {
+        server.run(RunArgs {
+            shutdown_signal: Box::new(NeverShutdown),
+        })
+    });
+    wait_listening(addr).await;
+    wait_listening(admin).await;
+    TestGateway {
+        addr,
+        admin,
+        handles,
+        dir,
+        audit_path,
+    }
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Wait until at least `n` audit records are on disk, then return all
+    /// of them. The record of a request is written in its logging phase,
+    /// just after the response, so a test polls (bounded) rather than
+    /// sleeping a guessed amount.
+    pub async fn audit_records(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let _ = self.handles.audit.flush().await;
+            let records = read_jsonl(&self.audit_path);
+            if records.len() >= n || Instant::now() > deadline {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+    }
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+/// A loopback address whose port was free a moment ago. pingora binds its
+/// own listeners, so the port cannot be handed over already bound.
+pub fn free_addr() -> SocketAddr {
+    let l = StdListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr")
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not start listening on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+struct NeverShutdown;
+
+#[async_trait]
+impl ShutdownSignalWatch for NeverShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        std::future::pending::<()>().await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// Send raw bytes and read the whole response (the gateway closes the
+/// connection after `Connection: close` or a 400).
+pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn status_of(raw_response: &str) -> u16 {
+    raw_response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {raw_response:?}"))
+}
+
+/// A CA and a `localhost` leaf certificate made at test time, written as
+/// `cert.pem` / `key.pem` into `dir`. Returns the CA's PEM.
+pub fn make_pki(dir: &Path) -> String {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "chatwarden test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).expect("write cert");
+    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).expect("write key");
+    ca.pem()
+}

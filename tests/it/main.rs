@@ -1,0 +1,12 @@
+//! The one integration test binary: the real proxy, in-process, against
+//! real upstreams on loopback; plus a few tests that spawn the built binary.
+
+mod harness;
+mod upstream;
+
+mod audit;
+mod cli;
+mod config_files;
+mod hygiene;
+mod proxy;
+mod tls;

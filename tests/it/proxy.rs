@@ -1,0 +1,424 @@
+//! Forwarding, default deny, header hygiene and upstream failures, each
+//! checked on the upstream side as well as the client's.
+
+use crate::harness::{self, TestGateway};
+use crate::upstream::EchoUpstream;
+
+pub const SECRET: &str = "crm-secret-value-0123456789";
+
+pub fn config() -> String {
+    r#"
+listeners:
+  - {name: main, addr: "${LISTEN}"}
+admin: {addr: "${ADMIN}"}
+network:
+  trusted_proxies: [10.0.0.0/8]
+upstreams:
+  crm:
+    url: ${UP_CRM}
+    headers:
+      x-api-key: ${CRM_KEY}
+    timeouts: {connect: 1s, read: 300ms}
+  dead:
+    url: ${UP_DEAD}
+    timeouts: {connect: 1s, read: 1s}
+routes:
+  - {name: contacts, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts", auth: none}
+  - {name: contact, upstream: crm, methods: [GET, PATCH], path: "/api/v1/accounts/{account_id}/contacts/{id}", auth: none}
+  - {name: leak, upstream: crm, methods: [GET], path: "/leak", auth: none}
+  - {name: hang, upstream: crm, methods: [GET], path: "/hang", auth: none}
+  - {name: dead, upstream: dead, methods: [GET], path: "/dead", auth: none}
+audit:
+  path: ${AUDIT}
+  hash_chain: true
+"#
+    .to_string()
+}
+
+pub async fn start() -> (TestGateway, EchoUpstream) {
+    let up = EchoUpstream::start().await;
+    // A port with nothing listening: connection refused.
+    let dead = harness::free_addr();
+    let gw = harness::start(
+        &config(),
+        &[
+            ("UP_CRM", up.url()),
+            ("UP_DEAD", format!("http://{dead}")),
+            ("CRM_KEY", SECRET.to_string()),
+        ],
+    )
+    .await;
+    (gw, up)
+}
+
+#[tokio::test]
+async fn allowed_request_reaches_the_upstream_with_injected_credential() {
+    let (gw, up) = start().await;
+    let resp = gw
+        .client()
+        .get(gw.url("/api/v1/accounts/1/contacts?page=2"))
+        .header("authorization", "Bearer client-token")
+        .header("cookie", "session=abc")
+        .header("x-api-key", "client-forged-key")
+        .header("x-chatwarden-sub", "forged-admin")
+        .header("x-forwarded-for", "6.6.6.6")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200, "a routed request should be proxied");
+    assert!(
+        resp.headers().contains_key("x-request-id"),
+        "the response should carry the request id"
+    );
+    let seen = up.seen();
+    assert_eq!(
+        seen.len(),
+        1,
+        "exactly one request should reach the upstream"
+    );
+    let h = &seen[0].headers;
+    assert_eq!(
+        seen[0].target, "/api/v1/accounts/1/contacts?page=2",
+        "path and query forwarded"
+    );
+    assert_eq!(
+        h.get("x-api-key").map(|v| v.as_bytes()),
+        Some(SECRET.as_bytes()),
+        "the gateway's credential replaces the client's"
+    );
+    assert_eq!(
+        h.get_all("x-api-key").iter().count(),
+        1,
+        "no client copy of the credential survives"
+    );
+    assert!(
+        h.get("authorization").is_none(),
+        "client Authorization must not be forwarded"
+    );
+    assert!(
+        h.get("cookie").is_none(),
+        "client Cookie must not be forwarded"
+    );
+    assert!(
+        h.get("x-chatwarden-sub").is_none(),
+        "identity headers from the client must not be forwarded"
+    );
+    assert_eq!(
+        h.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        Some("127.0.0.1"),
+        "X-Forwarded-For from an untrusted peer is replaced by the real peer"
+    );
+    assert!(
+        h.get("x-request-id").is_some(),
+        "the request id is passed upstream"
+    );
+    assert_eq!(
+        h.get("host").and_then(|v| v.to_str().ok()),
+        Some(up.addr.to_string().as_str()),
+        "Host is the upstream's"
+    );
+}
+
+#[tokio::test]
+async fn unmatched_requests_never_reach_the_upstream() {
+    let (gw, up) = start().await;
+    let client = gw.client();
+    for (method, path) in [
+        ("GET", "/admin"),
+        ("GET", "/api/v1/accounts/1/contacts/1/secrets"),
+        ("DELETE", "/api/v1/accounts/1/contacts/7"),
+        ("POST", "/api/v1/accounts/1/contacts"),
+        ("GET", "/api/v1/accounts/1/contacts/"),
+        ("GET", "/"),
+    ] {
+        let resp = client
+            .request(method.parse().expect("method"), gw.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            resp.status(),
+            404,
+            "{method} {path} matches no route and should be 404"
+        );
+        let body: serde_json::Value = resp.json().await.expect("JSON error body");
+        assert_eq!(body["reason"], "no_route", "{method} {path}: {body}");
+        assert_eq!(body["error"], "Not Found");
+        assert!(
+            body["request_id"].as_str().is_some_and(|s| s.len() == 32),
+            "{body}"
+        );
+    }
+    assert_eq!(up.count(), 0, "no unmatched request may reach the upstream");
+}
+
+#[tokio::test]
+async fn path_tricks_are_decided_on_the_forwarded_path() {
+    let (gw, up) = start().await;
+    // Each of these normalizes to a routed path: the upstream must see the
+    // normalized form, never the raw one.
+    for (raw, forwarded) in [
+        (
+            "/api/v1/accounts/1/x/../contacts",
+            "/api/v1/accounts/1/contacts",
+        ),
+        (
+            "/api/v1/accounts/1/x/%2e%2e/contacts",
+            "/api/v1/accounts/1/contacts",
+        ),
+        (
+            "//api//v1/accounts/1/contacts",
+            "/api/v1/accounts/1/contacts",
+        ),
+        (
+            "/api/v1/accounts/1/./contacts",
+            "/api/v1/accounts/1/contacts",
+        ),
+        (
+            "/api/v1/accounts/1/%63ontacts",
+            "/api/v1/accounts/1/contacts",
+        ),
+    ] {
+        let before = up.count();
+        let resp = harness::raw_request(
+            gw.addr,
+            format!("GET {raw} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(
+            harness::status_of(&resp),
+            200,
+            "{raw} normalizes to a routed path: {resp}"
+        );
+        let seen = up.seen();
+        assert_eq!(
+            seen.len(),
+            before + 1,
+            "{raw} should reach the upstream once"
+        );
+        assert_eq!(
+            seen[before].target, forwarded,
+            "{raw} must be forwarded normalized"
+        );
+    }
+    // These escape into a path no route allows, or are refused outright.
+    let before = up.count();
+    for (raw, status) in [
+        ("/api/v1/accounts/1/contacts/../../../../admin", 404),
+        ("/api/v1/accounts/1/contacts/..%2f..%2fadmin", 400),
+        ("/api/v1/accounts/1/contacts%2F7", 400),
+        ("/api/v1/accounts/1/contacts/%5C..%5Cadmin", 400),
+        ("/api/v1/accounts/1/contacts/%00", 400),
+        ("/../../etc/passwd", 400),
+        ("/api/v1/accounts/1/contacts/%FF", 400),
+    ] {
+        let resp = harness::raw_request(
+            gw.addr,
+            format!("GET {raw} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(
+            harness::status_of(&resp),
+            status,
+            "{raw} should be {status}: {resp}"
+        );
+    }
+    assert_eq!(up.count(), before, "no path trick may reach the upstream");
+}
+
+#[tokio::test]
+async fn upstream_credentials_echoed_in_response_headers_are_dropped() {
+    let (gw, up) = start().await;
+    let resp = gw
+        .client()
+        .get(gw.url("/leak"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.count(), 1);
+    for (name, value) in resp.headers() {
+        assert!(
+            !value
+                .as_bytes()
+                .windows(SECRET.len())
+                .any(|w| w == SECRET.as_bytes()),
+            "response header {name} leaks the upstream credential"
+        );
+    }
+}
+
+#[tokio::test]
+async fn upstream_failures_answer_502_and_504_with_the_json_contract() {
+    let (gw, _up) = start().await;
+    let client = gw.client();
+    let resp = client.get(gw.url("/dead")).send().await.expect("request");
+    assert_eq!(resp.status(), 502, "a refused upstream connection is a 502");
+    let body: serde_json::Value = resp.json().await.expect("JSON body");
+    assert_eq!(body["reason"], "upstream_error", "{body}");
+
+    let resp = client.get(gw.url("/hang")).send().await.expect("request");
+    assert_eq!(
+        resp.status(),
+        504,
+        "an upstream that does not answer within read timeout is a 504"
+    );
+    let body: serde_json::Value = resp.json().await.expect("JSON body");
+    assert_eq!(body["reason"], "upstream_timeout", "{body}");
+
+    let records = gw.audit_records(2).await;
+    let reasons: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"upstream_error") && reasons.contains(&"upstream_timeout"),
+        "both failures audited: {records:?}"
+    );
+    assert!(
+        records.iter().all(|r| r["decision"] == "error"),
+        "upstream failures are audited as decision=error: {records:?}"
+    );
+
+    let metrics = client
+        .get(format!("http://{}/metrics", gw.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            "chatwarden_upstream_errors_total{upstream=\"dead\",kind=\"connect_refused\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("chatwarden_upstream_errors_total{upstream=\"crm\",kind=\"read_timeout\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_honoured_only_from_trusted_proxies() {
+    let (gw, up) = start().await;
+    // The test client connects from 127.0.0.1, which is not trusted: its
+    // X-Forwarded-For and X-Request-Id are ignored.
+    let resp = gw
+        .client()
+        .get(gw.url("/api/v1/accounts/1/contacts"))
+        .header("x-forwarded-for", "10.1.1.1, 203.0.113.9")
+        .header("x-request-id", "attacker-chosen-id")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_ne!(
+        id, "attacker-chosen-id",
+        "an untrusted peer cannot choose the request id"
+    );
+    let records = gw.audit_records(1).await;
+    assert_eq!(
+        records[0]["client_ip"], "127.0.0.1",
+        "spoofed XFF must not become the client ip"
+    );
+    assert_eq!(
+        up.seen()[0]
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some(id.as_str()),
+        "the upstream sees the same request id as the client and the audit"
+    );
+    assert_eq!(records[0]["request_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_health_readiness_and_metrics() {
+    let (gw, _up) = start().await;
+    let client = gw.client();
+    let _ = client
+        .get(gw.url("/api/v1/accounts/1/contacts"))
+        .send()
+        .await
+        .expect("request");
+    let _ = client.get(gw.url("/nope")).send().await.expect("request");
+    let _ = gw.audit_records(2).await;
+    let admin = |p: &str| format!("http://{}{}", gw.admin, p);
+    assert_eq!(
+        client
+            .get(admin("/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(admin("/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .status(),
+        200
+    );
+    let text = client
+        .get(admin("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.contains(
+            "chatwarden_requests_total{route=\"contacts\",decision=\"allow\",reason=\"\"} 1"
+        ),
+        "the allowed request is counted by route:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "chatwarden_requests_total{route=\"\",decision=\"deny\",reason=\"no_route\"} 1"
+        ),
+        "the denial is counted by reason:\n{text}"
+    );
+    assert!(
+        text.contains("chatwarden_request_duration_seconds_count 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chatwarden_audit_records_written_total 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn request_bodies_are_forwarded_intact() {
+    let (gw, up) = start().await;
+    let body = r#"{"name":"Ada Lovelace","phone_number":"+447700900123"}"#;
+    let resp = gw
+        .client()
+        .patch(gw.url("/api/v1/accounts/1/contacts/7"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let seen = up.seen();
+    assert_eq!(seen[0].method, "PATCH");
+    assert_eq!(
+        seen[0].body.as_ref(),
+        body.as_bytes(),
+        "the body reaches the upstream byte for byte"
+    );
+}

@@ -1,0 +1,80 @@
+//! HTTPS termination with a certificate made at test time; HTTP/2 and
+//! HTTP/1.1 via ALPN.
+
+use crate::harness;
+use crate::upstream::EchoUpstream;
+
+#[tokio::test]
+async fn terminates_tls_with_http2_and_http1() {
+    let up = EchoUpstream::start().await;
+    let pki_dir = tempfile::tempdir().expect("dir");
+    let ca_pem = harness::make_pki(pki_dir.path());
+    let yaml = r#"
+listeners:
+  - name: tls
+    addr: "${LISTEN}"
+    tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}
+admin: {addr: "${ADMIN}"}
+upstreams:
+  crm: {url: "${UP}"}
+routes:
+  - {name: contacts, upstream: crm, methods: [GET], path: /contacts, auth: none}
+audit: {path: "${AUDIT}"}
+"#;
+    let gw = harness::start(
+        yaml,
+        &[
+            ("UP", up.url()),
+            ("PKI", pki_dir.path().display().to_string()),
+        ],
+    )
+    .await;
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca");
+    let url = format!("https://localhost:{}/contacts", gw.addr.port());
+    for (h2, expected) in [
+        (true, http::Version::HTTP_2),
+        (false, http::Version::HTTP_11),
+    ] {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca.clone())
+            .resolve("localhost", gw.addr);
+        builder = if h2 { builder } else { builder.http1_only() };
+        let client = builder.build().expect("client");
+        let resp = client
+            .get(&url)
+            .send()
+            .await
+            .expect("TLS request should succeed");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.version(),
+            expected,
+            "ALPN should negotiate {expected:?}"
+        );
+    }
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2, "both TLS requests reach the upstream");
+    assert_eq!(
+        seen[0]
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok()),
+        Some("https"),
+        "the upstream is told the client used TLS"
+    );
+
+    // A client that does not trust the CA fails the handshake: the
+    // certificate served is the one configured, not some default.
+    let untrusting = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", gw.addr)
+        .build()
+        .expect("client");
+    assert!(
+        untrusting.get(&url).send().await.is_err(),
+        "an unknown CA must fail verification"
+    );
+}
