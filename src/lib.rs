@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod decision;
+pub mod identity;
 pub mod request;
 pub mod route;
 
