@@ -40,6 +40,9 @@ pub struct WireFacts {
 pub struct Refusal {
     pub reason: Reason,
     pub detail: String,
+    /// The normalized path, when normalization got that far: the audit
+    /// records what was decided on, not the raw bytes.
+    pub path: Option<NormalizedPath>,
 }
 
 /// Decide whether a request may go upstream.
@@ -78,6 +81,7 @@ pub fn admit(
         return Err(Refusal {
             reason: Reason::NoRoute,
             detail: format!("no route for {method} {}", path.as_str()),
+            path: Some(path),
         });
     };
     Ok(Admission {
@@ -92,5 +96,6 @@ fn bad_request(detail: String) -> Refusal {
     Refusal {
         reason: Reason::BadRequest,
         detail,
+        path: None,
     }
 }

@@ -16,6 +16,7 @@
 //! PII out of records is the caller's duty.
 
 pub mod chain;
+pub mod query;
 pub mod record;
 pub mod verify;
 pub mod writer;

@@ -1,6 +1,7 @@
 //! The command line: `run`, `check`, `demo`. Each subcommand is a small
 //! function over the library; `main.rs` only calls `cli::main`.
 
+mod audit;
 mod check;
 
 use std::path::PathBuf;
@@ -53,6 +54,41 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9180")]
         admin: String,
     },
+    /// Work with audit files.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of an audit file; exit 1 at the first broken line.
+    Verify { file: PathBuf },
+    /// Print the records that match every given filter.
+    Query {
+        file: PathBuf,
+        #[arg(long)]
+        sub: Option<String>,
+        /// allow, deny or error
+        #[arg(long)]
+        decision: Option<String>,
+        /// A reason code such as outside_hours
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long)]
+        request_id: Option<String>,
+        #[arg(long)]
+        client_ip: Option<String>,
+        /// RFC 3339 UTC timestamp, inclusive (e.g. 2026-11-23T00:00:00.000Z)
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 UTC timestamp, exclusive
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -67,6 +103,35 @@ pub fn main() -> ExitCode {
         } => run(&config, daemon, upgrade, threads),
         Command::Check { config } => check::run(&config),
         Command::Demo { listen, admin } => crate::demo::run(&listen, &admin),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => audit::verify(&file),
+        Command::Audit {
+            command:
+                AuditCommand::Query {
+                    file,
+                    sub,
+                    decision,
+                    reason,
+                    route,
+                    request_id,
+                    client_ip,
+                    since,
+                    until,
+                },
+        } => audit::query(
+            &file,
+            &crate::audit::query::Filter {
+                sub,
+                decision,
+                reason,
+                route,
+                request_id,
+                client_ip,
+                since,
+                until,
+            },
+        ),
     }
 }
 

@@ -365,6 +365,7 @@ impl Compiler<'_> {
             inject,
             timeouts,
             ca,
+            pool_key: pool_key(name),
         })
     }
 
@@ -705,6 +706,13 @@ fn read_pem_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
         Ok(None) => Err(format!("{} holds no PEM private key", path.display())),
         Err(e) => Err(format!("{}: malformed PEM: {e}", path.display())),
     }
+}
+
+fn pool_key(upstream: &str) -> u64 {
+    let digest = Sha256::digest(upstream.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(bytes)
 }
 
 /// serde-saphyr appends ` at line L, column C`; the location is already in

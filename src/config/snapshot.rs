@@ -71,6 +71,11 @@ pub struct Upstream {
     pub inject: Vec<(HeaderName, HeaderValue)>,
     pub timeouts: Timeouts,
     pub ca: Option<Arc<[WrappedX509]>>,
+    /// Separates this upstream's pooled connections from any other
+    /// upstream's at the same address: pingora's pool key ignores the CA,
+    /// so without it a connection verified against one upstream's private
+    /// CA could be reused for another that trusts only the system roots.
+    pub pool_key: u64,
 }
 
 impl Upstream {

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::Snapshot;
 use crate::decision::Reason;
 use crate::gate::Admission;
+use crate::request::NormalizedPath;
 
 pub struct RequestCtx {
     /// Taken once in the first phase; every later phase uses this one.
@@ -16,6 +17,8 @@ pub struct RequestCtx {
     pub request_id: String,
     pub client_ip: Option<IpAddr>,
     pub admitted: Option<Admission>,
+    /// The normalized path of a refused request, when it had one.
+    pub refused_path: Option<NormalizedPath>,
     /// Set when the gateway refused the request or failed to proxy it.
     pub refused: Option<Reason>,
     /// Names of the rules that decided (dry-run hits included).
@@ -31,6 +34,7 @@ impl RequestCtx {
             request_id: String::new(),
             client_ip: None,
             admitted: None,
+            refused_path: None,
             refused: None,
             rules: Vec::new(),
         }

@@ -23,6 +23,7 @@ pub async fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
         UpstreamTarget::Dns(host_port) => resolve(host_port).await?,
     };
     let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
+    peer.group_key = upstream.pool_key;
     let t = upstream.timeouts;
     peer.options.connection_timeout = Some(t.connect);
     peer.options.read_timeout = Some(t.read);
@@ -82,23 +83,19 @@ pub fn rewrite_request(
 }
 
 async fn resolve(host_port: &str) -> Result<SocketAddr> {
-    let mut addrs = tokio::net::lookup_host(host_port).await.map_err(|e| {
-        Error::because(
+    let found = match tokio::net::lookup_host(host_port).await {
+        Ok(mut addrs) => addrs.next(),
+        Err(e) => {
+            tracing::warn!(upstream = host_port, error = %e, "DNS lookup failed");
+            None
+        }
+    };
+    // Sourced upstream, so the client gets 502 upstream_error.
+    found.ok_or_else(|| {
+        Error::explain(
             ErrorType::ConnectNoRoute,
-            format!("resolving {host_port}"),
-            e,
+            format!("{host_port} has no address"),
         )
-    })?;
-    addrs
-        .next()
-        .ok_or_else(|| {
-            Error::explain(
-                ErrorType::ConnectNoRoute,
-                format!("{host_port} has no address"),
-            )
-        })
-        .map_err(|mut e| {
-            e.as_up();
-            e
-        })
+        .into_up()
+    })
 }

@@ -90,6 +90,7 @@ impl ProxyHttp for Gateway {
             Err(refusal) => {
                 tracing::debug!(request_id = %ctx.request_id, reason = %refusal.reason, detail = %refusal.detail, "refused");
                 ctx.refused = Some(refusal.reason);
+                ctx.refused_path = refusal.path;
                 respond::refuse(session, refusal.reason, &ctx.request_id, false).await?;
                 Ok(true)
             }

@@ -15,9 +15,10 @@ const MAX_RAW_PATH: usize = 512;
 
 pub fn build(session: &Session, _error: Option<&Error>, ctx: &RequestCtx) -> AuditRecord {
     let req = session.req_header();
-    let path = match &ctx.admitted {
-        Some(a) => a.path.as_str().to_string(),
-        None => raw_path_for_audit(req.raw_path()),
+    let path = match (&ctx.admitted, &ctx.refused_path) {
+        (Some(a), _) => a.path.as_str().to_string(),
+        (None, Some(p)) => p.as_str().to_string(),
+        (None, None) => raw_path_for_audit(req.raw_path()),
     };
     let version = ctx
         .snapshot

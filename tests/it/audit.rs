@@ -10,7 +10,7 @@ async fn one_record_per_request_with_the_contract_fields() {
     let paths = [
         ("/api/v1/accounts/1/contacts?q=+447700900123", 200),
         ("/api/v1/accounts/1/contacts/42", 200),
-        ("/no/such/route", 404),
+        ("/no//such/route", 404),
         ("/dead", 502),
     ];
     for (p, status) in paths {
@@ -75,6 +75,10 @@ async fn one_record_per_request_with_the_contract_fields() {
     assert_eq!(records[2]["decision"], "deny");
     assert_eq!(records[2]["reason"], "no_route");
     assert_eq!(records[2]["status"], 404);
+    assert_eq!(
+        records[2]["path"], "/no/such/route",
+        "the audit shows the normalized path that was decided on"
+    );
     assert_eq!(records[3]["decision"], "error");
     assert_eq!(records[3]["reason"], "upstream_error");
 

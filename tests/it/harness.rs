@@ -157,8 +157,9 @@ pub fn status_of(raw_response: &str) -> u16 {
         .unwrap_or_else(|| panic!("not an HTTP response: {raw_response:?}"))
 }
 
-/// A CA and a `localhost` leaf certificate made at test time, written as
-/// `cert.pem` / `key.pem` into `dir`. Returns the CA's PEM.
+/// A CA and a leaf certificate for `localhost` and 127.0.0.1 made at test
+/// time, written as `ca.pem`, `cert.pem` and `key.pem` into `dir`.
+/// Returns the CA's PEM.
 pub fn make_pki(dir: &Path) -> String {
     let ca_key = rcgen::KeyPair::generate().expect("ca key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
@@ -169,12 +170,14 @@ pub fn make_pki(dir: &Path) -> String {
     let ca = ca_params.self_signed(&ca_key).expect("ca cert");
     let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
     let leaf_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("leaf params");
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
     let leaf = leaf_params
         .signed_by(&leaf_key, &issuer)
         .expect("leaf cert");
     std::fs::write(dir.join("cert.pem"), leaf.pem()).expect("write cert");
     std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).expect("write key");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca");
     ca.pem()
 }

@@ -78,3 +78,66 @@ audit: {path: "${AUDIT}"}
         "an unknown CA must fail verification"
     );
 }
+
+#[tokio::test]
+async fn upstream_https_is_verified_against_the_configured_ca() {
+    let pki = tempfile::tempdir().expect("dir");
+    harness::make_pki(pki.path());
+    let up = EchoUpstream::start_tls(pki.path()).await;
+    let yaml = r#"
+listeners:
+  - {name: main, addr: "${LISTEN}"}
+admin: {addr: "${ADMIN}"}
+upstreams:
+  private_crm:
+    url: "https://127.0.0.1:${PORT}"
+    ca_file: "${PKI}/ca.pem"
+    headers: {api_access_token: "private-crm-secret-0001"}
+  unverifiable:
+    url: "https://127.0.0.1:${PORT}"
+routes:
+  - {name: trusted, upstream: private_crm, methods: [GET], path: /contacts, auth: none}
+  - {name: untrusted, upstream: unverifiable, methods: [GET], path: /other, auth: none}
+audit: {path: "${AUDIT}"}
+"#;
+    let gw = harness::start(
+        yaml,
+        &[
+            ("PORT", up.addr.port().to_string()),
+            ("PKI", pki.path().display().to_string()),
+        ],
+    )
+    .await;
+    let client = gw.client();
+    let resp = client
+        .get(gw.url("/contacts"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        resp.status(),
+        200,
+        "an upstream whose certificate chains to ca_file is reachable"
+    );
+    assert_eq!(up.count(), 1);
+    assert_eq!(
+        up.seen()[0]
+            .headers
+            .get("api_access_token")
+            .and_then(|v| v.to_str().ok()),
+        Some("private-crm-secret-0001"),
+        "the credential travels inside TLS"
+    );
+
+    let resp = client.get(gw.url("/other")).send().await.expect("request");
+    assert_eq!(
+        resp.status(),
+        502,
+        "a certificate the system roots do not trust must fail closed"
+    );
+    assert_eq!(
+        up.count(),
+        1,
+        "nothing is sent over an unverified connection"
+    );
+}

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use pingora_core::tls::{CertificateDer, ServerConfig, TlsAcceptor};
 
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -31,6 +32,29 @@ impl EchoUpstream {
     /// echo. Special paths: `/leak` echoes the injected credential header
     /// back as a response header; `/hang` never answers.
     pub async fn start() -> Self {
+        Self::serve(None).await
+    }
+
+    /// The same upstream behind TLS, with the `cert.pem`/`key.pem` that
+    /// `harness::make_pki` wrote into `pki`.
+    pub async fn start_tls(pki: &std::path::Path) -> Self {
+        let cert_pem = std::fs::read(pki.join("cert.pem")).expect("cert");
+        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+            .collect::<Result<_, _>>()
+            .expect("parse cert");
+        let key_pem = std::fs::read(pki.join("key.pem")).expect("key");
+        let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+            .expect("parse key")
+            .expect("a key");
+        pingora_core::tls::install_default_crypto_provider();
+        let config = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        Self::serve(Some(TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn serve(tls: Option<TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -43,11 +67,20 @@ impl EchoUpstream {
                     continue;
                 };
                 let log = log.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle(req, log.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
         });
