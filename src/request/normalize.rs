@@ -105,6 +105,15 @@ pub fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    if is_already_canonical(raw) {
+        return Ok(NormalizedPath(raw.to_string()));
+    }
+    normalize_slow(raw)
+}
+
+/// The full normalization; `normalize_path` skips it for paths that are
+/// already canonical (almost every real request).
+fn normalize_slow(raw: &str) -> Result<NormalizedPath, PathError> {
     let canonical = canonicalize_escapes(raw)?;
     let path = remove_dot_segments(&canonical)?;
     // Encoding raw non-ASCII can triple a byte; check again so an accepted
@@ -119,6 +128,26 @@ pub fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// True when normalization would return `raw` unchanged: only raw `/` and
+/// pchar bytes (no escapes to canonicalize), no empty segment (`//`), and
+/// no segment starting with `.` (so no dot segments to resolve). One pass,
+/// no allocation; anything else takes the full path.
+fn is_already_canonical(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let mut prev = 0u8;
+    for &b in bytes {
+        if b == b'/' {
+            if prev == b'/' {
+                return false;
+            }
+        } else if !is_pchar(b) || (b == b'.' && prev == b'/') {
+            return false;
+        }
+        prev = b;
+    }
+    true
+}
 
 /// Rewrites every byte to its canonical spelling (see the module docs) and
 /// rejects the bytes no server should have to interpret.
@@ -586,5 +615,58 @@ mod tests {
             accepted > 1_000,
             "the corpus should exercise the accept path, got {accepted}"
         );
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_full_normalization() {
+        let mut inputs: Vec<String> = [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b/c",
+            "/api/v1/accounts/1/contacts",
+            "/a;b=c/d",
+            "/~user/x-y_z",
+            "/a/.b",
+            "/a/..b",
+            "/.well-known/x",
+            "/a//b",
+            "/a/./b",
+            "/a/../b",
+            "/%41",
+            "/a%2Fb",
+            "/a b",
+            "/é",
+            "/a/b/",
+            "/:@!$&'()*+,;=",
+            "/a/.",
+            "/a/..",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Deterministic mutations over a small alphabet that exercises every rule.
+        let alphabet = [b'/', b'a', b'.', b'%', b'2', b'F', b';', b'~', b' '];
+        let mut seed: u64 = 0x5eed;
+        for _ in 0..5000 {
+            let len = (seed % 12) as usize + 1;
+            let mut s = String::from("/");
+            for _ in 0..len {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                s.push(char::from(alphabet[(seed >> 33) as usize % alphabet.len()]));
+            }
+            inputs.push(s);
+        }
+        for input in &inputs {
+            if is_already_canonical(input) {
+                assert_eq!(
+                    normalize_slow(input).ok().map(|p| p.0),
+                    Some(input.clone()),
+                    "fast path claims {input:?} is canonical but the full normalization disagrees"
+                );
+            }
+        }
     }
 }
