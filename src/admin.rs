@@ -12,13 +12,17 @@ use pingora_core::protocols::http::ServerSession;
 use sha2::{Digest, Sha256};
 
 use crate::audit::AuditStats;
+use crate::auth::JwksSource;
 use crate::config::ConfigStore;
 use crate::metrics::{External, Metrics};
+use crate::revocation::RuntimeRevocations;
 
 pub struct AdminApp {
     pub store: ConfigStore,
     pub metrics: Arc<Metrics>,
     pub audit_stats: Arc<AuditStats>,
+    pub revocations: Arc<RuntimeRevocations>,
+    pub jwks: Option<Arc<JwksSource>>,
 }
 
 #[async_trait]
@@ -30,8 +34,10 @@ impl ServeHttp for AdminApp {
         let authorized = self.authorized(req.headers.get(http::header::AUTHORIZATION));
         match (method.as_str(), path.as_str()) {
             ("GET", "/healthz") => text(StatusCode::OK, "ok\n"),
-            ("GET", "/readyz") if self.store.is_ready() => text(StatusCode::OK, "ready\n"),
+            ("GET", "/readyz") if self.ready() => text(StatusCode::OK, "ready\n"),
             ("GET", "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            ("POST", "/revoke") if authorized => self.revoke(session).await,
+            ("POST", "/revoke") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
             ("GET", "/metrics") if authorized => {
                 let snapshot = self.store.load();
                 let body = self.metrics.render(&External {
@@ -39,7 +45,7 @@ impl ServeHttp for AdminApp {
                     audit_failed: self.audit_stats.failed(),
                     audit_refused: self.audit_stats.refused(),
                     config_version: snapshot.version.0.clone(),
-                    ready: self.store.is_ready(),
+                    ready: self.ready(),
                 });
                 respond(
                     StatusCode::OK,
@@ -54,6 +60,46 @@ impl ServeHttp for AdminApp {
 }
 
 impl AdminApp {
+    /// Ready once a config is loaded and, with a JWKS endpoint, its first
+    /// key set has arrived.
+    fn ready(&self) -> bool {
+        self.store.is_ready() && self.jwks.as_ref().is_none_or(|j| j.is_ready())
+    }
+
+    /// `POST /revoke` with `{"sub": "…"}`: the subject is refused from its
+    /// next request on, whatever its tokens say.
+    async fn revoke(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= 4096 => {
+                    body.extend_from_slice(&chunk)
+                }
+                Ok(Some(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"),
+                Ok(None) => break,
+                Err(_) => return text(StatusCode::BAD_REQUEST, "could not read body\n"),
+            }
+        }
+        let sub = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("sub").and_then(|s| s.as_str()).map(str::to_string))
+            .filter(|s| !s.is_empty());
+        let Some(sub) = sub else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "expected {\"sub\": \"<subject>\"}\n",
+            );
+        };
+        let newly = self.revocations.revoke(&sub);
+        tracing::warn!(subject = %sub, "subject revoked through the admin endpoint");
+        let body = serde_json::json!({"revoked": sub, "new": newly, "runtime_revocations": self.revocations.count()});
+        respond(
+            StatusCode::OK,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+    }
+
     fn authorized(&self, header: Option<&http::HeaderValue>) -> bool {
         let snapshot = self.store.load();
         let Some(expected) = snapshot.admin.as_ref().and_then(|a| a.token.as_deref()) else {

@@ -1,28 +1,41 @@
 //! The decision pipeline before any upstream is contacted, as one pure
 //! function over plain `http` types: request hygiene, one path
-//! normalization, route match (default deny). The proxy calls it from
-//! `request_filter`; `chatwarden explain` will call the very same function.
-//!
-//! Authentication, authorization and rate limiting slot in after the route
-//! match; each returns a `Reason` on refusal.
+//! normalization, route match (default deny), authentication, revocation,
+//! then the policy (permission, access rules, MFA, scope). The proxy calls
+//! it from `request_filter`; `chatwarden explain` calls the very same
+//! function.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, Method};
 
-use crate::config::snapshot::{Route, Snapshot};
-use crate::decision::Reason;
+use crate::auth::{bearer_token, challenge, MfaFailure, Verified};
+use crate::config::snapshot::{AuthMode, AuthRuntime, Route, Snapshot};
+use crate::decision::{Decision, Reason};
+use crate::policy::{decide, Explanation, Subject};
 use crate::request::{check_framing, normalize_path, NormalizedPath};
+use crate::revocation::{is_revoked, RuntimeRevocations};
 use crate::route::Params;
 
-/// A request the gateway has decided to forward.
-pub struct Admission {
-    pub route: Arc<Route>,
-    /// The one normalized path: what policy matched and what is forwarded.
-    pub path: NormalizedPath,
-    /// The query string as received (without `?`), forwarded unchanged.
-    pub query: Option<String>,
-    pub params: Params,
+/// The request as the gateway sees it before deciding.
+pub struct RequestView<'a> {
+    pub method: &'a Method,
+    /// The request-target exactly as received (origin form: path and
+    /// optional query), as bytes: invalid UTF-8 is refused, never repaired.
+    pub raw_target: &'a [u8],
+    pub headers: &'a HeaderMap,
+    pub wire: WireFacts,
+}
+
+/// Facts from outside the request itself.
+pub struct Circumstances<'a> {
+    /// As resolved through trusted proxies.
+    pub client_ip: IpAddr,
+    pub now: jiff::Timestamp,
+    /// Subjects revoked at runtime through the admin endpoint.
+    pub revocations: &'a RuntimeRevocations,
 }
 
 /// What the HTTP/1 parser saw on the wire but no longer shows in the
@@ -34,36 +47,92 @@ pub struct WireFacts {
     pub content_length_with_transfer_encoding: bool,
 }
 
+/// A request the gateway has decided to let through (or to answer itself).
+pub struct Admission {
+    pub route: Arc<Route>,
+    /// The one normalized path: what policy matched and what is forwarded.
+    pub path: NormalizedPath,
+    /// The query string as received (without `?`), forwarded unchanged.
+    pub query: Option<String>,
+    pub params: Params,
+    /// The verified caller (jwt routes).
+    pub caller: Option<Arc<Verified>>,
+    /// Rules that decided or would have (dry runs), for the audit record.
+    pub rules: Vec<String>,
+    /// Work left before forwarding.
+    pub pending: Pending,
+}
+
+/// Checks that need more than the request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    Nothing,
+    /// Read the body and check Meta's `X-Hub-Signature-256`.
+    WebhookSignature,
+    /// Meta's subscription handshake: answer 200 with this challenge.
+    WebhookChallenge(String),
+}
+
 /// Why a request was refused, with the detail an operator needs in the
 /// log (never in the client's response body).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Refusal {
     pub reason: Reason,
     pub detail: String,
     /// The normalized path, when normalization got that far: the audit
     /// records what was decided on, not the raw bytes.
     pub path: Option<NormalizedPath>,
+    pub route: Option<Arc<Route>>,
+    /// The caller, when authentication succeeded before the refusal.
+    pub caller: Option<Arc<Verified>>,
+    pub rules: Vec<String>,
+    /// RFC 9470 step-up challenge for `mfa_required` / `mfa_stale`.
+    pub challenge: Option<String>,
+    /// The token named a key the gateway does not know: a JWKS refetch
+    /// may help, and the caller may retry the decision once.
+    pub unknown_kid: bool,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route").field("name", &self.name).finish()
+    }
 }
 
 /// Decide whether a request may go upstream.
-///
-/// `raw_target` is the request-target exactly as received (origin form:
-/// path and optional query), as bytes, because invalid UTF-8 must be
-/// refused rather than lossily repaired.
 pub fn admit(
     snapshot: &Snapshot,
-    method: &Method,
-    raw_target: &[u8],
-    headers: &HeaderMap,
-    wire: WireFacts,
+    req: &RequestView<'_>,
+    now: &Circumstances<'_>,
 ) -> Result<Admission, Refusal> {
-    if wire.content_length_with_transfer_encoding {
+    admit_inner(snapshot, req, now, |_| {})
+}
+
+/// The same decision, plus the policy's full explanation (every check
+/// consulted), for `chatwarden explain` and the admin `/explain`.
+pub fn explain(
+    snapshot: &Snapshot,
+    req: &RequestView<'_>,
+    now: &Circumstances<'_>,
+) -> (Result<Admission, Refusal>, Option<String>) {
+    let mut report = None;
+    let outcome = admit_inner(snapshot, req, now, |e| report = Some(e.to_string()));
+    (outcome, report)
+}
+
+fn admit_inner(
+    snapshot: &Snapshot,
+    req: &RequestView<'_>,
+    now: &Circumstances<'_>,
+    on_explanation: impl FnOnce(&Explanation<'_>),
+) -> Result<Admission, Refusal> {
+    if req.wire.content_length_with_transfer_encoding {
         return Err(bad_request(
             "both Content-Length and Transfer-Encoding".to_string(),
         ));
     }
-    check_framing(headers).map_err(|e| bad_request(e.to_string()))?;
-    let target = std::str::from_utf8(raw_target)
+    check_framing(req.headers).map_err(|e| bad_request(e.to_string()))?;
+    let target = std::str::from_utf8(req.raw_target)
         .map_err(|_| bad_request("request target is not valid UTF-8".to_string()))?;
     let (raw_path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -77,25 +146,153 @@ pub fn admit(
         }
     }
     let path = normalize_path(raw_path).map_err(|e| bad_request(e.to_string()))?;
-    let Some(found) = snapshot.routes.find(method, &path) else {
+    let Some(found) = snapshot.routes.find(req.method, &path) else {
         return Err(Refusal {
-            reason: Reason::NoRoute,
-            detail: format!("no route for {method} {}", path.as_str()),
+            detail: format!("no route for {} {}", req.method, path.as_str()),
             path: Some(path),
+            ..refusal(Reason::NoRoute)
         });
     };
-    Ok(Admission {
-        route: found.value.clone(),
+    let route = found.value.clone();
+    let mut admission = Admission {
+        route: route.clone(),
         query: query.map(str::to_string),
         params: found.params,
         path,
-    })
+        caller: None,
+        rules: Vec::new(),
+        pending: Pending::Nothing,
+    };
+    let refuse = |reason: Reason, detail: String, a: &Admission| Refusal {
+        reason,
+        detail,
+        path: Some(a.path.clone()),
+        route: Some(a.route.clone()),
+        caller: a.caller.clone(),
+        rules: a.rules.clone(),
+        challenge: None,
+        unknown_kid: false,
+    };
+
+    match route.auth {
+        AuthMode::None => Ok(admission),
+        AuthMode::MetaSignature => {
+            let Some(meta) = snapshot.auth.as_ref().and_then(|a| a.meta.as_ref()) else {
+                return Err(refuse(
+                    Reason::SignatureInvalid,
+                    "no webhook secret".into(),
+                    &admission,
+                ));
+            };
+            if req.method == Method::GET {
+                return match meta.handshake(admission.query.as_deref().unwrap_or_default()) {
+                    Some(Ok(challenge)) => {
+                        admission.pending = Pending::WebhookChallenge(challenge);
+                        Ok(admission)
+                    }
+                    Some(Err(e)) => {
+                        Err(refuse(Reason::SignatureInvalid, e.to_string(), &admission))
+                    }
+                    // No verify token configured: the upstream answers it.
+                    None => Ok(admission),
+                };
+            }
+            admission.pending = Pending::WebhookSignature;
+            Ok(admission)
+        }
+        AuthMode::Jwt => {
+            let Some(auth) = snapshot.auth.as_ref() else {
+                return Err(refuse(
+                    Reason::TokenInvalid,
+                    "jwt route without auth config".into(),
+                    &admission,
+                ));
+            };
+            let caller = authenticate(auth, req.headers, now).map_err(|mut r| {
+                r.path = Some(admission.path.clone());
+                r.route = Some(admission.route.clone());
+                r
+            })?;
+            admission.caller = Some(caller.clone());
+            let subject = Subject {
+                identity: &caller.identity,
+                client_ip: now.client_ip,
+                now: now.now,
+                params: &admission.params,
+            };
+            let verdict = decide(&snapshot.policy, &route.requirement, &subject);
+            on_explanation(&verdict.explanation);
+            admission.rules = verdict.rules;
+            match verdict.decision {
+                Decision::Allow => Ok(admission),
+                Decision::Deny(reason) => {
+                    let mut r = refuse(reason, format!("policy: {reason}"), &admission);
+                    r.challenge = step_up(reason, auth, route.requirement.mfa_max_age);
+                    Err(r)
+                }
+            }
+        }
+    }
+}
+
+/// Token → verified caller, revocation checked (cache hits included).
+fn authenticate(
+    auth: &AuthRuntime,
+    headers: &HeaderMap,
+    now: &Circumstances<'_>,
+) -> Result<Arc<Verified>, Refusal> {
+    let token = bearer_token(
+        headers,
+        auth.cookie.as_deref(),
+        auth.settings.max_token_bytes,
+    )
+    .map_err(|e| Refusal {
+        detail: e.to_string(),
+        ..refusal(e.reason())
+    })?;
+    let verified = auth
+        .verifier
+        .verify(token, now.now.as_second())
+        .map_err(|e| Refusal {
+            detail: e.to_string(),
+            unknown_kid: e.is_unknown_kid(),
+            ..refusal(e.reason())
+        })?;
+    if is_revoked(&auth.revoked, now.revocations, &verified.identity) {
+        return Err(Refusal {
+            detail: "subject or token id revoked".to_string(),
+            caller: Some(verified),
+            ..refusal(Reason::TokenRevoked)
+        });
+    }
+    Ok(verified)
+}
+
+fn step_up(reason: Reason, auth: &AuthRuntime, route_max_age: Option<Duration>) -> Option<String> {
+    let failure = match reason {
+        Reason::MfaRequired => MfaFailure::Required,
+        Reason::MfaStale => MfaFailure::Stale,
+        _ => return None,
+    };
+    Some(challenge(failure, &auth.settings.mfa, route_max_age))
+}
+
+fn refusal(reason: Reason) -> Refusal {
+    Refusal {
+        reason,
+        detail: String::new(),
+        path: None,
+        route: None,
+        caller: None,
+        rules: Vec::new(),
+        challenge: None,
+        unknown_kid: false,
+    }
 }
 
 fn bad_request(detail: String) -> Refusal {
     Refusal {
-        reason: Reason::BadRequest,
         detail,
-        path: None,
+        ..refusal(Reason::BadRequest)
     }
 }

@@ -2,7 +2,7 @@
 //! CRM and WhatsApp Cloud API traffic of a business.
 //!
 //! The modules read bottom-up as the request's path through the gateway:
-//! pure cores (`request`, `route`, `decision`, `gate`) know nothing of
+//! pure cores (`request`, `route`, `decision`, `gate`, `policy`) know nothing of
 //! pingora or of the config file; `config` compiles the YAML into an
 //! immutable snapshot of those cores' types; `audit` records every
 //! decision; `proxy` and `admin` are thin pingora adapters; `server` wires
@@ -14,7 +14,11 @@ pub mod identity;
 pub mod request;
 pub mod route;
 
+pub mod auth;
 pub mod gate;
+pub mod policy;
+pub mod revocation;
+pub mod webhook;
 
 pub mod audit;
 pub mod config;

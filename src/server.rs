@@ -7,7 +7,8 @@ use std::sync::Arc;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
-use pingora_core::services::background::background_service;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 use pingora_core::tls::sign::CertifiedKey;
 use pingora_core::tls::{ClientHello, ResolvesServerCert};
@@ -17,9 +18,11 @@ use crate::admin::AdminApp;
 use crate::audit::{
     audit_channel, AuditOptions, AuditSink, AuditStats, AuditTarget, OverflowPolicy, RotateOptions,
 };
+use crate::auth::JwksSource;
 use crate::config::{ConfigStore, Snapshot};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::revocation::RuntimeRevocations;
 
 /// How the process runs pingora (not part of the policy file: these are
 /// deployment choices that cannot change on reload).
@@ -50,6 +53,8 @@ pub enum StartError {
     NoListeners,
     #[error("cannot open the audit sink: {0}")]
     Audit(#[from] std::io::Error),
+    #[error("jwks_url: {0}")]
+    Jwks(String),
     #[error("pingora: {0}")]
     Pingora(String),
 }
@@ -62,6 +67,8 @@ pub struct Handles {
     pub audit: AuditSink,
     pub audit_stats: Arc<AuditStats>,
     pub metrics: Arc<Metrics>,
+    pub revocations: Arc<RuntimeRevocations>,
+    pub jwks: Option<Arc<JwksSource>>,
 }
 
 /// Build a ready-to-run server for `snapshot`.
@@ -116,12 +123,26 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         .map(|l| (l.addr, l.tls.clone()))
         .collect();
     let admin_addr = snapshot.admin.as_ref().map(|a| a.addr);
+    let jwks = match snapshot
+        .auth
+        .as_ref()
+        .and_then(|a| a.jwks.as_ref().map(|j| (a, j)))
+    {
+        Some((auth, j)) => Some(Arc::new(
+            JwksSource::new(&j.url, auth.keys.clone(), j.options.clone())
+                .map_err(|e| StartError::Jwks(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let revocations = Arc::new(RuntimeRevocations::default());
     let store = ConfigStore::new(snapshot);
 
     let gateway = Gateway {
         store: store.clone(),
         audit: audit.clone(),
         metrics: metrics.clone(),
+        revocations: revocations.clone(),
+        jwks: jwks.clone(),
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");
@@ -147,12 +168,19 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
                 store: store.clone(),
                 metrics: metrics.clone(),
                 audit_stats: audit_stats.clone(),
+                revocations: revocations.clone(),
+                jwks: jwks.clone(),
             },
         );
         admin.add_tcp(&addr.to_string());
         server.add_service(admin);
     }
     server.add_service(background_service("chatwarden audit writer", writer));
+    if let Some(j) = &jwks {
+        // Fetches at once, then as Cache-Control says; /readyz waits for
+        // the first good key set.
+        server.add_service(background_service("chatwarden jwks", JwksTask(j.clone())));
+    }
     server.bootstrap();
     store.set_ready();
 
@@ -163,8 +191,20 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
             audit,
             audit_stats,
             metrics,
+            revocations,
+            jwks,
         },
     ))
+}
+
+/// The JWKS refresher as a pingora background service.
+struct JwksTask(Arc<JwksSource>);
+
+#[async_trait::async_trait]
+impl BackgroundService for JwksTask {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.start(shutdown).await;
+    }
 }
 
 /// Serves the certificate validated when the config was compiled.

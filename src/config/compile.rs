@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::duration::{parse_duration, parse_size};
 use super::env::{expand, EnvLookup};
 use super::raw::{RawConfig, RawRoute, RawUpstream, Str};
+use super::snapshot::AuthRuntime;
 use super::snapshot::{
     Admin, AuditSettings, AuthMode, ConfigVersion, Listener, Route, RouteName, Snapshot, Timeouts,
     Upstream, UpstreamName, UpstreamTarget,
@@ -129,7 +130,7 @@ pub fn load_str(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Snapshot
     }
 }
 
-struct Compiler<'a> {
+pub(super) struct Compiler<'a> {
     file: String,
     env: &'a dyn EnvLookup,
     base_dir: PathBuf,
@@ -142,7 +143,13 @@ impl Compiler<'_> {
         let admin = self.admin(&raw);
         let trusted_proxies = TrustedProxies::new(self.cidrs(&raw.network.trusted_proxies));
         let upstreams = self.upstreams(&raw.upstreams);
-        let routes = self.routes(&raw.routes, &upstreams);
+        let auth = match &raw.auth {
+            Some(a) => self.auth(a),
+            None => None,
+        };
+        let routes = self.routes(&raw, &upstreams, auth.as_ref());
+        let route_names: Vec<&str> = raw.routes.iter().map(|r| r.name.value.as_str()).collect();
+        let policy = self.policy(&raw, &route_names);
         let audit = self.audit(&raw);
 
         let mut strip: Vec<HeaderName> = ALWAYS_STRIPPED
@@ -165,6 +172,8 @@ impl Compiler<'_> {
             trusted_proxies,
             upstreams,
             routes: routes?,
+            auth,
+            policy: policy?,
             audit,
             strip_request_headers: strip,
         })
@@ -232,7 +241,7 @@ impl Compiler<'_> {
         Some(Admin { addr, token })
     }
 
-    fn cidrs(&mut self, list: &[Str]) -> Vec<IpNetwork> {
+    pub(super) fn cidrs(&mut self, list: &[Str]) -> Vec<IpNetwork> {
         let mut out = Vec::new();
         for s in list {
             let Some(text) = self.string(s) else { continue };
@@ -371,9 +380,11 @@ impl Compiler<'_> {
 
     fn routes(
         &mut self,
-        raw: &[RawRoute],
+        config: &RawConfig,
         upstreams: &BTreeMap<String, Arc<Upstream>>,
+        auth: Option<&AuthRuntime>,
     ) -> Option<RouteTable<Arc<Route>>> {
+        let raw = &config.routes;
         let mut entries = Vec::new();
         let mut names = HashSet::new();
         for r in raw {
@@ -414,30 +425,11 @@ impl Compiler<'_> {
             let Some(methods) = self.methods(&r.methods) else {
                 continue;
             };
-            let auth = match r.auth.as_ref().map(|a| a.value.as_str()) {
-                Some("none") => AuthMode::None,
-                Some(other) => {
-                    let at = r
-                        .auth
-                        .as_ref()
-                        .map(|a| a.referenced)
-                        .unwrap_or(r.name.referenced);
-                    self.err(
-                        &at,
-                        format!("route `{}`: auth `{other}` is not available in this build (supported: none)", r.name.value),
-                    );
-                    continue;
-                }
-                None => {
-                    self.err(
-                        &r.name.referenced,
-                        format!(
-                            "route `{}` must say how callers authenticate (`auth: none`)",
-                            r.name.value
-                        ),
-                    );
-                    continue;
-                }
+            let Some(mode) = self.route_auth(r, config, auth) else {
+                continue;
+            };
+            let Some(requirement) = self.requirement(r, &template) else {
+                continue;
             };
             entries.push((
                 methods,
@@ -445,7 +437,8 @@ impl Compiler<'_> {
                 Arc::new(Route {
                     name: RouteName(r.name.value.clone()),
                     upstream,
-                    auth,
+                    auth: mode,
+                    requirement,
                 }),
             ));
         }
@@ -462,7 +455,77 @@ impl Compiler<'_> {
         }
     }
 
-    fn methods(&mut self, raw: &[Str]) -> Option<MethodSet> {
+    /// `auth:` of a route: `jwt` by default when an `auth` section exists;
+    /// there is no default without one, so an open route is always explicit.
+    fn route_auth(
+        &mut self,
+        r: &RawRoute,
+        config: &RawConfig,
+        auth: Option<&AuthRuntime>,
+    ) -> Option<AuthMode> {
+        let at = r.auth.as_ref().map_or(r.name.referenced, |a| a.referenced);
+        let mode = match r.auth.as_ref().map(|a| a.value.as_str()) {
+            Some("jwt") => AuthMode::Jwt,
+            Some("meta_signature") => AuthMode::MetaSignature,
+            Some("none") => AuthMode::None,
+            Some(other) => {
+                self.err(
+                    &at,
+                    format!(
+                        "route `{}`: auth `{other}` must be jwt, meta_signature or none",
+                        r.name.value
+                    ),
+                );
+                return None;
+            }
+            None if config.auth.is_some() => AuthMode::Jwt,
+            None => {
+                self.err(
+                    &at,
+                    format!("route `{}` must say how callers authenticate: add an `auth` section for jwt, or write `auth: none`", r.name.value),
+                );
+                return None;
+            }
+        };
+        let needs_policy = r.permission.is_some() || r.mfa_max_age.is_some() || !r.scope.is_empty();
+        match mode {
+            AuthMode::Jwt if config.auth.is_none() => {
+                self.err(
+                    &at,
+                    format!(
+                        "route `{}` uses jwt but there is no `auth` section",
+                        r.name.value
+                    ),
+                );
+                return None;
+            }
+            // A broken auth section was already reported; don't pile on.
+            AuthMode::Jwt if auth.is_none() => return None,
+            AuthMode::MetaSignature
+                if auth.is_some_and(|a| a.meta.is_none()) || config.auth.is_none() =>
+            {
+                self.err(
+                    &at,
+                    format!(
+                        "route `{}` uses meta_signature but auth.meta_webhook is not configured",
+                        r.name.value
+                    ),
+                );
+                return None;
+            }
+            AuthMode::None | AuthMode::MetaSignature if needs_policy => {
+                self.err(
+                    &at,
+                    format!("route `{}`: permission, mfa_max_age and scope need an authenticated caller (auth: jwt)", r.name.value),
+                );
+                return None;
+            }
+            _ => {}
+        }
+        Some(mode)
+    }
+
+    pub(super) fn methods(&mut self, raw: &[Str]) -> Option<MethodSet> {
         if raw.is_empty() || raw.iter().any(|m| m.value == "*") {
             return Some(MethodSet::Any);
         }
@@ -636,7 +699,7 @@ impl Compiler<'_> {
     }
 
     /// Expand `${VAR}`s in a scalar, recording an error at its location.
-    fn string(&mut self, s: &Str) -> Option<String> {
+    pub(super) fn string(&mut self, s: &Str) -> Option<String> {
         match expand(&s.value, self.env) {
             Ok(v) => Some(v),
             Err(msg) => {
@@ -646,7 +709,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn resolve_path(&self, p: &str) -> PathBuf {
+    pub(super) fn resolve_path(&self, p: &str) -> PathBuf {
         let path = Path::new(p);
         if path.is_absolute() {
             path.to_path_buf()
@@ -655,12 +718,12 @@ impl Compiler<'_> {
         }
     }
 
-    fn err(&mut self, at: &Location, message: String) {
+    pub(super) fn err(&mut self, at: &Location, message: String) {
         let e = self.located(at, message);
         self.errors.push(e);
     }
 
-    fn located(&self, at: &Location, message: String) -> ConfigError {
+    pub(super) fn located(&self, at: &Location, message: String) -> ConfigError {
         ConfigError {
             file: self.file.clone(),
             line: at.line(),

@@ -3,6 +3,8 @@
 //! handle that publishes snapshots to requests (`store`).
 
 pub mod compile;
+mod compile_auth;
+mod compile_policy;
 pub mod duration;
 pub mod env;
 pub mod raw;

@@ -23,6 +23,11 @@ pub struct RawConfig {
     pub network: RawNetwork,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawRole>,
+    #[serde(default)]
+    pub access: Vec<RawAccessRule>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     #[serde(default)]
@@ -91,9 +96,147 @@ pub struct RawRoute {
     #[serde(default)]
     pub methods: Vec<Str>,
     pub path: Str,
-    /// `none` until authentication lands; anything else is refused at load
-    /// time rather than silently ignored.
+    /// `jwt` (default when an `auth` section exists), `meta_signature`
+    /// (Meta's signed webhooks) or `none`.
     pub auth: Option<Str>,
+    /// Permission the caller needs (`conversations.read`).
+    pub permission: Option<Str>,
+    /// Require MFA no older than this for this route (exports, admin).
+    pub mfa_max_age: Option<Str>,
+    /// Path parameters bound to identity claims.
+    #[serde(default)]
+    pub scope: Vec<RawScope>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScope {
+    pub param: Str,
+    pub claim: Str,
+    pub unless_permission: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub issuer: Str,
+    pub audiences: Vec<Str>,
+    pub algorithms: Vec<Str>,
+    /// An HTTPS JWKS endpoint (key rotation without reloads).
+    pub jwks_url: Option<Str>,
+    /// Static public keys: PEM files with the `kid` tokens name.
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    /// Shared secret for HS256/384/512 (only used if those are allowed).
+    pub hmac_secret: Option<Str>,
+    pub leeway: Option<Str>,
+    /// Also accept the token from this cookie.
+    pub cookie: Option<Str>,
+    #[serde(default)]
+    pub claims: RawClaims,
+    #[serde(default)]
+    pub mfa: RawMfa,
+    #[serde(default)]
+    pub revoked: RawRevoked,
+    #[serde(default)]
+    pub jwks: RawJwksTiming,
+    /// Verified tokens kept in memory (0 turns the cache off).
+    pub cache_entries: Option<Spanned<u32>>,
+    /// Meta's webhook signing (routes with `auth: meta_signature`).
+    pub meta_webhook: Option<RawMetaWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub kid: Str,
+    pub file: Str,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaims {
+    pub subject: Option<Str>,
+    pub roles: Option<Str>,
+    /// attribute name → claim path (`phone_number_ids: wa.numbers`).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMfa {
+    #[serde(default)]
+    pub amr_any: Vec<Str>,
+    #[serde(default)]
+    pub acr_any: Vec<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevoked {
+    /// One subject per line; `#` comments.
+    pub subjects_file: Option<Str>,
+    /// One `jti` per line; `#` comments.
+    pub jti_file: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwksTiming {
+    pub refresh: Option<Str>,
+    pub min_refresh: Option<Str>,
+    pub max_refresh: Option<Str>,
+    pub unknown_kid_interval: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetaWebhook {
+    pub app_secret: Str,
+    /// Token Meta echoes in the `GET` subscription handshake.
+    pub verify_token: Option<Str>,
+    /// Largest webhook body accepted (at most 64KB).
+    pub max_body: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    #[serde(default)]
+    pub inherits: Vec<Str>,
+    #[serde(default)]
+    pub permissions: Vec<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessRule {
+    pub name: Str,
+    #[serde(default)]
+    pub roles: Vec<Str>,
+    #[serde(default)]
+    pub routes: Vec<Str>,
+    pub time: Option<RawTimeWindow>,
+    #[serde(default)]
+    pub ip_allow: Vec<Str>,
+    #[serde(default)]
+    pub ip_deny: Vec<Str>,
+    pub mfa_max_age: Option<Str>,
+    /// `enforce` (default) or `audit` (dry run: record, don't deny).
+    pub mode: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeWindow {
+    pub days: Vec<Str>,
+    pub from: Str,
+    pub to: Str,
+    pub tz: Str,
+    /// Local dates the window is closed (public holidays): `2026-12-25`.
+    #[serde(default)]
+    pub closed: Vec<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,8 +12,12 @@ use http::{HeaderName, HeaderValue};
 use pingora_core::tls::sign::CertifiedKey;
 use pingora_core::utils::tls::WrappedX509;
 
+use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
+use crate::policy::{Policy, RouteRequirement};
 use crate::request::TrustedProxies;
+use crate::revocation::RevocationList;
 use crate::route::RouteTable;
+use crate::webhook::MetaWebhook;
 
 /// Identifies one loaded configuration in audit records and metrics: a
 /// digest of the file's bytes, so the same file always has the same version.
@@ -40,6 +44,10 @@ pub struct Snapshot {
     pub trusted_proxies: TrustedProxies,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub routes: RouteTable<Arc<Route>>,
+    /// Token verification, keys, revocation lists, webhook secret; `None`
+    /// when the config has no `auth` section (every route is `auth: none`).
+    pub auth: Option<AuthRuntime>,
+    pub policy: Policy,
     pub audit: AuditSettings,
     /// Header names the gateway never forwards from a client: credentials,
     /// cookies, every injected upstream header and identity headers.
@@ -120,12 +128,48 @@ pub struct Route {
     pub name: RouteName,
     pub upstream: Arc<Upstream>,
     pub auth: AuthMode,
+    /// Permission, MFA and scope this route demands (jwt routes).
+    pub requirement: RouteRequirement,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
-    /// No caller authentication (health probes, public webhooks' handshake).
+    /// A staff token (JWT) verified, then the policy decides.
+    Jwt,
+    /// Meta's signed webhook: `X-Hub-Signature-256` over the body.
+    MetaSignature,
+    /// No caller authentication (health probes and the like).
     None,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Jwt => "jwt",
+            AuthMode::MetaSignature => "meta_signature",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+/// Everything authentication needs at request time.
+pub struct AuthRuntime {
+    /// Verifier with its verified-token cache, bound to `keys`.
+    pub verifier: Verifier,
+    /// Local keys plus (once fetched) the JWKS keys; shared with the JWKS
+    /// refresher, so rotation needs no reload.
+    pub keys: Arc<KeyStore>,
+    pub settings: AuthSettings,
+    /// Also accept the token from this cookie.
+    pub cookie: Option<String>,
+    pub jwks: Option<JwksConfig>,
+    pub revoked: RevocationList,
+    pub meta: Option<MetaWebhook>,
+}
+
+pub struct JwksConfig {
+    pub url: String,
+    pub options: JwksOptions,
 }
 
 #[derive(Debug, Clone)]

@@ -4,6 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use crate::auth::Verified;
+use crate::config::snapshot::Route;
 use crate::config::Snapshot;
 use crate::decision::Reason;
 use crate::gate::Admission;
@@ -19,6 +21,12 @@ pub struct RequestCtx {
     pub admitted: Option<Admission>,
     /// The normalized path of a refused request, when it had one.
     pub refused_path: Option<NormalizedPath>,
+    /// The route a refused request matched, when it got that far.
+    pub refused_route: Option<Arc<Route>>,
+    /// The verified caller, also on refusals after authentication.
+    pub caller: Option<Arc<Verified>>,
+    /// The gateway answered itself (webhook handshake): no upstream.
+    pub answered_locally: bool,
     /// Set when the gateway refused the request or failed to proxy it.
     pub refused: Option<Reason>,
     /// Names of the rules that decided (dry-run hits included).
@@ -35,6 +43,9 @@ impl RequestCtx {
             client_ip: None,
             admitted: None,
             refused_path: None,
+            refused_route: None,
+            caller: None,
+            answered_locally: false,
             refused: None,
             rules: Vec::new(),
         }

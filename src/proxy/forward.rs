@@ -70,6 +70,18 @@ pub fn rewrite_request(
         if client_tls { "https" } else { "http" },
     )?;
     req.insert_header("x-request-id", request_id)?;
+    if let Some(caller) = &admission.caller {
+        // Identity for the upstream's own logs; clients can never set these
+        // (every x-chatwarden-* header they send was dropped above).
+        let id = &caller.identity;
+        if let Ok(v) = http::HeaderValue::from_str(&id.subject) {
+            req.insert_header("x-chatwarden-sub", v)?;
+        }
+        let roles: Vec<&str> = id.roles.iter().map(|r| r.0.as_str()).collect();
+        if let Ok(v) = http::HeaderValue::from_str(&roles.join(",")) {
+            req.insert_header("x-chatwarden-roles", v)?;
+        }
+    }
 
     // What was checked is what is forwarded: the normalized path.
     let target = match &admission.query {

@@ -7,6 +7,7 @@ mod failure;
 mod forward;
 mod record;
 mod respond;
+mod webhook;
 
 use std::sync::Arc;
 
@@ -21,10 +22,15 @@ pub use context::RequestCtx;
 pub use respond::error_body;
 
 use crate::audit::AuditSink;
+use crate::auth::JwksSource;
 use crate::config::ConfigStore;
+use crate::config::Snapshot;
+use crate::decision::Reason;
 use crate::gate;
+use crate::gate::Pending;
 use crate::metrics::Metrics;
 use crate::request::request_id;
+use crate::revocation::RuntimeRevocations;
 
 /// The gateway service: shared, immutable handles only. Per-request state
 /// lives in `RequestCtx`.
@@ -32,6 +38,9 @@ pub struct Gateway {
     pub store: ConfigStore,
     pub audit: AuditSink,
     pub metrics: Arc<Metrics>,
+    pub revocations: Arc<RuntimeRevocations>,
+    /// The JWKS refresher, when the config names a `jwks_url`.
+    pub jwks: Option<Arc<JwksSource>>,
 }
 
 #[async_trait]
@@ -80,18 +89,28 @@ impl ProxyHttp for Gateway {
                 "request without a config snapshot",
             );
         };
-        let wire = wire_facts(session);
-        let req = session.req_header();
-        match gate::admit(&snapshot, &req.method, req.raw_path(), &req.headers, wire) {
+        let outcome = self.decide(session, ctx, &snapshot).await;
+        match outcome {
             Ok(admission) => {
-                ctx.admitted = Some(admission);
-                Ok(false)
+                ctx.caller = admission.caller.clone();
+                ctx.rules = admission.rules.clone();
+                self.proceed(session, ctx, admission, &snapshot).await
             }
             Err(refusal) => {
                 tracing::debug!(request_id = %ctx.request_id, reason = %refusal.reason, detail = %refusal.detail, "refused");
                 ctx.refused = Some(refusal.reason);
                 ctx.refused_path = refusal.path;
-                respond::refuse(session, refusal.reason, &ctx.request_id, false).await?;
+                ctx.refused_route = refusal.route;
+                ctx.caller = refusal.caller;
+                ctx.rules = refusal.rules;
+                respond::refuse(
+                    session,
+                    refusal.reason,
+                    &ctx.request_id,
+                    refusal.challenge.as_deref(),
+                    false,
+                )
+                .await?;
                 Ok(true)
             }
         }
@@ -176,7 +195,8 @@ impl ProxyHttp for Gateway {
                 // failure; say so, or the client may send its next request
                 // into a closing socket.
                 if session.response_written().is_none() {
-                    if let Err(write_err) = respond::refuse(session, r, &ctx.request_id, true).await
+                    if let Err(write_err) =
+                        respond::refuse(session, r, &ctx.request_id, None, true).await
                     {
                         tracing::debug!(request_id = %ctx.request_id, error = %write_err, "could not write error response");
                     }
@@ -205,6 +225,83 @@ impl ProxyHttp for Gateway {
         }
     }
 }
+
+impl Gateway {
+    /// Finish an admitted request: answer a webhook handshake, check a
+    /// webhook signature, or let pingora forward it.
+    async fn proceed(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        admission: gate::Admission,
+        snapshot: &Snapshot,
+    ) -> Result<bool> {
+        let pending = admission.pending.clone();
+        ctx.admitted = Some(admission);
+        match pending {
+            Pending::Nothing => Ok(false),
+            Pending::WebhookChallenge(challenge) => {
+                ctx.answered_locally = true;
+                respond::text(session, 200, &challenge, &ctx.request_id).await?;
+                Ok(true)
+            }
+            Pending::WebhookSignature => match webhook::check_signature(session, snapshot).await? {
+                Ok(()) => Ok(false),
+                Err(reason) => {
+                    ctx.refused = Some(reason);
+                    respond::refuse(
+                        session,
+                        reason,
+                        &ctx.request_id,
+                        None,
+                        reason == Reason::BadRequest,
+                    )
+                    .await?;
+                    Ok(true)
+                }
+            },
+        }
+    }
+
+    /// Run the pure decision; on an unknown `kid`, let the JWKS refresher
+    /// refetch (rate-limited) and decide once more.
+    async fn decide(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        snapshot: &Snapshot,
+    ) -> std::result::Result<gate::Admission, gate::Refusal> {
+        let req = session.req_header();
+        let view = gate::RequestView {
+            method: &req.method,
+            raw_target: req.raw_path(),
+            headers: &req.headers,
+            wire: wire_facts(session),
+        };
+        let circumstances = gate::Circumstances {
+            client_ip: ctx
+                .client_ip
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            now: jiff::Timestamp::now(),
+            revocations: &self.revocations,
+        };
+        let first = gate::admit(snapshot, &view, &circumstances);
+        match (&first, &self.jwks) {
+            (Err(r), Some(jwks)) if r.unknown_kid => {
+                if jwks.refetch_and_wait(UNKNOWN_KID_WAIT).await {
+                    gate::admit(snapshot, &view, &circumstances)
+                } else {
+                    first
+                }
+            }
+            _ => first,
+        }
+    }
+}
+
+/// How long a request whose token names an unknown key waits for the JWKS
+/// refetch it triggered (when the rate limit allows one).
+const UNKNOWN_KID_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Facts about the raw HTTP/1 header block that parsing erased.
 fn wire_facts(session: &Session) -> gate::WireFacts {

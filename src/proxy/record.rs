@@ -34,8 +34,24 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &RequestCtx) -> Aud
         req.method.as_str(),
         path,
     );
-    if let Some(a) = &ctx.admitted {
-        rec = rec.route(a.route.name.0.clone(), a.route.upstream.name.0.clone());
+    let route = ctx
+        .admitted
+        .as_ref()
+        .map(|a| &a.route)
+        .or(ctx.refused_route.as_ref());
+    if let Some(r) = route {
+        rec = rec.route(r.name.0.clone(), r.upstream.name.0.clone());
+        if ctx.answered_locally || ctx.refused.is_some_and(|r| !r.is_failure()) {
+            // The gateway answered itself: no upstream was contacted.
+            rec.upstream = None;
+        }
+    }
+    if let Some(caller) = &ctx.caller {
+        let id = &caller.identity;
+        rec = rec.subject(
+            id.subject.clone(),
+            id.roles.iter().map(|r| r.0.clone()).collect(),
+        );
     }
     let decision = match (ctx.refused, &ctx.admitted) {
         (Some(reason), _) => Some(Decision::Deny(reason)),

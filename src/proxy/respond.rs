@@ -14,6 +14,7 @@ pub async fn refuse(
     session: &mut Session,
     reason: Reason,
     request_id: &str,
+    challenge: Option<&str>,
     close: bool,
 ) -> Result<()> {
     let body = Bytes::from(error_body(reason, request_id));
@@ -22,6 +23,12 @@ pub async fn refuse(
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     resp.insert_header("x-request-id", request_id)?;
+    if let Some(c) = challenge {
+        resp.insert_header(http::header::WWW_AUTHENTICATE, c)?;
+    } else if matches!(reason.status(), 401) {
+        // RFC 6750 §3: a 401 names the scheme the client should use.
+        resp.insert_header(http::header::WWW_AUTHENTICATE, bearer_challenge(reason))?;
+    }
     // After a bad request the framing may be ambiguous (smuggling
     // attempts), so nothing more is read from this connection.
     if close || reason == Reason::BadRequest {
@@ -30,6 +37,31 @@ pub async fn refuse(
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
+}
+
+/// A plain-text answer the gateway gives itself (Meta's webhook handshake).
+pub async fn text(session: &mut Session, status: u16, body: &str, request_id: &str) -> Result<()> {
+    let body = Bytes::from(body.to_string());
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header("x-request-id", request_id)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+fn bearer_challenge(reason: Reason) -> &'static str {
+    match reason {
+        Reason::TokenMissing => "Bearer",
+        Reason::TokenExpired => {
+            "Bearer error=\"invalid_token\", error_description=\"The token has expired\""
+        }
+        Reason::TokenRevoked => {
+            "Bearer error=\"invalid_token\", error_description=\"The token has been revoked\""
+        }
+        _ => "Bearer error=\"invalid_token\"",
+    }
 }
 
 /// `{"error": "<http reason>", "reason": "<code>", "request_id": "<id>"}`

@@ -1,0 +1,211 @@
+//! The one token a request carries: `Authorization: Bearer <token>`
+//! (RFC 6750 §2.1), or, when configured, a cookie for browser clients.
+//!
+//! Ambiguity is refused rather than resolved: two `Authorization` headers
+//! or two cookies of the configured name are `token_invalid`, because a
+//! proxy and an upstream could each pick a different one. When both a
+//! header and the cookie are present, the header wins (an explicit
+//! credential beats an ambient one).
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::HeaderMap;
+
+use super::verify::AuthError;
+
+/// The bearer token of a request, unparsed. Missing → `token_missing`;
+/// duplicated, malformed, a non-Bearer scheme, or longer than `max_bytes`
+/// → `token_invalid`, before any parsing.
+pub fn bearer_token<'a>(
+    headers: &'a HeaderMap,
+    cookie_name: Option<&str>,
+    max_bytes: usize,
+) -> Result<&'a str, AuthError> {
+    let token = match from_authorization(headers)? {
+        Some(t) => t,
+        None => match cookie_name {
+            Some(name) => from_cookie(headers, name)?.ok_or(AuthError::Missing)?,
+            None => return Err(AuthError::Missing),
+        },
+    };
+    if token.len() > max_bytes {
+        return Err(AuthError::TooLarge {
+            len: token.len(),
+            max: max_bytes,
+        });
+    }
+    if token.is_empty() || !token.bytes().all(is_b64token_byte) {
+        return Err(AuthError::MalformedCredentials(
+            "token has characters outside b64token",
+        ));
+    }
+    Ok(token)
+}
+
+fn from_authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::MalformedCredentials(
+            "more than one Authorization header",
+        ));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::MalformedCredentials("Authorization is not visible ASCII"))?;
+    let (scheme, rest) = value
+        .split_once(' ')
+        .ok_or(AuthError::MalformedCredentials(
+            "Authorization has no Bearer token",
+        ))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::MalformedCredentials(
+            "Authorization scheme is not Bearer",
+        ));
+    }
+    Ok(Some(rest.trim_matches(' ')))
+}
+
+fn from_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
+    let mut found = None;
+    // HTTP/2 may split cookies over several headers (RFC 9113 §8.2.3).
+    for header in headers.get_all(COOKIE) {
+        let Ok(text) = header.to_str() else {
+            continue;
+        };
+        for pair in text.split(';') {
+            let Some((k, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            if k.trim() != name {
+                continue;
+            }
+            if found.is_some() {
+                return Err(AuthError::MalformedCredentials(
+                    "token cookie appears more than once",
+                ));
+            }
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            found = Some(v);
+        }
+    }
+    Ok(found)
+}
+
+/// RFC 6750 §2.1 `b64token`.
+fn is_b64token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            let name = http::HeaderName::from_bytes(k.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            h.append(
+                name,
+                HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        h
+    }
+
+    const MAX: usize = 8192;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for v in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER  abc.def.ghi",
+        ] {
+            let h = headers(&[("authorization", v)]);
+            assert_eq!(
+                bearer_token(&h, None, MAX),
+                Ok("abc.def.ghi"),
+                "{v:?} should yield the token"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_is_missing() {
+        assert_eq!(
+            bearer_token(&HeaderMap::new(), None, MAX),
+            Err(AuthError::Missing)
+        );
+        let h = headers(&[("cookie", "other=1")]);
+        assert_eq!(
+            bearer_token(&h, Some("cw_token"), MAX),
+            Err(AuthError::Missing)
+        );
+    }
+
+    #[test]
+    fn duplicates_and_malformed_values_are_invalid() {
+        let two = headers(&[
+            ("authorization", "Bearer a.b.c"),
+            ("authorization", "Bearer d.e.f"),
+        ]);
+        let cases = [
+            two,
+            headers(&[("authorization", "Basic dXNlcjpwdw==")]),
+            headers(&[("authorization", "Bearer")]),
+            headers(&[("authorization", "Bearer ")]),
+            headers(&[("authorization", "Bearer a.b.c d")]),
+            headers(&[("authorization", "Bearer a\"b")]),
+            headers(&[("cookie", "cw=a.b.c; cw=d.e.f")]),
+        ];
+        for h in &cases {
+            let got = bearer_token(h, Some("cw"), MAX);
+            assert!(
+                matches!(got, Err(AuthError::MalformedCredentials(_))),
+                "{h:?} should be token_invalid, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_tokens_are_invalid_without_parsing() {
+        let big = format!("Bearer {}", "a".repeat(MAX + 1));
+        let h = headers(&[("authorization", &big)]);
+        assert_eq!(
+            bearer_token(&h, None, MAX),
+            Err(AuthError::TooLarge {
+                len: MAX + 1,
+                max: MAX
+            })
+        );
+    }
+
+    #[test]
+    fn cookie_is_used_when_configured_and_header_wins() {
+        let h = headers(&[("cookie", "theme=dark; cw=\"a.b.c\""), ("cookie", "x=1")]);
+        assert_eq!(
+            bearer_token(&h, Some("cw"), MAX),
+            Ok("a.b.c"),
+            "quoted cookie value is unwrapped"
+        );
+        assert_eq!(
+            bearer_token(&h, None, MAX),
+            Err(AuthError::Missing),
+            "no cookie configured"
+        );
+        let both = headers(&[("cookie", "cw=a.b.c"), ("authorization", "Bearer x.y.z")]);
+        assert_eq!(
+            bearer_token(&both, Some("cw"), MAX),
+            Ok("x.y.z"),
+            "the header wins over the cookie"
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! Compiling `roles`, `access` and each route's authorization needs into
+//! the policy core's types, with every problem located in the file.
+
+use std::time::Duration;
+
+use serde_saphyr::Location;
+
+use super::compile::Compiler;
+use super::duration::parse_duration;
+use super::raw::{RawAccessRule, RawConfig, RawRoute, RawTimeWindow, Str};
+use crate::identity::RoleName;
+use crate::policy::{
+    parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, Permission,
+    Policy, PolicyError, RoleDef, RoleSet, RouteRequirement, ScopeBinding, TimeWindow,
+};
+use crate::route::PathTemplate;
+
+impl Compiler<'_> {
+    /// Roles and access rules. `route_names` are the routes that compiled,
+    /// so a rule naming a misspelt route is an error, not a rule for nobody.
+    pub(super) fn policy(&mut self, raw: &RawConfig, route_names: &[&str]) -> Option<Policy> {
+        let mut defs = Vec::new();
+        for (name, role) in &raw.roles {
+            let mut permissions = Vec::new();
+            for p in &role.permissions {
+                if let Err(e) = crate::policy::PermissionGrant::parse(&p.value) {
+                    self.err(&p.referenced, e.to_string());
+                }
+                permissions.push(p.value.clone());
+            }
+            defs.push(RoleDef {
+                name: RoleName(name.clone()),
+                inherits: role
+                    .inherits
+                    .iter()
+                    .map(|r| RoleName(r.value.clone()))
+                    .collect(),
+                permissions,
+            });
+        }
+        let roles = match RoleSet::compile(defs) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let at = self.policy_error_location(raw, &e);
+                self.err(&at, e.to_string());
+                None
+            }
+        };
+        let rules: Vec<AccessRule> = raw
+            .access
+            .iter()
+            .filter_map(|r| self.access_rule(r))
+            .collect();
+        let roles = roles?;
+        match Policy::new(roles, rules, route_names) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let at = self.policy_error_location(raw, &e);
+                self.err(&at, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// What a route demands of its caller.
+    pub(super) fn requirement(
+        &mut self,
+        r: &RawRoute,
+        template: &PathTemplate,
+    ) -> Option<RouteRequirement> {
+        let permission = match &r.permission {
+            Some(p) => Some(self.permission(p)?),
+            None => None,
+        };
+        let mfa_max_age = self.duration_opt(r.mfa_max_age.as_ref())?;
+        let mut scope = Vec::new();
+        let params: Vec<&str> = template.param_names().collect();
+        for s in &r.scope {
+            if !params.contains(&s.param.value.as_str()) {
+                self.err(
+                    &s.param.referenced,
+                    format!(
+                        "route `{}`: scope parameter `{}` is not in its path `{}`",
+                        r.name.value, s.param.value, r.path.value
+                    ),
+                );
+                return None;
+            }
+            let unless_permission = match &s.unless_permission {
+                Some(p) => Some(self.permission(p)?),
+                None => None,
+            };
+            scope.push(ScopeBinding {
+                param: s.param.value.clone(),
+                claim: s.claim.value.clone(),
+                unless_permission,
+            });
+        }
+        Some(RouteRequirement {
+            route: r.name.value.clone(),
+            permission,
+            require_mfa: mfa_max_age.is_some(),
+            mfa_max_age,
+            scope,
+        })
+    }
+
+    fn access_rule(&mut self, r: &RawAccessRule) -> Option<AccessRule> {
+        let mut ok = true;
+        let mut nets = |list: &[Str], this: &mut Self| {
+            let mut out = Vec::new();
+            for n in list {
+                match parse_network(&n.value) {
+                    Ok(net) => out.push(net),
+                    Err(e) => {
+                        this.err(&n.referenced, e.to_string());
+                        ok = false;
+                    }
+                }
+            }
+            out
+        };
+        let ip_allow = nets(&r.ip_allow, self);
+        let ip_deny = nets(&r.ip_deny, self);
+        let time = match &r.time {
+            Some(t) => Some(self.window(t)?),
+            None => None,
+        };
+        let mfa_max_age = self.duration_opt(r.mfa_max_age.as_ref())?;
+        let mode = match r.mode.as_ref().map(|m| m.value.as_str()) {
+            None | Some("enforce") => AccessMode::Enforce,
+            Some("audit") => AccessMode::Audit,
+            Some(other) => {
+                let at = r.mode.as_ref().map_or(r.name.referenced, |m| m.referenced);
+                self.err(
+                    &at,
+                    format!(
+                        "access rule `{}`: mode `{other}` must be enforce or audit",
+                        r.name.value
+                    ),
+                );
+                return None;
+            }
+        };
+        ok.then(|| AccessRule {
+            name: r.name.value.clone(),
+            roles: r.roles.iter().map(|x| RoleName(x.value.clone())).collect(),
+            routes: r.routes.iter().map(|x| x.value.clone()).collect(),
+            time,
+            ip_allow,
+            ip_deny,
+            mfa_max_age,
+            mode,
+        })
+    }
+
+    fn window(&mut self, t: &RawTimeWindow) -> Option<TimeWindow> {
+        let days: Vec<&str> = t.days.iter().map(|d| d.value.as_str()).collect();
+        let at_days = t.days.first().map_or(t.from.referenced, |d| d.referenced);
+        let days = self.located_result(&at_days, parse_days(&days));
+        let from = self.located_result(&t.from.referenced, parse_time(&t.from.value));
+        let to = self.located_result(&t.to.referenced, parse_time(&t.to.value));
+        let tz = self.located_result(&t.tz.referenced, parse_time_zone(&t.tz.value));
+        let mut closed = Vec::new();
+        for d in &t.closed {
+            closed.push(self.located_result(&d.referenced, crate::policy::parse_date(&d.value))?);
+        }
+        Some(TimeWindow::new(days?, from?, to?, tz?, closed))
+    }
+
+    fn permission(&mut self, p: &Str) -> Option<Permission> {
+        self.located_result(&p.referenced, Permission::parse(&p.value))
+    }
+
+    pub(super) fn duration_opt(&mut self, d: Option<&Str>) -> Option<Option<Duration>> {
+        match d {
+            None => Some(None),
+            Some(s) => match parse_duration(&s.value) {
+                Ok(v) => Some(Some(v)),
+                Err(msg) => {
+                    self.err(&s.referenced, msg);
+                    None
+                }
+            },
+        }
+    }
+
+    fn located_result<T>(&mut self, at: &Location, r: Result<T, PolicyError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err(at, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Point a whole-policy error at the entry it names.
+    fn policy_error_location(&self, raw: &RawConfig, e: &PolicyError) -> Location {
+        let role_at = |name: &str| {
+            raw.roles.get(name).and_then(|r| {
+                r.inherits
+                    .first()
+                    .or(r.permissions.first())
+                    .map(|s| s.referenced)
+            })
+        };
+        let rule_at = |name: &str| {
+            raw.access
+                .iter()
+                .find(|r| r.name.value == name)
+                .map(|r| r.name.referenced)
+        };
+        match e {
+            PolicyError::UnknownInheritedRole { role, .. }
+            | PolicyError::DuplicateRole { role } => role_at(&role.0),
+            PolicyError::InheritanceCycle { cycle } => cycle.split(" -> ").next().and_then(role_at),
+            PolicyError::UnknownRuleRole { rule, .. }
+            | PolicyError::UnknownRuleRoute { rule, .. }
+            | PolicyError::DuplicateRule { rule } => rule_at(rule),
+            _ => None,
+        }
+        .unwrap_or(Location::UNKNOWN)
+    }
+}
