@@ -24,7 +24,20 @@ pub struct TestGateway {
 /// Start a gateway on `yaml`. `${UP_<NAME>}` variables are filled from
 /// `vars`; `${LISTEN}`, `${ADMIN}` and `${AUDIT}` are provided here.
 pub async fn start(yaml: &str, vars: &[(&str, String)]) -> TestGateway {
+    start_with_files(yaml, vars, &[]).await
+}
+
+/// `start`, with `files` (name, content) written into the gateway's
+/// directory (`${DIR}`) before the config is compiled.
+pub async fn start_with_files(
+    yaml: &str,
+    vars: &[(&str, String)],
+    files: &[(&str, &str)],
+) -> TestGateway {
     let dir = tempfile::tempdir().expect("temp dir");
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).expect("write test file");
+    }
     let addr = free_addr();
     let admin = free_addr();
     let audit_path = dir.path().join("audit.jsonl");

@@ -2,9 +2,11 @@
 //! real upstreams on loopback; plus a few tests that spawn the built binary.
 
 mod harness;
+mod idp;
 mod upstream;
 
 mod audit;
+mod authn;
 mod cli;
 mod config_files;
 mod hygiene;
