@@ -105,18 +105,21 @@ pub fn admit(
     req: &RequestView<'_>,
     now: &Circumstances<'_>,
 ) -> Result<Admission, Refusal> {
-    admit_inner(snapshot, req, now, |_| {})
+    admit_inner(snapshot, req, now, None, |_| {})
 }
 
 /// The same decision, plus the policy's full explanation (every check
-/// consulted), for `chatwarden explain` and the admin `/explain`.
+/// consulted), for `chatwarden explain`, `chatwarden test` and the admin
+/// `/explain`. With `caller`, that identity stands in for the request's
+/// token (policy questions about people, not about tokens).
 pub fn explain(
     snapshot: &Snapshot,
     req: &RequestView<'_>,
     now: &Circumstances<'_>,
+    caller: Option<Arc<Verified>>,
 ) -> (Result<Admission, Refusal>, Option<String>) {
     let mut report = None;
-    let outcome = admit_inner(snapshot, req, now, |e| report = Some(e.to_string()));
+    let outcome = admit_inner(snapshot, req, now, caller, |e| report = Some(e.to_string()));
     (outcome, report)
 }
 
@@ -124,6 +127,7 @@ fn admit_inner(
     snapshot: &Snapshot,
     req: &RequestView<'_>,
     now: &Circumstances<'_>,
+    presented: Option<Arc<Verified>>,
     on_explanation: impl FnOnce(&Explanation<'_>),
 ) -> Result<Admission, Refusal> {
     if req.wire.content_length_with_transfer_encoding {
@@ -208,11 +212,14 @@ fn admit_inner(
                     &admission,
                 ));
             };
-            let caller = authenticate(auth, req.headers, now).map_err(|mut r| {
-                r.path = Some(admission.path.clone());
-                r.route = Some(admission.route.clone());
-                r
-            })?;
+            let caller = match presented {
+                Some(c) => c,
+                None => authenticate(auth, req.headers, now).map_err(|mut r| {
+                    r.path = Some(admission.path.clone());
+                    r.route = Some(admission.route.clone());
+                    r
+                })?,
+            };
             admission.caller = Some(caller.clone());
             let subject = Subject {
                 identity: &caller.identity,

@@ -35,9 +35,11 @@ pub enum ClaimPathError {
 
 /// Why claims could not become an identity. Names are the configured claim
 /// paths (operator text), never claim values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimError {
+    #[error("claim `{0}` is missing")]
     Missing(String),
+    #[error("claim `{0}` has the wrong type")]
     Invalid(String),
 }
 

@@ -48,6 +48,23 @@ pub use mfa::{challenge, check_mfa, MfaFailure};
 pub use mint::{generate_dev_key, mint, MintError, MintKey};
 pub use verify::{AuthError, SettingsError, Verified, Verifier};
 
+/// The identity a token with these claims would carry, **without** any
+/// signature or time check: for `chatwarden explain --claims` and policy
+/// test cases, never for the request path.
+pub fn identity_from_unchecked_claims(
+    claims: &serde_json::Value,
+    settings: &AuthSettings,
+) -> Result<crate::identity::Identity, String> {
+    let map = claims
+        .as_object()
+        .ok_or_else(|| "claims must be a JSON object".to_string())?;
+    let exp = claims::optional_numeric_date(map, "exp")
+        .map_err(|e| e.to_string())?
+        .unwrap_or(i64::MAX);
+    claims::identity_from_claims(map, &settings.claims, &settings.mfa, exp)
+        .map_err(|e| e.to_string())
+}
+
 /// Tokens longer than this are refused before any parsing.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Clock skew tolerated for `exp`, `nbf` and `iat`.

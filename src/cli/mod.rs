@@ -3,6 +3,9 @@
 
 mod audit;
 mod check;
+mod explain;
+mod policy_test;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +57,64 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9180")]
         admin: String,
     },
+    /// The decision the proxy would make for one request, and why.
+    Explain {
+        #[arg(short, long, default_value = "config/chatwarden.yaml")]
+        config: PathBuf,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        path: String,
+        /// A real token (verified as the proxy would, keys fetched).
+        #[arg(long, conflicts_with = "claims")]
+        token: Option<String>,
+        /// Claims as JSON, unsigned: ask about a person, not a token.
+        #[arg(long)]
+        claims: Option<String>,
+        /// Client address (after trusted proxies).
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: String,
+        /// When (default now): 2026-11-24T10:00:00Z or 2026-11-24T10:00:00[Europe/London].
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Run policy test cases; exit 1 on any mismatch.
+    Test {
+        #[arg(short, long, default_value = "config/chatwarden.yaml")]
+        config: PathBuf,
+        cases: PathBuf,
+    },
+    /// Mint a signed token with a development key (or print its JWKS).
+    Token {
+        /// PKCS#8 PEM private key (Ed25519, P-256 or P-384), e.g. from
+        /// `openssl genpkey -algorithm ed25519 -out dev-key.pem`.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value = "dev")]
+        kid: String,
+        /// Print the key's public JWKS instead of a token.
+        #[arg(long)]
+        jwks: bool,
+        #[arg(long, default_value = "https://idp.chatwarden.invalid/")]
+        iss: String,
+        #[arg(long, default_value = "chatwarden")]
+        aud: String,
+        #[arg(long)]
+        sub: Option<String>,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Extra claim, name=value (value parsed as JSON when it can be).
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+        /// amr values (e.g. pwd, otp).
+        #[arg(long)]
+        amr: Vec<String>,
+        /// How long ago the user authenticated (auth_time), e.g. 2h.
+        #[arg(long)]
+        auth_age: Option<String>,
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
     /// Work with audit files.
     Audit {
         #[command(subcommand)]
@@ -103,6 +164,51 @@ pub fn main() -> ExitCode {
         } => run(&config, daemon, upgrade, threads),
         Command::Check { config } => check::run(&config),
         Command::Demo { listen, admin } => crate::demo::run(&listen, &admin),
+        Command::Explain {
+            config,
+            method,
+            path,
+            token,
+            claims,
+            ip,
+            at,
+        } => explain::run(
+            &config,
+            &explain::Question {
+                method,
+                path,
+                token,
+                claims,
+                ip,
+                at,
+            },
+        ),
+        Command::Test { config, cases } => policy_test::run(&config, &cases),
+        Command::Token {
+            key,
+            kid,
+            jwks,
+            iss,
+            aud,
+            sub,
+            roles,
+            claims,
+            amr,
+            auth_age,
+            ttl,
+        } => token::run(&token::TokenArgs {
+            key: &key,
+            kid: &kid,
+            print_jwks: jwks,
+            issuer: &iss,
+            audience: &aud,
+            subject: sub.as_deref(),
+            roles: &roles,
+            claims: &claims,
+            amr: &amr,
+            auth_age: auth_age.as_deref(),
+            ttl: &ttl,
+        }),
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => audit::verify(&file),

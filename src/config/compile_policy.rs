@@ -110,7 +110,11 @@ impl Compiler<'_> {
         let mut nets = |list: &[Str], this: &mut Self| {
             let mut out = Vec::new();
             for n in list {
-                match parse_network(&n.value) {
+                let Some(text) = this.string(n) else {
+                    ok = false;
+                    continue;
+                };
+                match parse_network(&text) {
                     Ok(net) => out.push(net),
                     Err(e) => {
                         this.err(&n.referenced, e.to_string());
@@ -158,12 +162,18 @@ impl Compiler<'_> {
         let days: Vec<&str> = t.days.iter().map(|d| d.value.as_str()).collect();
         let at_days = t.days.first().map_or(t.from.referenced, |d| d.referenced);
         let days = self.located_result(&at_days, parse_days(&days));
-        let from = self.located_result(&t.from.referenced, parse_time(&t.from.value));
-        let to = self.located_result(&t.to.referenced, parse_time(&t.to.value));
-        let tz = self.located_result(&t.tz.referenced, parse_time_zone(&t.tz.value));
+        let (from_text, to_text, tz_text) = (
+            self.string(&t.from)?,
+            self.string(&t.to)?,
+            self.string(&t.tz)?,
+        );
+        let from = self.located_result(&t.from.referenced, parse_time(&from_text));
+        let to = self.located_result(&t.to.referenced, parse_time(&to_text));
+        let tz = self.located_result(&t.tz.referenced, parse_time_zone(&tz_text));
         let mut closed = Vec::new();
         for d in &t.closed {
-            closed.push(self.located_result(&d.referenced, crate::policy::parse_date(&d.value))?);
+            let text = self.string(d)?;
+            closed.push(self.located_result(&d.referenced, crate::policy::parse_date(&text))?);
         }
         Some(TimeWindow::new(days?, from?, to?, tz?, closed))
     }

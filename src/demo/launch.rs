@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use crate::config::env::Overlay;
 use crate::config::{load_str, ProcessEnv};
+use crate::demo::idp::{self, Persona};
 use crate::demo::upstream::{
     serve_crm, serve_whatsapp, DEMO_CRM_API_TOKEN, DEMO_META_ACCESS_TOKEN,
 };
@@ -19,13 +20,32 @@ pub const DEMO_CONFIG: &str = include_str!("../../config/demo.yaml");
 
 /// Start everything and serve until interrupted.
 pub fn run(listen: &str, admin: &str) -> ExitCode {
-    let upstreams = match start_upstreams() {
+    let (key, jwks) = match idp::new_key() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("chatwarden demo: cannot make a signing key: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let personas = match idp::personas(&key) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("chatwarden demo: cannot mint demo tokens: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let upstreams = match start_upstreams(jwks) {
         Ok(u) => u,
         Err(e) => {
             eprintln!("chatwarden demo: cannot start the demo upstreams: {e}");
             return ExitCode::from(1);
         }
     };
+    let admin_token = crate::request::request_id::generate();
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Europe/London").unwrap_or(jiff::tz::TimeZone::UTC))
+        .date()
+        .to_string();
     let audit_path = std::env::temp_dir().join("chatwarden-demo-audit.jsonl");
     let vars: HashMap<String, String> = [
         ("DEMO_LISTEN", listen.to_string()),
@@ -38,6 +58,16 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
         ("DEMO_CRM_TOKEN", DEMO_CRM_API_TOKEN.to_string()),
         ("DEMO_META_TOKEN", DEMO_META_ACCESS_TOKEN.to_string()),
         ("DEMO_AUDIT", audit_path.display().to_string()),
+        (
+            "DEMO_JWKS_URL",
+            format!("http://{}/.well-known/jwks.json", upstreams.idp),
+        ),
+        (
+            "DEMO_META_APP_SECRET",
+            crate::request::request_id::generate(),
+        ),
+        ("DEMO_ADMIN_TOKEN", admin_token.clone()),
+        ("DEMO_TODAY", today),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -63,34 +93,38 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    print_guide(listen, admin, &audit_path);
+    print_guide(listen, admin, &audit_path, &personas, &admin_token);
     server.run_forever()
 }
 
 struct DemoUpstreams {
     crm: SocketAddr,
     whatsapp: SocketAddr,
+    idp: SocketAddr,
 }
 
 /// The upstreams run on their own small runtime, on ports the OS picks, so
 /// the demo never collides with something already listening.
-fn start_upstreams() -> std::io::Result<DemoUpstreams> {
+fn start_upstreams(jwks: String) -> std::io::Result<DemoUpstreams> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("demo-upstreams")
         .enable_all()
         .build()?;
-    let (crm, whatsapp) = runtime.block_on(async {
+    let (crm, whatsapp, idp_listener) = runtime.block_on(async {
         let crm = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let whatsapp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        Ok::<_, std::io::Error>((crm, whatsapp))
+        let idp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Ok::<_, std::io::Error>((crm, whatsapp, idp))
     })?;
     let addrs = DemoUpstreams {
         crm: crm.local_addr()?,
         whatsapp: whatsapp.local_addr()?,
+        idp: idp_listener.local_addr()?,
     };
     runtime.spawn(serve_crm(crm));
     runtime.spawn(serve_whatsapp(whatsapp));
+    runtime.spawn(idp::serve_jwks(idp_listener, jwks));
     // The runtime must outlive this function: it serves until the process
     // exits, on its own thread.
     std::thread::Builder::new()
@@ -99,35 +133,59 @@ fn start_upstreams() -> std::io::Result<DemoUpstreams> {
     Ok(addrs)
 }
 
-fn print_guide(listen: &str, admin: &str, audit: &Path) {
+fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], admin_token: &str) {
     let gw = format!("http://{listen}");
+    let adm = format!("http://{admin}");
     println!(
-        r#"
-chatwarden demo — gateway on {gw}, admin on http://{admin}
-  in front of a Chatwoot-like CRM (account 1, "Acme Retail") and a WhatsApp Cloud API
-  look-alike. The gateway holds both upstream credentials: clients never see them.
+        "\nchatwarden demo — gateway on {gw}, admin on {adm}\n\
+         in front of a Chatwoot-like CRM (account 1, \"Acme Retail\": 40 contacts, 30 WhatsApp\n\
+         conversations on a UK and a German number) and a WhatsApp Cloud API look-alike. Staff\n\
+         authenticate with tokens from the demo IdP (JWKS on loopback); the gateway holds both\n\
+         upstream credentials, so no one on staff ever sees them.\n\n\
+         Paste these into a shell (tokens are valid for 12 hours):\n"
+    );
+    for p in personas {
+        println!("# {}\nexport {}='{}'", p.who, p.var, p.token);
+    }
+    println!("export ADMIN_API='{admin_token}'   # the admin listener's token\nexport GW={gw}\n");
+    println!(
+        r#"Then try:
+  # An agent reads conversations; the staff token never reaches the CRM, the CRM key is injected
+  curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT" | head -c 400; echo
 
-Try:
-  # A routed call: the gateway injects the CRM's api_access_token for you
-  curl -s {gw}/api/v1/accounts/1/conversations | head -c 600; echo
-
-  # Send a WhatsApp message from the UK business number
-  curl -s -X POST {gw}/v23.0/106540352242922/messages -H 'content-type: application/json' \
+  # Agents send only from their own WhatsApp number: UK allowed, German number refused
+  curl -s -X POST $GW/v23.0/106540352242922/messages -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' \
        -d '{{"messaging_product":"whatsapp","to":"447700900123","type":"text","text":{{"body":"Your order has shipped"}}}}'; echo
+  curl -s -X POST $GW/v23.0/209876543210987/messages -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' \
+       -d '{{"messaging_product":"whatsapp","to":"4915155512345","type":"text","text":{{"body":"Hallo"}}}}'; echo
 
-  # Default deny: no route, never reaches the CRM
-  curl -s {gw}/api/v1/accounts/1/contacts/1/destroy_all; echo
+  # Exporting every contact: agents may not; a supervisor may, with MFA in the last 15 minutes
+  curl -s $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $AGENT"; echo
+  curl -s $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $SUPERVISOR" | head -c 300; echo
+  curl -si $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $SUPERVISOR_STALE" | grep -i -e '^HTTP' -e www-authenticate -e reason
 
-  # Path tricks are normalized once, and what is checked is what is forwarded
-  curl -s --path-as-is {gw}/api/v1/accounts/1/x/../../../../admin; echo
-  curl -s {gw}/api/v1/accounts/1/contacts%2F1; echo
+  # Out of hours (today is closed for contractors) and from the wrong network (finance: office only)
+  curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $CONTRACTOR"; echo
+  curl -s $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $FINANCE"; echo
 
-  # Health, readiness, Prometheus metrics
-  curl -s http://{admin}/metrics | grep chatwarden_requests_total
+  # No token, a forged one, default deny, and a path trick (normalized, then decided)
+  curl -s $GW/api/v1/accounts/1/conversations; echo
+  curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT"x; echo
+  curl -s $GW/api/v1/accounts/1/contacts/1/destroy_all -H "Authorization: Bearer $ADMIN"; echo
+  curl -s $GW/api/v1/accounts/1/contacts%2F1 -H "Authorization: Bearer $ADMIN"; echo
 
-  # The audit trail: one hash-chained JSON line per request
-  tail -n 5 {audit}
+  # Instant revocation: Amelia leaves; her still-valid token stops working on the next request
+  curl -s -X POST {adm}/revoke -H "Authorization: Bearer $ADMIN_API" -d '{{"sub":"amelia.clarke@acme-retail.example"}}'; echo
+  curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT"; echo
+
+  # Meta's webhook subscription handshake, answered by the gateway
+  curl -s "$GW/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=demo-verify-token&hub.challenge=1158201444"; echo
+
+  # Metrics, and the audit trail: one hash-chained record per request, denials included
+  curl -s {adm}/metrics -H "Authorization: Bearer $ADMIN_API" | grep chatwarden_requests_total
+  chatwarden audit query {audit} --decision deny
   chatwarden audit verify {audit}
+  (from the repository: ./target/release/chatwarden …)
 
 Ctrl-C to stop.
 "#,

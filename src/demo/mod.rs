@@ -3,6 +3,7 @@
 //!
 //! The same upstreams serve as real HTTP peers for the integration tests.
 
+pub mod idp;
 pub mod upstream;
 
 mod launch;

@@ -48,3 +48,254 @@ fn check_accepts_the_example_and_rejects_a_broken_file() {
         "check prints file:line:col: message, got: {stdout}"
     );
 }
+
+/// Kills the demo when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
+    use std::io::{BufRead, BufReader};
+
+    let gw = crate::harness::free_addr();
+    let admin = crate::harness::free_addr();
+    let mut child = Child(
+        bin()
+            .args([
+                "demo",
+                "--listen",
+                &gw.to_string(),
+                "--admin",
+                &admin.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the demo"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    // The guide is printed once everything is built; read until Ctrl-C line.
+    let mut tokens = std::collections::HashMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if let Some(rest) = line.strip_prefix("export ") {
+            if let Some((k, v)) = rest.split_once('=') {
+                tokens.insert(
+                    k.to_string(),
+                    v.split('\'').nth(1).unwrap_or_default().to_string(),
+                );
+            }
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    for persona in [
+        "AGENT",
+        "SUPERVISOR",
+        "SUPERVISOR_STALE",
+        "CONTRACTOR",
+        "FINANCE",
+        "ADMIN",
+    ] {
+        assert!(
+            tokens.get(persona).is_some_and(|t| t.len() > 100),
+            "the demo prints a token for {persona}"
+        );
+    }
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !client
+        .get(format!("http://{admin}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let call = |path: &str, who: &str| {
+        client
+            .get(format!("http://{gw}{path}"))
+            .bearer_auth(tokens.get(who).cloned().unwrap_or_default())
+            .send()
+    };
+    let ok = call("/api/v1/accounts/1/conversations", "AGENT")
+        .await
+        .expect("request");
+    assert_eq!(
+        ok.status(),
+        200,
+        "an agent reads conversations through the demo"
+    );
+    let body: serde_json::Value = ok.json().await.expect("json");
+    assert!(
+        body["data"]["payload"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "real demo data comes back"
+    );
+    for (path, who, reason) in [
+        (
+            "/api/v1/accounts/1/contacts/export",
+            "AGENT",
+            "permission_denied",
+        ),
+        (
+            "/api/v1/accounts/1/contacts/export",
+            "SUPERVISOR_STALE",
+            "mfa_stale",
+        ),
+        (
+            "/api/v1/accounts/1/conversations",
+            "CONTRACTOR",
+            "outside_hours",
+        ),
+        ("/api/v1/accounts/1/contacts/export", "FINANCE", "ip_denied"),
+    ] {
+        let resp = call(path, who).await.expect("request");
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(body["reason"], reason, "{who} on {path}");
+    }
+    let export = call("/api/v1/accounts/1/contacts/export", "SUPERVISOR")
+        .await
+        .expect("request");
+    assert_eq!(export.status(), 200, "a supervisor with fresh MFA exports");
+}
+
+const POLICY: &str = r#"
+listeners: [{name: main, addr: "127.0.0.1:1"}]
+upstreams:
+  crm: {url: "http://127.0.0.1:2"}
+auth:
+  issuer: https://idp.test/
+  audiences: [chatwarden]
+  algorithms: [EdDSA]
+  jwks_url: http://127.0.0.1:3/jwks.json
+  claims: {attributes: {phone_number_ids: wa_numbers}}
+  mfa: {amr_any: [otp]}
+roles:
+  agent: {permissions: [conversations.read]}
+  supervisor: {inherits: [agent], permissions: [contacts.export]}
+access:
+  - name: office-hours
+    roles: [agent]
+    time: {days: [mon-fri], from: "08:00", to: "18:00", tz: Europe/London}
+routes:
+  - {name: conversations, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/conversations", permission: conversations.read}
+  - {name: export, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts/export", permission: contacts.export, mfa_max_age: 15m}
+"#;
+
+const CASES: &str = r#"
+cases:
+  - name: agent in office hours
+    who: {sub: amelia, roles: [agent]}
+    method: GET
+    path: /api/v1/accounts/1/conversations
+    at: "2026-11-24T10:00:00[Europe/London]"
+    expect: allow
+  - name: agent at night
+    who: {sub: amelia, roles: [agent]}
+    method: GET
+    path: /api/v1/accounts/1/conversations
+    at: "2026-11-24T22:30:00[Europe/London]"
+    expect: outside_hours
+  - name: first hour of BST counts as office hours
+    who: {sub: amelia, roles: [agent]}
+    method: GET
+    path: /api/v1/accounts/1/conversations
+    at: "2026-03-30T07:30:00Z"
+    expect: allow
+  - name: supervisor export with stale MFA
+    who: {sub: sam, roles: [supervisor], amr: [otp]}
+    auth_age: 1h
+    method: GET
+    path: /api/v1/accounts/1/contacts/export
+    at: "2026-11-24T10:00:00[Europe/London]"
+    expect: mfa_stale
+  - name: anonymous
+    method: GET
+    path: /api/v1/accounts/1/conversations
+    at: "2026-11-24T10:00:00Z"
+    expect: token_missing
+"#;
+
+#[test]
+fn explain_and_policy_tests_use_the_proxy_decision() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("policy.yaml");
+    std::fs::write(&config, POLICY).expect("write");
+    let cases = dir.path().join("cases.yaml");
+    std::fs::write(&cases, CASES).expect("write");
+
+    let out = bin()
+        .arg("test")
+        .arg("-c")
+        .arg(&config)
+        .arg(&cases)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "every case should pass:\n{stdout}");
+    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
+
+    // A wrong expectation fails the run and is pointed out.
+    std::fs::write(
+        &cases,
+        CASES.replacen("expect: outside_hours", "expect: allow", 1),
+    )
+    .expect("write");
+    let out = bin()
+        .arg("test")
+        .arg("-c")
+        .arg(&config)
+        .arg(&cases)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a mismatch exits 1:\n{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("agent at night") && l.ends_with("FAIL")),
+        "{stdout}"
+    );
+
+    let out = bin()
+        .arg("explain")
+        .arg("-c")
+        .arg(&config)
+        .args([
+            "--method",
+            "GET",
+            "--path",
+            "/api/v1/accounts/1/conversations",
+        ])
+        .args(["--claims", r#"{"sub":"amelia","roles":["agent"]}"#])
+        .args(["--at", "2026-11-24T22:30:00[Europe/London]"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("decision: deny (outside_hours, 403)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rules:    office-hours"),
+        "explain names the deciding rule:\n{stdout}"
+    );
+    assert!(stdout.contains("office-hours"), "{stdout}");
+}

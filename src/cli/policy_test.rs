@@ -1,0 +1,140 @@
+//! `chatwarden test CASES`: policy test cases (who, what, when, where →
+//! expected decision), run through the proxy's own decision function.
+//! Prints a table; exits 1 on any mismatch, so CI can hold a policy to
+//! its intent.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::explain::{decide, parse_instant, Question};
+use crate::config::duration::parse_duration;
+use crate::config::{load_file, ProcessEnv, Snapshot};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    /// Token claims (unsigned: the case is about people, not tokens);
+    /// omit for an anonymous request.
+    who: Option<Value>,
+    /// How long ago the caller last authenticated (sets `auth_time`).
+    auth_age: Option<String>,
+    method: String,
+    path: String,
+    #[serde(default = "default_ip")]
+    ip: String,
+    /// When: `2026-11-24T10:00:00[Europe/London]` or RFC 3339.
+    at: String,
+    /// `allow` or a reason code (`outside_hours`, `scope_denied`, …).
+    expect: String,
+}
+
+fn default_ip() -> String {
+    "10.20.1.10".to_string()
+}
+
+pub fn run(config: &Path, cases: &Path) -> ExitCode {
+    let snapshot = match load_file(config, &ProcessEnv) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let text = match std::fs::read_to_string(cases) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chatwarden test: cannot read {}: {e}", cases.display());
+            return ExitCode::from(1);
+        }
+    };
+    let file: CaseFile = match serde_saphyr::from_str(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{}: {}", cases.display(), e.without_snippet());
+            return ExitCode::from(1);
+        }
+    };
+    let results = run_cases(&snapshot, &file.cases);
+    let width = file
+        .cases
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$}  {:<18}  {:<18}  result",
+        "case", "expected", "got"
+    );
+    let mut failed = 0;
+    for (case, got) in file.cases.iter().zip(&results) {
+        let ok = got.as_deref() == Ok(case.expect.as_str());
+        if !ok {
+            failed += 1;
+        }
+        let shown = match got {
+            Ok(g) => g.clone(),
+            Err(e) => format!("error: {e}"),
+        };
+        println!(
+            "{:<width$}  {:<18}  {:<18}  {}",
+            case.name,
+            case.expect,
+            shown,
+            if ok { "ok" } else { "FAIL" }
+        );
+    }
+    println!("\n{} passed, {} failed", results.len() - failed, failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn run_cases(snapshot: &Snapshot, cases: &[Case]) -> Vec<Result<String, String>> {
+    cases.iter().map(|c| run_case(snapshot, c)).collect()
+}
+
+fn run_case(snapshot: &Snapshot, case: &Case) -> Result<String, String> {
+    let at = parse_instant(&case.at)?;
+    let claims = match &case.who {
+        Some(who) => {
+            let mut claims = who.clone();
+            let obj = claims
+                .as_object_mut()
+                .ok_or("`who` must be a mapping of claims")?;
+            if let Some(age) = &case.auth_age {
+                let secs = parse_duration(age)?.as_secs() as i64;
+                obj.insert("auth_time".into(), Value::from(at.as_second() - secs));
+            }
+            obj.entry("exp")
+                .or_insert(Value::from(at.as_second() + 3600));
+            Some(claims.to_string())
+        }
+        None => None,
+    };
+    let q = Question {
+        method: case.method.clone(),
+        path: case.path.clone(),
+        token: None,
+        claims,
+        ip: case.ip.clone(),
+        at: Some(case.at.clone()),
+    };
+    let (outcome, _) = decide(snapshot, &q)?;
+    Ok(match outcome {
+        Ok(_) => "allow".to_string(),
+        Err(r) => r.reason.code().to_string(),
+    })
+}
