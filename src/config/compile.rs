@@ -431,6 +431,17 @@ impl Compiler<'_> {
             let Some(requirement) = self.requirement(r, &template) else {
                 continue;
             };
+            let Some(row_filter) = self.row_filter(r) else {
+                continue;
+            };
+            if let (Some(_), Some(f)) = (&row_filter, &r.row_filter) {
+                // Refuse rather than accept a filter that nothing applies yet.
+                self.err(
+                    &f.items.referenced,
+                    format!("route `{}`: row_filter is not enforced by this build yet", r.name.value),
+                );
+                continue;
+            }
             entries.push((
                 methods,
                 template,
@@ -439,6 +450,7 @@ impl Compiler<'_> {
                     upstream,
                     auth: mode,
                     requirement,
+                    row_filter,
                 }),
             ));
         }
@@ -487,7 +499,10 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        let needs_policy = r.permission.is_some() || r.mfa_max_age.is_some() || !r.scope.is_empty();
+        let needs_policy = r.permission.is_some()
+            || r.mfa_max_age.is_some()
+            || !r.scope.is_empty()
+            || r.row_filter.is_some();
         match mode {
             AuthMode::Jwt if config.auth.is_none() => {
                 self.err(

@@ -10,8 +10,9 @@ use super::duration::parse_duration;
 use super::raw::{RawAccessRule, RawConfig, RawRoute, RawTimeWindow, Str};
 use crate::identity::RoleName;
 use crate::policy::{
-    parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, Permission,
-    Policy, PolicyError, RoleDef, RoleSet, RouteRequirement, ScopeBinding, TimeWindow,
+    parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, FieldPath,
+    FilterMode, LabelRule, Permission, Policy, PolicyError, RoleDef, RoleSet, RouteRequirement,
+    RowFilter, ScopeBinding, TimeWindow,
 };
 use crate::route::PathTemplate;
 
@@ -103,6 +104,49 @@ impl Compiler<'_> {
             mfa_max_age,
             scope,
         })
+    }
+
+    /// A route's `row_filter`: items mode when the selector ends in `[*]`.
+    pub(super) fn row_filter(&mut self, r: &RawRoute) -> Option<Option<RowFilter>> {
+        let Some(f) = &r.row_filter else {
+            return Some(None);
+        };
+        let mode = if f.items.value.ends_with("[*]") {
+            FilterMode::Items
+        } else {
+            FilterMode::Object
+        };
+        if mode == FilterMode::Object {
+            self.err(
+                &f.items.referenced,
+                format!(
+                    "route `{}`: row_filter.items must select list items (end in `[*]`); single-object filtering is not available yet",
+                    r.name.value
+                ),
+            );
+            return None;
+        }
+        let mut filter = self.located_result(
+            &f.items.referenced,
+            RowFilter::new(&f.items.value, &f.field.value, &f.claim.value, mode),
+        )?;
+        if let Some(p) = &f.unless_permission {
+            filter.unless_permission = Some(self.permission(p)?);
+        }
+        for l in &f.labels {
+            let field_text = l.field.as_ref().map_or("labels", |x| x.value.as_str());
+            let at = l
+                .field
+                .as_ref()
+                .map_or(l.label.referenced, |x| x.referenced);
+            let field = self.located_result(&at, FieldPath::parse(field_text))?;
+            filter.labels.push(LabelRule {
+                field,
+                label: l.label.value.clone(),
+                permission: self.permission(&l.permission)?,
+            });
+        }
+        Some(Some(filter))
     }
 
     fn access_rule(&mut self, r: &RawAccessRule) -> Option<AccessRule> {

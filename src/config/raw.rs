@@ -106,6 +106,33 @@ pub struct RawRoute {
     /// Path parameters bound to identity claims.
     #[serde(default)]
     pub scope: Vec<RawScope>,
+    /// Remove list items the caller may not see from the response.
+    pub row_filter: Option<RawRowFilter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRowFilter {
+    /// Where the items are: `$.data.payload[*]`.
+    pub items: Str,
+    /// Field of each item holding its owner: `meta.assignee.id`.
+    pub field: Str,
+    /// Attribute claim with the caller's values: `user_id`.
+    pub claim: Str,
+    /// Callers holding this see every owner's items.
+    pub unless_permission: Option<Str>,
+    /// Items carrying a label are removed unless the caller has its permission.
+    #[serde(default)]
+    pub labels: Vec<RawLabelRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLabelRule {
+    /// Field holding the item's labels (default `labels`).
+    pub field: Option<Str>,
+    pub label: Str,
+    pub permission: Str,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,7 +13,7 @@ use pingora_core::tls::sign::CertifiedKey;
 use pingora_core::utils::tls::WrappedX509;
 
 use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
-use crate::policy::{Policy, RouteRequirement};
+use crate::policy::{Policy, RouteRequirement, RowFilter};
 use crate::request::TrustedProxies;
 use crate::revocation::RevocationList;
 use crate::route::RouteTable;
@@ -130,6 +130,8 @@ pub struct Route {
     pub auth: AuthMode,
     /// Permission, MFA and scope this route demands (jwt routes).
     pub requirement: RouteRequirement,
+    /// List items to remove from responses for callers who may not see them.
+    pub row_filter: Option<RowFilter>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ipnetwork::{IpNetwork, Ipv4Network};
+use ipnetwork::IpNetwork;
 use jiff::Timestamp;
 
 use super::error::PolicyError;
@@ -19,6 +19,7 @@ use super::roles::{CallerRoles, RoleMask, RoleSet};
 use super::window::TimeWindow;
 use crate::decision::Reason;
 use crate::identity::{Identity, RoleName};
+pub use crate::request::client_ip::{canonical_ip, canonical_network};
 
 /// One access rule as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,16 +69,6 @@ pub fn parse_network(text: &str) -> Result<IpNetwork, PolicyError> {
         .map_err(|_| PolicyError::BadNetwork {
             text: text.to_owned(),
         })
-}
-
-/// The address as policy compares it: an IPv4-mapped IPv6 address
-/// (`::ffff:192.0.2.1`, what a dual-stack socket reports for an IPv4
-/// client) is that IPv4 address, so IPv4 rules see every IPv4 client.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
 }
 
 /// An access rule ready for requests.
@@ -171,21 +162,6 @@ impl CompiledRule {
         }
         self.mfa.refuse(identity, now)
     }
-}
-
-/// Stores an IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4
-/// network it denotes, because client addresses are compared as IPv4. A
-/// mapped network shorter than /96 is kept as IPv6 and so covers no IPv4
-/// client: access is never widened by accident.
-fn canonical_network(network: IpNetwork) -> IpNetwork {
-    if let IpNetwork::V6(v6) = network {
-        if let (Some(v4), Some(prefix)) = (v6.ip().to_ipv4_mapped(), v6.prefix().checked_sub(96)) {
-            if let Ok(v4_network) = Ipv4Network::new(v4, prefix) {
-                return IpNetwork::V4(v4_network);
-            }
-        }
-    }
-    network
 }
 
 #[cfg(test)]

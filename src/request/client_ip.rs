@@ -109,14 +109,19 @@ enum Hop {
     Malformed,
 }
 
-fn canonical_ip(ip: IpAddr) -> IpAddr {
+/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) as the IPv4 address it
+/// denotes: clients are compared as IPv4 wherever they are checked.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
     }
 }
 
-fn canonical_network(network: IpNetwork) -> IpNetwork {
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
+/// it denotes. A mapped network shorter than /96 stays IPv6 and so covers
+/// no IPv4 client: access is never widened by accident.
+pub fn canonical_network(network: IpNetwork) -> IpNetwork {
     if let IpNetwork::V6(v6) = network {
         if let (Some(v4), Some(prefix)) = (v6.ip().to_ipv4_mapped(), v6.prefix().checked_sub(96)) {
             if let Ok(v4_network) = Ipv4Network::new(v4, prefix) {

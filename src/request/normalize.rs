@@ -218,7 +218,7 @@ fn is_unreserved(byte: u8) -> bool {
 }
 
 /// RFC 3986 `pchar` minus escapes: the bytes a path segment may hold raw.
-fn is_pchar(byte: u8) -> bool {
+pub(crate) fn is_pchar(byte: u8) -> bool {
     is_unreserved(byte)
         || matches!(
             byte,

@@ -266,26 +266,7 @@ fn is_param_name(name: &str) -> bool {
 
 /// The bytes a normalized path holds raw (RFC 3986 `pchar` without `%`).
 fn is_literal_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
-        || matches!(
-            byte,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-        )
+    crate::request::normalize::is_pchar(byte)
 }
 
 #[cfg(test)]
