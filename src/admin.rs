@@ -15,6 +15,7 @@ use crate::audit::AuditStats;
 use crate::auth::JwksSource;
 use crate::config::ConfigStore;
 use crate::metrics::{External, Metrics};
+use crate::reload::{ReloadOutcome, Reloader};
 use crate::revocation::RuntimeRevocations;
 
 pub struct AdminApp {
@@ -23,6 +24,7 @@ pub struct AdminApp {
     pub audit_stats: Arc<AuditStats>,
     pub revocations: Arc<RuntimeRevocations>,
     pub jwks: Option<Arc<JwksSource>>,
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 #[async_trait]
@@ -38,6 +40,8 @@ impl ServeHttp for AdminApp {
             ("GET", "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             ("POST", "/revoke") if authorized => self.revoke(session).await,
             ("POST", "/revoke") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
+            ("POST", "/reload") if authorized => self.reload().await,
+            ("POST", "/reload") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
             ("GET", "/metrics") if authorized => {
                 let snapshot = self.store.load();
                 let body = self.metrics.render(&External {
@@ -64,6 +68,32 @@ impl AdminApp {
     /// key set has arrived.
     fn ready(&self) -> bool {
         self.store.is_ready() && self.jwks.as_ref().is_none_or(|j| j.is_ready())
+    }
+
+    /// `POST /reload`: re-read the config file; 200 with the version, or
+    /// 400 with every problem (the running config stays).
+    async fn reload(&self) -> Response<Vec<u8>> {
+        let Some(reloader) = &self.reloader else {
+            return text(
+                StatusCode::CONFLICT,
+                "this instance runs an embedded config; nothing to reload\n",
+            );
+        };
+        let (status, body) = match reloader.reload("POST /reload").await {
+            ReloadOutcome::Applied { from, to } => (
+                StatusCode::OK,
+                serde_json::json!({"reloaded": true, "from": from, "version": to}),
+            ),
+            ReloadOutcome::Unchanged { version } => (
+                StatusCode::OK,
+                serde_json::json!({"reloaded": false, "version": version}),
+            ),
+            ReloadOutcome::Rejected { problems } => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"reloaded": false, "errors": problems.lines().collect::<Vec<_>>()}),
+            ),
+        };
+        respond(status, "application/json", body.to_string().into_bytes())
     }
 
     /// `POST /revoke` with `{"sub": "…"}`: the subject is refused from its

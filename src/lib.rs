@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod admin;
 pub mod proxy;
 
+pub mod reload;
 pub mod server;
 
 pub mod cli;

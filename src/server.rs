@@ -22,6 +22,7 @@ use crate::auth::JwksSource;
 use crate::config::{ConfigStore, Snapshot};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::reload::{ReloadSource, Reloader};
 use crate::revocation::RuntimeRevocations;
 
 /// How the process runs pingora (not part of the policy file: these are
@@ -35,6 +36,11 @@ pub struct RunOptions {
     /// Take over the listening sockets of a running instance (pingora's
     /// `-u`, graceful upgrade).
     pub upgrade: bool,
+    /// The file to re-read on `POST /reload` (none for the embedded demo).
+    pub reload: Option<ReloadSource>,
+    /// Also reload on SIGHUP (the process's own signal: only one server
+    /// per process should ask for it).
+    pub reload_on_sighup: bool,
 }
 
 impl Default for RunOptions {
@@ -43,6 +49,8 @@ impl Default for RunOptions {
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             daemon: false,
             upgrade: false,
+            reload: None,
+            reload_on_sighup: false,
         }
     }
 }
@@ -69,6 +77,7 @@ pub struct Handles {
     pub metrics: Arc<Metrics>,
     pub revocations: Arc<RuntimeRevocations>,
     pub jwks: Option<Arc<JwksSource>>,
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 /// Build a ready-to-run server for `snapshot`.
@@ -136,6 +145,14 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     };
     let revocations = Arc::new(RuntimeRevocations::default());
     let store = ConfigStore::new(snapshot);
+    let reloader = opts.reload.clone().map(|src| {
+        Arc::new(Reloader::new(
+            src,
+            store.clone(),
+            audit.clone(),
+            jwks.clone(),
+        ))
+    });
 
     let gateway = Gateway {
         store: store.clone(),
@@ -170,12 +187,19 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
                 audit_stats: audit_stats.clone(),
                 revocations: revocations.clone(),
                 jwks: jwks.clone(),
+                reloader: reloader.clone(),
             },
         );
         admin.add_tcp(&addr.to_string());
         server.add_service(admin);
     }
     server.add_service(background_service("chatwarden audit writer", writer));
+    if let (Some(r), true) = (&reloader, opts.reload_on_sighup) {
+        server.add_service(background_service(
+            "chatwarden sighup reload",
+            SighupReload(r.clone()),
+        ));
+    }
     if let Some(j) = &jwks {
         // Fetches at once, then as Cache-Control says; /readyz waits for
         // the first good key set.
@@ -193,8 +217,36 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
             metrics,
             revocations,
             jwks,
+            reloader,
         },
     ))
+}
+
+/// Reload the config on SIGHUP (what `systemctl reload` sends).
+struct SighupReload(Arc<Reloader>);
+
+#[async_trait::async_trait]
+impl BackgroundService for SighupReload {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /reload");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    self.0.reload("SIGHUP").await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
 }
 
 /// The JWKS refresher as a pingora background service.

@@ -67,9 +67,16 @@ pub struct KeySet {
 /// The live key set: local keys merged with the latest JWKS, swapped
 /// atomically, with a generation that caches compare against.
 pub struct KeyStore {
-    local: KeySet,
+    /// Keys from the config file (static PEMs, the HMAC secret); replaced
+    /// on a config reload.
+    local: ArcSwap<KeySet>,
+    /// The last JWKS installed; kept across reloads.
+    remote: ArcSwap<KeySet>,
     current: ArcSwap<KeySet>,
     generation: AtomicU64,
+    /// Serializes writers (a JWKS refresh racing a reload) so neither's
+    /// keys are lost; readers never take it.
+    writer: std::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -335,9 +342,23 @@ impl KeyStore {
     pub fn new(local: KeySet) -> KeyStore {
         KeyStore {
             current: ArcSwap::from_pointee(local.clone()),
-            local,
+            local: ArcSwap::from_pointee(local),
+            remote: ArcSwap::from_pointee(KeySet::new()),
             generation: AtomicU64::new(0),
+            writer: std::sync::Mutex::new(()),
         }
+    }
+
+    /// The keys the config file provided.
+    pub fn local(&self) -> Arc<KeySet> {
+        self.local.load_full()
+    }
+
+    /// Replace the config file's keys (a reload), keeping the JWKS keys.
+    pub fn set_local(&self, local: KeySet) {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.local.store(Arc::new(local));
+        self.recompute();
     }
 
     /// The keys to verify with now.
@@ -354,12 +375,19 @@ impl KeyStore {
     /// Whether HS* algorithms can be verified at all (the secret is local,
     /// never fetched).
     pub fn has_hmac(&self) -> bool {
-        self.local.has_hmac()
+        self.local.load().has_hmac()
     }
 
     /// Install a freshly fetched JWKS next to the local keys.
     pub fn replace_remote(&self, remote: &KeySet) {
-        self.current.store(Arc::new(self.local.merged_with(remote)));
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.remote.store(Arc::new(remote.clone()));
+        self.recompute();
+    }
+
+    fn recompute(&self) {
+        let merged = self.local.load().merged_with(&self.remote.load());
+        self.current.store(Arc::new(merged));
         // After the store: a reader that sees the new generation also sees
         // the new set (Acquire in `generation`).
         self.generation.fetch_add(1, Ordering::AcqRel);

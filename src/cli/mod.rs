@@ -252,6 +252,11 @@ fn run(config: &std::path::Path, daemon: bool, upgrade: bool, threads: Option<us
     let mut opts = RunOptions {
         daemon,
         upgrade,
+        reload: Some(crate::reload::ReloadSource {
+            path: config.to_path_buf(),
+            overrides: Default::default(),
+        }),
+        reload_on_sighup: true,
         ..RunOptions::default()
     };
     if let Some(t) = threads {

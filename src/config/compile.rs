@@ -438,7 +438,10 @@ impl Compiler<'_> {
                 // Refuse rather than accept a filter that nothing applies yet.
                 self.err(
                     &f.items.referenced,
-                    format!("route `{}`: row_filter is not enforced by this build yet", r.name.value),
+                    format!(
+                        "route `{}`: row_filter is not enforced by this build yet",
+                        r.name.value
+                    ),
                 );
                 continue;
             }

@@ -66,6 +66,11 @@ pub async fn start_with_files(
             threads: 1,
             daemon: false,
             upgrade: false,
+            reload: Some(chatwarden::reload::ReloadSource {
+                path: config_path.clone(),
+                overrides: env.clone(),
+            }),
+            reload_on_sighup: false,
         },
     )
     .expect("server should build");

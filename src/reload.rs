@@ -1,0 +1,186 @@
+//! Hot reload: re-read the config file while traffic flows (SIGHUP or the
+//! admin `POST /reload`). Publishing is compile → check → store: a file
+//! that does not compile never replaces the running snapshot, and requests
+//! in flight finish on the snapshot they started with. Every attempt,
+//! accepted or rejected, is an audit record.
+//!
+//! A reload applies the whole file or nothing. Parts that cannot change
+//! in a running process (listeners, the admin listener, the audit sink,
+//! the JWKS endpoint) must stay as they are; a file that changes them is
+//! rejected with a message saying a restart is needed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+use crate::audit::{AuditEvent, AuditRecord, AuditSink};
+use crate::auth::{JwksSource, Verifier};
+use crate::config::env::Overlay;
+use crate::config::{load_file, ConfigStore, ProcessEnv, Snapshot};
+use crate::decision::Verdict;
+
+/// Where the running config came from, so it can be read again the same way.
+#[derive(Debug, Clone)]
+pub struct ReloadSource {
+    pub path: PathBuf,
+    /// Variables that override the process environment (tests, tooling).
+    pub overrides: HashMap<String, String>,
+}
+
+/// The outcome of one reload attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Published; the new version.
+    Applied { from: String, to: String },
+    /// The file is byte-for-byte the running one.
+    Unchanged { version: String },
+    /// Rejected; the running snapshot stays. One problem per line.
+    Rejected { problems: String },
+}
+
+pub struct Reloader {
+    source: ReloadSource,
+    store: ConfigStore,
+    audit: AuditSink,
+    jwks: Option<Arc<JwksSource>>,
+    /// One reload at a time: two overlapping reloads must not interleave.
+    busy: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(
+        source: ReloadSource,
+        store: ConfigStore,
+        audit: AuditSink,
+        jwks: Option<Arc<JwksSource>>,
+    ) -> Self {
+        Reloader {
+            source,
+            store,
+            audit,
+            jwks,
+            busy: Mutex::new(()),
+        }
+    }
+
+    /// Read, compile, check and publish; audit the attempt.
+    pub async fn reload(&self, trigger: &str) -> ReloadOutcome {
+        let _one = self.busy.lock().await;
+        let current = self.store.load();
+        let outcome = self.attempt(&current);
+        self.record(trigger, &current, &outcome).await;
+        outcome
+    }
+
+    fn attempt(&self, current: &Snapshot) -> ReloadOutcome {
+        let env = Overlay {
+            top: &self.source.overrides,
+            base: &ProcessEnv,
+        };
+        match load_file(&self.source.path, &env) {
+            Err(errors) => ReloadOutcome::Rejected {
+                problems: errors.to_string(),
+            },
+            Ok(next) if next.version == current.version => ReloadOutcome::Unchanged {
+                version: current.version.0.clone(),
+            },
+            Ok(next) => match self.adopt(current, next) {
+                Ok(next) => {
+                    let to = next.version.0.clone();
+                    self.store.publish(next);
+                    ReloadOutcome::Applied {
+                        from: current.version.0.clone(),
+                        to,
+                    }
+                }
+                Err(problems) => ReloadOutcome::Rejected { problems },
+            },
+        }
+    }
+
+    /// Carry process-wide state into the new snapshot, or say why it
+    /// cannot be adopted without a restart.
+    fn adopt(&self, current: &Snapshot, mut next: Snapshot) -> Result<Snapshot, String> {
+        let mut problems = Vec::new();
+        let addrs = |s: &Snapshot| {
+            s.listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.addr, l.tls.is_some()))
+                .collect::<Vec<_>>()
+        };
+        if addrs(current) != addrs(&next) {
+            problems
+                .push("listeners changed: restart to apply (pingora cannot rebind while serving)");
+        }
+        if current.admin.as_ref().map(|a| a.addr) != next.admin.as_ref().map(|a| a.addr) {
+            problems.push("admin.addr changed: restart to apply");
+        }
+        let a = (&current.audit, &next.audit);
+        if a.0.path != a.1.path
+            || a.0.hash_chain != a.1.hash_chain
+            || a.0.fail_closed != a.1.fail_closed
+        {
+            problems.push("audit sink changed: restart to apply (the chain must not fork)");
+        }
+        let jwks_url = |s: &Snapshot| {
+            s.auth
+                .as_ref()
+                .and_then(|a| a.jwks.as_ref().map(|j| j.url.clone()))
+        };
+        if jwks_url(current) != jwks_url(&next) {
+            problems.push("auth.jwks_url changed: restart to apply");
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        // The JWKS refresher feeds one key store for the process; the new
+        // snapshot's verifier must read it, with the file's new local keys.
+        if let (Some(jwks), Some(auth)) = (&self.jwks, next.auth.as_mut()) {
+            let running = jwks.store().clone();
+            running.set_local((*auth.keys.local()).clone());
+            auth.verifier =
+                Verifier::new(auth.settings.clone(), running.clone()).map_err(|e| e.to_string())?;
+            auth.keys = running;
+        }
+        Ok(next)
+    }
+
+    async fn record(&self, trigger: &str, current: &Snapshot, outcome: &ReloadOutcome) {
+        let (verdict, detail, version) = match outcome {
+            ReloadOutcome::Applied { from, to } => {
+                tracing::info!(from = %from, to = %to, trigger, "config reloaded");
+                (
+                    Verdict::Allow,
+                    format!("{trigger}: applied {from} -> {to}"),
+                    to.clone(),
+                )
+            }
+            ReloadOutcome::Unchanged { version } => (
+                Verdict::Allow,
+                format!("{trigger}: unchanged"),
+                version.clone(),
+            ),
+            ReloadOutcome::Rejected { problems } => {
+                tracing::warn!(trigger, problems = %problems, "config reload rejected; the running config stays");
+                (
+                    Verdict::Deny,
+                    format!("{trigger}: rejected: {}", problems.replace('\n', "; ")),
+                    current.version.0.clone(),
+                )
+            }
+        };
+        let rec = AuditRecord::event(
+            OffsetDateTime::now_utc(),
+            AuditEvent::Reload,
+            verdict,
+            detail,
+        )
+        .config_version(version);
+        if let Err(e) = self.audit.submit(rec).await {
+            tracing::error!(error = %e, "reload audit record refused");
+        }
+    }
+}
