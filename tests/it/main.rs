@@ -11,4 +11,5 @@ mod cli;
 mod config_files;
 mod hygiene;
 mod proxy;
+mod spec_coverage;
 mod tls;
