@@ -17,6 +17,8 @@ fn check_accepts_the_example_and_rejects_a_broken_file() {
         .env("TLS_KEY_FILE", pki.path().join("key.pem"))
         .env("CRM_API_TOKEN", "x")
         .env("META_ACCESS_TOKEN", "y")
+        .env("META_APP_SECRET", "z")
+        .env("META_VERIFY_TOKEN", "v")
         .env("CHATWARDEN_ADMIN_TOKEN", "admin-token-0123456789")
         .output()
         .expect("run chatwarden");

@@ -12,4 +12,5 @@ mod config_files;
 mod hygiene;
 mod proxy;
 mod reload;
+mod spec_coverage;
 mod tls;
