@@ -9,6 +9,9 @@ mod record;
 mod respond;
 mod webhook;
 
+#[cfg(test)]
+mod filter_tests;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
