@@ -18,6 +18,7 @@ pub mod auth;
 pub mod gate;
 pub mod policy;
 pub mod revocation;
+pub mod rewrite;
 pub mod webhook;
 
 pub mod audit;

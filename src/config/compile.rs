@@ -434,17 +434,6 @@ impl Compiler<'_> {
             let Some(row_filter) = self.row_filter(r) else {
                 continue;
             };
-            if let (Some(_), Some(f)) = (&row_filter, &r.row_filter) {
-                // Refuse rather than accept a filter that nothing applies yet.
-                self.err(
-                    &f.items.referenced,
-                    format!(
-                        "route `{}`: row_filter is not enforced by this build yet",
-                        r.name.value
-                    ),
-                );
-                continue;
-            }
             entries.push((
                 methods,
                 template,

@@ -150,8 +150,11 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
     println!("export ADMIN_API='{admin_token}'   # the admin listener's token\nexport GW={gw}\n");
     println!(
         r#"Then try:
-  # An agent reads conversations; the staff token never reaches the CRM, the CRM key is injected
-  curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT" | head -c 400; echo
+  # An agent sees only the conversations assigned to her; a supervisor sees everyone's (uses jq)
+  # (the staff token never reaches the CRM; the gateway injects the CRM key)
+  curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $AGENT" | jq -c '[.data.payload[] | {{id, assignee: .meta.assignee.name}}]'
+  curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $SUPERVISOR" | jq -c '[.data.payload[].id]'
+
 
   # Agents send only from their own WhatsApp number: UK allowed, German number refused
   curl -s -X POST $GW/v23.0/106540352242922/messages -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' \

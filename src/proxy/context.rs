@@ -27,6 +27,8 @@ pub struct RequestCtx {
     pub caller: Option<Arc<Verified>>,
     /// The gateway answered itself (webhook handshake): no upstream.
     pub answered_locally: bool,
+    /// The response body must be rewritten (row filters) before it leaves.
+    pub rewrite: Option<super::rewrite::RewriteState>,
     /// Set when the gateway refused the request or failed to proxy it.
     pub refused: Option<Reason>,
     /// Names of the rules that decided (dry-run hits included).
@@ -46,6 +48,7 @@ impl RequestCtx {
             refused_route: None,
             caller: None,
             answered_locally: false,
+            rewrite: None,
             refused: None,
             rules: Vec::new(),
         }

@@ -7,6 +7,7 @@ mod failure;
 mod forward;
 mod record;
 mod respond;
+mod rewrite;
 mod webhook;
 
 #[cfg(test)]
@@ -150,7 +151,11 @@ impl ProxyHttp for Gateway {
             ctx.client_ip,
             &ctx.request_id,
             client_tls,
-        )
+        )?;
+        if ctx.rewrite.is_some() {
+            rewrite::prepare_request(upstream_request)?;
+        }
+        Ok(())
     }
 
     async fn response_filter(
@@ -175,7 +180,31 @@ impl ProxyHttp for Gateway {
             }
         }
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(state) = ctx.rewrite.as_mut() {
+            rewrite::prepare_response(
+                state,
+                upstream_response,
+                _session.as_downstream().is_http2(),
+            )?;
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(state) = ctx.rewrite.as_mut() {
+            if let Err(e) = rewrite::body_chunk(state, body, end_of_stream) {
+                tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
+                ctx.refused = Some(Reason::RedactionFailed);
+                return Err(e);
+            }
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(
@@ -184,7 +213,11 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let reason = failure::classify(e);
+        // A rewrite that failed already named its reason; keep it.
+        let reason = match ctx.refused {
+            Some(Reason::RedactionFailed) => Some(Reason::RedactionFailed),
+            _ => failure::classify(e),
+        };
         if let (Some(r), Some(admission)) = (reason, &ctx.admitted) {
             if r.is_failure() {
                 self.metrics
@@ -242,7 +275,13 @@ impl Gateway {
         let pending = admission.pending.clone();
         ctx.admitted = Some(admission);
         match pending {
-            Pending::Nothing => Ok(false),
+            Pending::Nothing => {
+                if let Some(a) = &ctx.admitted {
+                    ctx.rewrite =
+                        rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles());
+                }
+                Ok(false)
+            }
             Pending::WebhookChallenge(challenge) => {
                 ctx.answered_locally = true;
                 respond::text(session, 200, &challenge, &ctx.request_id).await?;

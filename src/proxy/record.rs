@@ -62,6 +62,9 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &RequestCtx) -> Aud
         rec = rec.decision(d);
     }
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    if let Some(r) = &ctx.rewrite {
+        rec = rec.redactions(r.removed);
+    }
     rec.rules(ctx.rules.clone()).response(
         status,
         session.body_bytes_sent() as u64,

@@ -12,5 +12,6 @@ mod config_files;
 mod hygiene;
 mod proxy;
 mod reload;
+mod rowfilter;
 mod spec_coverage;
 mod tls;

@@ -1,0 +1,338 @@
+//! Cost of the response rewriter against a plain serde_json round trip of
+//! the same body (`from_slice::<Value>` + `to_vec`), the yardstick of the
+//! perf issue: rewriting must run at no less than half its speed.
+//!
+//! Two bodies, rendered as the demo CRM renders them from the demo data:
+//! - a page of 25 conversations (`GET …/conversations`, ~50 KB), filtered
+//!   for an agent (own rows only, no `confidential` label) and for a
+//!   supervisor (label rule only);
+//! - a ~1 MB contacts export (`{"meta","payload"}`), filtered to one
+//!   region's contacts.
+//!
+//! Criterion measures each; a final pass times baseline and rewrite back to
+//! back in this process and prints their ratios.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use chatwarden::demo::upstream::data::{self, Direction};
+use chatwarden::policy::{
+    FieldPath, FilterMode, HiddenLabel, ItemSelector, OwnerMatch, RowFilterPlan,
+};
+use chatwarden::rewrite::{rewrite, PlannedRowFilter, RewriteOutcome, RewritePlan};
+use criterion::{criterion_group, Criterion, Throughput};
+use serde_json::{json, Map, Value};
+
+const CAP: usize = 8 << 20;
+const JSON: Option<&str> = Some("application/json; charset=utf-8");
+
+struct Case {
+    name: &'static str,
+    body: Vec<u8>,
+    plan: RewritePlan,
+}
+
+fn cases() -> Vec<Case> {
+    let conversations = conversation_page();
+    let contacts = contacts_export(1 << 20);
+    vec![
+        Case {
+            name: "conversations_25_agent",
+            body: conversations.clone(),
+            plan: plan(
+                "$.data.payload[*]",
+                Some(("meta.assignee.id", &["3"])),
+                Some("confidential"),
+            ),
+        },
+        Case {
+            name: "conversations_25_supervisor",
+            body: conversations,
+            plan: plan("$.data.payload[*]", None, Some("vip")),
+        },
+        Case {
+            name: "contacts_1mb_region",
+            body: contacts,
+            plan: plan(
+                "$.payload[*]",
+                Some(("custom_attributes.region", &["uk"])),
+                None,
+            ),
+        },
+    ]
+}
+
+fn bench_rewrite(c: &mut Criterion) {
+    for case in cases() {
+        let outcome = rewrite(&case.body, JSON, None, &case.plan, CAP);
+        let removed = match &outcome {
+            Ok(RewriteOutcome::Rewritten { removed, .. }) => *removed,
+            other => panic!(
+                "{}: bench body should be rewritten, got {other:?}",
+                case.name
+            ),
+        };
+        println!(
+            "{}: {} bytes, {removed} rows removed",
+            case.name,
+            case.body.len()
+        );
+        let mut group = c.benchmark_group(case.name);
+        group.throughput(Throughput::Bytes(case.body.len() as u64));
+        group.bench_function("a_serde_value_roundtrip", |b| {
+            b.iter(|| roundtrip(black_box(&case.body)))
+        });
+        group.bench_function("b_rewrite", |b| {
+            b.iter(|| rewrite(black_box(&case.body), JSON, None, &case.plan, CAP).is_ok())
+        });
+        group.finish();
+    }
+}
+
+/// Times the baseline and the rewrite back to back in this process and
+/// prints rewrite/baseline (the target is at most 2).
+fn print_ratios() {
+    for case in cases() {
+        let iterations = (200_000_000 / case.body.len()).max(20) as u32;
+        let time = |f: &dyn Fn()| {
+            for _ in 0..iterations / 10 {
+                f();
+            }
+            let start = Instant::now();
+            for _ in 0..iterations {
+                f();
+            }
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
+        };
+        let baseline = time(&|| {
+            black_box(roundtrip(black_box(&case.body)));
+        });
+        let rewritten = time(&|| {
+            black_box(rewrite(black_box(&case.body), JSON, None, &case.plan, CAP).is_ok());
+        });
+        println!(
+            "ratio {} ({} KB, {iterations} iterations each): serde round trip {baseline:.1} µs, rewrite {rewritten:.1} µs, rewrite/round trip = {:.2}",
+            case.name,
+            case.body.len() / 1024,
+            rewritten / baseline
+        );
+    }
+}
+
+fn roundtrip(body: &[u8]) -> usize {
+    let value: Value = serde_json::from_slice(body).expect("bench body is JSON");
+    let mut out = Vec::with_capacity(body.len());
+    serde_json::to_writer(&mut out, &value).expect("serializing a Value");
+    out.len()
+}
+
+fn plan(items: &str, owner: Option<(&str, &[&str])>, hidden: Option<&str>) -> RewritePlan {
+    let field = |text: &str| FieldPath::parse(text).expect("bench field path");
+    RewritePlan {
+        row_filters: vec![PlannedRowFilter {
+            items: ItemSelector::parse(items).expect("bench selector"),
+            mode: FilterMode::Items,
+            plan: RowFilterPlan::Keep {
+                owner: owner.map(|(path, allowed)| OwnerMatch {
+                    field: field(path),
+                    allowed_values: allowed.iter().map(|a| (*a).to_owned()).collect(),
+                }),
+                hidden_labels: hidden
+                    .map(|label| HiddenLabel {
+                        field: field("labels"),
+                        label: label.to_owned(),
+                    })
+                    .into_iter()
+                    .collect(),
+            },
+        }],
+    }
+}
+
+/// `GET /api/v1/accounts/1/conversations`: 25 conversations as Chatwoot's
+/// list renders them (the demo CRM's shape), demo conversations repeated
+/// with fresh ids to fill the page.
+fn conversation_page() -> Vec<u8> {
+    let seeds = data::conversations();
+    let payload: Vec<Value> = (0..25)
+        .map(|i| {
+            let seed = &seeds[i % seeds.len()];
+            conversation_json(seed, 1000 + i as u64)
+        })
+        .collect();
+    let body = json!({
+        "data": {
+            "meta": {"mine_count": 5, "unassigned_count": 3, "assigned_count": 22, "all_count": 25},
+            "payload": payload,
+        }
+    });
+    serde_json::to_vec(&body).expect("bench body")
+}
+
+fn conversation_json(seed: &data::Conversation, id: u64) -> Value {
+    let messages: Vec<&data::Message> = data::messages()
+        .iter()
+        .filter(|m| m.conversation_id == seed.id)
+        .collect();
+    let last = messages.last().map(|m| message_json(m, seed));
+    let updated = messages.last().map_or(seed.created_at, |m| m.created_at);
+    let mut meta = Map::new();
+    if let Some(contact) = data::contact(seed.contact_id) {
+        meta.insert("sender".to_owned(), contact_json(contact));
+    }
+    meta.insert("channel".to_owned(), json!("Channel::Whatsapp"));
+    if let Some(agent) = seed.assignee_id.and_then(data::agent) {
+        meta.insert("assignee".to_owned(), agent_json(agent));
+    }
+    if let Some(team) = seed.team_id.and_then(data::team) {
+        meta.insert(
+            "team".to_owned(),
+            json!({"id": team.id, "name": team.name, "description": team.description,
+                   "allow_auto_assign": true, "account_id": data::ACCOUNT_ID, "is_member": false}),
+        );
+    }
+    meta.insert("hmac_verified".to_owned(), json!(false));
+    json!({
+        "meta": meta,
+        "id": id,
+        "messages": last.iter().collect::<Vec<_>>(),
+        "account_id": data::ACCOUNT_ID,
+        "uuid": format!("6f1c2a4e-0000-4000-8000-{id:012}"),
+        "additional_attributes": {},
+        "agent_last_seen_at": updated,
+        "assignee_last_seen_at": updated,
+        "can_reply": true,
+        "contact_last_seen_at": updated,
+        "custom_attributes": {"region": data::inbox(seed.inbox_id).map(|i| i.region.as_str())},
+        "inbox_id": seed.inbox_id,
+        "labels": seed.labels,
+        "muted": false,
+        "snoozed_until": null,
+        "status": seed.status.as_str(),
+        "created_at": seed.created_at,
+        "updated_at": updated,
+        "timestamp": updated,
+        "first_reply_created_at": messages.iter().find(|m| m.direction == Direction::Outgoing).map(|m| m.created_at),
+        "unread_count": 0,
+        "last_non_activity_message": last,
+        "last_activity_at": updated,
+        "priority": seed.priority,
+        "waiting_since": if seed.assignee_id.is_none() { seed.created_at } else { 0 },
+        "sla_policy_id": null,
+        "applied_sla": null,
+        "sla_events": [],
+    })
+}
+
+fn message_json(message: &data::Message, seed: &data::Conversation) -> Value {
+    let (message_type, sender_type, sender) = match message.direction {
+        Direction::Incoming => (
+            0,
+            "contact",
+            data::contact(seed.contact_id).map_or(Value::Null, contact_json),
+        ),
+        Direction::Outgoing | Direction::PrivateNote => (
+            1,
+            "agent",
+            message
+                .agent_id
+                .and_then(data::agent)
+                .map_or(Value::Null, agent_json),
+        ),
+    };
+    json!({
+        "id": message.id,
+        "content": message.content,
+        "account_id": data::ACCOUNT_ID,
+        "inbox_id": seed.inbox_id,
+        "conversation_id": message.conversation_id,
+        "message_type": message_type,
+        "created_at": message.created_at,
+        "updated_at": message.created_at,
+        "private": message.direction == Direction::PrivateNote,
+        "status": if message.direction == Direction::Incoming { "read" } else { "delivered" },
+        "source_id": format!("wamid.HBgLDEMO{:010}", message.id),
+        "content_type": "text",
+        "content_attributes": {},
+        "sender_type": sender_type,
+        "sender_id": sender.get("id").cloned().unwrap_or(Value::Null),
+        "external_source_ids": {},
+        "additional_attributes": {},
+        "processed_message_content": message.content,
+        "sentiment": {},
+        "sender": sender,
+    })
+}
+
+fn contact_json(contact: &data::Contact) -> Value {
+    let (country, code) = match contact.region() {
+        data::Region::Uk => ("United Kingdom", "GB"),
+        data::Region::De => ("Germany", "DE"),
+    };
+    json!({
+        "additional_attributes": {
+            "city": contact.city, "country": country, "country_code": code,
+            "company_name": contact.company_name, "description": contact.note,
+        },
+        "availability_status": "offline",
+        "email": contact.email,
+        "id": contact.id,
+        "name": contact.name,
+        "phone_number": contact.phone_number,
+        "blocked": false,
+        "identifier": null,
+        "thumbnail": "",
+        "custom_attributes": {"region": contact.region().as_str()},
+        "last_activity_at": contact.created_at + 86_400,
+        "created_at": contact.created_at,
+    })
+}
+
+fn agent_json(agent: &data::Agent) -> Value {
+    json!({
+        "id": agent.id,
+        "account_id": data::ACCOUNT_ID,
+        "availability_status": "online",
+        "auto_offline": true,
+        "confirmed": true,
+        "email": agent.email,
+        "available_name": agent.name,
+        "name": agent.name,
+        "role": agent.role.as_str(),
+        "thumbnail": "",
+        "custom_role_id": null,
+    })
+}
+
+/// The demo's contacts export, demo contacts repeated with fresh ids until
+/// the body reaches `size` bytes.
+fn contacts_export(size: usize) -> Vec<u8> {
+    let seeds = data::contacts();
+    let mut payload = Vec::new();
+    let mut bytes = 0;
+    while bytes < size {
+        let seed = &seeds[payload.len() % seeds.len()];
+        let mut contact = contact_json(seed);
+        contact["id"] = json!(10_000 + payload.len());
+        if let Some(inbox) = data::inbox(seed.inbox_id) {
+            contact["contact_inboxes"] = json!([{
+                "source_id": seed.phone_number.trim_start_matches('+'),
+                "inbox": {"id": inbox.id, "avatar_url": "", "channel_id": inbox.channel_id,
+                          "name": inbox.name, "channel_type": "Channel::Whatsapp",
+                          "provider": "whatsapp_cloud"},
+            }]);
+        }
+        bytes += serde_json::to_vec(&contact).map_or(0, |v| v.len() + 1);
+        payload.push(contact);
+    }
+    let body = json!({"meta": {"count": payload.len()}, "payload": payload});
+    serde_json::to_vec(&body).expect("bench body")
+}
+
+criterion_group!(benches, bench_rewrite);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_ratios();
+}

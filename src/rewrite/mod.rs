@@ -1,0 +1,164 @@
+//! The response-body rewriter: removes the rows a caller may not see from a
+//! buffered JSON body (and, next, masks personal data in the same pass).
+//!
+//! Pure and synchronous: the proxy buffers the upstream body up to its cap,
+//! calls [`rewrite`] at end of stream and sends what it returns. Every
+//! [`RewriteError`] means the body must not reach the client (DESIGN
+//! invariant 4): the proxy answers 502 `redaction_failed`.
+//!
+//! How: one validating walk over the bytes ([`scan`]) follows the plan's
+//! selectors, decides each item as [`item_allowed`](crate::policy::item_allowed)
+//! would, and records byte ranges to drop; the output is the body with
+//! those ranges cut out. Nothing is re-serialized, so key order, number
+//! spelling and whitespace of everything kept are the upstream's own.
+//!
+//! Known limitation: counts next to a filtered list (Chatwoot's
+//! `data.meta.all_count`, `mine_count`, `unassigned_count`, the contacts
+//! list's `meta.count`) are not recomputed, so they still tell the caller
+//! how many rows exist. Masking those fields is the redaction step's job.
+
+mod media;
+mod plan;
+mod scan;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+pub use plan::{PlannedRowFilter, RewritePlan, MAX_PLAN_ENTRIES};
+
+use plan::Compiled;
+use scan::{Edit, WalkError};
+
+/// What [`rewrite`] decided for one body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RewriteOutcome {
+    /// Send this body instead of the upstream's.
+    Rewritten {
+        body: Bytes,
+        /// Rows removed (a removed row's own nested rows are not counted).
+        removed: u64,
+    },
+    /// Send the upstream's bytes as they are: the plan is empty, the body
+    /// is empty, or every row passed (the body was still checked to be
+    /// JSON of the expected shape).
+    Unchanged,
+    /// An object-mode filter refused the object: the caller may not know it
+    /// exists, so the proxy answers 404.
+    NotFound,
+}
+
+/// Why a body that had to be rewritten could not be; each one means 502
+/// `redaction_failed`, never the upstream's body.
+///
+/// Messages carry no body content, only offsets and the plan's selectors.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RewriteError {
+    #[error("body of {len} bytes is over the rewrite cap of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("content encoding `{0}` cannot be rewritten")]
+    UnsupportedEncoding(String),
+    #[error("content type {} is not JSON", display_content_type(.0))]
+    UnsupportedContentType(Option<String>),
+    #[error("body is not JSON: {why} at byte {offset}")]
+    NotJson { offset: usize, why: &'static str },
+    #[error("selector `{selector}` does not fit the body: {why}")]
+    ShapeMismatch { selector: String, why: &'static str },
+    #[error("plan has {count} {what}; at most {MAX_PLAN_ENTRIES} are supported")]
+    PlanTooLarge { what: &'static str, count: usize },
+    #[error("rewriter produced overlapping edits")]
+    Internal,
+}
+
+impl RewriteError {
+    /// A short stable label for metrics and audit records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RewriteError::TooLarge { .. } => "too_large",
+            RewriteError::UnsupportedEncoding(_) => "encoding",
+            RewriteError::UnsupportedContentType(_) => "content_type",
+            RewriteError::NotJson { .. } => "not_json",
+            RewriteError::ShapeMismatch { .. } => "shape",
+            RewriteError::PlanTooLarge { .. } => "plan",
+            RewriteError::Internal => "internal",
+        }
+    }
+}
+
+/// Applies `plan` to one response body.
+///
+/// In order: an empty plan or an empty body is [`RewriteOutcome::Unchanged`]
+/// without looking further; then the encoding must be identity, the body
+/// at most `max_bytes`, the content type JSON, and the body valid JSON in
+/// which every selector finds what it names (a missing member or a wrong
+/// container type is a [`RewriteError::ShapeMismatch`]: the upstream
+/// changed shape and rows cannot be known to be filtered).
+pub fn rewrite(
+    body: &[u8],
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    plan: &RewritePlan,
+    max_bytes: usize,
+) -> Result<RewriteOutcome, RewriteError> {
+    if plan.is_empty() || body.is_empty() {
+        return Ok(RewriteOutcome::Unchanged);
+    }
+    media::check_encoding(content_encoding)?;
+    if body.len() > max_bytes {
+        return Err(RewriteError::TooLarge {
+            len: body.len(),
+            max: max_bytes,
+        });
+    }
+    media::check_content_type(content_type)?;
+    let compiled = Compiled::new(plan)?;
+    std::str::from_utf8(body).map_err(|e| RewriteError::NotJson {
+        offset: e.valid_up_to(),
+        why: "invalid UTF-8",
+    })?;
+    let walked = scan::walk(body, &compiled).map_err(|e| match e {
+        WalkError::Malformed { offset, why } => RewriteError::NotJson { offset, why },
+        // The walk stops at the first misfit; a body that is also not JSON
+        // further on is reported as such.
+        WalkError::Shape { filter, why } => match scan::validate(body) {
+            Err(WalkError::Malformed { offset, why }) => RewriteError::NotJson { offset, why },
+            _ => RewriteError::ShapeMismatch {
+                selector: compiled
+                    .filters
+                    .get(filter)
+                    .map(|f| f.selector.to_owned())
+                    .unwrap_or_default(),
+                why,
+            },
+        },
+    })?;
+    if walked.not_found {
+        return Ok(RewriteOutcome::NotFound);
+    }
+    if walked.edits.is_empty() {
+        return Ok(RewriteOutcome::Unchanged);
+    }
+    let removed = walked.edits.iter().map(|e| e.removed).sum();
+    let body = splice(body, &walked.edits).ok_or(RewriteError::Internal)?;
+    Ok(RewriteOutcome::Rewritten { body, removed })
+}
+
+/// `src` without the ranges of `edits` (in order, not overlapping); `None`
+/// if they are not.
+fn splice(src: &[u8], edits: &[Edit]) -> Option<Bytes> {
+    let cut: usize = edits.iter().map(|e| e.end.saturating_sub(e.start)).sum();
+    let mut out = Vec::with_capacity(src.len().saturating_sub(cut));
+    let mut at = 0;
+    for edit in edits {
+        out.extend_from_slice(src.get(at..edit.start)?);
+        at = edit.end;
+    }
+    out.extend_from_slice(src.get(at..)?);
+    Some(Bytes::from(out))
+}
+
+fn display_content_type(content_type: &Option<String>) -> &str {
+    content_type.as_deref().unwrap_or("(missing)")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+//! What to rewrite in one response, and its compiled form for the walk.
+//!
+//! [`RewritePlan`] is plain data the proxy builds per request from the
+//! route's [`RowFilter`]s and [`plan_row_filter`](crate::policy::plan_row_filter).
+//! [`Compiled`] turns it into bit masks indexed by document depth, so the
+//! walk answers "does this member matter?" without allocating: a selector
+//! step and a field-path segment each consume exactly one nesting level,
+//! so every live selector at depth `d` has consumed `d` steps, and every
+//! live field watch has consumed `d - item_depth` segments.
+
+use super::RewriteError;
+use crate::policy::{FilterMode, ItemSelector, RowFilter, RowFilterPlan, SelectorStep};
+
+/// Everything the rewriter must do to one response body.
+///
+/// A plan whose filters are all [`RowFilterPlan::Skip`] is empty: the
+/// response need not be buffered at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RewritePlan {
+    pub row_filters: Vec<PlannedRowFilter>,
+}
+
+/// One row filter, planned for one caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRowFilter {
+    /// Where the items are (`$.data.payload[*]`), or the single object
+    /// (`$`, `$.payload`) in [`FilterMode::Object`].
+    pub items: ItemSelector,
+    /// [`FilterMode::Items`]: items not allowed are removed from their
+    /// array. [`FilterMode::Object`]: an object not allowed makes the whole
+    /// response [`NotFound`](super::RewriteOutcome::NotFound).
+    pub mode: FilterMode,
+    pub plan: RowFilterPlan,
+}
+
+/// Filters or field watches one plan may carry: each is a bit in a `u64`.
+pub const MAX_PLAN_ENTRIES: usize = 64;
+
+impl RewritePlan {
+    /// Adds `filter` as planned for this caller; a `Skip` plan adds nothing.
+    pub fn push_row_filter(&mut self, filter: &RowFilter, plan: RowFilterPlan) {
+        if plan == RowFilterPlan::Skip {
+            return;
+        }
+        self.row_filters.push(PlannedRowFilter {
+            items: filter.items.clone(),
+            mode: filter.mode,
+            plan,
+        });
+    }
+
+    /// Whether there is nothing to do (no filter, or only `Skip` plans).
+    pub fn is_empty(&self) -> bool {
+        self.row_filters
+            .iter()
+            .all(|f| f.plan == RowFilterPlan::Skip)
+    }
+}
+
+/// A plan as the walk reads it.
+pub(super) struct Compiled<'p> {
+    pub filters: Vec<CompiledFilter<'p>>,
+    pub watches: Vec<Watch<'p>>,
+    /// Every filter (the root value is live for all of them).
+    pub all: u64,
+    /// Filters in object mode.
+    pub object_mode: u64,
+    /// Per depth: filters whose selector ends there (the item roots).
+    roots: Vec<u64>,
+    /// Per depth: filters whose next step is `.name`.
+    members: Vec<u64>,
+    /// Per depth: filters whose next step is `[*]`.
+    eaches: Vec<u64>,
+}
+
+pub(super) struct CompiledFilter<'p> {
+    pub selector: &'p str,
+    pub steps: &'p [SelectorStep],
+    pub mode: FilterMode,
+    /// The watches looking inside this filter's items.
+    pub watches: u64,
+    /// Whether an item must pass an ownership test.
+    pub needs_owner: bool,
+}
+
+/// A field path looked up inside each item of one filter.
+pub(super) struct Watch<'p> {
+    pub filter: usize,
+    /// Document depth of the filter's items.
+    pub base: usize,
+    pub segments: Vec<&'p str>,
+    /// Document depth of the value the path names.
+    pub target_depth: usize,
+    pub kind: WatchKind<'p>,
+}
+
+pub(super) enum WatchKind<'p> {
+    /// The owner value must be text in these.
+    Owner(&'p [String]),
+    /// The array here must not contain this label.
+    Label(&'p str),
+}
+
+impl<'p> Compiled<'p> {
+    pub fn new(plan: &'p RewritePlan) -> Result<Compiled<'p>, RewriteError> {
+        let mut filters = Vec::new();
+        let mut watches = Vec::new();
+        for planned in &plan.row_filters {
+            let RowFilterPlan::Keep {
+                owner,
+                hidden_labels,
+            } = &planned.plan
+            else {
+                continue;
+            };
+            let index = filters.len();
+            let base = planned.items.steps().len();
+            let mut mask = 0u64;
+            let mut watch = |segments: Vec<&'p str>, kind: WatchKind<'p>| {
+                mask |= bit(watches.len());
+                watches.push(Watch {
+                    filter: index,
+                    base,
+                    target_depth: base + segments.len(),
+                    segments,
+                    kind,
+                });
+            };
+            if let Some(owner) = owner {
+                watch(
+                    owner.field.segments().collect(),
+                    WatchKind::Owner(&owner.allowed_values),
+                );
+            }
+            for hidden in hidden_labels {
+                watch(
+                    hidden.field.segments().collect(),
+                    WatchKind::Label(&hidden.label),
+                );
+            }
+            filters.push(CompiledFilter {
+                selector: planned.items.as_str(),
+                steps: planned.items.steps(),
+                mode: planned.mode,
+                watches: mask,
+                needs_owner: owner.is_some(),
+            });
+        }
+        for (what, count) in [
+            ("row filters", filters.len()),
+            ("field tests", watches.len()),
+        ] {
+            if count > MAX_PLAN_ENTRIES {
+                return Err(RewriteError::PlanTooLarge { what, count });
+            }
+        }
+
+        let depth = filters.iter().map(|f| f.steps.len()).max().unwrap_or(0) + 1;
+        let mut compiled = Compiled {
+            all: 0,
+            object_mode: 0,
+            roots: vec![0; depth],
+            members: vec![0; depth],
+            eaches: vec![0; depth],
+            filters,
+            watches,
+        };
+        for (i, filter) in compiled.filters.iter().enumerate() {
+            compiled.all |= bit(i);
+            if filter.mode == FilterMode::Object {
+                compiled.object_mode |= bit(i);
+            }
+            set_bit(&mut compiled.roots, filter.steps.len(), i);
+            for (d, step) in filter.steps.iter().enumerate() {
+                let masks = match step {
+                    SelectorStep::Member(_) => &mut compiled.members,
+                    SelectorStep::Each => &mut compiled.eaches,
+                };
+                set_bit(masks, d, i);
+            }
+        }
+        Ok(compiled)
+    }
+
+    /// A plan with nothing to do: the walk only validates.
+    pub fn empty() -> Compiled<'static> {
+        Compiled {
+            filters: Vec::new(),
+            watches: Vec::new(),
+            all: 0,
+            object_mode: 0,
+            roots: Vec::new(),
+            members: Vec::new(),
+            eaches: Vec::new(),
+        }
+    }
+
+    pub fn roots_at(&self, depth: usize) -> u64 {
+        self.roots.get(depth).copied().unwrap_or(0)
+    }
+
+    pub fn members_at(&self, depth: usize) -> u64 {
+        self.members.get(depth).copied().unwrap_or(0)
+    }
+
+    pub fn eaches_at(&self, depth: usize) -> u64 {
+        self.eaches.get(depth).copied().unwrap_or(0)
+    }
+
+    /// The member name filter `f` expects at `depth`, if its step there is
+    /// `.name`.
+    pub fn member_name(&self, f: usize, depth: usize) -> Option<&'p str> {
+        match self.filters.get(f)?.steps.get(depth)? {
+            SelectorStep::Member(name) => Some(name),
+            SelectorStep::Each => None,
+        }
+    }
+
+    /// The segment watch `w` expects among the members of an object at
+    /// `depth`.
+    pub fn segment(&self, w: usize, depth: usize) -> Option<&'p str> {
+        let watch = self.watches.get(w)?;
+        watch.segments.get(depth.checked_sub(watch.base)?).copied()
+    }
+}
+
+/// The single bit of entry `i` (callers keep `i` below
+/// [`MAX_PLAN_ENTRIES`]).
+pub(super) fn bit(i: usize) -> u64 {
+    1u64.checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+/// Sets bit `i` of the mask for `depth` (the vectors are sized to the
+/// deepest selector).
+fn set_bit(masks: &mut [u64], depth: usize, i: usize) {
+    if let Some(mask) = masks.get_mut(depth) {
+        *mask |= bit(i);
+    }
+}
+
+/// The indexes of the bits set in `mask`, lowest first.
+pub(super) fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(i)
+    })
+}

@@ -1,0 +1,591 @@
+//! One validating pass over a JSON body that finds what the plan must
+//! change and records it as byte-range edits; nothing is re-serialized.
+//!
+//! The walk is a strict RFC 8259 recognizer (the same acceptance as
+//! `serde_json::from_slice::<Value>`: paired surrogates, finite numbers,
+//! 128 levels of nesting), so a body it accepts is JSON and the spliced
+//! output is too. Untouched bytes are copied as they came: key order,
+//! number spelling and whitespace survive without `preserve_order`.
+//!
+//! Item decisions match [`item_allowed`](crate::policy::item_allowed),
+//! which reads a parsed `Value` (last duplicate key wins). Clients do not
+//! all agree on duplicate keys, so an item with a duplicate key anywhere on
+//! a tested field path is removed as ambiguous, and duplicate keys on a
+//! selector path are all filtered.
+
+use std::borrow::Cow;
+
+use serde_json::Number;
+
+use super::plan::{bit, bits, Compiled, WatchKind};
+use crate::policy::FilterMode;
+
+/// Deepest nesting of arrays and objects accepted (as serde_json).
+const MAX_NESTING: usize = 128;
+
+/// Bytes `start..end` of the body are dropped from the output.
+///
+/// Masking will add replacement text here; the walk and the splice stay
+/// the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Edit {
+    pub start: usize,
+    pub end: usize,
+    /// Items this edit removes.
+    pub removed: u64,
+}
+
+/// What the walk found.
+#[derive(Debug, Default)]
+pub(super) struct Walked {
+    /// In body order, not overlapping.
+    pub edits: Vec<Edit>,
+    /// An object-mode filter refused its object.
+    pub not_found: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum WalkError {
+    Malformed { offset: usize, why: &'static str },
+    Shape { filter: usize, why: &'static str },
+}
+
+/// Walks `src` (already checked to be UTF-8) against `plan`.
+pub(super) fn walk(src: &[u8], plan: &Compiled<'_>) -> Result<Walked, WalkError> {
+    let mut walker = Walker {
+        src,
+        pos: 0,
+        plan,
+        frames: vec![Frame::default(); plan.filters.len()],
+        out: Walked::default(),
+    };
+    if !walker.value(0, plan.all, 0)? {
+        // An items-mode selector that names the root cannot remove it.
+        walker.out.not_found = true;
+    }
+    walker.skip_ws();
+    if walker.pos != src.len() {
+        return Err(walker.malformed("trailing characters after the JSON value"));
+    }
+    Ok(walker.out)
+}
+
+/// Checks that `src` (already checked to be UTF-8) is JSON.
+pub(super) fn validate(src: &[u8]) -> Result<(), WalkError> {
+    walk(src, &Compiled::empty()).map(|_| ())
+}
+
+/// What one item of a filter has shown so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Frame {
+    /// The owner field's verdict, once seen.
+    owner: Option<bool>,
+    /// A hidden label was found.
+    hidden: bool,
+    /// A tested path went through a duplicate key.
+    ambiguous: bool,
+}
+
+struct Walker<'s, 'p> {
+    src: &'s [u8],
+    pos: usize,
+    plan: &'p Compiled<'p>,
+    /// Per filter: the item being read (a filter's items never nest, as
+    /// they all sit at the depth of its selector).
+    frames: Vec<Frame>,
+    out: Walked,
+}
+
+impl<'s> Walker<'s, '_> {
+    /// Reads the value at `pos`, `depth` levels deep. `sel`: filters whose
+    /// selector matched the path so far; `watch`: field tests whose path
+    /// matched so far. Returns whether the value is kept (false only for an
+    /// items-mode item that is not allowed).
+    fn value(&mut self, depth: usize, sel: u64, mut watch: u64) -> Result<bool, WalkError> {
+        self.skip_ws();
+        let plan = self.plan;
+        let roots = sel & plan.roots_at(depth);
+        for f in bits(roots) {
+            if let (Some(frame), Some(filter)) = (self.frames.get_mut(f), plan.filters.get(f)) {
+                *frame = Frame::default();
+                watch |= filter.watches;
+            }
+        }
+        let mut targets = 0;
+        for w in bits(watch) {
+            if plan.watches.get(w).is_some_and(|x| x.target_depth == depth) {
+                targets |= bit(w);
+            }
+        }
+        let passing = sel & !roots;
+        let need_object = (passing & plan.members_at(depth)) | (roots & plan.object_mode);
+        let need_array = passing & plan.eaches_at(depth);
+
+        let start = self.pos;
+        match self.peek() {
+            Some(b'{') => {
+                if need_array != 0 {
+                    return Err(shape(need_array, "expected an array, found an object"));
+                }
+                self.object(depth, passing & plan.members_at(depth), watch & !targets)?;
+                self.owner_is(targets, false);
+            }
+            Some(b'[') => {
+                if need_object != 0 {
+                    return Err(shape(need_object, "expected an object, found an array"));
+                }
+                self.array(depth, need_array, targets)?;
+                self.owner_is(targets, false);
+            }
+            Some(other) => {
+                let wanted = need_object | need_array;
+                if wanted != 0 {
+                    return Err(shape(wanted, "expected a container, found a scalar"));
+                }
+                match other {
+                    b'"' => {
+                        let escaped = self.string()?;
+                        if self.owner_targets(targets) != 0 {
+                            let text = self.text(start, self.pos, escaped)?;
+                            self.owner_matches(targets, &text);
+                        }
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        self.number()?;
+                        if self.owner_targets(targets) != 0 {
+                            let number: Number = serde_json::from_slice(self.since(start))
+                                .map_err(|_| self.malformed_at(start, "number out of range"))?;
+                            self.owner_matches(targets, &number.to_string());
+                        }
+                    }
+                    b't' | b'f' | b'n' => {
+                        let word: &[u8] = match other {
+                            b't' => b"true",
+                            b'f' => b"false",
+                            _ => b"null",
+                        };
+                        self.literal(word)?;
+                        // Booleans and null are not owner text.
+                        self.owner_is(targets, false);
+                    }
+                    _ => return Err(self.malformed("expected a JSON value")),
+                }
+            }
+            None => return Err(self.malformed("unexpected end of input")),
+        }
+
+        let mut keep = true;
+        for f in bits(roots) {
+            if !self.allowed(f) {
+                match plan.filters.get(f).map(|filter| filter.mode) {
+                    Some(FilterMode::Object) | None => self.out.not_found = true,
+                    Some(FilterMode::Items) => keep = false,
+                }
+            }
+        }
+        Ok(keep)
+    }
+
+    /// Reads an object at `pos`. `expect`: filters that need one of its
+    /// members; `watch`: field tests that go through its members.
+    fn object(&mut self, depth: usize, expect: u64, watch: u64) -> Result<(), WalkError> {
+        self.enter(depth)?;
+        self.skip_ws();
+        let mut found = 0u64;
+        let mut seen = 0u64;
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+        } else {
+            loop {
+                self.skip_ws();
+                if self.peek() != Some(b'"') {
+                    return Err(self.malformed("expected a member name"));
+                }
+                let key_start = self.pos;
+                let escaped = self.string()?;
+                let (mut child_sel, mut child_watch) = (0, 0);
+                if expect | watch != 0 {
+                    let key = self.text(key_start, self.pos, escaped)?;
+                    for f in bits(expect) {
+                        if self.plan.member_name(f, depth) == Some(&*key) {
+                            child_sel |= bit(f);
+                        }
+                    }
+                    for w in bits(watch) {
+                        if self.plan.segment(w, depth) == Some(&*key) {
+                            child_watch |= bit(w);
+                        }
+                    }
+                    for w in bits(child_watch & seen) {
+                        self.ambiguous(w);
+                    }
+                    seen |= child_watch;
+                    found |= child_sel;
+                }
+                self.skip_ws();
+                if self.peek() != Some(b':') {
+                    return Err(self.malformed("expected `:` after a member name"));
+                }
+                self.pos += 1;
+                if !self.value(depth + 1, child_sel, child_watch)? {
+                    self.out.not_found = true;
+                }
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b'}') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(self.malformed("expected `,` or `}` in an object")),
+                }
+            }
+        }
+        let missing = expect & !found;
+        if missing != 0 {
+            return Err(shape(missing, "a selected member is missing"));
+        }
+        Ok(())
+    }
+
+    /// Reads an array at `pos`. `each`: filters whose selector goes through
+    /// its elements; `targets`: field tests naming this array (labels).
+    fn array(&mut self, depth: usize, each: u64, targets: u64) -> Result<(), WalkError> {
+        self.enter(depth)?;
+        let labels = self.label_targets(targets);
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        // Removal keeps the commas right: elements removed before the first
+        // kept one go with the comma after them (one edit up to the kept
+        // element's start); later ones go with the comma before them.
+        let mut any_kept = false;
+        let mut pending: Option<(usize, u64)> = None;
+        let mut prev_end = self.pos;
+        loop {
+            self.skip_ws();
+            let start = self.pos;
+            let mark = self.out.edits.len();
+            let keep = self.value(depth + 1, each, 0)?;
+            let end = self.pos;
+            if labels != 0 && self.src.get(start) == Some(&b'"') {
+                self.hide_if_label(labels, start, end)?;
+            }
+            if !keep {
+                // Edits inside a removed element are moot.
+                self.out.edits.truncate(mark);
+                if any_kept {
+                    self.out.edits.push(Edit {
+                        start: prev_end,
+                        end,
+                        removed: 1,
+                    });
+                } else {
+                    let (from, count) = pending.unwrap_or((start, 0));
+                    pending = Some((from, count + 1));
+                }
+            } else {
+                if let Some((from, removed)) = pending.take() {
+                    self.out.edits.insert(
+                        mark,
+                        Edit {
+                            start: from,
+                            end: start,
+                            removed,
+                        },
+                    );
+                }
+                any_kept = true;
+            }
+            prev_end = end;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return Err(self.malformed("expected `,` or `]` in an array")),
+            }
+        }
+        if let Some((from, removed)) = pending {
+            self.out.edits.push(Edit {
+                start: from,
+                end: prev_end,
+                removed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Steps over `{` or `[` at `depth`, refusing to nest too deep.
+    fn enter(&mut self, depth: usize) -> Result<(), WalkError> {
+        if depth + 1 >= MAX_NESTING {
+            return Err(self.malformed("nested too deep"));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Reads a string at `pos` (its opening quote); returns whether it
+    /// holds escapes.
+    fn string(&mut self) -> Result<bool, WalkError> {
+        self.pos += 1;
+        let mut escaped = false;
+        loop {
+            let rest = self.src.get(self.pos..).unwrap_or_default();
+            let Some(n) = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            else {
+                self.pos = self.src.len();
+                return Err(self.malformed("unterminated string"));
+            };
+            self.pos += n;
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                _ => return Err(self.malformed("control character in a string")),
+            }
+        }
+    }
+
+    /// Reads an escape at `pos` (its backslash).
+    fn escape(&mut self) -> Result<(), WalkError> {
+        self.pos += 1;
+        match self.peek() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                self.pos += 1;
+                let unit = self.hex4()?;
+                if (0xDC00..=0xDFFF).contains(&unit) {
+                    return Err(self.malformed("lone trailing surrogate"));
+                }
+                if (0xD800..=0xDBFF).contains(&unit) {
+                    if self.src.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                        return Err(self.malformed("lone leading surrogate"));
+                    }
+                    self.pos += 2;
+                    if !(0xDC00..=0xDFFF).contains(&self.hex4()?) {
+                        return Err(self.malformed("lone leading surrogate"));
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(self.malformed("invalid escape")),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u16, WalkError> {
+        let mut unit = 0u16;
+        for _ in 0..4 {
+            let digit = self
+                .peek()
+                .and_then(|b| char::from(b).to_digit(16))
+                .ok_or_else(|| self.malformed("invalid \\u escape"))?;
+            // Four hex digits fit a u16 exactly.
+            unit = (unit << 4) | digit as u16;
+            self.pos += 1;
+        }
+        Ok(unit)
+    }
+
+    /// Reads a number at `pos`.
+    fn number(&mut self) -> Result<(), WalkError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.malformed("invalid number")),
+        }
+        let mut simple = true;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                return Err(self.malformed("invalid number"));
+            }
+            self.digits();
+            simple = false;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                return Err(self.malformed("invalid number"));
+            }
+            self.digits();
+            simple = false;
+        }
+        // A u64/i64 cannot overflow f64; anything longer or with a
+        // fraction or exponent must be finite, as serde_json demands.
+        if !simple || self.pos - start > 20 {
+            let finite = std::str::from_utf8(self.since(start))
+                .ok()
+                .and_then(|text| text.parse::<f64>().ok())
+                .is_some_and(f64::is_finite);
+            if !finite {
+                return Err(self.malformed_at(start, "number out of range"));
+            }
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), WalkError> {
+        if self.src.get(self.pos..self.pos + word.len()) != Some(word) {
+            return Err(self.malformed("invalid literal"));
+        }
+        self.pos += word.len();
+        Ok(())
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// The bytes from `start` to `pos`.
+    fn since(&self, start: usize) -> &'s [u8] {
+        self.src.get(start..self.pos).unwrap_or_default()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.pos).copied()
+    }
+
+    /// The text of the string at `start..end` (quotes included), borrowed
+    /// from the body unless it holds escapes.
+    fn text(&self, start: usize, end: usize, escaped: bool) -> Result<Cow<'s, str>, WalkError> {
+        let raw: &'s [u8] = self.src.get(start..end).unwrap_or_default();
+        if escaped {
+            return serde_json::from_slice::<String>(raw)
+                .map(Cow::Owned)
+                .map_err(|_| self.malformed_at(start, "invalid string"));
+        }
+        raw.get(1..raw.len().saturating_sub(1))
+            .and_then(|inner| std::str::from_utf8(inner).ok())
+            .map(Cow::Borrowed)
+            .ok_or_else(|| self.malformed_at(start, "invalid string"))
+    }
+
+    fn owner_targets(&self, targets: u64) -> u64 {
+        bits(targets)
+            .filter(|&w| {
+                matches!(
+                    self.plan.watches.get(w).map(|x| &x.kind),
+                    Some(WatchKind::Owner(_))
+                )
+            })
+            .fold(0, |mask, w| mask | bit(w))
+    }
+
+    fn label_targets(&self, targets: u64) -> u64 {
+        targets & !self.owner_targets(targets)
+    }
+
+    /// Records the owner verdict for text found at an owner field.
+    fn owner_matches(&mut self, targets: u64, text: &str) {
+        for w in bits(targets) {
+            let Some(watch) = self.plan.watches.get(w) else {
+                continue;
+            };
+            if let WatchKind::Owner(allowed) = watch.kind {
+                let verdict = allowed.iter().any(|a| a == text);
+                if let Some(frame) = self.frames.get_mut(watch.filter) {
+                    frame.owner = Some(verdict);
+                }
+            }
+        }
+    }
+
+    /// Records `verdict` for every owner field among `targets`.
+    fn owner_is(&mut self, targets: u64, verdict: bool) {
+        for w in bits(self.owner_targets(targets)) {
+            if let Some(frame) = self
+                .plan
+                .watches
+                .get(w)
+                .and_then(|watch| self.frames.get_mut(watch.filter))
+            {
+                frame.owner = Some(verdict);
+            }
+        }
+    }
+
+    /// Marks the item if the string `start..end` is one of the hidden
+    /// labels `labels`.
+    fn hide_if_label(&mut self, labels: u64, start: usize, end: usize) -> Result<(), WalkError> {
+        let escaped = self.src.get(start..end).is_some_and(|s| s.contains(&b'\\'));
+        let text = self.text(start, end, escaped)?;
+        for w in bits(labels) {
+            let Some(watch) = self.plan.watches.get(w) else {
+                continue;
+            };
+            if let WatchKind::Label(label) = watch.kind {
+                if label == text.as_ref() {
+                    if let Some(frame) = self.frames.get_mut(watch.filter) {
+                        frame.hidden = true;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ambiguous(&mut self, w: usize) {
+        if let Some(frame) = self
+            .plan
+            .watches
+            .get(w)
+            .and_then(|watch| self.frames.get_mut(watch.filter))
+        {
+            frame.ambiguous = true;
+        }
+    }
+
+    /// Whether the item of filter `f` just read passes it.
+    fn allowed(&self, f: usize) -> bool {
+        let (Some(frame), Some(filter)) = (self.frames.get(f), self.plan.filters.get(f)) else {
+            return false;
+        };
+        !frame.ambiguous && !frame.hidden && (!filter.needs_owner || frame.owner == Some(true))
+    }
+
+    fn malformed(&self, why: &'static str) -> WalkError {
+        self.malformed_at(self.pos, why)
+    }
+
+    fn malformed_at(&self, offset: usize, why: &'static str) -> WalkError {
+        WalkError::Malformed { offset, why }
+    }
+}
+
+/// A shape error blamed on the lowest filter in `filters`.
+fn shape(filters: u64, why: &'static str) -> WalkError {
+    WalkError::Shape {
+        filter: filters.trailing_zeros() as usize,
+        why,
+    }
+}
