@@ -375,6 +375,7 @@ impl Compiler<'_> {
             timeouts,
             ca,
             pool_key: pool_key(name),
+            resolved: std::sync::Mutex::new(None),
         })
     }
 

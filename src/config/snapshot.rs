@@ -84,7 +84,14 @@ pub struct Upstream {
     /// so without it a connection verified against one upstream's private
     /// CA could be reused for another that trusts only the system roots.
     pub pool_key: u64,
+    /// The last DNS answer for a `Dns` target and when it was fetched;
+    /// re-resolved after `DNS_TTL` so address changes are picked up
+    /// without a lookup on every request.
+    pub resolved: std::sync::Mutex<Option<(std::time::Instant, SocketAddr)>>,
 }
+
+/// How long a resolved upstream address is reused.
+pub const DNS_TTL: Duration = Duration::from_secs(30);
 
 impl Upstream {
     /// Whether `value` (a response header value) contains one of this

@@ -9,7 +9,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 
-use crate::config::snapshot::{Snapshot, Upstream, UpstreamTarget};
+use crate::config::snapshot::{Snapshot, Upstream, UpstreamTarget, DNS_TTL};
 use crate::gate::Admission;
 
 /// Prefix of headers that carry identity from the gateway to upstreams;
@@ -20,7 +20,7 @@ const IDENTITY_PREFIX: &str = "x-chatwarden-";
 pub async fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
     let addr = match &upstream.target {
         UpstreamTarget::Addr(a) => *a,
-        UpstreamTarget::Dns(host_port) => resolve(host_port).await?,
+        UpstreamTarget::Dns(host_port) => resolve_cached(upstream, host_port).await?,
     };
     let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
     peer.group_key = upstream.pool_key;
@@ -92,6 +92,21 @@ pub fn rewrite_request(
         .map_err(|e| Error::because(ErrorType::InternalError, "normalized path is not a URI", e))?;
     req.set_uri(uri);
     Ok(())
+}
+
+/// The upstream's address from the last lookup if it is fresh, else a new
+/// lookup (a failed lookup keeps no stale answer: the request fails).
+async fn resolve_cached(upstream: &Upstream, host_port: &str) -> Result<SocketAddr> {
+    let cached = *upstream.resolved.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, addr)) = cached {
+        if at.elapsed() < DNS_TTL {
+            return Ok(addr);
+        }
+    }
+    let addr = resolve(host_port).await?;
+    *upstream.resolved.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((std::time::Instant::now(), addr));
+    Ok(addr)
 }
 
 async fn resolve(host_port: &str) -> Result<SocketAddr> {
