@@ -75,6 +75,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String>
     }))
 }
 
+// The same allocator as the chatwarden binary, so the baseline differs
+// from it only by the policy path.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let args = match parse(std::env::args().skip(1)) {
         Ok(Some(a)) => a,
