@@ -19,6 +19,9 @@ pub enum Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     NoRoute,
+    /// The object does not exist or the caller may not reach it (ownership
+    /// check); the two look the same so ids cannot be probed.
+    NotFound,
     BadRequest,
     TokenMissing,
     TokenInvalid,
@@ -39,8 +42,9 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for exhaustive tests and metric pre-registration.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::NoRoute,
+        Reason::NotFound,
         Reason::BadRequest,
         Reason::TokenMissing,
         Reason::TokenInvalid,
@@ -63,6 +67,7 @@ impl Reason {
     pub fn code(self) -> &'static str {
         match self {
             Reason::NoRoute => "no_route",
+            Reason::NotFound => "not_found",
             Reason::BadRequest => "bad_request",
             Reason::TokenMissing => "token_missing",
             Reason::TokenInvalid => "token_invalid",
@@ -85,7 +90,7 @@ impl Reason {
     /// The HTTP status the client receives.
     pub fn status(self) -> u16 {
         match self {
-            Reason::NoRoute => 404,
+            Reason::NoRoute | Reason::NotFound => 404,
             Reason::BadRequest => 400,
             Reason::TokenMissing
             | Reason::TokenInvalid

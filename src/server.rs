@@ -160,6 +160,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         metrics: metrics.clone(),
         revocations: revocations.clone(),
         jwks: jwks.clone(),
+        lookups: pingora_core::connectors::http::Connector::new(None),
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use crate::auth::{identity_from_unchecked_claims, Verified};
 use crate::config::{load_file, ProcessEnv, Snapshot};
 use crate::gate::{self, Circumstances, RequestView, WireFacts};
+use crate::policy::{plan_row_filter, RowFilterPlan};
 use crate::revocation::RuntimeRevocations;
 
 pub struct Question {
@@ -94,6 +95,12 @@ pub fn answer(snapshot: &Snapshot, q: &Question) -> Result<String, String> {
     }
     if !rules.is_empty() {
         out.push_str(&format!("rules:    {}\n", rules.join(", ")));
+    }
+    if let Ok(a) = &outcome {
+        for line in object_rules(snapshot, a) {
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
     if let Some(r) = report {
         out.push_str("\nchecks:\n");
@@ -191,3 +198,60 @@ pub fn parse_instant(text: &str) -> Result<jiff::Timestamp, String> {
         .map(|z| z.timestamp())
         .map_err(|_| format!("`{text}` is not a time (use 2026-11-24T10:00:00Z or 2026-11-24T10:00:00[Europe/London])"))
 }
+
+/// What the proxy still does after admitting: the ownership lookup before
+/// forwarding and the row filter on the response. Explain states them; it
+/// does not fetch the live object.
+fn object_rules(snapshot: &Snapshot, a: &gate::Admission) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(caller) = &a.caller else {
+        return lines;
+    };
+    let roles = snapshot.policy.roles();
+    if let Some(check) = &a.route.owner_check {
+        let path = check.lookup_path(&a.params).unwrap_or_default();
+        lines.push(match check.plan(&caller.identity, roles) {
+            RowFilterPlan::Skip => {
+                "owner:    no lookup: the caller may reach every object".to_string()
+            }
+            plan => format!(
+                "owner:    GET {path} first; forwarded only if {}, else 404 not_found",
+                describe(&plan, &check.filter.claim)
+            ),
+        });
+    }
+    if let Some(filter) = &a.route.row_filter {
+        lines.push(match plan_row_filter(filter, &caller.identity, roles) {
+            RowFilterPlan::Skip => "rows:     response not filtered for this caller".to_string(),
+            plan => format!(
+                "rows:     items at {} kept only if {}",
+                filter.items.as_str(),
+                describe(&plan, &filter.claim)
+            ),
+        });
+    }
+    lines
+}
+
+fn describe(plan: &RowFilterPlan, claim: &str) -> String {
+    let RowFilterPlan::Keep {
+        owner,
+        hidden_labels,
+    } = plan
+    else {
+        return "always".to_string();
+    };
+    let mut tests = Vec::new();
+    if let Some(o) = owner {
+        tests.push(format!(
+            "{} is in the caller's {claim} [{}]",
+            o.field.as_str(),
+            o.allowed_values.join(", ")
+        ));
+    }
+    for h in hidden_labels {
+        tests.push(format!("{} lacks `{}`", h.field.as_str(), h.label));
+    }
+    tests.join(" and ")
+}
+

@@ -24,6 +24,7 @@ use super::snapshot::{
     Admin, AuditSettings, AuthMode, ConfigVersion, Listener, Route, RouteName, Snapshot, Timeouts,
     Upstream, UpstreamName, UpstreamTarget,
 };
+use crate::policy::OwnerCache;
 use crate::request::TrustedProxies;
 use crate::route::{MethodSet, PathTemplate, RouteTable};
 
@@ -376,6 +377,7 @@ impl Compiler<'_> {
             ca,
             pool_key: pool_key(name),
             resolved: std::sync::Mutex::new(None),
+            owners: OwnerCache::default(),
         })
     }
 
@@ -435,6 +437,9 @@ impl Compiler<'_> {
             let Some(row_filter) = self.row_filter(r) else {
                 continue;
             };
+            let Some(owner_check) = self.owner_check(r, &template, entries.len()) else {
+                continue;
+            };
             entries.push((
                 methods,
                 template,
@@ -444,6 +449,7 @@ impl Compiler<'_> {
                     auth: mode,
                     requirement,
                     row_filter,
+                    owner_check,
                 }),
             ));
         }
@@ -495,7 +501,8 @@ impl Compiler<'_> {
         let needs_policy = r.permission.is_some()
             || r.mfa_max_age.is_some()
             || !r.scope.is_empty()
-            || r.row_filter.is_some();
+            || r.row_filter.is_some()
+            || r.owner_check.is_some();
         match mode {
             AuthMode::Jwt if config.auth.is_none() => {
                 self.err(
@@ -524,7 +531,7 @@ impl Compiler<'_> {
             AuthMode::None | AuthMode::MetaSignature if needs_policy => {
                 self.err(
                     &at,
-                    format!("route `{}`: permission, mfa_max_age and scope need an authenticated caller (auth: jwt)", r.name.value),
+                    format!("route `{}`: permission, mfa_max_age, scope, row_filter and owner_check need an authenticated caller (auth: jwt)", r.name.value),
                 );
                 return None;
             }

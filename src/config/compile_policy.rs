@@ -7,14 +7,20 @@ use serde_saphyr::Location;
 
 use super::compile::Compiler;
 use super::duration::parse_duration;
-use super::raw::{RawAccessRule, RawConfig, RawRoute, RawTimeWindow, Str};
+use super::raw::{RawAccessRule, RawConfig, RawLabelRule, RawRoute, RawTimeWindow, Str};
 use crate::identity::RoleName;
 use crate::policy::{
     parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, FieldPath,
-    FilterMode, LabelRule, Permission, Policy, PolicyError, RoleDef, RoleSet, RouteRequirement,
+    FilterMode, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef, RoleSet, RouteRequirement,
     RowFilter, ScopeBinding, TimeWindow,
 };
 use crate::route::PathTemplate;
+
+/// How long an ownership lookup is reused unless the route says otherwise.
+const DEFAULT_OWNER_CACHE: Duration = Duration::from_secs(5);
+
+/// The longest `owner_check.cache` accepted.
+const MAX_OWNER_CACHE: Duration = Duration::from_secs(300);
 
 impl Compiler<'_> {
     /// Roles and access rules. `route_names` are the routes that compiled,
@@ -106,21 +112,16 @@ impl Compiler<'_> {
         })
     }
 
-    /// A route's `row_filter`: items mode when the selector ends in `[*]`.
+    /// A route's `row_filter`: list items (the selector ends in `[*]`).
     pub(super) fn row_filter(&mut self, r: &RawRoute) -> Option<Option<RowFilter>> {
         let Some(f) = &r.row_filter else {
             return Some(None);
         };
-        let mode = if f.items.value.ends_with("[*]") {
-            FilterMode::Items
-        } else {
-            FilterMode::Object
-        };
-        if mode == FilterMode::Object {
+        if !f.items.value.ends_with("[*]") {
             self.err(
                 &f.items.referenced,
                 format!(
-                    "route `{}`: row_filter.items must select list items (end in `[*]`); single-object filtering is not available yet",
+                    "route `{}`: row_filter.items must select list items (end in `[*]`); to hide a single object the caller may not see, use owner_check",
                     r.name.value
                 ),
             );
@@ -128,25 +129,118 @@ impl Compiler<'_> {
         }
         let mut filter = self.located_result(
             &f.items.referenced,
-            RowFilter::new(&f.items.value, &f.field.value, &f.claim.value, mode),
+            RowFilter::new(&f.items.value, &f.field.value, &f.claim.value, FilterMode::Items),
         )?;
-        if let Some(p) = &f.unless_permission {
-            filter.unless_permission = Some(self.permission(p)?);
+        filter.unless_permission = self.permission_opt(f.unless_permission.as_ref())?;
+        filter.labels = self.label_rules(&f.labels)?;
+        Some(Some(filter))
+    }
+
+    /// A route's `owner_check`. `id` is unique per route within the
+    /// snapshot; the lookup template may only use the route's parameters.
+    pub(super) fn owner_check(
+        &mut self,
+        r: &RawRoute,
+        route_path: &PathTemplate,
+        id: usize,
+    ) -> Option<Option<OwnerCheck>> {
+        let Some(c) = &r.owner_check else {
+            return Some(None);
+        };
+        let lookup = match &c.lookup {
+            None => route_path.clone(),
+            Some(text) => match PathTemplate::parse(&text.value) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.err(
+                        &text.referenced,
+                        format!("route `{}`: owner_check.lookup: {e}", r.name.value),
+                    );
+                    return None;
+                }
+            },
+        };
+        let lookup_at = c.lookup.as_ref().map_or(c.field.referenced, |l| l.referenced);
+        let unknown: Vec<&str> = lookup
+            .param_names()
+            .filter(|p| !route_path.param_names().any(|q| q == *p))
+            .collect();
+        if !unknown.is_empty() {
+            self.err(
+                &lookup_at,
+                format!(
+                    "route `{}`: owner_check.lookup uses {} that the route's path `{}` does not capture",
+                    r.name.value,
+                    unknown.iter().map(|p| format!("`{{{p}}}`")).collect::<Vec<_>>().join(", "),
+                    route_path
+                ),
+            );
+            return None;
         }
-        for l in &f.labels {
+        let object = c.object.as_ref().map_or("$", |o| o.value.as_str());
+        let object_at = c.object.as_ref().map_or(c.field.referenced, |o| o.referenced);
+        if object.ends_with("[*]") {
+            self.err(
+                &object_at,
+                format!(
+                    "route `{}`: owner_check.object must name one object, not list items",
+                    r.name.value
+                ),
+            );
+            return None;
+        }
+        let mut filter = self.located_result(
+            &object_at,
+            RowFilter::new(object, &c.field.value, &c.claim.value, FilterMode::Object),
+        )?;
+        filter.unless_permission = self.permission_opt(c.unless_permission.as_ref())?;
+        filter.labels = self.label_rules(&c.labels)?;
+        let cache_for = self
+            .duration_opt(c.cache.as_ref())?
+            .unwrap_or(DEFAULT_OWNER_CACHE);
+        if cache_for > MAX_OWNER_CACHE {
+            let at = c.cache.as_ref().map_or(c.field.referenced, |x| x.referenced);
+            self.err(
+                &at,
+                format!(
+                    "route `{}`: owner_check.cache may be at most {}s: a reassignment made behind the gateway must show soon",
+                    r.name.value,
+                    MAX_OWNER_CACHE.as_secs()
+                ),
+            );
+            return None;
+        }
+        Some(Some(OwnerCheck {
+            id,
+            lookup,
+            filter,
+            cache_for,
+        }))
+    }
+
+    fn permission_opt(&mut self, p: Option<&Str>) -> Option<Option<Permission>> {
+        match p {
+            Some(p) => Some(Some(self.permission(p)?)),
+            None => Some(None),
+        }
+    }
+
+    fn label_rules(&mut self, raw: &[RawLabelRule]) -> Option<Vec<LabelRule>> {
+        let mut rules = Vec::with_capacity(raw.len());
+        for l in raw {
             let field_text = l.field.as_ref().map_or("labels", |x| x.value.as_str());
             let at = l
                 .field
                 .as_ref()
                 .map_or(l.label.referenced, |x| x.referenced);
             let field = self.located_result(&at, FieldPath::parse(field_text))?;
-            filter.labels.push(LabelRule {
+            rules.push(LabelRule {
                 field,
                 label: l.label.value.clone(),
                 permission: self.permission(&l.permission)?,
             });
         }
-        Some(Some(filter))
+        Some(rules)
     }
 
     fn access_rule(&mut self, r: &RawAccessRule) -> Option<AccessRule> {

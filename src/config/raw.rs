@@ -108,6 +108,29 @@ pub struct RawRoute {
     pub scope: Vec<RawScope>,
     /// Remove list items the caller may not see from the response.
     pub row_filter: Option<RawRowFilter>,
+    /// Fetch the object first and forward only if the caller may reach it.
+    pub owner_check: Option<RawOwnerCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOwnerCheck {
+    /// GET path template of the object, from the route's parameters
+    /// (default: the route's own path).
+    pub lookup: Option<Str>,
+    /// Where the object is in the lookup's body (default `$`).
+    pub object: Option<Str>,
+    /// Field of the object holding its owner: `meta.assignee.id`.
+    pub field: Str,
+    /// Attribute claim with the caller's values: `user_id`.
+    pub claim: Str,
+    /// Callers holding this reach every owner's objects.
+    pub unless_permission: Option<Str>,
+    /// Objects carrying a label are hidden unless the caller has its permission.
+    #[serde(default)]
+    pub labels: Vec<RawLabelRule>,
+    /// How long a lookup's answer is reused (default 5s, `0s` for never).
+    pub cache: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,7 +13,7 @@ use pingora_core::tls::sign::CertifiedKey;
 use pingora_core::utils::tls::WrappedX509;
 
 use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
-use crate::policy::{Policy, RouteRequirement, RowFilter};
+use crate::policy::{OwnerCache, OwnerCheck, Policy, RouteRequirement, RowFilter};
 use crate::request::TrustedProxies;
 use crate::revocation::RevocationList;
 use crate::route::RouteTable;
@@ -88,6 +88,9 @@ pub struct Upstream {
     /// re-resolved after `DNS_TTL` so address changes are picked up
     /// without a lookup on every request.
     pub resolved: std::sync::Mutex<Option<(std::time::Instant, SocketAddr)>>,
+    /// What ownership lookups on this upstream found, reused briefly by
+    /// every route of this snapshot (a reload starts empty).
+    pub owners: OwnerCache,
 }
 
 /// How long a resolved upstream address is reused.
@@ -139,6 +142,8 @@ pub struct Route {
     pub requirement: RouteRequirement,
     /// List items to remove from responses for callers who may not see them.
     pub row_filter: Option<RowFilter>,
+    /// The object to fetch and check before forwarding.
+    pub owner_check: Option<OwnerCheck>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

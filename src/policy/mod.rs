@@ -60,6 +60,7 @@ pub mod decide;
 pub mod error;
 pub mod explain;
 pub mod mfa;
+pub mod ownership;
 pub mod permission;
 pub mod roles;
 pub mod scope;
@@ -72,6 +73,9 @@ pub use explain::{
     Explanation, MfaCheck, PermissionCheck, Report, RuleCheck, RuleEffect, ScopeCheck, Stage,
 };
 pub use mfa::MfaDemand;
+pub use ownership::{
+    judge, Found, LookupError, OwnerCache, OwnerCheck, Ownership, MAX_LOOKUP_BYTES,
+};
 pub use permission::{Permission, PermissionGrant};
 pub use roles::{GrantedBy, RoleDef, RoleSet};
 pub use scope::{

@@ -38,6 +38,7 @@ fn gateway(dir: &Path) -> Gateway {
         metrics: Arc::new(Metrics::default()),
         revocations: Arc::new(RuntimeRevocations::default()),
         jwks: None,
+        lookups: pingora_core::connectors::http::Connector::new(None),
     }
 }
 

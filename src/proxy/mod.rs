@@ -5,6 +5,7 @@
 mod context;
 mod failure;
 mod forward;
+mod ownership;
 mod record;
 mod respond;
 mod rewrite;
@@ -16,6 +17,7 @@ mod filter_tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
@@ -45,6 +47,8 @@ pub struct Gateway {
     pub revocations: Arc<RuntimeRevocations>,
     /// The JWKS refresher, when the config names a `jwks_url`.
     pub jwks: Option<Arc<JwksSource>>,
+    /// The gateway's own upstream connections, for ownership lookups.
+    pub lookups: Connector,
 }
 
 #[async_trait]
@@ -250,6 +254,16 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let rec = record::build(session, e, ctx);
+        if let Some(a) = &ctx.admitted {
+            // A write that succeeded may have changed who owns the object
+            // (a reassignment): ownership lookups must not reuse the old
+            // answer.
+            let method = &session.req_header().method;
+            let wrote = !(method == http::Method::GET || method == http::Method::HEAD);
+            if wrote && ctx.refused.is_none() && (200..300).contains(&rec.status) {
+                a.route.upstream.owners.forget(a.path.as_str());
+            }
+        }
         self.metrics.record_request(
             rec.route.as_deref(),
             rec.decision.as_str(),
@@ -276,10 +290,24 @@ impl Gateway {
         ctx.admitted = Some(admission);
         match pending {
             Pending::Nothing => {
-                if let Some(a) = &ctx.admitted {
-                    ctx.rewrite =
-                        rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles());
+                let Some(a) = &ctx.admitted else {
+                    return Ok(false);
+                };
+                if let ownership::Outcome::Refuse { reason, detail } =
+                    ownership::check(&self.lookups, snapshot, a, &ctx.request_id).await
+                {
+                    tracing::debug!(request_id = %ctx.request_id, reason = %reason, detail = %detail, "refused");
+                    if reason.is_failure() {
+                        self.metrics
+                            .record_upstream_error(&a.route.upstream.name.0, "owner_lookup");
+                    } else {
+                        ctx.rules.push(format!("{}.owner_check", a.route.name.0));
+                    }
+                    ctx.refused = Some(reason);
+                    respond::refuse(session, reason, &ctx.request_id, None, false).await?;
+                    return Ok(true);
                 }
+                ctx.rewrite = rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles());
                 Ok(false)
             }
             Pending::WebhookChallenge(challenge) => {

@@ -131,6 +131,22 @@ impl PathTemplate {
         }
     }
 
+    /// Fills the template with `params` (values as captured by a match:
+    /// normalized segment text, so they need no further escaping). `None`
+    /// when a parameter the template names is missing; the config compiler
+    /// checks that a lookup template names only its route's parameters.
+    pub fn render(&self, params: &Params) -> Option<String> {
+        let mut out = String::with_capacity(self.source.len() + 16);
+        for segment in &self.segments {
+            out.push('/');
+            match segment {
+                Segment::Literal(literal) => out.push_str(literal),
+                Segment::Param(name) | Segment::CatchAll(name) => out.push_str(params.get(name)?),
+            }
+        }
+        Some(out)
+    }
+
     pub(crate) fn segments(&self) -> &[Segment] {
         &self.segments
     }
@@ -465,5 +481,42 @@ mod tests {
         );
         assert_eq!(params.get("missing"), None, "unknown names should be None");
         assert_eq!(params.len(), 2, "two params should be captured");
+    }
+
+    #[test]
+    fn render_fills_another_template_from_a_match() {
+        let route = template("/api/v1/accounts/{account_id}/conversations/{conversation_id}/messages");
+        let params = route
+            .match_path(&path("/api/v1/accounts/1/conversations/77/messages"))
+            .unwrap_or_else(|| panic!("should match"));
+        let lookup = template("/api/v1/accounts/{account_id}/conversations/{conversation_id}");
+        assert_eq!(
+            lookup.render(&params).as_deref(),
+            Some("/api/v1/accounts/1/conversations/77"),
+            "the lookup path should carry the matched ids"
+        );
+        assert_eq!(
+            route.render(&params).as_deref(),
+            Some("/api/v1/accounts/1/conversations/77/messages"),
+            "a template renders back to the path it matched"
+        );
+        assert_eq!(
+            template("/x/{other}").render(&params),
+            None,
+            "a parameter the match did not capture renders nothing"
+        );
+        for source in ["/", "/a/", "/files/{rest*}"] {
+            let t = template(source);
+            let p = path(match source {
+                "/files/{rest*}" => "/files/a/b/",
+                other => other,
+            });
+            let params = t.match_path(&p).unwrap_or_else(|| panic!("{source} should match"));
+            assert_eq!(
+                t.render(&params).as_deref(),
+                Some(p.as_str()),
+                "{source} should render back to its path"
+            );
+        }
     }
 }

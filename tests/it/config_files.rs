@@ -144,3 +144,55 @@ fn malformed_yaml_is_located() {
     let errors = errors_of("listeners: [\n");
     assert!(errors[0].starts_with("bad.yaml:"), "{errors:?}");
 }
+
+#[test]
+fn owner_checks_are_validated_at_load() {
+    let yaml = "\
+listeners: [{name: a, addr: \"127.0.0.1:8080\"}]
+upstreams: {crm: {url: \"http://127.0.0.1:9\"}}
+auth: {issuer: i, audiences: [a], algorithms: [HS256], hmac_secret: 0123456789abcdef0123456789abcdef}
+roles: {agent: {permissions: [c.read]}}
+routes:
+  - name: one
+    upstream: crm
+    path: \"/c/{id}/messages\"
+    permission: c.read
+    owner_check: {lookup: \"/c/{cid}\", field: owner, claim: uid}
+  - name: two
+    upstream: crm
+    path: \"/d/{id}\"
+    permission: c.read
+    owner_check: {object: \"$.items[*]\", field: owner, claim: uid}
+  - name: three
+    upstream: crm
+    path: \"/e/{id}\"
+    permission: c.read
+    owner_check: {field: owner, claim: uid, cache: 1h}
+  - name: four
+    upstream: crm
+    path: \"/f/{id}\"
+    auth: none
+    owner_check: {field: owner, claim: uid}
+  - name: five
+    upstream: crm
+    path: /g
+    permission: c.read
+    row_filter: {items: $.payload, field: owner, claim: uid}
+";
+    let errors = errors_of(yaml);
+    let expect = [
+        "bad.yaml:10:27: route `one`: owner_check.lookup uses `{cid}` that the route's path `/c/{id}/messages` does not capture",
+        "bad.yaml:15:27: route `two`: owner_check.object must name one object",
+        "bad.yaml:20:52: route `three`: owner_check.cache may be at most 300s",
+        "route `four`: permission, mfa_max_age, scope, row_filter and owner_check need an authenticated caller",
+        "bad.yaml:30:25: route `five`: row_filter.items must select list items",
+    ];
+    for e in expect {
+        assert!(
+            errors.iter().any(|got| got.contains(e)),
+            "expected an error containing `{e}`, got:\n{}",
+            errors.join("\n")
+        );
+    }
+    assert_eq!(errors.len(), expect.len(), "{}", errors.join("\n"));
+}

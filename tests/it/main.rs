@@ -10,6 +10,7 @@ mod authn;
 mod cli;
 mod config_files;
 mod hygiene;
+mod ownership;
 mod proxy;
 mod reload;
 mod rowfilter;
