@@ -254,4 +254,3 @@ fn describe(plan: &RowFilterPlan, claim: &str) -> String {
     }
     tests.join(" and ")
 }
-

@@ -11,8 +11,8 @@ use super::raw::{RawAccessRule, RawConfig, RawLabelRule, RawRoute, RawTimeWindow
 use crate::identity::RoleName;
 use crate::policy::{
     parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, FieldPath,
-    FilterMode, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef, RoleSet, RouteRequirement,
-    RowFilter, ScopeBinding, TimeWindow,
+    FilterMode, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef, RoleSet,
+    RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
 };
 use crate::route::PathTemplate;
 
@@ -129,7 +129,12 @@ impl Compiler<'_> {
         }
         let mut filter = self.located_result(
             &f.items.referenced,
-            RowFilter::new(&f.items.value, &f.field.value, &f.claim.value, FilterMode::Items),
+            RowFilter::new(
+                &f.items.value,
+                &f.field.value,
+                &f.claim.value,
+                FilterMode::Items,
+            ),
         )?;
         filter.unless_permission = self.permission_opt(f.unless_permission.as_ref())?;
         filter.labels = self.label_rules(&f.labels)?;
@@ -160,7 +165,10 @@ impl Compiler<'_> {
                 }
             },
         };
-        let lookup_at = c.lookup.as_ref().map_or(c.field.referenced, |l| l.referenced);
+        let lookup_at = c
+            .lookup
+            .as_ref()
+            .map_or(c.field.referenced, |l| l.referenced);
         let unknown: Vec<&str> = lookup
             .param_names()
             .filter(|p| !route_path.param_names().any(|q| q == *p))
@@ -178,7 +186,10 @@ impl Compiler<'_> {
             return None;
         }
         let object = c.object.as_ref().map_or("$", |o| o.value.as_str());
-        let object_at = c.object.as_ref().map_or(c.field.referenced, |o| o.referenced);
+        let object_at = c
+            .object
+            .as_ref()
+            .map_or(c.field.referenced, |o| o.referenced);
         if object.ends_with("[*]") {
             self.err(
                 &object_at,
@@ -199,7 +210,10 @@ impl Compiler<'_> {
             .duration_opt(c.cache.as_ref())?
             .unwrap_or(DEFAULT_OWNER_CACHE);
         if cache_for > MAX_OWNER_CACHE {
-            let at = c.cache.as_ref().map_or(c.field.referenced, |x| x.referenced);
+            let at = c
+                .cache
+                .as_ref()
+                .map_or(c.field.referenced, |x| x.referenced);
             self.err(
                 &at,
                 format!(

@@ -119,8 +119,8 @@ impl OwnerCheck {
     /// Only the fields the tests read: what the cache keeps.
     fn prune(&self, object: &Value) -> Value {
         let mut out = Value::Object(Map::new());
-        let fields = std::iter::once(&self.filter.field)
-            .chain(self.filter.labels.iter().map(|l| &l.field));
+        let fields =
+            std::iter::once(&self.filter.field).chain(self.filter.labels.iter().map(|l| &l.field));
         for field in fields {
             if let Some(value) = field.lookup(object) {
                 put(&mut out, field, value.clone());
@@ -336,10 +336,32 @@ mod tests {
     #[test]
     fn owners_see_their_object_and_nobody_else_does() {
         let mine = conversation(Some(7), &[]);
-        let cases: &[(&str, Option<&str>, u16, &[u8], Ownership, &str)] = &[
-            ("agent", Some("7"), 200, &mine, Ownership::Visible, "the assignee"),
-            ("agent", Some("8"), 200, &mine, Ownership::Hidden, "another agent"),
-            ("agent", None, 200, &mine, Ownership::Hidden, "an agent without user_id"),
+        type Case<'a> = (&'a str, Option<&'a str>, u16, &'a [u8], Ownership, &'a str);
+        let cases: &[Case] = &[
+            (
+                "agent",
+                Some("7"),
+                200,
+                &mine,
+                Ownership::Visible,
+                "the assignee",
+            ),
+            (
+                "agent",
+                Some("8"),
+                200,
+                &mine,
+                Ownership::Hidden,
+                "another agent",
+            ),
+            (
+                "agent",
+                None,
+                200,
+                &mine,
+                Ownership::Hidden,
+                "an agent without user_id",
+            ),
             (
                 "agent",
                 Some("7"),
@@ -356,9 +378,30 @@ mod tests {
                 Ownership::Hidden,
                 "the assignee without clearance for a confidential label",
             ),
-            ("agent", Some("7"), 404, b"{}", Ownership::Hidden, "an absent object"),
-            ("agent", Some("7"), 410, b"", Ownership::Hidden, "a deleted object"),
-            ("supervisor", None, 200, &mine, Ownership::Skip, "bypass and clearance"),
+            (
+                "agent",
+                Some("7"),
+                404,
+                b"{}",
+                Ownership::Hidden,
+                "an absent object",
+            ),
+            (
+                "agent",
+                Some("7"),
+                410,
+                b"",
+                Ownership::Hidden,
+                "a deleted object",
+            ),
+            (
+                "supervisor",
+                None,
+                200,
+                &mine,
+                Ownership::Skip,
+                "bypass and clearance",
+            ),
             (
                 "lead",
                 None,
@@ -403,7 +446,10 @@ mod tests {
                 (Err(g), w) => g == w,
                 (Ok(_), _) => false,
             };
-            assert!(same_kind, "HTTP {status} {body:?} should be {want:?}, got {got:?}");
+            assert!(
+                same_kind,
+                "HTTP {status} {body:?} should be {want:?}, got {got:?}"
+            );
         }
         let huge = vec![b' '; MAX_LOOKUP_BYTES + 1];
         assert_eq!(c.read_response(200, &huge), Err(LookupError::TooLarge));
@@ -430,7 +476,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             found,
-            Found::Object(Arc::new(json!({"meta": {"assignee": {"id": 7}}, "labels": ["vip"]}))),
+            Found::Object(Arc::new(
+                json!({"meta": {"assignee": {"id": 7}}, "labels": ["vip"]})
+            )),
             "customer data (the sender's phone number) must not be kept"
         );
     }
@@ -445,19 +493,37 @@ mod tests {
             .read_response(200, &conversation(Some(7), &[]))
             .unwrap_or_else(|e| panic!("{e}"));
         cache.put(&c, path, &found, t0);
-        assert_eq!(cache.get(&c, path, t0 + Duration::from_secs(4)), Some(found.clone()));
+        assert_eq!(
+            cache.get(&c, path, t0 + Duration::from_secs(4)),
+            Some(found.clone())
+        );
         assert_eq!(
             cache.get(&c, path, t0 + Duration::from_secs(5)),
             None,
             "an entry is not used once cache_for has passed"
         );
-        let other = OwnerCheck { id: 4, ..check(Duration::from_secs(5)) };
-        assert_eq!(cache.get(&other, path, t0), None, "entries belong to one check");
+        let other = OwnerCheck {
+            id: 4,
+            ..check(Duration::from_secs(5))
+        };
+        assert_eq!(
+            cache.get(&other, path, t0),
+            None,
+            "entries belong to one check"
+        );
 
         cache.forget("/api/v1/accounts/1/conversations/70/messages");
-        assert_eq!(cache.get(&c, path, t0), Some(found.clone()), "a sibling's write keeps it");
+        assert_eq!(
+            cache.get(&c, path, t0),
+            Some(found.clone()),
+            "a sibling's write keeps it"
+        );
         cache.forget("/api/v1/accounts/1/conversations/7/assignments");
-        assert_eq!(cache.get(&c, path, t0), None, "a write below the object drops it");
+        assert_eq!(
+            cache.get(&c, path, t0),
+            None,
+            "a write below the object drops it"
+        );
 
         cache.put(&c, path, &found, t0);
         cache.forget(&format!("{path}/"));
@@ -481,7 +547,11 @@ mod tests {
         assert_eq!(cache.len(), MAX_CACHED_OBJECTS);
         cache.put(&c, "/c/new", &found, t0);
         assert!(cache.len() <= MAX_CACHED_OBJECTS, "the cache stays bounded");
-        assert_eq!(cache.get(&c, "/c/new", t0), Some(found), "the new entry is kept");
+        assert_eq!(
+            cache.get(&c, "/c/new", t0),
+            Some(found),
+            "the new entry is kept"
+        );
     }
 
     #[test]
@@ -492,7 +562,9 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let path = normalize_path("/api/v1/accounts/1/conversations/42/messages")
             .unwrap_or_else(|e| panic!("{e}"));
-        let params = route.match_path(&path).unwrap_or_else(|| panic!("should match"));
+        let params = route
+            .match_path(&path)
+            .unwrap_or_else(|| panic!("should match"));
         assert_eq!(
             check(Duration::ZERO).lookup_path(&params).as_deref(),
             Some("/api/v1/accounts/1/conversations/42")

@@ -143,7 +143,9 @@ async fn fetch(
     let status = match session.response_header() {
         Some(head) => head.status.as_u16(),
         None => {
-            return Err(Error::explain(ErrorType::H1Error, "lookup response without a head").into_up())
+            return Err(
+                Error::explain(ErrorType::H1Error, "lookup response without a head").into_up(),
+            )
         }
     };
     let mut body = BytesMut::new();

@@ -485,7 +485,8 @@ mod tests {
 
     #[test]
     fn render_fills_another_template_from_a_match() {
-        let route = template("/api/v1/accounts/{account_id}/conversations/{conversation_id}/messages");
+        let route =
+            template("/api/v1/accounts/{account_id}/conversations/{conversation_id}/messages");
         let params = route
             .match_path(&path("/api/v1/accounts/1/conversations/77/messages"))
             .unwrap_or_else(|| panic!("should match"));
@@ -511,7 +512,9 @@ mod tests {
                 "/files/{rest*}" => "/files/a/b/",
                 other => other,
             });
-            let params = t.match_path(&p).unwrap_or_else(|| panic!("{source} should match"));
+            let params = t
+                .match_path(&p)
+                .unwrap_or_else(|| panic!("{source} should match"));
             assert_eq!(
                 t.render(&params).as_deref(),
                 Some(p.as_str()),

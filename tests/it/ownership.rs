@@ -115,7 +115,11 @@ async fn agents_reach_only_their_own_conversations_and_refused_writes_never_arri
 
     let get = |p: String, token: &str| client.get(gw.url(&p)).bearer_auth(token).send();
     let post = |p: String, token: &str, body: Value| {
-        client.post(gw.url(&p)).bearer_auth(token).json(&body).send()
+        client
+            .post(gw.url(&p))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
     };
 
     // Reads: her own conversation, yes; another agent's, an unassigned one,
@@ -123,7 +127,11 @@ async fn agents_reach_only_their_own_conversations_and_refused_writes_never_arri
     let resp = get(path(mine, ""), &amelia).await.expect("request");
     assert_eq!(resp.status(), 200, "Amelia reads her own conversation");
     let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["id"], json!(mine), "the conversation itself is returned");
+    assert_eq!(
+        body["id"],
+        json!(mine),
+        "the conversation itself is returned"
+    );
     for (id, what) in [
         (other_agents, "another agent's"),
         (theirs, "an unassigned"),
@@ -131,22 +139,36 @@ async fn agents_reach_only_their_own_conversations_and_refused_writes_never_arri
         (999_999, "a missing"),
     ] {
         let resp = get(path(id, ""), &amelia).await.expect("request");
-        assert_eq!(resp.status(), 404, "{what} conversation should be 404 for an agent");
+        assert_eq!(
+            resp.status(),
+            404,
+            "{what} conversation should be 404 for an agent"
+        );
         let body: Value = resp.json().await.expect("error body is JSON");
         assert_eq!(body["reason"], "not_found", "{what}: {body}");
     }
     let resp = get(path(other_agents, "/messages"), &amelia)
         .await
         .expect("request");
-    assert_eq!(resp.status(), 404, "another agent's messages are not listed");
+    assert_eq!(
+        resp.status(),
+        404,
+        "another agent's messages are not listed"
+    );
 
     // A supervisor reads anyone's, but needs clearance for the label.
-    let resp = get(path(other_agents, ""), &supervisor).await.expect("request");
+    let resp = get(path(other_agents, ""), &supervisor)
+        .await
+        .expect("request");
     assert_eq!(resp.status(), 200, "supervisors hold read_all");
     let resp = get(path(her_confidential, ""), &supervisor)
         .await
         .expect("request");
-    assert_eq!(resp.status(), 404, "read_all does not lift the confidential label");
+    assert_eq!(
+        resp.status(),
+        404,
+        "read_all does not lift the confidential label"
+    );
     let resp = get(path(her_confidential, ""), &compliance)
         .await
         .expect("request");
@@ -155,25 +177,43 @@ async fn agents_reach_only_their_own_conversations_and_refused_writes_never_arri
     // Writes: a message into another agent's conversation is refused and
     // never reaches the CRM; one into her own is stored.
     let sneaky = "refund approved, card ending 4242";
-    let resp = post(path(other_agents, "/messages"), &amelia, json!({"content": sneaky}))
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), 404, "posting into another agent's conversation");
-    let resp = post(path(mine, "/messages"), &amelia, json!({"content": "on it"}))
-        .await
-        .expect("request");
+    let resp = post(
+        path(other_agents, "/messages"),
+        &amelia,
+        json!({"content": sneaky}),
+    )
+    .await
+    .expect("request");
+    assert_eq!(
+        resp.status(),
+        404,
+        "posting into another agent's conversation"
+    );
+    let resp = post(
+        path(mine, "/messages"),
+        &amelia,
+        json!({"content": "on it"}),
+    )
+    .await
+    .expect("request");
     assert_eq!(resp.status(), 200, "posting into her own conversation");
     let stored = |id: u64| {
         let supervisor = supervisor.clone();
         let get = &get;
         async move {
-            let resp = get(path(id, "/messages"), &supervisor).await.expect("request");
+            let resp = get(path(id, "/messages"), &supervisor)
+                .await
+                .expect("request");
             assert_eq!(resp.status(), 200);
             let body: Value = resp.json().await.expect("json");
             body["payload"]
                 .as_array()
-                .map(|m| m.iter().filter_map(|m| m["content"].as_str().map(str::to_owned)).collect())
-                .unwrap_or_else(Vec::<String>::new)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|m| m["content"].as_str().map(str::to_owned))
+                        .collect::<Vec<String>>()
+                })
+                .unwrap_or_default()
         }
     };
     assert!(
@@ -195,14 +235,24 @@ async fn agents_reach_only_their_own_conversations_and_refused_writes_never_arri
     .await
     .expect("request");
     assert_eq!(resp.status(), 200, "the supervisor reassigns");
-    let resp = post(path(other_agents, "/messages"), &amelia, json!({"content": "hello"}))
-        .await
-        .expect("request");
+    let resp = post(
+        path(other_agents, "/messages"),
+        &amelia,
+        json!({"content": "hello"}),
+    )
+    .await
+    .expect("request");
     assert_eq!(resp.status(), 200, "the new assignee may post at once");
 
     // A lookup that cannot be made fails closed.
-    let resp = get("/broken/1".to_string(), &amelia).await.expect("request");
-    assert_eq!(resp.status(), 502, "an unreachable lookup is an upstream error");
+    let resp = get("/broken/1".to_string(), &amelia)
+        .await
+        .expect("request");
+    assert_eq!(
+        resp.status(),
+        502,
+        "an unreachable lookup is an upstream error"
+    );
 
     // The audit trail names the check and the reason, and marks the
     // unreachable lookup an error, not a denial.
@@ -211,7 +261,11 @@ async fn agents_reach_only_their_own_conversations_and_refused_writes_never_arri
         .iter()
         .filter(|r| r["reason"] == "not_found")
         .collect();
-    assert_eq!(refused.len(), 7, "seven refusals by ownership: {records:#?}");
+    assert_eq!(
+        refused.len(),
+        7,
+        "seven refusals by ownership: {records:#?}"
+    );
     for r in &refused {
         assert_eq!(r["decision"], "deny");
         assert_eq!(r["status"], 404);
