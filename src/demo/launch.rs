@@ -11,7 +11,7 @@ use crate::config::env::Overlay;
 use crate::config::{load_str, ProcessEnv};
 use crate::demo::idp::{self, Persona};
 use crate::demo::upstream::{
-    serve_crm, serve_whatsapp, DEMO_CRM_API_TOKEN, DEMO_META_ACCESS_TOKEN,
+    data, serve_crm, serve_whatsapp, DEMO_CRM_API_TOKEN, DEMO_META_ACCESS_TOKEN,
 };
 use crate::server::{self, RunOptions};
 
@@ -134,6 +134,7 @@ fn start_upstreams(jwks: String) -> std::io::Result<DemoUpstreams> {
 }
 
 fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], admin_token: &str) {
+    let sample = sample_conversations();
     let gw = format!("http://{listen}");
     let adm = format!("http://{admin}");
     println!(
@@ -154,6 +155,13 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
   # (the staff token never reaches the CRM; the gateway injects the CRM key)
   curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $AGENT" | jq -c '[.data.payload[] | {{id, assignee: .meta.assignee.name}}]'
   curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $SUPERVISOR" | jq -c '[.data.payload[].id]'
+
+  # One conversation: hers opens; another agent's is 404, as if it did not exist, and a reply
+  # into it never reaches the CRM (the gateway looks the conversation up first)
+  curl -s $GW/api/v1/accounts/1/conversations/{mine} -H "Authorization: Bearer $AGENT" | jq -c '{{id, status, assignee: .meta.assignee.name}}'
+  curl -s $GW/api/v1/accounts/1/conversations/{theirs} -H "Authorization: Bearer $AGENT"; echo
+  curl -s -X POST $GW/api/v1/accounts/1/conversations/{theirs}/messages -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' -d '{{"content":"Refund approved"}}'; echo
+  curl -s $GW/api/v1/accounts/1/conversations/{theirs} -H "Authorization: Bearer $SUPERVISOR" | jq -c '{{id, assignee: .meta.assignee.name}}'
 
 
   # Agents send only from their own WhatsApp number: UK allowed, German number refused
@@ -192,6 +200,30 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
 
 Ctrl-C to stop.
 "#,
-        audit = audit.display()
+        audit = audit.display(),
+        mine = sample.0,
+        theirs = sample.1,
     );
+}
+
+/// A conversation assigned to the demo agent (Amelia, uid 3) and one
+/// assigned to somebody else, neither confidential, for the guide's
+/// ownership example.
+fn sample_conversations() -> (u64, u64) {
+    let confidential = data::conversations_labelled("confidential");
+    let open = |id: &u64| !confidential.contains(id);
+    let mine = data::conversations_assigned_to(3)
+        .into_iter()
+        .find(open)
+        .unwrap_or(1);
+    let theirs = data::conversations()
+        .iter()
+        .map(|c| c.id)
+        .filter(open)
+        .find(|id| {
+            !data::conversations_assigned_to(3).contains(id)
+                && !data::unassigned_conversations().contains(id)
+        })
+        .unwrap_or(2);
+    (mine, theirs)
 }

@@ -166,6 +166,8 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
             "outside_hours",
         ),
         ("/api/v1/accounts/1/contacts/export", "FINANCE", "ip_denied"),
+        // The guide's ownership example: conversation 1 is Oliver's.
+        ("/api/v1/accounts/1/conversations/1", "AGENT", "not_found"),
     ] {
         let resp = call(path, who).await.expect("request");
         let body: serde_json::Value = resp.json().await.expect("json");
