@@ -4,8 +4,11 @@
 //! and a handful of access rules; the request is a typical agent listing
 //! conversations of their account. Criterion measures (a) a bare
 //! `RouteTable::find`, (b) `decide`, (c) `decide` plus rendering the
-//! explanation (what `chatwarden explain` pays); a final pass times (a) and
-//! (b) in the same process and prints their ratio.
+//! explanation (what `chatwarden explain` pays), (d) an ownership check
+//! answered from its cache (plan for the caller, cache hit, judge: what an
+//! agent's read of one conversation costs on top of the decision within the
+//! cache window); a final pass times (a), (b) and (d) in the same process
+//! and prints their ratios to (a).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -13,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use chatwarden::identity::{Identity, RoleName};
 use chatwarden::policy::{
-    decide, parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule,
-    Permission, Policy, RoleDef, RoleSet, RouteRequirement, ScopeBinding, Subject, TimeWindow,
+    decide, judge, parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule,
+    FilterMode, Found, OwnerCache, OwnerCheck, Ownership, Permission, Policy, RoleDef, RoleSet,
+    RouteRequirement, RowFilter, ScopeBinding, Subject, TimeWindow,
 };
 use chatwarden::request::{normalize_path, NormalizedPath};
 use chatwarden::route::{MethodSet, PathTemplate, RouteTable};
@@ -234,6 +238,10 @@ fn bench_policy(c: &mut Criterion) {
             .decision
         })
     });
+    let owners = OwnerFixture::new();
+    group.bench_function("d_owner_check_cached", |b| {
+        b.iter(|| black_box(owners.check(&fx)))
+    });
     group.bench_function("c_decide_and_render_explanation", |b| {
         b.iter(|| {
             decide(
@@ -287,10 +295,69 @@ fn print_ratio() {
             .decision,
         );
     });
+    let owners = OwnerFixture::new();
+    let owner = time(&|| {
+        black_box(owners.check(&fx));
+    });
     println!(
-        "ratio (same run, {N} iterations each): find {find:.1} ns, decide {decision:.1} ns, decide/find = {:.2}",
-        decision / find
+        "ratio (same run, {N} iterations each): find {find:.1} ns, decide {decision:.1} ns, decide/find = {:.2}, cached owner check {owner:.1} ns, owner/find = {:.2}",
+        decision / find,
+        owner / find
     );
+}
+
+/// An ownership check on one conversation whose answer is cached.
+struct OwnerFixture {
+    check: OwnerCheck,
+    cache: OwnerCache,
+    path: String,
+    params: chatwarden::route::Params,
+}
+
+impl OwnerFixture {
+    fn new() -> Self {
+        let template =
+            PathTemplate::parse("/api/v1/accounts/{account_id}/conversations/{conversation_id}")
+                .expect("bench template");
+        let mut filter = RowFilter::new("$", "meta.assignee.id", "user_id", FilterMode::Object)
+            .expect("bench filter");
+        filter.unless_permission = Some(Permission::parse("conversations.read_all").expect("perm"));
+        let check = OwnerCheck {
+            id: 0,
+            lookup: template.clone(),
+            filter,
+            cache_for: Duration::from_secs(3600),
+        };
+        let params = template
+            .match_path(&normalize_path("/api/v1/accounts/3/conversations/42").expect("path"))
+            .expect("bench path should match");
+        let path = check.lookup_path(&params).expect("lookup path");
+        let found = check
+            .read_response(
+                200,
+                br#"{"id": 42, "meta": {"assignee": {"id": 7}}, "labels": []}"#,
+            )
+            .expect("bench lookup body");
+        let cache = OwnerCache::default();
+        cache.put(&check, &path, &found, Instant::now());
+        OwnerFixture {
+            check,
+            cache,
+            path,
+            params,
+        }
+    }
+
+    /// What the proxy does per request: plan, render the path, hit, judge.
+    fn check(&self, fx: &Fixture) -> Ownership {
+        let plan = self.check.plan(&fx.identity, fx.policy.roles());
+        let path = self.check.lookup_path(&self.params).unwrap_or_default();
+        debug_assert_eq!(path, self.path);
+        match self.cache.get(&self.check, &path, Instant::now()) {
+            Some(found) => judge(&found, &plan),
+            None => judge(&Found::Absent, &plan),
+        }
+    }
 }
 
 criterion_group!(benches, bench_policy);
