@@ -29,6 +29,12 @@ LOAD_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(LOAD_DIR))
 ISSUER = "https://idp.bench.invalid/"
 PATH = "/api/v1/accounts/1/conversations/42"
+# The list mix: a realistic 12 KB page of 25 conversations, row-filtered by
+# chatwarden (an agent keeps the ones assigned to them).
+LIST_PATH = "/api/v1/accounts/1/conversations"
+# The large export for memory: the same rows repeated to about 8 MB.
+EXPORT_PATH = "/api/v1/accounts/1/exports/conversations"
+EXPORT_ROWS = 16_000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 CHILDREN = []  # Popen objects we started; each leads its own process group
@@ -185,9 +191,60 @@ def run_out(argv):
 
 
 def mint(chatwarden, key, sub, role="agent", account="1"):
+    # uid: the agent id the row filter compares with each row's assignee.
     return run_out([chatwarden, "token", "--key", key, "--kid", "bench", "--iss", ISSUER,
                     "--aud", "chatwarden", "--sub", sub, "--role", role,
-                    "--claim", f'account_ids=["{account}"]', "--ttl", "3h"]).strip()
+                    "--claim", f'account_ids=["{account}"]', "--claim", "uid=3",
+                    "--ttl", "3h"]).strip()
+
+
+def write_export(path):
+    """An export-sized conversation list: the 12 KB page's rows, repeated
+    with fresh ids, about 8 MB."""
+    with open(os.path.join(LOAD_DIR, "conversations.json")) as f:
+        page = json.load(f)
+    rows = page["data"]["payload"]
+    out = []
+    for i in range(EXPORT_ROWS):
+        row = dict(rows[i % len(rows)])
+        row["id"] = 100_000 + i
+        out.append(row)
+    body = {"data": {"meta": {"all_count": EXPORT_ROWS}, "payload": out}}
+    with open(path, "w") as f:
+        json.dump(body, f, separators=(",", ":"))
+    os.chmod(path, 0o644)
+    return os.path.getsize(path)
+
+
+def export_load(port, token, seconds, clients=4):
+    """`clients` threads download the export back to back for `seconds`;
+    returns (downloads, bytes received, failures)."""
+    stop = time.time() + seconds
+    counts = []
+
+    def one():
+        n = got = bad = 0
+        while time.time() < stop:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c.request("GET", EXPORT_PATH, headers={"Authorization": f"Bearer {token}"})
+                r = c.getresponse()
+                body = r.read()
+                c.close()
+                if r.status == 200:
+                    n, got = n + 1, got + len(body)
+                else:
+                    bad += 1
+            except OSError:
+                bad += 1
+        counts.append((n, got, bad))
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return tuple(sum(x) for x in zip(*counts))
 
 
 # ------------------------------------------------------------------- peers
@@ -227,10 +284,10 @@ def verify(peer, tokens):
     return ok
 
 
-def wrk(args, port, tokens_file, seconds, connections, cpu):
+def wrk(args, port, tokens_file, seconds, connections, cpu, path=PATH):
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
             "-s", os.path.join(LOAD_DIR, "wrk.lua"), f"http://127.0.0.1:{port}",
-            "--", tokens_file, PATH]
+            "--", tokens_file, path]
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu)] + argv
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
@@ -240,11 +297,11 @@ def wrk(args, port, tokens_file, seconds, connections, cpu):
     return json.loads(lines[-1])
 
 
-def measure(peer, tokens_file, a):
+def measure(peer, tokens_file, a, path=PATH):
     sampler = RssSampler(peer.pid)
     sampler.start()
     cpu0 = cpu_seconds(peer.pid)
-    w = wrk(a, peer.port, tokens_file, a.duration, a.connections, a.load_cpu)
+    w = wrk(a, peer.port, tokens_file, a.duration, a.connections, a.load_cpu, path)
     cpu1 = cpu_seconds(peer.pid)
     sampler.stop.set()
     sampler.join()
@@ -323,6 +380,8 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--tokens", type=int, default=3000, help="distinct tokens for the fresh mixes")
     ap.add_argument("--idle-connections", type=int, default=10000)
+    ap.add_argument("--export-seconds", type=int, default=5,
+                    help="seconds of back-to-back large exports per proxy for memory (0: skip)")
     ap.add_argument("--only", default="", help="comma-separated mix keys, e.g. b,f-hit")
     ap.add_argument("--out", default=os.path.join(LOAD_DIR, "results.md"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -368,6 +427,14 @@ def main():
     with open(fresh_file, "w") as f:
         f.write("\n".join(fresh) + "\n")
 
+    # nginx's workers (not root) read the export: they may traverse the
+    # work directory (0711, not list it) and read the export's own folder.
+    os.chmod(workdir, 0o711)
+    export_dir = os.path.join(workdir, "export")
+    os.makedirs(export_dir, mode=0o755, exist_ok=True)
+    os.chmod(export_dir, 0o755)
+    export_bytes = write_export(os.path.join(export_dir, "export.json"))
+
     # The fast upstream: nginx, one worker, on the load generator's CPU.
     ports = {k: free_port() for k in ("up", "a", "b", "c", "d", "e", "f")}
     up = f"127.0.0.1:{ports['up']}"
@@ -378,14 +445,14 @@ def main():
     conf = lambda n: os.path.join(workdir, n)  # noqa: E731
     up_proc = start("upstream", [nginx, "-e", conf("upstream.error.log"), "-c", render(
         "upstream.nginx.conf", conf("upstream.conf"), DIR=workdir, NAME="upstream",
-        PORT=ports["up"], LOADDIR=LOAD_DIR)], workdir, a.load_cpu)
+        PORT=ports["up"], LOADDIR=LOAD_DIR, EXPORTDIR=export_dir)], workdir, a.load_cpu)
     wait_ready("upstream", ports["up"], None, up_proc)
 
     peers = {}
     peer_cpu = a.peer_cpu
     p = start("direct", [nginx, "-e", conf("direct.error.log"), "-c", render(
         "upstream.nginx.conf", conf("direct.conf"), DIR=workdir, NAME="direct",
-        PORT=ports["a"], LOADDIR=LOAD_DIR)], workdir, peer_cpu)
+        PORT=ports["a"], LOADDIR=LOAD_DIR, EXPORTDIR=export_dir)], workdir, peer_cpu)
     peers["a"] = Peer("a", "(a) upstream direct", "the nginx upstream itself, no proxy", p,
                       ports["a"], False)
     p = start("bare", [a.bare_proxy, "--serve", f"127.0.0.1:{ports['b']}", "--upstream", up],
@@ -434,19 +501,24 @@ def main():
         mixes += [("e-hit", "e", one_file, "(e) Envoy, cached token"),
                   ("e-fresh", "e", fresh_file, "(e) Envoy, new token each request")]
     mixes += [("f-hit", "f", one_file, "(f) chatwarden, cached token"),
-              ("f-fresh", "f", fresh_file, "(f) chatwarden, new token each request")]
+              ("f-fresh", "f", fresh_file, "(f) chatwarden, new token each request"),
+              ("b-rows", "b", one_file, "(b) bare pingora, 12 KB list"),
+              ("f-rows", "f", one_file, "(f) chatwarden, 12 KB list, row filter")]
+    mix_path = {"b-rows": LIST_PATH, "f-rows": LIST_PATH}
     if a.only:
         wanted = set(a.only.split(",")) | {"b"}
+        if "f-rows" in wanted:
+            wanted.add("b-rows")
         mixes = [m for m in mixes if m[0] in wanted]
 
     log(f"load bench: warm-up {a.warmup}s per mix")
     for key_, pk, tf, _ in mixes:
-        wrk(a, peers[pk].port, tf, a.warmup, a.connections, a.load_cpu)
+        wrk(a, peers[pk].port, tf, a.warmup, a.connections, a.load_cpu, mix_path.get(key_, PATH))
     results = {m[0]: [] for m in mixes}
     for r in range(a.rounds):
         order = mixes[r % len(mixes):] + mixes[:r % len(mixes)]
         for key_, pk, tf, label in order:
-            m = measure(peers[pk], tf, a)
+            m = measure(peers[pk], tf, a, mix_path.get(key_, PATH))
             results[key_].append(m)
             log(f"  round {r + 1}/{a.rounds} {label:42s} {m['rps']:9.0f} req/s  "
                 f"p50 {m['p50_ms']:.2f} ms  p99 {m['p99_ms']:.2f} ms  "
@@ -470,6 +542,19 @@ def main():
                     s.close()
             except OSError as e:
                 held[pk] = f"failed: {e}"
+            time.sleep(1)
+
+    # Memory during a large row-filtered export (b streams it through; f
+    # buffers each body under its 16 MiB cap, filters it, and sends it).
+    exports = {}
+    if a.export_seconds:
+        for pk in ("b", "f"):
+            sampler = RssSampler(peers[pk].pid)
+            sampler.start()
+            n, got, bad = export_load(peers[pk].port, tokens["good"], a.export_seconds)
+            sampler.stop.set()
+            sampler.join()
+            exports[pk] = (sampler.peak, n, got, bad)
             time.sleep(1)
 
     # The audit really was written, and its chain holds.
@@ -537,15 +622,29 @@ def main():
                 target(f"new token every request: beats {name} per core", ratio > 1.0,
                        f"{ratio:.2f}×")
     target("redaction ≥ half the speed of a plain serde_json parse+serialize", None,
-           "mix (g) waits for redaction; the upstream already serves the 12 KB body at "
-           "GET /api/v1/accounts/1/conversations")
+           "mix (g) waits for redaction; the row-filter mix below runs the same rewriter "
+           "on the 12 KB list, and `cargo bench --bench rewrite` times it against serde_json")
+    if "f-rows" in med and "b-rows" in med:
+        f, b = med["f-rows"], med["b-rows"]
+        targets.append(
+            f"- row filter on the 12 KB list (no target of its own): chatwarden "
+            f"{f['rps'] / b['rps']:.2f}× bare pingora's req/s on the same list, "
+            f"CPU per request {f['cpu10k'] / b['cpu10k']:.2f}×")
 
     mem = [f"- (f) chatwarden RSS: idle {peers['f'].rss_idle:.1f} MiB, under load "
            f"(c={a.connections}) {med['f-hit']['rss_peak'] if 'f-hit' in med else float('nan'):.1f} MiB"]
     for pk, v in held.items():
         what = f"{v:.1f} MiB" if isinstance(v, float) else v
         mem.append(f"- {peers[pk].label} with {a.idle_connections:,} idle keep-alive connections: {what}")
-    mem.append("- during a large redacted export: n/a until redaction lands")
+    for pk, (peak, n, got, bad) in exports.items():
+        mem.append(f"- {peers[pk].label} during a large export ({export_bytes / 1e6:.1f} MB list, "
+                   f"4 clients, {a.export_seconds}s{', row filter' if pk == 'f' else ''}): "
+                   f"peak {peak:.1f} MiB, {n} downloads, "
+                   f"{n * export_bytes / 1e6 / a.export_seconds:.0f} MB/s of upstream body handled, "
+                   f"{got / 1e6 / a.export_seconds:.0f} MB/s sent"
+                   f"{f', {bad} failed' if bad else ''}")
+    if not exports:
+        mem.append("- during a large export: not run (--export-seconds 0)")
 
     checks = []
     for k, peer in peers.items():
