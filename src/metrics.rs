@@ -20,6 +20,7 @@ const BUCKETS: [f64; 12] = [
 pub struct Metrics {
     requests: Family<(String, &'static str, &'static str)>,
     upstream_errors: Family<(String, &'static str)>,
+    dry_run_denials: Family<String>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -59,6 +60,12 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Count a request a dry-run (`mode: audit`) access rule would have
+    /// denied: what enforcing the rule would cost, before it is enforced.
+    pub fn record_dry_run(&self, rule: &str) {
+        self.dry_run_denials.inc(rule.to_string());
     }
 
     /// Count one failed attempt to reach an upstream.
@@ -105,6 +112,15 @@ impl Metrics {
                 out,
                 "chatwarden_upstream_errors_total{{upstream=\"{}\",kind=\"{kind}\"}} {n}",
                 escape_label(&upstream)
+            );
+        }
+        out.push_str("# HELP chatwarden_dry_run_denials_total Requests a dry-run (mode: audit) access rule would have denied.\n");
+        out.push_str("# TYPE chatwarden_dry_run_denials_total counter\n");
+        for (rule, n) in self.dry_run_denials.snapshot() {
+            let _ = writeln!(
+                out,
+                "chatwarden_dry_run_denials_total{{rule=\"{}\"}} {n}",
+                escape_label(&rule)
             );
         }
         for (name, help, value) in [
@@ -228,6 +244,23 @@ mod tests {
         );
         assert!(
             text.contains("chatwarden_audit_records_written_total 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn dry_run_denials_are_counted_per_rule() {
+        let m = Metrics::default();
+        m.record_dry_run("agents-office-network");
+        m.record_dry_run("agents-office-network");
+        m.record_dry_run("geo-trial");
+        let text = m.render(&ext());
+        assert!(
+            text.contains("chatwarden_dry_run_denials_total{rule=\"agents-office-network\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatwarden_dry_run_denials_total{rule=\"geo-trial\"} 1"),
             "{text}"
         );
     }

@@ -97,6 +97,14 @@ impl Policy {
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| r.name.as_str())
     }
+
+    /// Whether `name` is an access rule in `mode: audit` (a dry run): in a
+    /// verdict's `rules` it is a would-be denial, never the decision.
+    pub fn is_dry_run(&self, name: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.name == name && r.mode == AccessMode::Audit)
+    }
 }
 
 /// Decides one request. Checks, in order: permission (`permission_denied`)

@@ -253,6 +253,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(snapshot) = &ctx.snapshot {
+            for rule in &ctx.rules {
+                if snapshot.policy.is_dry_run(rule) {
+                    self.metrics.record_dry_run(rule);
+                }
+            }
+        }
         let rec = record::build(session, e, ctx);
         if let Some(a) = &ctx.admitted {
             // A write that succeeded may have changed who owns the object
