@@ -1,7 +1,7 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`. A thin pingora
-//! `ServeHttp` app over the config store, metrics and audit counters.
-//! Everything but the two probes requires the admin bearer token when one
-//! is configured.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `POST /revoke`,
+//! `POST /reload`, `POST /explain`. A thin pingora `ServeHttp` app over the
+//! config store, metrics and audit counters. Everything but the two probes
+//! requires the admin bearer token when one is configured.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::audit::AuditStats;
 use crate::auth::JwksSource;
 use crate::config::ConfigStore;
+use crate::explain::{self, Question};
 use crate::metrics::{External, Metrics};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::revocation::RuntimeRevocations;
@@ -42,6 +43,8 @@ impl ServeHttp for AdminApp {
             ("POST", "/revoke") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
             ("POST", "/reload") if authorized => self.reload().await,
             ("POST", "/reload") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
+            ("POST", "/explain") if authorized => self.explain(session).await,
+            ("POST", "/explain") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
             ("GET", "/metrics") if authorized => {
                 let snapshot = self.store.load();
                 let body = self.metrics.render(&External {
@@ -96,20 +99,70 @@ impl AdminApp {
         respond(status, "application/json", body.to_string().into_bytes())
     }
 
+    /// `POST /explain` with `{"method", "path", "token" | "claims", "ip",
+    /// "at"}`: what the running gateway (its live config, keys and runtime
+    /// revocations) would decide for that request, and why. Nothing is
+    /// forwarded and no audit record is written: it is a question, not a
+    /// request.
+    async fn explain(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let body = match read_body(session, 16 * 1024).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        let ask: ExplainRequest = match serde_json::from_slice(&body) {
+            Ok(a) => a,
+            Err(e) => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({"error": format!("expected {{\"method\", \"path\", \"token\" or \"claims\", \"ip\", \"at\"}}: {e}")}),
+                )
+            }
+        };
+        let question = Question {
+            method: ask.method,
+            path: ask.path,
+            token: ask.token,
+            claims: ask.claims.map(|c| c.to_string()),
+            ip: ask.ip.unwrap_or_else(|| "0.0.0.0".to_string()),
+            at: ask.at,
+        };
+        let snapshot = self.store.load();
+        let outcome =
+            explain::decide(&snapshot, &question, &self.revocations).and_then(|(outcome, _)| {
+                explain::answer(&snapshot, &question, &self.revocations).map(|text| (outcome, text))
+            });
+        let (outcome, text) = match outcome {
+            Ok(v) => v,
+            Err(msg) => return json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": msg})),
+        };
+        let body = match &outcome {
+            Ok(a) => serde_json::json!({
+                "decision": "allow",
+                "reason": null,
+                "status": null,
+                "route": a.route.name.0,
+                "rules": a.rules,
+                "explanation": text,
+            }),
+            Err(r) => serde_json::json!({
+                "decision": if r.reason.is_failure() { "error" } else { "deny" },
+                "reason": r.reason.code(),
+                "status": r.reason.status(),
+                "route": r.route.as_ref().map(|route| route.name.0.clone()),
+                "rules": r.rules,
+                "explanation": text,
+            }),
+        };
+        json(StatusCode::OK, &body)
+    }
+
     /// `POST /revoke` with `{"sub": "…"}`: the subject is refused from its
     /// next request on, whatever its tokens say.
     async fn revoke(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) if body.len() + chunk.len() <= 4096 => {
-                    body.extend_from_slice(&chunk)
-                }
-                Ok(Some(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"),
-                Ok(None) => break,
-                Err(_) => return text(StatusCode::BAD_REQUEST, "could not read body\n"),
-            }
-        }
+        let body = match read_body(session, 4096).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
         let sub = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("sub").and_then(|s| s.as_str()).map(str::to_string))
@@ -143,6 +196,39 @@ impl AdminApp {
         // much of the token an attacker has guessed.
         Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.as_bytes())
     }
+}
+
+/// The body of `POST /explain`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainRequest {
+    method: String,
+    path: String,
+    token: Option<String>,
+    /// Claims as the IdP would put them in a token (not verified).
+    claims: Option<serde_json::Value>,
+    ip: Option<String>,
+    at: Option<String>,
+}
+
+/// The whole request body, at most `limit` bytes.
+async fn read_body(
+    session: &mut ServerSession,
+    limit: usize,
+) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() <= limit => body.extend_from_slice(&chunk),
+            Ok(Some(_)) => return Err(text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n")),
+            Ok(None) => return Ok(body),
+            Err(_) => return Err(text(StatusCode::BAD_REQUEST, "could not read body\n")),
+        }
+    }
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u8>> {
+    respond(status, "application/json", body.to_string().into_bytes())
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {

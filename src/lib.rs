@@ -23,6 +23,7 @@ pub mod webhook;
 
 pub mod audit;
 pub mod config;
+pub mod explain;
 pub mod metrics;
 
 pub mod admin;

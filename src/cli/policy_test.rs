@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::explain::{decide, parse_instant, Question};
 use crate::config::duration::parse_duration;
 use crate::config::{load_file, ProcessEnv, Snapshot};
+use crate::explain::{decide, parse_instant, Question};
+use crate::revocation::RuntimeRevocations;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,7 +133,7 @@ fn run_case(snapshot: &Snapshot, case: &Case) -> Result<String, String> {
         ip: case.ip.clone(),
         at: Some(case.at.clone()),
     };
-    let (outcome, _) = decide(snapshot, &q)?;
+    let (outcome, _) = decide(snapshot, &q, &RuntimeRevocations::default())?;
     Ok(match outcome {
         Ok(_) => "allow".to_string(),
         Err(r) => r.reason.code().to_string(),

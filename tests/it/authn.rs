@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::{self, TestGateway};
 use crate::idp::Idp;
@@ -549,4 +549,84 @@ async fn meta_webhooks_are_checked_before_forwarding() {
         ],
         "{records:?}"
     );
+}
+
+#[tokio::test]
+async fn the_admin_explain_endpoint_answers_with_the_live_policy() {
+    let env = start().await;
+    let client = env.gw.client();
+    let ask = |body: Value, token: Option<&'static str>| {
+        let mut req = client
+            .post(format!("http://{}/explain", env.gw.admin))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let admin = Some("admin-token-for-tests-0001");
+
+    let token = env.idp.token(
+        "amelia@acme",
+        &["agent"],
+        json!({"uid": 7, "wa_numbers": ["111"]}),
+    );
+    let resp = ask(
+        json!({"method": "POST", "path": "/v23.0/222/messages", "token": token, "ip": "127.0.0.1"}),
+        admin,
+    )
+    .await
+    .expect("explain");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["decision"], "deny", "{body}");
+    assert_eq!(body["reason"], "scope_denied", "{body}");
+    assert_eq!(body["status"], 403, "{body}");
+    assert_eq!(body["route"], "send", "{body}");
+    assert!(
+        body["explanation"]
+            .as_str()
+            .is_some_and(|t| t.contains("phone_number_id")),
+        "the explanation names the scope check: {body}"
+    );
+
+    let resp = ask(
+        json!({"method": "GET", "path": "/api/v1/accounts/1/conversations",
+               "claims": {"sub": "amelia@acme", "roles": ["agent"]}, "ip": "127.0.0.1"}),
+        admin,
+    )
+    .await
+    .expect("explain");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["decision"], "allow", "{body}");
+    assert_eq!(
+        body["rules"],
+        json!(["vpn-dry-run"]),
+        "dry-run hits are listed: {body}"
+    );
+
+    // Runtime revocations are part of the live answer.
+    client
+        .post(format!("http://{}/revoke", env.gw.admin))
+        .bearer_auth("admin-token-for-tests-0001")
+        .json(&json!({"sub": "amelia@acme"}))
+        .send()
+        .await
+        .expect("revoke");
+    let resp = ask(
+        json!({"method": "POST", "path": "/v23.0/111/messages", "token": token, "ip": "127.0.0.1"}),
+        admin,
+    )
+    .await
+    .expect("explain");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["reason"], "token_revoked", "{body}");
+
+    let resp = ask(json!({"method": "GET"}), admin).await.expect("explain");
+    assert_eq!(resp.status(), 400, "a malformed question is a 400");
+    let resp = ask(json!({"method": "GET", "path": "/"}), None)
+        .await
+        .expect("explain");
+    assert_eq!(resp.status(), 401, "explain needs the admin token");
+    assert_eq!(env.up.count(), 0, "explaining never reaches an upstream");
 }

@@ -1,0 +1,216 @@
+//! "What would the gateway do with this request, and why?" answered in
+//! words: the decision, the reason, the route, the caller, every rule
+//! consulted, and what the proxy still does after admitting (the ownership
+//! lookup, the row filter). `chatwarden explain`, `chatwarden test` and the
+//! admin `POST /explain` all call this, and it calls the proxy's own
+//! decision function (`gate::explain`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method};
+
+use crate::auth::{identity_from_unchecked_claims, Verified};
+use crate::config::Snapshot;
+use crate::gate::{self, Circumstances, RequestView, WireFacts};
+use crate::policy::{plan_row_filter, RowFilterPlan};
+use crate::revocation::RuntimeRevocations;
+
+/// One request to explain.
+pub struct Question {
+    pub method: String,
+    pub path: String,
+    pub token: Option<String>,
+    pub claims: Option<String>,
+    pub ip: String,
+    pub at: Option<String>,
+}
+
+pub fn answer(
+    snapshot: &Snapshot,
+    q: &Question,
+    revocations: &RuntimeRevocations,
+) -> Result<String, String> {
+    let (outcome, report) = decide(snapshot, q, revocations)?;
+    let mut out = String::new();
+    let (decision, route, caller, rules) = match &outcome {
+        Ok(a) => (
+            "allow".to_string(),
+            Some(&a.route),
+            a.caller.as_ref(),
+            &a.rules,
+        ),
+        Err(r) => (
+            format!("deny ({}, {})", r.reason.code(), r.reason.status()),
+            r.route.as_ref(),
+            r.caller.as_ref(),
+            &r.rules,
+        ),
+    };
+    out.push_str(&format!("decision: {decision}\n"));
+    if let Err(r) = &outcome {
+        out.push_str(&format!("why:      {}\n", r.detail));
+        if let Some(c) = &r.challenge {
+            out.push_str(&format!("challenge: WWW-Authenticate: {c}\n"));
+        }
+    }
+    match route {
+        Some(r) => out.push_str(&format!(
+            "route:    {} ({} auth) → upstream {}\n",
+            r.name.0,
+            r.auth.as_str(),
+            r.upstream.name.0
+        )),
+        None => out.push_str("route:    none\n"),
+    }
+    if let Some(c) = caller {
+        let roles: Vec<&str> = c.identity.roles.iter().map(|r| r.0.as_str()).collect();
+        out.push_str(&format!(
+            "caller:   {} [{}] mfa={}\n",
+            c.identity.subject,
+            roles.join(", "),
+            c.identity.mfa
+        ));
+    }
+    if !rules.is_empty() {
+        out.push_str(&format!("rules:    {}\n", rules.join(", ")));
+    }
+    if let Ok(a) = &outcome {
+        for line in object_rules(snapshot, a) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    if let Some(r) = report {
+        out.push_str("\nchecks:\n");
+        out.push_str(&r);
+    }
+    Ok(out)
+}
+
+/// Run the gate for a question; `Err` for a malformed question.
+pub fn decide(
+    snapshot: &Snapshot,
+    q: &Question,
+    revocations: &RuntimeRevocations,
+) -> Result<(Result<gate::Admission, gate::Refusal>, Option<String>), String> {
+    let method = Method::from_bytes(q.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("bad method `{}`", q.method))?;
+    let ip: IpAddr =
+        q.ip.parse()
+            .map_err(|_| format!("--ip `{}` is not an IP address", q.ip))?;
+    let now = match &q.at {
+        Some(t) => parse_instant(t)?,
+        None => jiff::Timestamp::now(),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::HOST, HeaderValue::from_static("chatwarden"));
+    let caller = match (&q.token, &q.claims) {
+        (Some(t), _) => {
+            let v = HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| "token has characters not allowed in a header")?;
+            headers.insert(http::header::AUTHORIZATION, v);
+            None
+        }
+        (None, Some(c)) => {
+            let auth = snapshot
+                .auth
+                .as_ref()
+                .ok_or("--claims needs an `auth` section in the config")?;
+            let claims: serde_json::Value =
+                serde_json::from_str(c).map_err(|e| format!("--claims is not JSON: {e}"))?;
+            let identity = identity_from_unchecked_claims(&claims, &auth.settings)?;
+            let algorithm = auth
+                .settings
+                .algorithms
+                .first()
+                .copied()
+                .unwrap_or(jsonwebtoken::Algorithm::EdDSA);
+            Some(Arc::new(Verified {
+                identity,
+                key_id: None,
+                algorithm,
+            }))
+        }
+        (None, None) => None,
+    };
+    let view = RequestView {
+        method: &method,
+        raw_target: q.path.as_bytes(),
+        headers: &headers,
+        wire: WireFacts::default(),
+    };
+    let circumstances = Circumstances {
+        client_ip: ip,
+        now,
+        revocations,
+    };
+    Ok(gate::explain(snapshot, &view, &circumstances, caller))
+}
+
+/// `2026-11-24T10:00:00Z`, `2026-11-24T10:00:00+01:00`, or a civil time in
+/// a zone: `2026-11-24T10:00:00[Europe/London]`.
+pub fn parse_instant(text: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Ok(ts);
+    }
+    text.parse::<jiff::Zoned>()
+        .map(|z| z.timestamp())
+        .map_err(|_| format!("`{text}` is not a time (use 2026-11-24T10:00:00Z or 2026-11-24T10:00:00[Europe/London])"))
+}
+
+/// What the proxy still does after admitting: the ownership lookup before
+/// forwarding and the row filter on the response. Explain states them; it
+/// does not fetch the live object.
+fn object_rules(snapshot: &Snapshot, a: &gate::Admission) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(caller) = &a.caller else {
+        return lines;
+    };
+    let roles = snapshot.policy.roles();
+    if let Some(check) = &a.route.owner_check {
+        let path = check.lookup_path(&a.params).unwrap_or_default();
+        lines.push(match check.plan(&caller.identity, roles) {
+            RowFilterPlan::Skip => {
+                "owner:    no lookup: the caller may reach every object".to_string()
+            }
+            plan => format!(
+                "owner:    GET {path} first; forwarded only if {}, else 404 not_found",
+                describe(&plan, &check.filter.claim)
+            ),
+        });
+    }
+    if let Some(filter) = &a.route.row_filter {
+        lines.push(match plan_row_filter(filter, &caller.identity, roles) {
+            RowFilterPlan::Skip => "rows:     response not filtered for this caller".to_string(),
+            plan => format!(
+                "rows:     items at {} kept only if {}",
+                filter.items.as_str(),
+                describe(&plan, &filter.claim)
+            ),
+        });
+    }
+    lines
+}
+
+fn describe(plan: &RowFilterPlan, claim: &str) -> String {
+    let RowFilterPlan::Keep {
+        owner,
+        hidden_labels,
+    } = plan
+    else {
+        return "always".to_string();
+    };
+    let mut tests = Vec::new();
+    if let Some(o) = owner {
+        tests.push(format!(
+            "{} is in the caller's {claim} [{}]",
+            o.field.as_str(),
+            o.allowed_values.join(", ")
+        ));
+    }
+    for h in hidden_labels {
+        tests.push(format!("{} lacks `{}`", h.field.as_str(), h.label));
+    }
+    tests.join(" and ")
+}
