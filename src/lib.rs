@@ -17,6 +17,7 @@ pub mod route;
 pub mod auth;
 pub mod gate;
 pub mod policy;
+pub mod redact;
 pub mod revocation;
 pub mod rewrite;
 pub mod webhook;
