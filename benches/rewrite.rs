@@ -5,9 +5,11 @@
 //! Two bodies, rendered as the demo CRM renders them from the demo data:
 //! - a page of 25 conversations (`GET …/conversations`, ~50 KB), filtered
 //!   for an agent (own rows only, no `confidential` label) and for a
-//!   supervisor (label rule only);
+//!   supervisor (label rule only), and for an agent with redaction too
+//!   (sender phone, e-mail and name masked, phone numbers and e-mail
+//!   addresses found in every string and masked);
 //! - a ~1 MB contacts export (`{"meta","payload"}`), filtered to one
-//!   region's contacts.
+//!   region's contacts, and redacted alone (no row filter).
 //!
 //! Criterion measures each; a final pass times baseline and rewrite back to
 //! back in this process and prints their ratios.
@@ -19,6 +21,7 @@ use chatwarden::demo::upstream::data::{self, Direction};
 use chatwarden::policy::{
     FieldPath, FilterMode, HiddenLabel, ItemSelector, OwnerMatch, RowFilterPlan,
 };
+use chatwarden::redact::{Detector, RedactionRule, Style};
 use chatwarden::rewrite::{rewrite, PlannedRowFilter, RewriteOutcome, RewritePlan};
 use criterion::{criterion_group, Criterion, Throughput};
 use serde_json::{json, Map, Value};
@@ -51,29 +54,75 @@ fn cases() -> Vec<Case> {
             plan: plan("$.data.payload[*]", None, Some("vip")),
         },
         Case {
+            name: "conversations_25_agent_redacted",
+            body: conversation_page(),
+            plan: redacted(
+                plan(
+                    "$.data.payload[*]",
+                    Some(("meta.assignee.id", &["3"])),
+                    Some("confidential"),
+                ),
+                &[
+                    "$.data.payload[*].meta.sender.phone_number",
+                    "$.data.payload[*].meta.sender.email",
+                    "$.data.payload[*].meta.sender.name",
+                ],
+            ),
+        },
+        Case {
             name: "contacts_1mb_region",
-            body: contacts,
+            body: contacts.clone(),
             plan: plan(
                 "$.payload[*]",
                 Some(("custom_attributes.region", &["uk"])),
                 None,
             ),
         },
+        Case {
+            name: "contacts_1mb_redacted",
+            body: contacts,
+            plan: redacted(
+                RewritePlan::default(),
+                &[
+                    "$.payload[*].phone_number",
+                    "$.payload[*].email",
+                    "$.payload[*].name",
+                ],
+            ),
+        },
     ]
+}
+
+/// `plan` plus masking of `fields` and phone/e-mail detection everywhere,
+/// partial style (the demo's agent redaction).
+fn redacted(mut plan: RewritePlan, fields: &[&str]) -> RewritePlan {
+    plan.push_redaction(&RedactionRule {
+        name: "pii".to_owned(),
+        unless_permission: None,
+        fields: fields
+            .iter()
+            .map(|f| ItemSelector::parse(f).expect("bench mask selector"))
+            .collect(),
+        detect: vec![Detector::Phone, Detector::Email],
+        style: Style::Partial,
+    });
+    plan
 }
 
 fn bench_rewrite(c: &mut Criterion) {
     for case in cases() {
         let outcome = rewrite(&case.body, JSON, None, &case.plan, CAP);
-        let removed = match &outcome {
-            Ok(RewriteOutcome::Rewritten { removed, .. }) => *removed,
+        let (removed, masked) = match &outcome {
+            Ok(RewriteOutcome::Rewritten {
+                removed, masked, ..
+            }) => (*removed, *masked),
             other => panic!(
                 "{}: bench body should be rewritten, got {other:?}",
                 case.name
             ),
         };
         println!(
-            "{}: {} bytes, {removed} rows removed",
+            "{}: {} bytes, {removed} rows removed, {masked} values masked",
             case.name,
             case.body.len()
         );
@@ -146,6 +195,7 @@ fn plan(items: &str, owner: Option<(&str, &[&str])>, hidden: Option<&str>) -> Re
                     .collect(),
             },
         }],
+        ..RewritePlan::default()
     }
 }
 

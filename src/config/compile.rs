@@ -25,6 +25,7 @@ use super::snapshot::{
     Upstream, UpstreamName, UpstreamTarget,
 };
 use crate::policy::OwnerCache;
+use crate::redact::RedactionRule;
 use crate::request::TrustedProxies;
 use crate::route::{MethodSet, PathTemplate, RouteTable};
 
@@ -148,7 +149,8 @@ impl Compiler<'_> {
             Some(a) => self.auth(a),
             None => None,
         };
-        let routes = self.routes(&raw, &upstreams, auth.as_ref());
+        let redactions = self.redactions(&raw);
+        let routes = self.routes(&raw, &upstreams, auth.as_ref(), &redactions);
         let route_names: Vec<&str> = raw.routes.iter().map(|r| r.name.value.as_str()).collect();
         let policy = self.policy(&raw, &route_names);
         let audit = self.audit(&raw);
@@ -386,6 +388,7 @@ impl Compiler<'_> {
         config: &RawConfig,
         upstreams: &BTreeMap<String, Arc<Upstream>>,
         auth: Option<&AuthRuntime>,
+        redactions: &BTreeMap<String, Arc<RedactionRule>>,
     ) -> Option<RouteTable<Arc<Route>>> {
         let raw = &config.routes;
         let mut entries = Vec::new();
@@ -440,6 +443,9 @@ impl Compiler<'_> {
             let Some(owner_check) = self.owner_check(r, &template, entries.len()) else {
                 continue;
             };
+            let Some(route_redactions) = self.route_redactions(r, redactions) else {
+                continue;
+            };
             entries.push((
                 methods,
                 template,
@@ -450,6 +456,7 @@ impl Compiler<'_> {
                     requirement,
                     row_filter,
                     owner_check,
+                    redactions: route_redactions,
                 }),
             ));
         }
@@ -502,7 +509,8 @@ impl Compiler<'_> {
             || r.mfa_max_age.is_some()
             || !r.scope.is_empty()
             || r.row_filter.is_some()
-            || r.owner_check.is_some();
+            || r.owner_check.is_some()
+            || !r.redaction.is_empty();
         match mode {
             AuthMode::Jwt if config.auth.is_none() => {
                 self.err(
@@ -531,7 +539,7 @@ impl Compiler<'_> {
             AuthMode::None | AuthMode::MetaSignature if needs_policy => {
                 self.err(
                     &at,
-                    format!("route `{}`: permission, mfa_max_age, scope, row_filter and owner_check need an authenticated caller (auth: jwt)", r.name.value),
+                    format!("route `{}`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller (auth: jwt)", r.name.value),
                 );
                 return None;
             }

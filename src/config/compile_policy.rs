@@ -1,19 +1,24 @@
 //! Compiling `roles`, `access` and each route's authorization needs into
 //! the policy core's types, with every problem located in the file.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_saphyr::Location;
 
 use super::compile::Compiler;
 use super::duration::parse_duration;
-use super::raw::{RawAccessRule, RawConfig, RawLabelRule, RawRoute, RawTimeWindow, Str};
+use super::raw::{
+    RawAccessRule, RawConfig, RawLabelRule, RawRedaction, RawRoute, RawTimeWindow, Str,
+};
 use crate::identity::RoleName;
 use crate::policy::{
     parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, FieldPath,
-    FilterMode, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef, RoleSet,
-    RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
+    FilterMode, ItemSelector, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef,
+    RoleSet, RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
 };
+use crate::redact::{Detector, RedactionRule, Style};
 use crate::route::PathTemplate;
 
 /// How long an ownership lookup is reused unless the route says otherwise.
@@ -230,6 +235,137 @@ impl Compiler<'_> {
             filter,
             cache_for,
         }))
+    }
+
+    /// The top-level `redaction` rules by name.
+    pub(super) fn redactions(&mut self, raw: &RawConfig) -> BTreeMap<String, Arc<RedactionRule>> {
+        let mut out = BTreeMap::new();
+        for r in &raw.redaction {
+            if out.contains_key(&r.name.value) {
+                self.err(
+                    &r.name.referenced,
+                    format!("duplicate redaction rule `{}`", r.name.value),
+                );
+                continue;
+            }
+            if let Some(rule) = self.redaction(r) {
+                out.insert(r.name.value.clone(), Arc::new(rule));
+            }
+        }
+        out
+    }
+
+    fn redaction(&mut self, r: &RawRedaction) -> Option<RedactionRule> {
+        let name = &r.name.value;
+        let unless_permission = self.permission_opt(r.unless_permission.as_ref())?;
+        let mut fields = Vec::with_capacity(r.fields.len());
+        for f in &r.fields {
+            fields.push(self.located_result(&f.referenced, ItemSelector::parse(&f.value))?);
+        }
+        let mut detect = Vec::with_capacity(r.detect.len());
+        for d in &r.detect {
+            match Detector::parse(&d.value) {
+                Some(det) if !detect.contains(&det) => detect.push(det),
+                Some(_) => {}
+                None => {
+                    self.err(
+                        &d.referenced,
+                        format!(
+                            "redaction `{name}`: detect `{}` must be phone or email",
+                            d.value
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        if fields.is_empty() && detect.is_empty() {
+            self.err(
+                &r.name.referenced,
+                format!("redaction `{name}` masks nothing: give it `fields`, `detect` or both"),
+            );
+            return None;
+        }
+        let key = match &r.hash_key {
+            Some(k) => Some((self.string(k)?, k.referenced)),
+            None => None,
+        };
+        let style = match (r.style.as_ref().map(|s| s.value.as_str()), key) {
+            (None | Some("partial"), None) => Style::Partial,
+            (Some("full"), None) => Style::Full,
+            (Some("hash"), Some((key, at))) => {
+                if key.len() < 16 {
+                    self.err(
+                        &at,
+                        format!("redaction `{name}`: hash_key must be at least 16 bytes"),
+                    );
+                    return None;
+                }
+                Style::Hash(key.into_bytes())
+            }
+            (Some("hash"), None) => {
+                self.err(
+                    &r.name.referenced,
+                    format!("redaction `{name}`: style hash needs a hash_key (from an environment variable)"),
+                );
+                return None;
+            }
+            (Some("partial" | "full") | None, Some((_, at))) => {
+                self.err(
+                    &at,
+                    format!("redaction `{name}`: hash_key is only used with style hash"),
+                );
+                return None;
+            }
+            (Some(other), _) => {
+                let at = r.style.as_ref().map_or(r.name.referenced, |s| s.referenced);
+                self.err(
+                    &at,
+                    format!("redaction `{name}`: style `{other}` must be partial, full or hash"),
+                );
+                return None;
+            }
+        };
+        Some(RedactionRule {
+            name: name.clone(),
+            unless_permission,
+            fields,
+            detect,
+            style,
+        })
+    }
+
+    /// The rules a route names, in its order.
+    pub(super) fn route_redactions(
+        &mut self,
+        r: &RawRoute,
+        rules: &BTreeMap<String, Arc<RedactionRule>>,
+    ) -> Option<Vec<Arc<RedactionRule>>> {
+        let mut out = Vec::with_capacity(r.redaction.len());
+        let mut ok = true;
+        for n in &r.redaction {
+            match rules.get(&n.value) {
+                Some(rule) => out.push(rule.clone()),
+                None => {
+                    let known: Vec<&str> = rules.keys().map(String::as_str).collect();
+                    self.err(
+                        &n.referenced,
+                        format!(
+                            "route `{}` names unknown redaction `{}` (known: {})",
+                            r.name.value,
+                            n.value,
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
     }
 
     fn permission_opt(&mut self, p: Option<&Str>) -> Option<Option<Permission>> {

@@ -30,8 +30,30 @@ pub struct RawConfig {
     pub access: Vec<RawAccessRule>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Masking rules routes name in their `redaction` list.
+    #[serde(default)]
+    pub redaction: Vec<RawRedaction>,
     #[serde(default)]
     pub audit: RawAudit,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedaction {
+    pub name: Str,
+    /// Callers holding this see the values unmasked.
+    pub unless_permission: Option<Str>,
+    /// Values masked whole: `$.payload[*].email`, `$.payload[*].meta.sender`.
+    #[serde(default)]
+    pub fields: Vec<Str>,
+    /// Found and masked in every string of the body: `phone`, `email`.
+    #[serde(default)]
+    pub detect: Vec<Str>,
+    /// `partial` (default), `full` or `hash`.
+    pub style: Option<Str>,
+    /// Key of the `hash` style (at least 16 bytes; from an environment
+    /// variable).
+    pub hash_key: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +132,9 @@ pub struct RawRoute {
     pub row_filter: Option<RawRowFilter>,
     /// Fetch the object first and forward only if the caller may reach it.
     pub owner_check: Option<RawOwnerCheck>,
+    /// Names of `redaction` rules applied to this route's responses.
+    #[serde(default)]
+    pub redaction: Vec<Str>,
 }
 
 #[derive(Debug, Deserialize)]

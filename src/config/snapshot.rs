@@ -14,6 +14,7 @@ use pingora_core::utils::tls::WrappedX509;
 
 use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
 use crate::policy::{OwnerCache, OwnerCheck, Policy, RouteRequirement, RowFilter};
+use crate::redact::RedactionRule;
 use crate::request::TrustedProxies;
 use crate::revocation::RevocationList;
 use crate::route::RouteTable;
@@ -144,6 +145,8 @@ pub struct Route {
     pub row_filter: Option<RowFilter>,
     /// The object to fetch and check before forwarding.
     pub owner_check: Option<OwnerCheck>,
+    /// Masking applied to responses, per caller.
+    pub redactions: Vec<Arc<RedactionRule>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

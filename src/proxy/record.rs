@@ -63,7 +63,7 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &RequestCtx) -> Aud
     }
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     if let Some(r) = &ctx.rewrite {
-        rec = rec.redactions(r.removed);
+        rec = rec.redactions(r.removed + r.masked);
     }
     rec.rules(ctx.rules.clone()).response(
         status,

@@ -1,6 +1,6 @@
-//! Response rewriting in the proxy: plan per request, ask the upstream for
-//! a plain body, buffer it (hard cap), rewrite at end of stream, fail
-//! closed (DESIGN invariant 4).
+//! Response rewriting in the proxy (row filters and redaction): plan per
+//! request, ask the upstream for a plain body, buffer it (hard cap),
+//! rewrite at end of stream, fail closed (DESIGN invariant 4).
 //!
 //! pingora sends the response head before the body exists, so a body that
 //! cannot be rewritten (not JSON, wrong shape, too large, compressed) ends
@@ -39,15 +39,33 @@ pub struct RewriteState {
     content_type: Option<String>,
     content_encoding: Option<String>,
     buffer: BytesMut,
-    /// Rows removed, for the audit record.
+    /// Rows removed and values masked, for the audit record.
     pub removed: u64,
+    pub masked: u64,
 }
 
-/// The plan for this caller on this route, if anything must be rewritten.
+/// The plan for this caller on this route, if anything must be rewritten:
+/// the row filter, and every redaction rule whose `unless_permission` the
+/// caller lacks.
 pub fn plan(route: &Route, caller: Option<&Verified>, roles: &RoleSet) -> Option<RewriteState> {
-    let (filter, caller) = (route.row_filter.as_ref()?, caller?);
+    if route.row_filter.is_none() && route.redactions.is_empty() {
+        return None;
+    }
+    // Routes with a row filter or redaction are jwt routes: a caller is
+    // always there. Without one nothing is known to be visible: mask all.
     let mut plan = RewritePlan::default();
-    plan.push_row_filter(filter, plan_row_filter(filter, &caller.identity, roles));
+    if let (Some(filter), Some(caller)) = (&route.row_filter, caller) {
+        plan.push_row_filter(filter, plan_row_filter(filter, &caller.identity, roles));
+    }
+    for rule in &route.redactions {
+        let exempt = match (&rule.unless_permission, caller) {
+            (Some(p), Some(c)) => roles.holds(&c.identity.roles, p),
+            _ => false,
+        };
+        if !exempt {
+            plan.push_redaction(rule);
+        }
+    }
     (!plan.is_empty()).then(|| RewriteState {
         plan,
         active: true,
@@ -55,6 +73,7 @@ pub fn plan(route: &Route, caller: Option<&Verified>, roles: &RoleSet) -> Option
         content_encoding: None,
         buffer: BytesMut::new(),
         removed: 0,
+        masked: 0,
     })
 }
 
@@ -126,8 +145,13 @@ pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool)
         &state.plan,
         MAX_REWRITE_BYTES,
     ) {
-        Ok(RewriteOutcome::Rewritten { body: out, removed }) => {
+        Ok(RewriteOutcome::Rewritten {
+            body: out,
+            removed,
+            masked,
+        }) => {
             state.removed = removed;
+            state.masked = masked;
             *body = Some(out);
             Ok(())
         }

@@ -18,6 +18,20 @@ use std::fmt::Write as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::policy::{ItemSelector, Permission};
+
+/// A `redaction` rule of the config, compiled: for callers without
+/// `unless_permission`, mask the values at `fields` whole and the phone
+/// numbers and e-mail addresses `detect` finds in every string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionRule {
+    pub name: String,
+    pub unless_permission: Option<Permission>,
+    pub fields: Vec<ItemSelector>,
+    pub detect: Vec<Detector>,
+    pub style: Style,
+}
+
 /// How a masked value is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Style {
@@ -204,11 +218,9 @@ fn find_email(text: &str, from: usize) -> Option<(usize, usize)> {
             end -= 1;
         }
         let domain = &text[at + 1..end];
-        let tld_ok = domain
-            .rsplit_once('.')
-            .is_some_and(|(head, tld)| {
-                !head.is_empty() && tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())
-            });
+        let tld_ok = domain.rsplit_once('.').is_some_and(|(head, tld)| {
+            !head.is_empty() && tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())
+        });
         if start < at && bytes[at - 1] != b'.' && tld_ok {
             return Some((start, end));
         }
@@ -269,7 +281,9 @@ fn phone_at(bytes: &[u8], start: usize) -> Option<usize> {
             i += 1;
         } else if matches!(b, b' ' | b'-' | b'.')
             && digits > 0
-            && bytes.get(i + 1).is_some_and(|n| n.is_ascii_digit() || *n == b'(')
+            && bytes
+                .get(i + 1)
+                .is_some_and(|n| n.is_ascii_digit() || *n == b'(')
         {
             separators += 1;
             i += 1;
@@ -322,8 +336,14 @@ mod tests {
     #[test]
     fn email_addresses_in_free_text_are_found() {
         let cases: &[(&str, Option<&str>)] = &[
-            ("mail sophie.taylor@example.com now", Some("mail s***@example.com now")),
-            ("<a.b+tag@mail.example.co.uk>", Some("<a***@mail.example.co.uk>")),
+            (
+                "mail sophie.taylor@example.com now",
+                Some("mail s***@example.com now"),
+            ),
+            (
+                "<a.b+tag@mail.example.co.uk>",
+                Some("<a***@mail.example.co.uk>"),
+            ),
             ("two: x@y.io, z@w.io.", Some("two: x***@y.io, z***@w.io.")),
             ("not an address: @handle or a@b", None),
             ("user@localhost", None),
@@ -356,8 +376,14 @@ mod tests {
 
     #[test]
     fn whole_values_mask_by_their_shape() {
-        assert_eq!(mask_whole("+447700900123", &Style::Partial), "+*********123");
-        assert_eq!(mask_whole("sophie@example.com", &Style::Partial), "s***@example.com");
+        assert_eq!(
+            mask_whole("+447700900123", &Style::Partial),
+            "+*********123"
+        );
+        assert_eq!(
+            mask_whole("sophie@example.com", &Style::Partial),
+            "s***@example.com"
+        );
         assert_eq!(mask_whole("Sophie Taylor", &Style::Partial), "S***");
         assert_eq!(mask_whole("S", &Style::Partial), "***");
         assert_eq!(mask_whole("", &Style::Partial), "***");
@@ -371,14 +397,38 @@ mod tests {
         let x = mask_whole("+447700900123", &a);
         assert_eq!(x.len(), 17, "{x}");
         assert!(x.starts_with('#'), "{x}");
-        assert_eq!(x, mask_whole("+447700900123", &a), "the same value, the same mask");
-        assert_ne!(x, mask_whole("+447700900124", &a), "another value, another mask");
-        assert_ne!(x, mask_whole("+447700900123", &b), "another key, another mask");
+        assert_eq!(
+            x,
+            mask_whole("+447700900123", &a),
+            "the same value, the same mask"
+        );
+        assert_ne!(
+            x,
+            mask_whole("+447700900124", &a),
+            "another value, another mask"
+        );
+        assert_ne!(
+            x,
+            mask_whole("+447700900123", &b),
+            "another key, another mask"
+        );
     }
 
     #[test]
     fn no_panic_on_any_text() {
-        for text in ["+", "0", "(", "@", "a@", "@b.cd", "+(", "0 ", "é@é.éé", "+४४७७", "0(1)-"] {
+        for text in [
+            "+",
+            "0",
+            "(",
+            "@",
+            "a@",
+            "@b.cd",
+            "+(",
+            "0 ",
+            "é@é.éé",
+            "+४४७७",
+            "0(1)-",
+        ] {
             let _ = detected(text);
             let _ = mask_whole(text, &Style::Partial);
         }

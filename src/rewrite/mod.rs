@@ -1,5 +1,6 @@
 //! The response-body rewriter: removes the rows a caller may not see from a
-//! buffered JSON body (and, next, masks personal data in the same pass).
+//! buffered JSON body and masks the personal data they may not see, in the
+//! same pass.
 //!
 //! Pure and synchronous: the proxy buffers the upstream body up to its cap,
 //! calls [`rewrite`] at end of stream and sends what it returns. Every
@@ -8,9 +9,11 @@
 //!
 //! How: one validating walk over the bytes ([`scan`]) follows the plan's
 //! selectors, decides each item as [`item_allowed`](crate::policy::item_allowed)
-//! would, and records byte ranges to drop; the output is the body with
-//! those ranges cut out. Nothing is re-serialized, so key order, number
-//! spelling and whitespace of everything kept are the upstream's own.
+//! would, masks configured fields and the phone numbers and e-mail
+//! addresses found in free text ([`crate::redact`]), and records byte
+//! ranges to drop or replace; the output is the body with those edits
+//! applied. Nothing else is re-serialized, so key order, number spelling
+//! and whitespace of everything kept are the upstream's own.
 //!
 //! Known limitation: counts next to a filtered list (Chatwoot's
 //! `data.meta.all_count`, `mine_count`, `unassigned_count`, the contacts
@@ -24,7 +27,7 @@ mod scan;
 use bytes::Bytes;
 use thiserror::Error;
 
-pub use plan::{PlannedRowFilter, RewritePlan, MAX_PLAN_ENTRIES};
+pub use plan::{PlannedDetect, PlannedMask, PlannedRowFilter, RewritePlan, MAX_PLAN_ENTRIES};
 
 use plan::Compiled;
 use scan::{Edit, WalkError};
@@ -37,6 +40,8 @@ pub enum RewriteOutcome {
         body: Bytes,
         /// Rows removed (a removed row's own nested rows are not counted).
         removed: u64,
+        /// Values masked in what was kept.
+        masked: u64,
     },
     /// Send the upstream's bytes as they are: the plan is empty, the body
     /// is empty, or every row passed (the body was still checked to be
@@ -63,6 +68,8 @@ pub enum RewriteError {
     NotJson { offset: usize, why: &'static str },
     #[error("selector `{selector}` does not fit the body: {why}")]
     ShapeMismatch { selector: String, why: &'static str },
+    #[error("masked field `{selector}` does not fit the body: {why}")]
+    MaskShapeMismatch { selector: String, why: &'static str },
     #[error("plan has {count} {what}; at most {MAX_PLAN_ENTRIES} are supported")]
     PlanTooLarge { what: &'static str, count: usize },
     #[error("rewriter produced overlapping edits")]
@@ -77,7 +84,7 @@ impl RewriteError {
             RewriteError::UnsupportedEncoding(_) => "encoding",
             RewriteError::UnsupportedContentType(_) => "content_type",
             RewriteError::NotJson { .. } => "not_json",
-            RewriteError::ShapeMismatch { .. } => "shape",
+            RewriteError::ShapeMismatch { .. } | RewriteError::MaskShapeMismatch { .. } => "shape",
             RewriteError::PlanTooLarge { .. } => "plan",
             RewriteError::Internal => "internal",
         }
@@ -119,6 +126,17 @@ pub fn rewrite(
         WalkError::Malformed { offset, why } => RewriteError::NotJson { offset, why },
         // The walk stops at the first misfit; a body that is also not JSON
         // further on is reported as such.
+        WalkError::MaskShape { mask, why } => match scan::validate(body) {
+            Err(WalkError::Malformed { offset, why }) => RewriteError::NotJson { offset, why },
+            _ => RewriteError::MaskShapeMismatch {
+                selector: compiled
+                    .masks
+                    .get(mask)
+                    .map(|m| m.field.as_str().to_owned())
+                    .unwrap_or_default(),
+                why,
+            },
+        },
         WalkError::Shape { filter, why } => match scan::validate(body) {
             Err(WalkError::Malformed { offset, why }) => RewriteError::NotJson { offset, why },
             _ => RewriteError::ShapeMismatch {
@@ -138,18 +156,30 @@ pub fn rewrite(
         return Ok(RewriteOutcome::Unchanged);
     }
     let removed = walked.edits.iter().map(|e| e.removed).sum();
+    let masked = walked.edits.iter().map(|e| e.masked).sum();
     let body = splice(body, &walked.edits).ok_or(RewriteError::Internal)?;
-    Ok(RewriteOutcome::Rewritten { body, removed })
+    Ok(RewriteOutcome::Rewritten {
+        body,
+        removed,
+        masked,
+    })
 }
 
-/// `src` without the ranges of `edits` (in order, not overlapping); `None`
-/// if they are not.
+/// `src` with the ranges of `edits` (in order, not overlapping) dropped or
+/// replaced; `None` if they are out of order or overlap.
 fn splice(src: &[u8], edits: &[Edit]) -> Option<Bytes> {
     let cut: usize = edits.iter().map(|e| e.end.saturating_sub(e.start)).sum();
-    let mut out = Vec::with_capacity(src.len().saturating_sub(cut));
+    let added: usize = edits
+        .iter()
+        .filter_map(|e| e.replacement.as_ref().map(|r| r.len()))
+        .sum();
+    let mut out = Vec::with_capacity((src.len() + added).saturating_sub(cut));
     let mut at = 0;
     for edit in edits {
         out.extend_from_slice(src.get(at..edit.start)?);
+        if let Some(text) = &edit.replacement {
+            out.extend_from_slice(text.as_bytes());
+        }
         at = edit.end;
     }
     out.extend_from_slice(src.get(at..)?);

@@ -10,6 +10,7 @@
 
 use super::RewriteError;
 use crate::policy::{FilterMode, ItemSelector, RowFilter, RowFilterPlan, SelectorStep};
+use crate::redact::{Detector, RedactionRule, Style};
 
 /// Everything the rewriter must do to one response body.
 ///
@@ -18,6 +19,29 @@ use crate::policy::{FilterMode, ItemSelector, RowFilter, RowFilterPlan, Selector
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RewritePlan {
     pub row_filters: Vec<PlannedRowFilter>,
+    /// Values to mask whole: every string or number at or under each
+    /// selector.
+    pub masks: Vec<PlannedMask>,
+    /// Free-text detection applied to every string value of the body (not
+    /// to member names), in order.
+    pub detect: Vec<PlannedDetect>,
+}
+
+/// A field to mask, for one caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMask {
+    /// `$.data.payload[*].meta.sender.phone_number`, or a container such as
+    /// `$.payload[*].meta.sender` (everything inside is masked). A member
+    /// that is missing or `null` has nothing to mask.
+    pub field: ItemSelector,
+    pub style: Style,
+}
+
+/// Phone numbers and e-mail addresses to find in free text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDetect {
+    pub detectors: Vec<Detector>,
+    pub style: Style,
 }
 
 /// One row filter, planned for one caller.
@@ -49,11 +73,30 @@ impl RewritePlan {
         });
     }
 
-    /// Whether there is nothing to do (no filter, or only `Skip` plans).
+    /// Adds `rule`'s masks for a caller who lacks its `unless_permission`.
+    pub fn push_redaction(&mut self, rule: &RedactionRule) {
+        for field in &rule.fields {
+            self.masks.push(PlannedMask {
+                field: field.clone(),
+                style: rule.style.clone(),
+            });
+        }
+        if !rule.detect.is_empty() {
+            self.detect.push(PlannedDetect {
+                detectors: rule.detect.clone(),
+                style: rule.style.clone(),
+            });
+        }
+    }
+
+    /// Whether there is nothing to do (no filter, or only `Skip` plans,
+    /// and nothing to mask).
     pub fn is_empty(&self) -> bool {
         self.row_filters
             .iter()
             .all(|f| f.plan == RowFilterPlan::Skip)
+            && self.masks.is_empty()
+            && self.detect.iter().all(|d| d.detectors.is_empty())
     }
 }
 
@@ -71,6 +114,15 @@ pub(super) struct Compiled<'p> {
     members: Vec<u64>,
     /// Per depth: filters whose next step is `[*]`.
     eaches: Vec<u64>,
+    /// The plan's masks, and their selectors compiled as for filters:
+    /// per depth, masks ending there, masks stepping into a member, masks
+    /// stepping into every element.
+    pub masks: Vec<&'p PlannedMask>,
+    pub mask_all: u64,
+    mask_roots: Vec<u64>,
+    mask_members: Vec<u64>,
+    mask_eaches: Vec<u64>,
+    pub detect: &'p [PlannedDetect],
 }
 
 pub(super) struct CompiledFilter<'p> {
@@ -149,6 +201,7 @@ impl<'p> Compiled<'p> {
         for (what, count) in [
             ("row filters", filters.len()),
             ("field tests", watches.len()),
+            ("masked fields", plan.masks.len()),
         ] {
             if count > MAX_PLAN_ENTRIES {
                 return Err(RewriteError::PlanTooLarge { what, count });
@@ -156,6 +209,13 @@ impl<'p> Compiled<'p> {
         }
 
         let depth = filters.iter().map(|f| f.steps.len()).max().unwrap_or(0) + 1;
+        let mask_depth = plan
+            .masks
+            .iter()
+            .map(|m| m.field.steps().len())
+            .max()
+            .unwrap_or(0)
+            + 1;
         let mut compiled = Compiled {
             all: 0,
             object_mode: 0,
@@ -164,7 +224,24 @@ impl<'p> Compiled<'p> {
             eaches: vec![0; depth],
             filters,
             watches,
+            masks: plan.masks.iter().collect(),
+            mask_all: 0,
+            mask_roots: vec![0; mask_depth],
+            mask_members: vec![0; mask_depth],
+            mask_eaches: vec![0; mask_depth],
+            detect: &plan.detect,
         };
+        for (i, mask) in plan.masks.iter().enumerate() {
+            compiled.mask_all |= bit(i);
+            set_bit(&mut compiled.mask_roots, mask.field.steps().len(), i);
+            for (d, step) in mask.field.steps().iter().enumerate() {
+                let masks = match step {
+                    SelectorStep::Member(_) => &mut compiled.mask_members,
+                    SelectorStep::Each => &mut compiled.mask_eaches,
+                };
+                set_bit(masks, d, i);
+            }
+        }
         for (i, filter) in compiled.filters.iter().enumerate() {
             compiled.all |= bit(i);
             if filter.mode == FilterMode::Object {
@@ -192,6 +269,32 @@ impl<'p> Compiled<'p> {
             roots: Vec::new(),
             members: Vec::new(),
             eaches: Vec::new(),
+            masks: Vec::new(),
+            mask_all: 0,
+            mask_roots: Vec::new(),
+            mask_members: Vec::new(),
+            mask_eaches: Vec::new(),
+            detect: &[],
+        }
+    }
+
+    pub fn mask_roots_at(&self, depth: usize) -> u64 {
+        self.mask_roots.get(depth).copied().unwrap_or(0)
+    }
+
+    pub fn mask_members_at(&self, depth: usize) -> u64 {
+        self.mask_members.get(depth).copied().unwrap_or(0)
+    }
+
+    pub fn mask_eaches_at(&self, depth: usize) -> u64 {
+        self.mask_eaches.get(depth).copied().unwrap_or(0)
+    }
+
+    /// The member name mask `m` expects at `depth`.
+    pub fn mask_member_name(&self, m: usize, depth: usize) -> Option<&'p str> {
+        match self.masks.get(m)?.field.steps().get(depth)? {
+            SelectorStep::Member(name) => Some(name),
+            SelectorStep::Each => None,
         }
     }
 

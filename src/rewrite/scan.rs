@@ -19,20 +19,35 @@ use serde_json::Number;
 
 use super::plan::{bit, bits, Compiled, WatchKind};
 use crate::policy::FilterMode;
+use crate::redact::{mask_detected, mask_whole};
 
 /// Deepest nesting of arrays and objects accepted (as serde_json).
 const MAX_NESTING: usize = 128;
 
-/// Bytes `start..end` of the body are dropped from the output.
-///
-/// Masking will add replacement text here; the walk and the splice stay
-/// the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Bytes `start..end` of the body are replaced by `replacement` (dropped
+/// when there is none).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Edit {
     pub start: usize,
     pub end: usize,
     /// Items this edit removes.
     pub removed: u64,
+    /// A masked value: the JSON string that takes the original's place.
+    pub replacement: Option<Box<str>>,
+    /// Values this edit masks (a free-text string may hold several).
+    pub masked: u64,
+}
+
+impl Edit {
+    fn remove(start: usize, end: usize, removed: u64) -> Edit {
+        Edit {
+            start,
+            end,
+            removed,
+            replacement: None,
+            masked: 0,
+        }
+    }
 }
 
 /// What the walk found.
@@ -46,8 +61,20 @@ pub(super) struct Walked {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum WalkError {
-    Malformed { offset: usize, why: &'static str },
-    Shape { filter: usize, why: &'static str },
+    Malformed {
+        offset: usize,
+        why: &'static str,
+    },
+    Shape {
+        filter: usize,
+        why: &'static str,
+    },
+    /// A masked field's path runs into a value of the wrong kind (not a
+    /// missing member or `null`, which hold nothing to mask).
+    MaskShape {
+        mask: usize,
+        why: &'static str,
+    },
 }
 
 /// Walks `src` (already checked to be UTF-8) against `plan`.
@@ -59,7 +86,7 @@ pub(super) fn walk(src: &[u8], plan: &Compiled<'_>) -> Result<Walked, WalkError>
         frames: vec![Frame::default(); plan.filters.len()],
         out: Walked::default(),
     };
-    if !walker.value(0, plan.all, 0)? {
+    if !walker.value(0, plan.all, 0, plan.mask_all, None)? {
         // An items-mode selector that names the root cannot remove it.
         walker.out.not_found = true;
     }
@@ -99,11 +126,28 @@ struct Walker<'s, 'p> {
 impl<'s> Walker<'s, '_> {
     /// Reads the value at `pos`, `depth` levels deep. `sel`: filters whose
     /// selector matched the path so far; `watch`: field tests whose path
-    /// matched so far. Returns whether the value is kept (false only for an
-    /// items-mode item that is not allowed).
-    fn value(&mut self, depth: usize, sel: u64, mut watch: u64) -> Result<bool, WalkError> {
+    /// matched so far; `msel`: masks whose selector matched so far;
+    /// `masking`: the mask in force from an enclosing masked value. Returns
+    /// whether the value is kept (false only for an items-mode item that
+    /// is not allowed).
+    fn value(
+        &mut self,
+        depth: usize,
+        sel: u64,
+        mut watch: u64,
+        msel: u64,
+        masking: Option<usize>,
+    ) -> Result<bool, WalkError> {
         self.skip_ws();
         let plan = self.plan;
+        let mask_roots = msel & plan.mask_roots_at(depth);
+        let masking = match mask_roots {
+            0 => masking,
+            roots => Some(roots.trailing_zeros() as usize),
+        };
+        let mask_passing = msel & !mask_roots;
+        let mask_members = mask_passing & plan.mask_members_at(depth);
+        let mask_eaches = mask_passing & plan.mask_eaches_at(depth);
         let roots = sel & plan.roots_at(depth);
         for f in bits(roots) {
             if let (Some(frame), Some(filter)) = (self.frames.get_mut(f), plan.filters.get(f)) {
@@ -127,20 +171,45 @@ impl<'s> Walker<'s, '_> {
                 if need_array != 0 {
                     return Err(shape(need_array, "expected an array, found an object"));
                 }
-                self.object(depth, passing & plan.members_at(depth), watch & !targets)?;
+                if mask_eaches != 0 {
+                    return Err(mask_shape(
+                        mask_eaches,
+                        "expected an array, found an object",
+                    ));
+                }
+                self.object(
+                    depth,
+                    passing & plan.members_at(depth),
+                    watch & !targets,
+                    mask_members,
+                    masking,
+                )?;
                 self.owner_is(targets, false);
             }
             Some(b'[') => {
                 if need_object != 0 {
                     return Err(shape(need_object, "expected an object, found an array"));
                 }
-                self.array(depth, need_array, targets)?;
+                if mask_members != 0 {
+                    return Err(mask_shape(
+                        mask_members,
+                        "expected an object, found an array",
+                    ));
+                }
+                self.array(depth, need_array, targets, mask_eaches, masking)?;
                 self.owner_is(targets, false);
             }
             Some(other) => {
                 let wanted = need_object | need_array;
                 if wanted != 0 {
                     return Err(shape(wanted, "expected a container, found a scalar"));
+                }
+                let mask_wanted = mask_members | mask_eaches;
+                if mask_wanted != 0 && other != b'n' {
+                    return Err(mask_shape(
+                        mask_wanted,
+                        "expected a container, found a scalar",
+                    ));
                 }
                 match other {
                     b'"' => {
@@ -149,6 +218,11 @@ impl<'s> Walker<'s, '_> {
                             let text = self.text(start, self.pos, escaped)?;
                             self.owner_matches(targets, &text);
                         }
+                        match masking {
+                            Some(m) => self.mask(m, start, escaped)?,
+                            None if !plan.detect.is_empty() => self.detect(start, escaped)?,
+                            None => {}
+                        }
                     }
                     b'-' | b'0'..=b'9' => {
                         self.number()?;
@@ -156,6 +230,9 @@ impl<'s> Walker<'s, '_> {
                             let number: Number = serde_json::from_slice(self.since(start))
                                 .map_err(|_| self.malformed_at(start, "number out of range"))?;
                             self.owner_matches(targets, &number.to_string());
+                        }
+                        if let Some(m) = masking {
+                            self.mask(m, start, false)?;
                         }
                     }
                     b't' | b'f' | b'n' => {
@@ -187,8 +264,16 @@ impl<'s> Walker<'s, '_> {
     }
 
     /// Reads an object at `pos`. `expect`: filters that need one of its
-    /// members; `watch`: field tests that go through its members.
-    fn object(&mut self, depth: usize, expect: u64, watch: u64) -> Result<(), WalkError> {
+    /// members; `watch`: field tests that go through its members; `mexpect`:
+    /// masks that go through one of its members (which may be missing).
+    fn object(
+        &mut self,
+        depth: usize,
+        expect: u64,
+        watch: u64,
+        mexpect: u64,
+        masking: Option<usize>,
+    ) -> Result<(), WalkError> {
         self.enter(depth)?;
         self.skip_ws();
         let mut found = 0u64;
@@ -203,9 +288,14 @@ impl<'s> Walker<'s, '_> {
                 }
                 let key_start = self.pos;
                 let escaped = self.string()?;
-                let (mut child_sel, mut child_watch) = (0, 0);
-                if expect | watch != 0 {
+                let (mut child_sel, mut child_watch, mut child_msel) = (0, 0, 0);
+                if expect | watch | mexpect != 0 {
                     let key = self.text(key_start, self.pos, escaped)?;
+                    for m in bits(mexpect) {
+                        if self.plan.mask_member_name(m, depth) == Some(&*key) {
+                            child_msel |= bit(m);
+                        }
+                    }
                     for f in bits(expect) {
                         if self.plan.member_name(f, depth) == Some(&*key) {
                             child_sel |= bit(f);
@@ -227,7 +317,7 @@ impl<'s> Walker<'s, '_> {
                     return Err(self.malformed("expected `:` after a member name"));
                 }
                 self.pos += 1;
-                if !self.value(depth + 1, child_sel, child_watch)? {
+                if !self.value(depth + 1, child_sel, child_watch, child_msel, masking)? {
                     self.out.not_found = true;
                 }
                 self.skip_ws();
@@ -249,8 +339,16 @@ impl<'s> Walker<'s, '_> {
     }
 
     /// Reads an array at `pos`. `each`: filters whose selector goes through
-    /// its elements; `targets`: field tests naming this array (labels).
-    fn array(&mut self, depth: usize, each: u64, targets: u64) -> Result<(), WalkError> {
+    /// its elements; `targets`: field tests naming this array (labels);
+    /// `meach`: masks whose selector goes through its elements.
+    fn array(
+        &mut self,
+        depth: usize,
+        each: u64,
+        targets: u64,
+        meach: u64,
+        masking: Option<usize>,
+    ) -> Result<(), WalkError> {
         self.enter(depth)?;
         let labels = self.label_targets(targets);
         self.skip_ws();
@@ -268,7 +366,7 @@ impl<'s> Walker<'s, '_> {
             self.skip_ws();
             let start = self.pos;
             let mark = self.out.edits.len();
-            let keep = self.value(depth + 1, each, 0)?;
+            let keep = self.value(depth + 1, each, 0, meach, masking)?;
             let end = self.pos;
             if labels != 0 && self.src.get(start) == Some(&b'"') {
                 self.hide_if_label(labels, start, end)?;
@@ -277,25 +375,16 @@ impl<'s> Walker<'s, '_> {
                 // Edits inside a removed element are moot.
                 self.out.edits.truncate(mark);
                 if any_kept {
-                    self.out.edits.push(Edit {
-                        start: prev_end,
-                        end,
-                        removed: 1,
-                    });
+                    self.out.edits.push(Edit::remove(prev_end, end, 1));
                 } else {
                     let (from, count) = pending.unwrap_or((start, 0));
                     pending = Some((from, count + 1));
                 }
             } else {
                 if let Some((from, removed)) = pending.take() {
-                    self.out.edits.insert(
-                        mark,
-                        Edit {
-                            start: from,
-                            end: start,
-                            removed,
-                        },
-                    );
+                    self.out
+                        .edits
+                        .insert(mark, Edit::remove(from, start, removed));
                 }
                 any_kept = true;
             }
@@ -311,11 +400,7 @@ impl<'s> Walker<'s, '_> {
             }
         }
         if let Some((from, removed)) = pending {
-            self.out.edits.push(Edit {
-                start: from,
-                end: prev_end,
-                removed,
-            });
+            self.out.edits.push(Edit::remove(from, prev_end, removed));
         }
         Ok(())
     }
@@ -490,6 +575,56 @@ impl<'s> Walker<'s, '_> {
             .ok_or_else(|| self.malformed_at(start, "invalid string"))
     }
 
+    /// Replaces the string or number at `start..pos` by its mask under
+    /// mask `m`'s style.
+    fn mask(&mut self, m: usize, start: usize, escaped: bool) -> Result<(), WalkError> {
+        let Some(mask) = self.plan.masks.get(m) else {
+            return Err(self.malformed_at(start, "unknown mask"));
+        };
+        let text: Cow<'s, str> = if self.src.get(start) == Some(&b'"') {
+            self.text(start, self.pos, escaped)?
+        } else {
+            Cow::Borrowed(std::str::from_utf8(self.since(start)).unwrap_or_default())
+        };
+        let masked = mask_whole(&text, &mask.style);
+        self.replace(start, json_string(&masked), 1);
+        Ok(())
+    }
+
+    /// Masks the phone numbers and e-mail addresses in the string at
+    /// `start..pos`, if it holds any.
+    fn detect(&mut self, start: usize, escaped: bool) -> Result<(), WalkError> {
+        let raw = self.since(start);
+        // Nothing to find without an `@` or a digit; most strings stop here.
+        if !raw.iter().any(|b| *b == b'@' || b.is_ascii_digit()) {
+            return Ok(());
+        }
+        let original = self.text(start, self.pos, escaped)?;
+        let mut current: Option<String> = None;
+        let mut found = 0;
+        for d in self.plan.detect {
+            let text = current.as_deref().unwrap_or(&original);
+            if let Some((masked, n)) = mask_detected(text, &d.detectors, &d.style) {
+                current = Some(masked);
+                found += n;
+            }
+        }
+        if let Some(masked) = current {
+            self.replace(start, json_string(&masked), found);
+        }
+        Ok(())
+    }
+
+    fn replace(&mut self, start: usize, replacement: String, masked: u64) {
+        self.out.edits.push(Edit {
+            start,
+            end: self.pos,
+            removed: 0,
+            replacement: Some(replacement.into_boxed_str()),
+            masked,
+        });
+    }
+
     fn owner_targets(&self, targets: u64) -> u64 {
         bits(targets)
             .filter(|&w| {
@@ -580,6 +715,20 @@ impl<'s> Walker<'s, '_> {
     fn malformed_at(&self, offset: usize, why: &'static str) -> WalkError {
         WalkError::Malformed { offset, why }
     }
+}
+
+/// A shape error blamed on the lowest mask in `masks`.
+fn mask_shape(masks: u64, why: &'static str) -> WalkError {
+    WalkError::MaskShape {
+        mask: masks.trailing_zeros() as usize,
+        why,
+    }
+}
+
+/// `text` as a JSON string literal. Serializing a `str` cannot fail; the
+/// fallback keeps the output valid JSON regardless.
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"[redacted]\"".to_string())
 }
 
 /// A shape error blamed on the lowest filter in `filters`.

@@ -14,6 +14,7 @@ use crate::policy::{
     item_allowed, plan_row_filter, FieldPath, FilterMode, HiddenLabel, ItemSelector, LabelRule,
     OwnerMatch, Permission, RoleDef, RoleSet, RowFilter, RowFilterPlan, SelectorStep,
 };
+use crate::redact::{mask_detected, mask_whole, Detector, RedactionRule, Style};
 
 const JSON: Option<&str> = Some("application/json; charset=utf-8");
 const CAP: usize = 1 << 20;
@@ -192,6 +193,7 @@ fn owner_plan(items: &str, mode: FilterMode, field_path: &str, allowed: &[&str])
                 hidden_labels: Vec::new(),
             },
         }],
+        ..RewritePlan::default()
     }
 }
 
@@ -202,7 +204,7 @@ fn run(body: &str, plan: &RewritePlan) -> Result<RewriteOutcome, RewriteError> {
 /// The rewritten body, parsed; panics (naming `what`) on any other outcome.
 fn rewritten(body: &str, plan: &RewritePlan, what: &str) -> (Value, u64, String) {
     match run(body, plan) {
-        Ok(RewriteOutcome::Rewritten { body, removed }) => {
+        Ok(RewriteOutcome::Rewritten { body, removed, .. }) => {
             let text = String::from_utf8(body.to_vec())
                 .unwrap_or_else(|e| panic!("{what}: output should be UTF-8: {e}"));
             let value = serde_json::from_str(&text)
@@ -534,6 +536,7 @@ fn labels() {
                 }],
             },
         }],
+        ..RewritePlan::default()
     };
     let cases = [
         (r#"["confidential"]"#, false, "the label alone"),
@@ -608,6 +611,7 @@ fn nested_selectors() {
                 .row_filters
                 .remove(0),
         ],
+        ..RewritePlan::default()
     };
     let body = r#"{"data": [
         {"id": 1, "assignee_id": 3, "messages": [{"id": 11, "sender_id": 55}, {"id": 12, "sender_id": 66}, {"id": 13, "sender_id": 3}]},
@@ -1062,7 +1066,7 @@ fn check_against_reference_bytes(body: &[u8], plan: &RewritePlan, what: &str) {
                 "{what}: reference removes rows but got Unchanged"
             );
         }
-        Ok(RewriteOutcome::Rewritten { body, removed }) => {
+        Ok(RewriteOutcome::Rewritten { body, removed, .. }) => {
             assert!(!want_not_found, "{what}: should be NotFound");
             let got: Value = serde_json::from_slice(&body)
                 .unwrap_or_else(|e| panic!("{what}: output should be JSON: {e}"));
@@ -1204,5 +1208,269 @@ impl<'de> Visitor<'de> for UniqueVisitor {
             map.next_value::<Unique>()?;
         }
         Ok(Unique)
+    }
+}
+
+// --------------------------------------------------------------- masking
+
+/// `doc` masked the slow way, as the walker must: a value at a mask's
+/// selector (lowest mask first) has every string and number inside it
+/// masked whole; any other string is searched by the detectors. Returns
+/// the values masked.
+fn reference_masks(doc: &mut Value, plan: &RewritePlan) -> u64 {
+    let masks: Vec<(&[SelectorStep], &Style)> = plan
+        .masks
+        .iter()
+        .map(|m| (m.field.steps(), &m.style))
+        .collect();
+    let mut n = 0;
+    mask_ref(doc, &masks, None, &plan.detect, &mut n);
+    n
+}
+
+fn mask_ref(
+    v: &mut Value,
+    masks: &[(&[SelectorStep], &Style)],
+    active: Option<&Style>,
+    detect: &[PlannedDetect],
+    n: &mut u64,
+) {
+    let active = active.or_else(|| masks.iter().find(|(s, _)| s.is_empty()).map(|(_, st)| *st));
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                let next: Vec<(&[SelectorStep], &Style)> = masks
+                    .iter()
+                    .filter_map(|(steps, st)| match *steps {
+                        [SelectorStep::Member(m), rest @ ..] if **m == **k => Some((rest, *st)),
+                        _ => None,
+                    })
+                    .collect();
+                mask_ref(child, &next, active, detect, n);
+            }
+        }
+        Value::Array(items) => {
+            let next: Vec<(&[SelectorStep], &Style)> = masks
+                .iter()
+                .filter_map(|(steps, st)| match *steps {
+                    [SelectorStep::Each, rest @ ..] => Some((rest, *st)),
+                    _ => None,
+                })
+                .collect();
+            for item in items {
+                mask_ref(item, &next, active, detect, n);
+            }
+        }
+        Value::String(text) => match active {
+            Some(style) => {
+                *text = mask_whole(text, style);
+                *n += 1;
+            }
+            None => {
+                for d in detect {
+                    if let Some((masked, found)) = mask_detected(text, &d.detectors, &d.style) {
+                        *text = masked;
+                        *n += found;
+                    }
+                }
+            }
+        },
+        Value::Number(num) => {
+            if let Some(style) = active {
+                *v = Value::String(mask_whole(&num.to_string(), style));
+                *n += 1;
+            }
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+fn masks_plan(fields: &[&str], detect: &[Detector], style: Style) -> RewritePlan {
+    let mut plan = RewritePlan::default();
+    plan.push_redaction(&RedactionRule {
+        name: "pii".to_owned(),
+        unless_permission: None,
+        fields: fields.iter().map(|f| selector(f)).collect(),
+        detect: detect.to_vec(),
+        style,
+    });
+    plan
+}
+
+/// Rewriter and reference agree: rows filtered, then values masked.
+fn check_masks(body: &str, plan: &RewritePlan, what: &str) -> Value {
+    let mut want: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let (want_removed, _) = reference(&mut want, plan);
+    let want_masked = reference_masks(&mut want, plan);
+    match run(body, plan) {
+        Ok(RewriteOutcome::Rewritten {
+            body: out,
+            removed,
+            masked,
+        }) => {
+            let got: Value = serde_json::from_slice(&out)
+                .unwrap_or_else(|e| panic!("{what}: output should be JSON: {e}"));
+            assert_eq!(got, want, "{what}: output should equal the reference");
+            assert_eq!(removed, want_removed, "{what}: rows removed");
+            assert_eq!(masked, want_masked, "{what}: values masked");
+            got
+        }
+        Ok(RewriteOutcome::Unchanged) => {
+            assert_eq!((want_removed, want_masked), (0, 0), "{what}: should change");
+            want
+        }
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+const PII: &[&str] = &[
+    "$.data.payload[*].meta.sender.phone_number",
+    "$.data.payload[*].meta.sender.email",
+    "$.data.payload[*].meta.sender.name",
+    "$.data.payload[*].meta.assignee.email",
+];
+
+#[test]
+fn masks_fields_and_free_text_in_the_same_pass_as_row_filters() {
+    let body = inbox();
+    for style in [
+        Style::Partial,
+        Style::Full,
+        Style::Hash(b"0123456789abcdef0123".to_vec()),
+    ] {
+        let mut plan = agent3_list_plan();
+        let masks = masks_plan(PII, &[Detector::Phone, Detector::Email], style.clone());
+        plan.masks = masks.masks;
+        plan.detect = masks.detect;
+        let got = check_masks(&body, &plan, &format!("agent 3, {style:?}"));
+        assert_eq!(
+            ids(&got["data"]["payload"]),
+            vec![101, 105],
+            "rows filtered too"
+        );
+        let text = got.to_string();
+        assert!(
+            !text.contains("+4477009"),
+            "no phone number survives: {text}"
+        );
+        assert!(
+            !text.contains("customer101@"),
+            "no customer e-mail survives: {text}"
+        );
+        assert!(
+            !text.contains("Customer 101"),
+            "the name field is masked: {text}"
+        );
+    }
+}
+
+#[test]
+fn partial_masks_keep_what_identifies_the_row() {
+    let plan = masks_plan(PII, &[], Style::Partial);
+    let (got, _, _) = rewritten(&inbox(), &plan, "partial");
+    let sender = &got["data"]["payload"][0]["meta"]["sender"];
+    assert_eq!(sender["phone_number"], "+*********101", "{sender}");
+    assert_eq!(sender["email"], "c***@mail.example", "{sender}");
+    assert_eq!(sender["name"], "C***", "{sender}");
+    assert_eq!(sender["id"], 1101, "ids are not masked: {sender}");
+}
+
+#[test]
+fn masking_a_container_masks_everything_inside_it() {
+    let plan = masks_plan(&["$.data.payload[*].meta.sender"], &[], Style::Full);
+    let got = check_masks(&inbox(), &plan, "sender");
+    let sender = &got["data"]["payload"][1]["meta"]["sender"];
+    assert_eq!(sender["name"], "[redacted]");
+    assert_eq!(sender["id"], "[redacted]", "numbers inside are masked too");
+    assert_eq!(sender["blocked"], false, "booleans carry no personal data");
+    assert_eq!(
+        sender["additional_attributes"]["city"], "[redacted]",
+        "nested values are masked"
+    );
+}
+
+#[test]
+fn free_text_is_searched_everywhere_but_member_names() {
+    let body = r#"{"payload": [
+        {"content": "Call me on +44 7700 900123 or mail jo@example.com", "id": 1},
+        {"content": "order 4415 arrived", "+447700900123": "a key is not masked"},
+        {"content": "Esca\u0070ed: \u002b447700900999", "note": null}
+    ]}"#;
+    let plan = masks_plan(&[], &[Detector::Phone, Detector::Email], Style::Partial);
+    let got = check_masks(body, &plan, "free text");
+    assert_eq!(
+        got["payload"][0]["content"],
+        "Call me on +** **** ***123 or mail j***@example.com"
+    );
+    assert_eq!(got["payload"][1]["content"], "order 4415 arrived");
+    assert!(got["payload"][1].get("+447700900123").is_some(), "{got}");
+    assert_eq!(got["payload"][2]["content"], "Escaped: +*********999");
+    let plan = masks_plan(&[], &[Detector::Phone], Style::Partial);
+    assert_eq!(
+        run(r#"{"a": "nothing to see", "b": 12345}"#, &plan),
+        Ok(RewriteOutcome::Unchanged),
+        "a body without findings is passed as it came"
+    );
+}
+
+#[test]
+fn missing_and_null_fields_have_nothing_to_mask_but_wrong_shapes_fail_closed() {
+    let plan = masks_plan(&["$.payload[*].contact.phone"], &[], Style::Full);
+    let ok = r#"{"payload": [{"contact": null}, {}, {"contact": {}}, {"contact": {"phone": null}}, {"contact": {"phone": "+447700900123"}}]}"#;
+    let got = check_masks(ok, &plan, "tolerant");
+    assert_eq!(got["payload"][4]["contact"]["phone"], "[redacted]");
+    for (body, why) in [
+        (
+            r#"{"payload": {"contact": {}}}"#,
+            "an object where the list should be",
+        ),
+        (
+            r#"{"payload": [{"contact": ["+447700900123"]}]}"#,
+            "an array where an object should be",
+        ),
+        (
+            r#"{"payload": [{"contact": "+447700900123"}]}"#,
+            "text where an object should be",
+        ),
+    ] {
+        assert!(
+            matches!(
+                run(body, &plan),
+                Err(RewriteError::MaskShapeMismatch { .. })
+            ),
+            "{why}: the body must not pass unmasked"
+        );
+    }
+}
+
+#[test]
+fn masked_output_agrees_with_the_reference_on_generated_documents() {
+    let mut rng = Rng(0x5eed_cafe);
+    let detect = [Detector::Phone, Detector::Email];
+    for round in 0..300 {
+        let rows: Vec<Value> = (0..rng.below(6)).map(|_| random_row(&mut rng)).collect();
+        let mut doc = json!({"data": {"meta": {"count": rows.len()}, "payload": rows}});
+        if round % 3 == 0 {
+            doc["data"]["note"] = json!("write to ops@example.com or +49 151 5551234");
+        }
+        let body = if round % 2 == 0 {
+            serde_json::to_string(&doc)
+        } else {
+            serde_json::to_string_pretty(&doc)
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut plan = if round % 4 == 0 {
+            agent3_list_plan()
+        } else {
+            RewritePlan::default()
+        };
+        let masks = masks_plan(
+            &["$.data.payload[*].meta", "$.data.payload[*].id"],
+            &detect,
+            Style::Partial,
+        );
+        plan.masks = masks.masks;
+        plan.detect = masks.detect;
+        check_masks(&body, &plan, &format!("round {round}: {body}"));
     }
 }
