@@ -184,7 +184,7 @@ routes:
         "bad.yaml:10:27: route `one`: owner_check.lookup uses `{cid}` that the route's path `/c/{id}/messages` does not capture",
         "bad.yaml:15:27: route `two`: owner_check.object must name one object",
         "bad.yaml:20:52: route `three`: owner_check.cache may be at most 300s",
-        "route `four`: permission, mfa_max_age, scope, row_filter and owner_check need an authenticated caller",
+        "route `four`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller",
         "bad.yaml:30:25: route `five`: row_filter.items must select list items",
     ];
     for e in expect {
