@@ -12,6 +12,7 @@ mod config_files;
 mod hygiene;
 mod ownership;
 mod proxy;
+mod redaction;
 mod reload;
 mod rowfilter;
 mod spec_coverage;
