@@ -156,6 +156,11 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
   curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $AGENT" | jq -c '[.data.payload[] | {{id, assignee: .meta.assignee.name}}]'
   curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $SUPERVISOR" | jq -c '[.data.payload[].id]'
 
+  # Personal data: the agent sees customers' phone numbers and e-mail addresses masked, in the
+  # contact fields and in free text; a supervisor (contacts.read_pii) sees them
+  curl -s $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $AGENT" | jq -c '.payload[:2][] | {{name, phone_number, email, note: .additional_attributes.description}}'
+  curl -s $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $SUPERVISOR" | jq -c '.payload[:2][] | {{name, phone_number, email, note: .additional_attributes.description}}'
+
   # One conversation: hers opens; another agent's is 404, as if it did not exist, and a reply
   # into it never reaches the CRM (the gateway looks the conversation up first)
   curl -s $GW/api/v1/accounts/1/conversations/{mine} -H "Authorization: Bearer $AGENT" | jq -c '{{id, status, assignee: .meta.assignee.name}}'

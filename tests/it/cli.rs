@@ -177,6 +177,19 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
         .await
         .expect("request");
     assert_eq!(export.status(), 200, "a supervisor with fresh MFA exports");
+    let contacts: serde_json::Value = call("/api/v1/accounts/1/contacts", "AGENT")
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let phone = contacts["payload"][0]["phone_number"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        phone.starts_with('+') && phone.contains('*'),
+        "the demo masks phone numbers for agents: {phone}"
+    );
 }
 
 const POLICY: &str = r#"

@@ -196,3 +196,43 @@ routes:
     }
     assert_eq!(errors.len(), expect.len(), "{}", errors.join("\n"));
 }
+
+#[test]
+fn redaction_rules_are_validated_at_load() {
+    let yaml = "\
+listeners: [{name: a, addr: \"127.0.0.1:8080\"}]
+upstreams: {crm: {url: \"http://127.0.0.1:9\"}}
+auth: {issuer: i, audiences: [a], algorithms: [HS256], hmac_secret: 0123456789abcdef0123456789abcdef}
+roles: {agent: {permissions: [c.read]}}
+redaction:
+  - {name: one, fields: [payload.phone]}
+  - {name: two, detect: [phone, passport]}
+  - {name: three, fields: [$.a], style: hash}
+  - {name: four, fields: [$.a], style: hash, hash_key: short}
+  - {name: five}
+  - {name: six, fields: [$.a], style: blur}
+  - {name: ok, fields: [$.a]}
+  - {name: ok, fields: [$.b]}
+routes:
+  - {name: r, upstream: crm, path: /r, permission: c.read, redaction: [ok, nope]}
+";
+    let errors = errors_of(yaml);
+    let expect = [
+        "bad.yaml:6:26: JSON selector `payload.phone` is invalid",
+        "bad.yaml:7:33: redaction `two`: detect `passport` must be phone or email",
+        "bad.yaml:8:12: redaction `three`: style hash needs a hash_key",
+        "bad.yaml:9:56: redaction `four`: hash_key must be at least 16 bytes",
+        "bad.yaml:10:12: redaction `five` masks nothing",
+        "bad.yaml:11:39: redaction `six`: style `blur` must be partial, full or hash",
+        "bad.yaml:13:12: duplicate redaction rule `ok`",
+        "bad.yaml:15:76: route `r` names unknown redaction `nope` (known: ok)",
+    ];
+    for e in expect {
+        assert!(
+            errors.iter().any(|got| got.starts_with(e)),
+            "expected an error starting with `{e}`, got:\n{}",
+            errors.join("\n")
+        );
+    }
+    assert_eq!(errors.len(), expect.len(), "{}", errors.join("\n"));
+}
