@@ -180,6 +180,48 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission) -> Vec<String> {
             ),
         });
     }
+    if let Some(limit) = &a.route.rate_limit {
+        lines.push(format!(
+            "limit:    at most {} requests at once, one more every {}s, per {} (429 with Retry-After beyond)",
+            limit.burst,
+            (limit.per / limit.burst.get()).as_secs(),
+            match limit.key {
+                crate::limit::LimitKey::Subject => "caller",
+                crate::limit::LimitKey::ClientIp => "client address",
+                crate::limit::LimitKey::Route => "route (everyone together)",
+            }
+        ));
+    }
+    for rule in &a.route.redactions {
+        let exempt = rule
+            .unless_permission
+            .as_ref()
+            .is_some_and(|p| roles.holds(&caller.identity.roles, p));
+        lines.push(if exempt {
+            format!(
+                "redact:   {} lifted (the caller holds its permission)",
+                rule.name
+            )
+        } else {
+            format!(
+                "redact:   {}: {} field(s) masked{}",
+                rule.name,
+                rule.fields.len(),
+                if rule.detect.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {} found in free text",
+                        rule.detect
+                            .iter()
+                            .map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    )
+                }
+            )
+        });
+    }
     if let Some(filter) = &a.route.row_filter {
         lines.push(match plan_row_filter(filter, &caller.identity, roles) {
             RowFilterPlan::Skip => "rows:     response not filtered for this caller".to_string(),

@@ -16,6 +16,7 @@ pub mod route;
 
 pub mod auth;
 pub mod gate;
+pub mod limit;
 pub mod policy;
 pub mod redact;
 pub mod revocation;

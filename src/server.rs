@@ -161,6 +161,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         revocations: revocations.clone(),
         jwks: jwks.clone(),
         lookups: pingora_core::connectors::http::Connector::new(None),
+        limits: std::sync::Arc::new(crate::limit::Limits::default()),
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");

@@ -446,6 +446,9 @@ impl Compiler<'_> {
             let Some(route_redactions) = self.route_redactions(r, redactions) else {
                 continue;
             };
+            let Some(rate_limit) = self.rate_limit(r) else {
+                continue;
+            };
             entries.push((
                 methods,
                 template,
@@ -457,6 +460,7 @@ impl Compiler<'_> {
                     row_filter,
                     owner_check,
                     redactions: route_redactions,
+                    rate_limit,
                 }),
             ));
         }

@@ -13,6 +13,7 @@ use super::raw::{
     RawAccessRule, RawConfig, RawLabelRule, RawRedaction, RawRoute, RawTimeWindow, Str,
 };
 use crate::identity::RoleName;
+use crate::limit::{LimitError, LimitKey, RateLimit};
 use crate::policy::{
     parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, FieldPath,
     FilterMode, ItemSelector, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef,
@@ -366,6 +367,35 @@ impl Compiler<'_> {
             }
         }
         ok.then_some(out)
+    }
+
+    /// A route's `rate_limit`.
+    pub(super) fn rate_limit(&mut self, r: &RawRoute) -> Option<Option<RateLimit>> {
+        let Some(l) = &r.rate_limit else {
+            return Some(None);
+        };
+        let key = match &l.key {
+            None => LimitKey::Subject,
+            Some(k) => match LimitKey::parse(&k.value) {
+                Ok(key) => key,
+                Err(e) => {
+                    self.err(&k.referenced, format!("route `{}`: {e}", r.name.value));
+                    return None;
+                }
+            },
+        };
+        let per = self.duration_opt(Some(&l.per))??;
+        match RateLimit::new(key, per, l.burst.value) {
+            Ok(limit) => Some(Some(limit)),
+            Err(e) => {
+                let at = match e {
+                    LimitError::Burst => l.burst.referenced,
+                    _ => l.per.referenced,
+                };
+                self.err(&at, format!("route `{}`: {e}", r.name.value));
+                None
+            }
+        }
     }
 
     fn permission_opt(&mut self, p: Option<&Str>) -> Option<Option<Permission>> {

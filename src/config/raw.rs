@@ -135,6 +135,18 @@ pub struct RawRoute {
     /// Names of `redaction` rules applied to this route's responses.
     #[serde(default)]
     pub redaction: Vec<Str>,
+    /// At most `burst` requests at once per key, one more every `per /
+    /// burst`.
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// `sub` (default), `ip` or `route`.
+    pub key: Option<Str>,
+    pub per: Str,
+    pub burst: Spanned<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,7 @@ use pingora_core::tls::sign::CertifiedKey;
 use pingora_core::utils::tls::WrappedX509;
 
 use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
+use crate::limit::RateLimit;
 use crate::policy::{OwnerCache, OwnerCheck, Policy, RouteRequirement, RowFilter};
 use crate::redact::RedactionRule;
 use crate::request::TrustedProxies;
@@ -147,6 +148,7 @@ pub struct Route {
     pub owner_check: Option<OwnerCheck>,
     /// Masking applied to responses, per caller.
     pub redactions: Vec<Arc<RedactionRule>>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -180,6 +180,10 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
   curl -s $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $SUPERVISOR" | head -c 300; echo
   curl -si $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $SUPERVISOR_STALE" | grep -i -e '^HTTP' -e www-authenticate -e reason
 
+  # Bulk access is rationed: 3 exports per person per hour, then 429 with Retry-After
+  for i in 1 2 3; do curl -s -o /dev/null -w '%{{http_code}} ' $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $SUPERVISOR"; done; echo
+  curl -si $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $SUPERVISOR" | grep -i -e '^HTTP' -e retry-after -e reason
+
   # Out of hours (today is closed for contractors) and from the wrong network (finance: office only)
   curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $CONTRACTOR"; echo
   curl -s $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $FINANCE"; echo

@@ -39,6 +39,7 @@ fn gateway(dir: &Path) -> Gateway {
         revocations: Arc::new(RuntimeRevocations::default()),
         jwks: None,
         lookups: pingora_core::connectors::http::Connector::new(None),
+        limits: std::sync::Arc::new(crate::limit::Limits::default()),
     }
 }
 

@@ -34,6 +34,7 @@ use crate::config::Snapshot;
 use crate::decision::Reason;
 use crate::gate;
 use crate::gate::Pending;
+use crate::limit::{retry_after_secs, LimitKey, Limits};
 use crate::metrics::Metrics;
 use crate::request::request_id;
 use crate::revocation::RuntimeRevocations;
@@ -49,6 +50,8 @@ pub struct Gateway {
     pub jwks: Option<Arc<JwksSource>>,
     /// The gateway's own upstream connections, for ownership lookups.
     pub lookups: Connector,
+    /// Rate-limit counters, kept across reloads.
+    pub limits: Arc<Limits>,
 }
 
 #[async_trait]
@@ -300,6 +303,23 @@ impl Gateway {
                 let Some(a) = &ctx.admitted else {
                     return Ok(false);
                 };
+                if let Some(limit) = &a.route.rate_limit {
+                    let ip = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+                    let key = match (limit.key, &a.caller) {
+                        (LimitKey::Subject, Some(c)) => c.identity.subject.as_str(),
+                        (LimitKey::Subject | LimitKey::ClientIp, _) => ip.as_str(),
+                        (LimitKey::Route, _) => "",
+                    };
+                    let limiter = self.limits.limiter(&a.route.name.0, limit);
+                    if let Err(wait) = limiter.check(key) {
+                        tracing::debug!(request_id = %ctx.request_id, route = %a.route.name.0, "rate limited");
+                        ctx.rules.push(format!("{}.rate_limit", a.route.name.0));
+                        ctx.refused = Some(Reason::RateLimited);
+                        respond::rate_limited(session, &ctx.request_id, retry_after_secs(wait))
+                            .await?;
+                        return Ok(true);
+                    }
+                }
                 if let ownership::Outcome::Refuse { reason, detail } =
                     ownership::check(&self.lookups, snapshot, a, &ctx.request_id).await
                 {

@@ -17,12 +17,39 @@ pub async fn refuse(
     challenge: Option<&str>,
     close: bool,
 ) -> Result<()> {
+    write_error(session, reason, request_id, challenge, close, None).await
+}
+
+/// 429 `rate_limited` with `Retry-After` (seconds, RFC 9110 §10.2.3).
+pub async fn rate_limited(session: &mut Session, request_id: &str, retry_after: u64) -> Result<()> {
+    write_error(
+        session,
+        Reason::RateLimited,
+        request_id,
+        None,
+        false,
+        Some(retry_after),
+    )
+    .await
+}
+
+async fn write_error(
+    session: &mut Session,
+    reason: Reason,
+    request_id: &str,
+    challenge: Option<&str>,
+    close: bool,
+    retry_after: Option<u64>,
+) -> Result<()> {
     let body = Bytes::from(error_body(reason, request_id));
     let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     resp.insert_header("x-request-id", request_id)?;
+    if let Some(secs) = retry_after {
+        resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+    }
     if let Some(c) = challenge {
         resp.insert_header(http::header::WWW_AUTHENTICATE, c)?;
     } else if matches!(reason.status(), 401) {

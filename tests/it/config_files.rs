@@ -236,3 +236,32 @@ routes:
     }
     assert_eq!(errors.len(), expect.len(), "{}", errors.join("\n"));
 }
+
+#[test]
+fn rate_limits_are_validated_at_load() {
+    let yaml = "\
+listeners: [{name: a, addr: \"127.0.0.1:8080\"}]
+upstreams: {crm: {url: \"http://127.0.0.1:9\"}}
+routes:
+  - {name: a, upstream: crm, path: /a, auth: none, rate_limit: {key: user, per: 1m, burst: 5}}
+  - {name: b, upstream: crm, path: /b, auth: none, rate_limit: {per: 1m, burst: 0}}
+  - {name: c, upstream: crm, path: /c, auth: none, rate_limit: {per: 2d, burst: 5}}
+  - {name: d, upstream: crm, path: /d, auth: none, rate_limit: {per: soon, burst: 5}}
+  - {name: e, upstream: crm, path: /e, auth: none, rate_limit: {key: ip, per: 1m, burst: 5}}
+";
+    let errors = errors_of(yaml);
+    let expect = [
+        "bad.yaml:4:70: route `a`: rate_limit.key `user` must be sub, ip or route",
+        "bad.yaml:5:81: route `b`: rate_limit.burst must be between 1",
+        "bad.yaml:6:70: route `c`: rate_limit.per must be at least 1s and at most 1 day",
+        "bad.yaml:7:70: duration `soon`",
+    ];
+    for e in expect {
+        assert!(
+            errors.iter().any(|got| got.starts_with(e)),
+            "expected an error starting with `{e}`, got:\n{}",
+            errors.join("\n")
+        );
+    }
+    assert_eq!(errors.len(), expect.len(), "{}", errors.join("\n"));
+}

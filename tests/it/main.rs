@@ -10,6 +10,7 @@ mod authn;
 mod cli;
 mod config_files;
 mod hygiene;
+mod limits;
 mod ownership;
 mod proxy;
 mod redaction;
