@@ -5,7 +5,7 @@
 //! ([`AuditSink::submit`]); they never touch the disk. A single writer drains
 //! the channel, seals each record into the hash chain (so hash order is file
 //! order) and appends JSON lines. It batches by itself: it writes everything
-//! already queued in one `write`, then naps for [`BATCH_TICK`] and looks
+//! already queued in one `write`, then naps for a tick (1 ms) and looks
 //! again. While it naps it is not waiting on the channel, so a request that
 //! queues a record does not have to wake it: under steady load the writer
 //! wakes about once per tick instead of once per record (a cross-thread
