@@ -3,7 +3,8 @@
 //! ratios mean anything):
 //! - path normalization vs a plain copy of the same path;
 //! - route match on 200 routes vs one template match;
-//! - audit record encoding vs serde_json of an equivalent map.
+//! - audit record encoding (and the writer's serialize-and-seal) vs serde_json
+//!   of an equivalent map.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
 use time::OffsetDateTime;
 
-use chatwarden::audit::AuditRecord;
+use chatwarden::audit::{AuditRecord, Chain};
 use chatwarden::decision::{Decision, Reason};
 use chatwarden::request::normalize_path;
 use chatwarden::route::{MethodSet, PathTemplate, RouteTable};
@@ -99,7 +100,31 @@ fn audit_encoding(c: &mut Criterion) {
     g.bench_function("record to_json_line", |b| {
         b.iter(|| black_box(&rec).to_json_line())
     });
+    // What the writer thread does per record: serialize into its reused
+    // batch buffer and seal into the hash chain.
+    let mut chain = Chain::genesis();
+    let mut sealed = rec.clone();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    g.bench_function("record sealed into a reused buffer (writer)", |b| {
+        b.iter(|| {
+            buf.clear();
+            black_box(chain.seal_into(black_box(&mut sealed), &mut buf))
+        })
+    });
     g.finish();
+    report_ratio(
+        "audit record to_json_line vs serde_json map",
+        || rec.to_json_line(),
+        || map.to_string(),
+    );
+    report_ratio(
+        "audit record sealed into a reused buffer (writer) vs serde_json map",
+        || {
+            buf.clear();
+            chain.seal_into(&mut sealed, &mut buf)
+        },
+        || map.to_string(),
+    );
 }
 
 /// Interleaved rounds of both closures; prints the median ratio so the

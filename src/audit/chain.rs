@@ -25,6 +25,9 @@ pub const GENESIS: [u8; 32] = [0; 32];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
     prev: [u8; 32],
+    /// `prev` as the lowercase hex that is hashed and written, kept so that
+    /// each hash is hex-encoded once rather than once per use.
+    prev_hex: [u8; 64],
 }
 
 /// Why one line does not hold a valid chain link on its own.
@@ -50,13 +53,16 @@ pub struct Link {
 impl Chain {
     /// A new chain starting from [`GENESIS`].
     pub fn genesis() -> Self {
-        Chain { prev: GENESIS }
+        Chain::resume(GENESIS)
     }
 
     /// Continues a chain whose last record had hash `prev` (after a restart
     /// or a rotation).
     pub fn resume(prev: [u8; 32]) -> Self {
-        Chain { prev }
+        Chain {
+            prev,
+            prev_hex: lower_hex(&prev),
+        }
     }
 
     /// The hash the next record will carry as `prev_hash`.
@@ -71,27 +77,28 @@ impl Chain {
         record.hash = None;
         let mut canonical = Vec::with_capacity(512);
         record.write_json(&mut canonical);
-        let hash = link_hash(&self.prev, &canonical);
+        let hash = link_hash(&self.prev_hex, &canonical);
         record.prev_hash = Some(hex::encode(self.prev));
         record.hash = Some(hex::encode(hash));
-        self.prev = hash;
+        *self = Chain::resume(hash);
     }
 
     /// Appends the sealed line of `record` (without newline) to `out`,
     /// serializing once, and advances the chain. Same bytes as
-    /// [`Chain::seal`] followed by `to_json_line`; the writer uses this.
-    /// Returns the record's hash.
-    pub(crate) fn seal_into(&mut self, record: &mut AuditRecord, out: &mut Vec<u8>) -> [u8; 32] {
+    /// [`Chain::seal`] followed by `to_json_line`; the writer uses this
+    /// (public for its benchmark). Returns the record's hash.
+    pub fn seal_into(&mut self, record: &mut AuditRecord, out: &mut Vec<u8>) -> [u8; 32] {
         record.prev_hash = None;
         record.hash = None;
         let start = out.len();
         record.write_json(out);
-        let hash = link_hash(&self.prev, &out[start..]);
+        let hash = link_hash(&self.prev_hex, &out[start..]);
+        let next = Chain::resume(hash);
         // The serialized object always ends with '}' (write_json emits one
         // object), which the suffix puts back after the two hash keys.
         out.pop();
-        push_suffix(out, &self.prev, &hash);
-        self.prev = hash;
+        push_suffix(out, &self.prev_hex, &next.prev_hex);
+        *self = next;
         hash
     }
 }
@@ -116,7 +123,7 @@ pub fn check_line(line: &[u8]) -> Result<Link, LinkError> {
     let mut canonical = Vec::with_capacity(body.len() + 1);
     canonical.extend_from_slice(body);
     canonical.push(b'}');
-    if link_hash(&link.prev, &canonical) != link.hash {
+    if link_hash(&lower_hex(&link.prev), &canonical) != link.hash {
         return Err(LinkError::HashMismatch);
     }
     Ok(link)
@@ -128,11 +135,7 @@ const END: &[u8] = br#""}"#;
 /// `,"prev_hash":"<64 hex>","hash":"<64 hex>"}`
 const SUFFIX_LEN: usize = PREV_KEY.len() + 64 + HASH_KEY.len() + 64 + END.len();
 
-fn link_hash(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
-    let mut prev_hex = [0u8; 64];
-    // A 32-byte input always fits a 64-byte output; the error case is a
-    // length mismatch, impossible with these array types.
-    let _ = hex::encode_to_slice(prev, &mut prev_hex);
+fn link_hash(prev_hex: &[u8; 64], canonical: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev_hex);
     hasher.update(b"\n");
@@ -140,14 +143,19 @@ fn link_hash(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-fn push_suffix(out: &mut Vec<u8>, prev: &[u8; 32], hash: &[u8; 32]) {
-    let mut hex_buf = [0u8; 64];
+fn lower_hex(bytes: &[u8; 32]) -> [u8; 64] {
+    let mut hex_digits = [0u8; 64];
+    // A 32-byte input always fits a 64-byte output; the error case is a
+    // length mismatch, impossible with these array types.
+    let _ = hex::encode_to_slice(bytes, &mut hex_digits);
+    hex_digits
+}
+
+fn push_suffix(out: &mut Vec<u8>, prev_hex: &[u8; 64], hash_hex: &[u8; 64]) {
     out.extend_from_slice(PREV_KEY);
-    let _ = hex::encode_to_slice(prev, &mut hex_buf);
-    out.extend_from_slice(&hex_buf);
+    out.extend_from_slice(prev_hex);
     out.extend_from_slice(HASH_KEY);
-    let _ = hex::encode_to_slice(hash, &mut hex_buf);
-    out.extend_from_slice(&hex_buf);
+    out.extend_from_slice(hash_hex);
     out.extend_from_slice(END);
 }
 

@@ -236,8 +236,44 @@ impl fmt::Display for Rfc3339Millis {
     }
 }
 
+impl Rfc3339Millis {
+    /// The same text as `Display`, in a fixed buffer filled digit by digit:
+    /// no formatting machinery, and serde_json takes it as one plain string
+    /// instead of escaping each formatted piece. `None` for a year outside
+    /// 0..=9999, which `Display` still handles.
+    fn to_ascii(&self) -> Option<[u8; 24]> {
+        let t = self.0.to_offset(time::UtcOffset::UTC);
+        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        put_digits(&mut out[0..4], year);
+        put_digits(&mut out[5..7], u8::from(t.month()).into());
+        put_digits(&mut out[8..10], t.day().into());
+        put_digits(&mut out[11..13], t.hour().into());
+        put_digits(&mut out[14..16], t.minute().into());
+        put_digits(&mut out[17..19], t.second().into());
+        put_digits(&mut out[20..23], t.millisecond().into());
+        Some(out)
+    }
+}
+
+/// Writes `n` as decimal into all of `dst`, zero-padded on the left.
+fn put_digits(dst: &mut [u8], mut n: u32) {
+    for digit in dst.iter_mut().rev() {
+        // `n % 10` is below 10, so the cast and the sum stay in range.
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
 fn ser_ts<S: Serializer>(ts: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&Rfc3339Millis(*ts))
+    let text = Rfc3339Millis(*ts);
+    if let Some(ascii) = text.to_ascii() {
+        // Always Ok: the buffer holds only ASCII digits and separators.
+        if let Ok(ascii) = std::str::from_utf8(&ascii) {
+            return s.serialize_str(ascii);
+        }
+    }
+    s.collect_str(&text)
 }
 
 fn ser_verdict<S: Serializer>(verdict: &Verdict, s: S) -> Result<S::Ok, S::Error> {
@@ -347,6 +383,30 @@ mod tests {
         assert!(
             line.contains(r#""decision":"error","reason":"upstream_timeout""#),
             "an upstream timeout should be audited as an error, got {line}"
+        );
+    }
+
+    #[test]
+    fn timestamp_digits_match_the_display_form() {
+        for ts in [
+            datetime!(2026-11-23 18:47:52.123456 UTC),
+            datetime!(2026-01-02 03:04:05 +02:00),
+            datetime!(0001-01-01 00:00:00.001 UTC),
+            datetime!(9999-12-31 23:59:59.999 UTC),
+            datetime!(2024-02-29 12:00:00.5 -05:30),
+        ] {
+            let display = Rfc3339Millis(ts).to_string();
+            let ascii = Rfc3339Millis(ts).to_ascii().map(|a| a.to_vec());
+            assert_eq!(
+                ascii,
+                Some(display.clone().into_bytes()),
+                "the digit-by-digit form of {ts} should be {display}"
+            );
+        }
+        assert_eq!(
+            Rfc3339Millis(datetime!(-0001-06-01 00:00:00 UTC)).to_ascii(),
+            None,
+            "a negative year should fall back to Display"
         );
     }
 

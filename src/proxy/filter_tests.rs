@@ -141,3 +141,38 @@ async fn an_admitted_request_is_rewritten_for_the_upstream() {
         Some(ctx.request_id.as_str())
     );
 }
+
+#[tokio::test]
+async fn the_forwarded_target_is_the_normalized_one_whether_or_not_it_changed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = gateway(dir.path());
+    for (raw, expected) in [
+        (
+            "/api/v1/accounts/1/contacts?page=2",
+            "/api/v1/accounts/1/contacts?page=2",
+        ),
+        ("/api/v1/accounts/1/contacts", "/api/v1/accounts/1/contacts"),
+        (
+            "/api/v1/accounts/%31/contacts?q=%7E",
+            "/api/v1/accounts/1/contacts?q=%7E",
+        ),
+        (
+            "/api/v1//accounts/1/contacts",
+            "/api/v1/accounts/1/contacts",
+        ),
+    ] {
+        let request = format!("GET {raw} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (mut s, _client) = session(request.as_bytes()).await;
+        let (done, mut ctx) = run_request_phases(&gw, &mut s).await;
+        assert!(!done, "{raw} should be routed");
+        let mut upstream: RequestHeader = s.req_header().clone();
+        gw.upstream_request_filter(&mut s, &mut upstream, &mut ctx)
+            .await
+            .expect("upstream filter");
+        assert_eq!(
+            upstream.raw_path(),
+            expected.as_bytes(),
+            "{raw} should go upstream as {expected} (the query as received)"
+        );
+    }
+}

@@ -2,15 +2,18 @@
 //! upstream sees it (invariant 3: the client's credentials and identity
 //! headers never pass; the gateway's credentials are added).
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::HOST;
+use http::HeaderValue;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 
 use crate::config::snapshot::{Snapshot, Upstream, UpstreamTarget, DNS_TTL};
 use crate::gate::Admission;
+use crate::identity::RoleName;
 
 /// Prefix of headers that carry identity from the gateway to upstreams;
 /// a client can never set them.
@@ -47,14 +50,18 @@ pub fn rewrite_request(
     for name in &snapshot.strip_request_headers {
         req.remove_header(name);
     }
-    let identity: Vec<http::HeaderName> = req
-        .headers
-        .keys()
-        .filter(|n| n.as_str().starts_with(IDENTITY_PREFIX))
-        .cloned()
-        .collect();
-    for name in identity {
-        req.remove_header(&name);
+    let is_identity = |n: &http::HeaderName| n.as_str().starts_with(IDENTITY_PREFIX);
+    // Clients rarely send any: only then is the list of names built.
+    if req.headers.keys().any(is_identity) {
+        let identity: Vec<http::HeaderName> = req
+            .headers
+            .keys()
+            .filter(|n| is_identity(n))
+            .cloned()
+            .collect();
+        for name in identity {
+            req.remove_header(&name);
+        }
     }
 
     let upstream = &admission.route.upstream;
@@ -63,35 +70,133 @@ pub fn rewrite_request(
     }
     req.insert_header(HOST, upstream.host_header.clone())?;
     if let Some(ip) = client_ip {
-        req.insert_header("x-forwarded-for", ip.to_string())?;
+        req.insert_header("x-forwarded-for", ip_header_value(ip)?)?;
     }
     req.insert_header(
         "x-forwarded-proto",
-        if client_tls { "https" } else { "http" },
+        HeaderValue::from_static(if client_tls { "https" } else { "http" }),
     )?;
     req.insert_header("x-request-id", request_id)?;
     if let Some(caller) = &admission.caller {
         // Identity for the upstream's own logs; clients can never set these
         // (every x-chatwarden-* header they send was dropped above).
         let id = &caller.identity;
-        if let Ok(v) = http::HeaderValue::from_str(&id.subject) {
+        if let Ok(v) = HeaderValue::from_str(&id.subject) {
             req.insert_header("x-chatwarden-sub", v)?;
         }
-        let roles: Vec<&str> = id.roles.iter().map(|r| r.0.as_str()).collect();
-        if let Ok(v) = http::HeaderValue::from_str(&roles.join(",")) {
+        if let Some(v) = roles_header_value(&id.roles) {
             req.insert_header("x-chatwarden-roles", v)?;
         }
     }
 
     // What was checked is what is forwarded: the normalized path.
-    let target = match &admission.query {
-        Some(q) => format!("{}?{q}", admission.path.as_str()),
-        None => admission.path.as_str().to_string(),
-    };
-    let uri = http::Uri::try_from(target.as_str())
+    forward_target(req, admission.path.as_str(), admission.query.as_deref())
+}
+
+/// Points the request at `path` (normalized) and `query` (as received).
+///
+/// Most requests arrive already normalized; their target is left as it is
+/// rather than rebuilt, which would cost a String and a URI parse per
+/// request. "Already" means the bytes pingora will put on the wire are
+/// exactly `path?query`, and they come from an origin-form URI that says the
+/// same (no scheme or authority, nothing kept verbatim beside it), so that
+/// setting the URI would change nothing a peer can observe.
+fn forward_target(req: &mut RequestHeader, path: &str, query: Option<&str>) -> Result<()> {
+    let uri = &req.uri;
+    let unchanged = uri.scheme().is_none()
+        && uri.authority().is_none()
+        && uri.path_and_query().is_some_and(|pq| {
+            pq.as_str().as_bytes() == req.raw_path() && is_target(pq.as_str(), path, query)
+        });
+    if unchanged {
+        return Ok(());
+    }
+    let mut target = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    target.push_str(path);
+    if let Some(q) = query {
+        target.push('?');
+        target.push_str(q);
+    }
+    let uri = http::Uri::try_from(target)
         .map_err(|e| Error::because(ErrorType::InternalError, "normalized path is not a URI", e))?;
     req.set_uri(uri);
     Ok(())
+}
+
+/// Whether `target` is `path`, followed by `?query` when there is a query.
+fn is_target(target: &str, path: &str, query: Option<&str>) -> bool {
+    match (target.strip_prefix(path), query) {
+        (Some(rest), None) => rest.is_empty(),
+        (Some(rest), Some(q)) => rest.strip_prefix('?') == Some(q),
+        (None, _) => false,
+    }
+}
+
+/// The client address as a header value, written on the stack: the value
+/// is the one allocation (`to_string` would grow a String, and a value made
+/// from a String with spare capacity allocates once more).
+fn ip_header_value(ip: IpAddr) -> Result<HeaderValue> {
+    // Neither error can happen (an address is at most 45 bytes of digits,
+    // dots, colons and hex letters); they stay errors rather than panics.
+    let mut text = StackText::default();
+    write!(text, "{ip}")
+        .map_err(|e| Error::because(ErrorType::InternalError, "client address too long", e))?;
+    HeaderValue::from_bytes(text.as_bytes()).map_err(|e| {
+        Error::because(
+            ErrorType::InternalError,
+            "client address is not a header value",
+            e,
+        )
+    })
+}
+
+/// `role1,role2,…`, or `None` if that is not a valid header value (such a
+/// header is left out, not mangled). The usual single role needs no joined
+/// copy.
+fn roles_header_value(roles: &[RoleName]) -> Option<HeaderValue> {
+    if let [role] = roles {
+        return HeaderValue::from_str(&role.0).ok();
+    }
+    let len = roles.iter().map(|r| r.0.len() + 1).sum::<usize>();
+    let mut joined = String::with_capacity(len.saturating_sub(1));
+    for (i, role) in roles.iter().enumerate() {
+        if i > 0 {
+            joined.push(',');
+        }
+        joined.push_str(&role.0);
+    }
+    HeaderValue::from_str(&joined).ok()
+}
+
+/// A small text buffer on the stack, for formatting an IP address.
+struct StackText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// The upstream's address from the last lookup if it is fresh, else a new
@@ -125,4 +230,128 @@ async fn resolve(host_port: &str) -> Result<SocketAddr> {
         )
         .into_up()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(target: &[u8]) -> RequestHeader {
+        match RequestHeader::build("GET", target, None) {
+            Ok(req) => req,
+            Err(e) => panic!("{target:?} should parse as a request target: {e}"),
+        }
+    }
+
+    /// Forwards `raw` as if normalization gave `path` and `query`; returns
+    /// what goes on the wire.
+    fn forwarded(raw: &[u8], path: &str, query: Option<&str>) -> String {
+        let mut req = request(raw);
+        if let Err(e) = forward_target(&mut req, path, query) {
+            panic!("forwarding {path} should succeed: {e}");
+        }
+        String::from_utf8_lossy(req.raw_path()).into_owned()
+    }
+
+    #[test]
+    fn a_target_that_normalization_changed_is_replaced() {
+        let cases: [(&[u8], &str, Option<&str>); 6] = [
+            (b"/a//b", "/a/b", None),
+            (b"/a/%7Euser", "/a/~user", None),
+            (b"/a/./b/../c?x=1", "/a/c", Some("x=1")),
+            (b"/a//b?", "/a/b", Some("")),
+            // Same path, but the request had no query: the `?` must go.
+            (b"/a?", "/a", None),
+            // Absolute-form: the path matches, the target on the wire does not.
+            (b"http://evil.example/a", "/a", None),
+        ];
+        for (raw, path, query) in cases {
+            let expected = match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            assert_eq!(
+                forwarded(raw, path, query),
+                expected,
+                "{} should be forwarded normalized",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn an_already_normalized_target_is_kept_as_it_is() {
+        for (raw, path, query) in [
+            (
+                "/api/v1/accounts/1/contacts",
+                "/api/v1/accounts/1/contacts",
+                None,
+            ),
+            ("/a/b?page=2&q=%20x", "/a/b", Some("page=2&q=%20x")),
+            ("/a?", "/a", Some("")),
+        ] {
+            let mut req = request(raw.as_bytes());
+            let before = req.uri.clone();
+            assert!(forward_target(&mut req, path, query).is_ok());
+            assert_eq!(req.uri, before, "{raw} should keep its URI");
+            assert_eq!(
+                req.raw_path(),
+                raw.as_bytes(),
+                "{raw} should go out as received"
+            );
+        }
+    }
+
+    #[test]
+    fn is_target_compares_path_and_query_exactly() {
+        assert!(is_target("/a", "/a", None));
+        assert!(is_target("/a?x", "/a", Some("x")));
+        assert!(is_target("/a?", "/a", Some("")));
+        assert!(
+            !is_target("/a?", "/a", None),
+            "an empty query is still a `?`"
+        );
+        assert!(
+            !is_target("/a", "/a", Some("")),
+            "a `?` must not be dropped"
+        );
+        assert!(!is_target("/ab", "/a", None));
+        assert!(!is_target("/a?x", "/a", Some("y")));
+        assert!(!is_target("/a#x", "/a", Some("x")));
+        assert!(!is_target("/b", "/a", None));
+    }
+
+    #[test]
+    fn header_values_match_their_plain_formatting() {
+        for ip in [
+            "203.0.113.9",
+            "::1",
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:192.0.2.1",
+        ] {
+            let addr: IpAddr = ip.parse().expect("a test address");
+            let value = ip_header_value(addr).map(|v| v.as_bytes().to_vec()).ok();
+            assert_eq!(value, Some(addr.to_string().into_bytes()), "{ip}");
+        }
+        let roles = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| RoleName(n.to_string()))
+                .collect::<Vec<_>>()
+        };
+        for names in [&[][..], &["agent"], &["agent", "supervisor", "finance"]] {
+            let value = roles_header_value(&roles(names));
+            assert_eq!(
+                value.as_ref().map(|v| v.as_bytes()),
+                Some(names.join(",").as_bytes()),
+                "roles {names:?} should be joined with commas"
+            );
+        }
+        assert_eq!(
+            roles_header_value(&roles(&["agent", "sales\nx-injected: 1"])),
+            None,
+            "a role that is not a valid header value leaves the header out, as before"
+        );
+        assert_eq!(roles_header_value(&roles(&["a\u{7f}"])), None);
+    }
 }

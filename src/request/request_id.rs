@@ -7,7 +7,7 @@ pub const MAX_INCOMING_LEN: usize = 128;
 
 /// A fresh id: 128 random bits as 32 lowercase hex characters.
 pub fn generate() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    hex_id(rand::random::<u128>())
 }
 
 /// Keeps an id supplied by a client or a trusted proxy only if it is
@@ -20,6 +20,19 @@ pub fn accept_incoming(value: &str) -> Option<&str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     well_formed.then_some(value)
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// `bits` as 32 lowercase hex digits, leading zeros kept. Digit by digit
+/// into an exactly sized String: one allocation per request and none of the
+/// formatting machinery.
+fn hex_id(bits: u128) -> String {
+    let mut id = String::with_capacity(32);
+    for shift in (0..32).rev() {
+        id.push(char::from(HEX_DIGITS[(bits >> (shift * 4)) as usize & 0xf]));
+    }
+    id
 }
 
 #[cfg(test)]
@@ -40,6 +53,24 @@ mod tests {
             assert!(
                 seen.insert(id),
                 "1000 ids of 128 random bits should not collide"
+            );
+        }
+    }
+
+    #[test]
+    fn hex_ids_match_zero_padded_hex_formatting() {
+        for bits in [
+            0,
+            1,
+            0xf,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+            u128::MAX,
+            u128::MAX >> 4,
+        ] {
+            assert_eq!(
+                hex_id(bits),
+                format!("{bits:032x}"),
+                "{bits:#x} should be 32 lowercase hex digits, most significant first"
             );
         }
     }
