@@ -102,9 +102,10 @@ impl ProxyHttp for Gateway {
         };
         let outcome = self.decide(session, ctx, &snapshot).await;
         match outcome {
-            Ok(admission) => {
+            Ok(mut admission) => {
                 ctx.caller = admission.caller.clone();
-                ctx.rules = admission.rules.clone();
+                // The context's copy is the one the audit record reads.
+                ctx.rules = std::mem::take(&mut admission.rules);
                 self.proceed(session, ctx, admission, &snapshot).await
             }
             Err(refusal) => {
