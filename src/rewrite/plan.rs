@@ -108,21 +108,56 @@ pub(super) struct Compiled<'p> {
     pub all: u64,
     /// Filters in object mode.
     pub object_mode: u64,
-    /// Per depth: filters whose selector ends there (the item roots).
-    roots: Vec<u64>,
-    /// Per depth: filters whose next step is `.name`.
-    members: Vec<u64>,
-    /// Per depth: filters whose next step is `[*]`.
-    eaches: Vec<u64>,
-    /// The plan's masks, and their selectors compiled as for filters:
-    /// per depth, masks ending there, masks stepping into a member, masks
-    /// stepping into every element.
+    /// The filters' selectors, by depth.
+    steps: StepTable,
+    /// The plan's masks and their selectors, compiled as for filters.
     pub masks: Vec<&'p PlannedMask>,
     pub mask_all: u64,
-    mask_roots: Vec<u64>,
-    mask_members: Vec<u64>,
-    mask_eaches: Vec<u64>,
+    mask_steps: StepTable,
     pub detect: &'p [PlannedDetect],
+}
+
+/// Selectors (each one bit) indexed by document depth: whose selector ends
+/// there, whose next step is `.name`, whose next step is `[*]`.
+#[derive(Default)]
+struct StepTable {
+    roots: Vec<u64>,
+    members: Vec<u64>,
+    eaches: Vec<u64>,
+}
+
+impl StepTable {
+    fn new<'s>(selectors: impl Iterator<Item = &'s [SelectorStep]> + Clone) -> StepTable {
+        let depth = selectors.clone().map(<[_]>::len).max().unwrap_or(0) + 1;
+        let mut table = StepTable {
+            roots: vec![0; depth],
+            members: vec![0; depth],
+            eaches: vec![0; depth],
+        };
+        for (i, steps) in selectors.enumerate() {
+            set_bit(&mut table.roots, steps.len(), i);
+            for (d, step) in steps.iter().enumerate() {
+                let masks = match step {
+                    SelectorStep::Member(_) => &mut table.members,
+                    SelectorStep::Each => &mut table.eaches,
+                };
+                set_bit(masks, d, i);
+            }
+        }
+        table
+    }
+
+    fn at(masks: &[u64], depth: usize) -> u64 {
+        masks.get(depth).copied().unwrap_or(0)
+    }
+}
+
+/// The member name a selector's step at `depth` expects, if it is `.name`.
+fn member_at(steps: &[SelectorStep], depth: usize) -> Option<&str> {
+    match steps.get(depth)? {
+        SelectorStep::Member(name) => Some(name),
+        SelectorStep::Each => None,
+    }
 }
 
 pub(super) struct CompiledFilter<'p> {
@@ -208,52 +243,24 @@ impl<'p> Compiled<'p> {
             }
         }
 
-        let depth = filters.iter().map(|f| f.steps.len()).max().unwrap_or(0) + 1;
-        let mask_depth = plan
-            .masks
-            .iter()
-            .map(|m| m.field.steps().len())
-            .max()
-            .unwrap_or(0)
-            + 1;
         let mut compiled = Compiled {
             all: 0,
             object_mode: 0,
-            roots: vec![0; depth],
-            members: vec![0; depth],
-            eaches: vec![0; depth],
+            steps: StepTable::new(filters.iter().map(|f| f.steps)),
             filters,
             watches,
             masks: plan.masks.iter().collect(),
             mask_all: 0,
-            mask_roots: vec![0; mask_depth],
-            mask_members: vec![0; mask_depth],
-            mask_eaches: vec![0; mask_depth],
+            mask_steps: StepTable::new(plan.masks.iter().map(|m| m.field.steps())),
             detect: &plan.detect,
         };
-        for (i, mask) in plan.masks.iter().enumerate() {
+        for i in 0..compiled.masks.len() {
             compiled.mask_all |= bit(i);
-            set_bit(&mut compiled.mask_roots, mask.field.steps().len(), i);
-            for (d, step) in mask.field.steps().iter().enumerate() {
-                let masks = match step {
-                    SelectorStep::Member(_) => &mut compiled.mask_members,
-                    SelectorStep::Each => &mut compiled.mask_eaches,
-                };
-                set_bit(masks, d, i);
-            }
         }
         for (i, filter) in compiled.filters.iter().enumerate() {
             compiled.all |= bit(i);
             if filter.mode == FilterMode::Object {
                 compiled.object_mode |= bit(i);
-            }
-            set_bit(&mut compiled.roots, filter.steps.len(), i);
-            for (d, step) in filter.steps.iter().enumerate() {
-                let masks = match step {
-                    SelectorStep::Member(_) => &mut compiled.members,
-                    SelectorStep::Each => &mut compiled.eaches,
-                };
-                set_bit(masks, d, i);
             }
         }
         Ok(compiled)
@@ -266,57 +273,47 @@ impl<'p> Compiled<'p> {
             watches: Vec::new(),
             all: 0,
             object_mode: 0,
-            roots: Vec::new(),
-            members: Vec::new(),
-            eaches: Vec::new(),
+            steps: StepTable::default(),
             masks: Vec::new(),
             mask_all: 0,
-            mask_roots: Vec::new(),
-            mask_members: Vec::new(),
-            mask_eaches: Vec::new(),
+            mask_steps: StepTable::default(),
             detect: &[],
         }
     }
 
     pub fn mask_roots_at(&self, depth: usize) -> u64 {
-        self.mask_roots.get(depth).copied().unwrap_or(0)
+        StepTable::at(&self.mask_steps.roots, depth)
     }
 
     pub fn mask_members_at(&self, depth: usize) -> u64 {
-        self.mask_members.get(depth).copied().unwrap_or(0)
+        StepTable::at(&self.mask_steps.members, depth)
     }
 
     pub fn mask_eaches_at(&self, depth: usize) -> u64 {
-        self.mask_eaches.get(depth).copied().unwrap_or(0)
+        StepTable::at(&self.mask_steps.eaches, depth)
     }
 
     /// The member name mask `m` expects at `depth`.
     pub fn mask_member_name(&self, m: usize, depth: usize) -> Option<&'p str> {
-        match self.masks.get(m)?.field.steps().get(depth)? {
-            SelectorStep::Member(name) => Some(name),
-            SelectorStep::Each => None,
-        }
+        member_at(self.masks.get(m)?.field.steps(), depth)
     }
 
     pub fn roots_at(&self, depth: usize) -> u64 {
-        self.roots.get(depth).copied().unwrap_or(0)
+        StepTable::at(&self.steps.roots, depth)
     }
 
     pub fn members_at(&self, depth: usize) -> u64 {
-        self.members.get(depth).copied().unwrap_or(0)
+        StepTable::at(&self.steps.members, depth)
     }
 
     pub fn eaches_at(&self, depth: usize) -> u64 {
-        self.eaches.get(depth).copied().unwrap_or(0)
+        StepTable::at(&self.steps.eaches, depth)
     }
 
     /// The member name filter `f` expects at `depth`, if its step there is
     /// `.name`.
     pub fn member_name(&self, f: usize, depth: usize) -> Option<&'p str> {
-        match self.filters.get(f)?.steps.get(depth)? {
-            SelectorStep::Member(name) => Some(name),
-            SelectorStep::Each => None,
-        }
+        member_at(self.filters.get(f)?.steps, depth)
     }
 
     /// The segment watch `w` expects among the members of an object at

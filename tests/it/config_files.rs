@@ -71,6 +71,35 @@ fn every_shipped_config_compiles() {
     );
 }
 
+/// How an expected error is found among the reported ones.
+enum Match {
+    Prefix,
+    Anywhere,
+}
+
+/// `yaml` is refused with exactly the `expected` errors (each found once,
+/// as a prefix or anywhere in a reported line).
+fn expect_errors(yaml: &str, how: Match, expected: &[&str]) {
+    let errors = errors_of(yaml);
+    for e in expected {
+        let found = errors.iter().any(|got| match how {
+            Match::Prefix => got.starts_with(e),
+            Match::Anywhere => got.contains(e),
+        });
+        assert!(
+            found,
+            "expected an error like `{e}`, got:\n{}",
+            errors.join("\n")
+        );
+    }
+    assert_eq!(
+        errors.len(),
+        expected.len(),
+        "every problem reported once:\n{}",
+        errors.join("\n")
+    );
+}
+
 fn errors_of(yaml: &str) -> Vec<String> {
     let env = placeholder_env();
     match load_str(yaml, Path::new("bad.yaml"), &env) {
@@ -179,22 +208,17 @@ routes:
     permission: c.read
     row_filter: {items: $.payload, field: owner, claim: uid}
 ";
-    let errors = errors_of(yaml);
-    let expect = [
-        "bad.yaml:10:27: route `one`: owner_check.lookup uses `{cid}` that the route's path `/c/{id}/messages` does not capture",
-        "bad.yaml:15:27: route `two`: owner_check.object must name one object",
-        "bad.yaml:20:52: route `three`: owner_check.cache may be at most 300s",
-        "route `four`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller",
-        "bad.yaml:30:25: route `five`: row_filter.items must select list items",
-    ];
-    for e in expect {
-        assert!(
-            errors.iter().any(|got| got.contains(e)),
-            "expected an error containing `{e}`, got:\n{}",
-            errors.join("\n")
-        );
-    }
-    assert_eq!(errors.len(), expect.len(), "{}", errors.join("\n"));
+    expect_errors(
+        yaml,
+        Match::Anywhere,
+        &[
+            "bad.yaml:10:27: route `one`: owner_check.lookup uses `{cid}` that the route's path `/c/{id}/messages` does not capture",
+            "bad.yaml:15:27: route `two`: owner_check.object must name one object",
+            "bad.yaml:20:52: route `three`: owner_check.cache may be at most 300s",
+            "route `four`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller",
+            "bad.yaml:30:25: route `five`: row_filter.items must select list items",
+        ],
+    );
 }
 
 #[test]
@@ -216,25 +240,20 @@ redaction:
 routes:
   - {name: r, upstream: crm, path: /r, permission: c.read, redaction: [ok, nope]}
 ";
-    let errors = errors_of(yaml);
-    let expect = [
-        "bad.yaml:6:26: JSON selector `payload.phone` is invalid",
-        "bad.yaml:7:33: redaction `two`: detect `passport` must be phone or email",
-        "bad.yaml:8:12: redaction `three`: style hash needs a hash_key",
-        "bad.yaml:9:56: redaction `four`: hash_key must be at least 16 bytes",
-        "bad.yaml:10:12: redaction `five` masks nothing",
-        "bad.yaml:11:39: redaction `six`: style `blur` must be partial, full or hash",
-        "bad.yaml:13:12: duplicate redaction rule `ok`",
-        "bad.yaml:15:76: route `r` names unknown redaction `nope` (known: ok)",
-    ];
-    for e in expect {
-        assert!(
-            errors.iter().any(|got| got.starts_with(e)),
-            "expected an error starting with `{e}`, got:\n{}",
-            errors.join("\n")
-        );
-    }
-    assert_eq!(errors.len(), expect.len(), "{}", errors.join("\n"));
+    expect_errors(
+        yaml,
+        Match::Prefix,
+        &[
+            "bad.yaml:6:26: JSON selector `payload.phone` is invalid",
+            "bad.yaml:7:33: redaction `two`: detect `passport` must be phone or email",
+            "bad.yaml:8:12: redaction `three`: style hash needs a hash_key",
+            "bad.yaml:9:56: redaction `four`: hash_key must be at least 16 bytes",
+            "bad.yaml:10:12: redaction `five` masks nothing",
+            "bad.yaml:11:39: redaction `six`: style `blur` must be partial, full or hash",
+            "bad.yaml:13:12: duplicate redaction rule `ok`",
+            "bad.yaml:15:76: route `r` names unknown redaction `nope` (known: ok)",
+        ],
+    );
 }
 
 #[test]
@@ -249,19 +268,14 @@ routes:
   - {name: d, upstream: crm, path: /d, auth: none, rate_limit: {per: soon, burst: 5}}
   - {name: e, upstream: crm, path: /e, auth: none, rate_limit: {key: ip, per: 1m, burst: 5}}
 ";
-    let errors = errors_of(yaml);
-    let expect = [
-        "bad.yaml:4:70: route `a`: rate_limit.key `user` must be sub, ip or route",
-        "bad.yaml:5:81: route `b`: rate_limit.burst must be between 1",
-        "bad.yaml:6:70: route `c`: rate_limit.per must be at least 1s and at most 1 day",
-        "bad.yaml:7:70: duration `soon`",
-    ];
-    for e in expect {
-        assert!(
-            errors.iter().any(|got| got.starts_with(e)),
-            "expected an error starting with `{e}`, got:\n{}",
-            errors.join("\n")
-        );
-    }
-    assert_eq!(errors.len(), expect.len(), "{}", errors.join("\n"));
+    expect_errors(
+        yaml,
+        Match::Prefix,
+        &[
+            "bad.yaml:4:70: route `a`: rate_limit.key `user` must be sub, ip or route",
+            "bad.yaml:5:81: route `b`: rate_limit.burst must be between 1",
+            "bad.yaml:6:70: route `c`: rate_limit.per must be at least 1s and at most 1 day",
+            "bad.yaml:7:70: duration `soon`",
+        ],
+    );
 }

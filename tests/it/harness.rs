@@ -199,3 +199,28 @@ pub fn make_pki(dir: &Path) -> String {
     std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca");
     ca.pem()
 }
+
+/// A gateway in front of the demo CRM (realistic Chatwoot data, fresh
+/// state) with a test IdP: `${CRM}`, `${CRM_TOKEN}` and `${JWKS}` are set,
+/// plus `extra`.
+pub async fn start_with_demo_crm(
+    yaml: &str,
+    extra: &[(&str, String)],
+) -> (TestGateway, std::sync::Arc<crate::idp::Idp>) {
+    let crm = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the demo CRM");
+    let crm_addr = crm.local_addr().expect("demo CRM address");
+    tokio::spawn(chatwarden::demo::upstream::serve_crm(crm));
+    let idp = crate::idp::Idp::start().await;
+    let mut vars = vec![
+        ("CRM", format!("http://{crm_addr}")),
+        (
+            "CRM_TOKEN",
+            chatwarden::demo::upstream::DEMO_CRM_API_TOKEN.to_string(),
+        ),
+        ("JWKS", idp.jwks_url()),
+    ];
+    vars.extend(extra.iter().cloned());
+    (start(yaml, &vars).await, idp)
+}

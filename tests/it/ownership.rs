@@ -7,8 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::harness;
-use crate::idp::Idp;
-use chatwarden::demo::upstream::{data, serve_crm, DEMO_CRM_API_TOKEN};
+use chatwarden::demo::upstream::data;
 
 const CONFIG: &str = r#"
 listeners: [{name: main, addr: "${LISTEN}"}]
@@ -72,20 +71,9 @@ fn path(conversation: u64, rest: &str) -> String {
 
 #[tokio::test]
 async fn agents_reach_only_their_own_conversations_and_refused_writes_never_arrive() {
-    let crm = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let crm_addr = crm.local_addr().expect("addr");
-    tokio::spawn(serve_crm(crm));
-    let idp = Idp::start().await;
-    let gw = harness::start(
+    let (gw, idp) = harness::start_with_demo_crm(
         CONFIG,
-        &[
-            ("CRM", format!("http://{crm_addr}")),
-            ("CRM_TOKEN", DEMO_CRM_API_TOKEN.to_string()),
-            ("JWKS", idp.jwks_url()),
-            ("DOWN", format!("http://{}", harness::free_addr())),
-        ],
+        &[("DOWN", format!("http://{}", harness::free_addr()))],
     )
     .await;
     let client = gw.client();

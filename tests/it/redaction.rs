@@ -7,9 +7,8 @@
 use serde_json::{json, Value};
 
 use crate::harness;
-use crate::idp::Idp;
 use crate::upstream::EchoUpstream;
-use chatwarden::demo::upstream::{data, serve_crm, DEMO_CRM_API_TOKEN};
+use chatwarden::demo::upstream::data;
 
 const CONFIG: &str = r#"
 listeners: [{name: main, addr: "${LISTEN}"}]
@@ -76,23 +75,8 @@ fn leaks(body: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn agents_get_masked_personal_data_and_cleared_supervisors_do_not() {
-    let crm = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let crm_addr = crm.local_addr().expect("addr");
-    tokio::spawn(serve_crm(crm));
     let echo = EchoUpstream::start().await;
-    let idp = Idp::start().await;
-    let gw = harness::start(
-        CONFIG,
-        &[
-            ("CRM", format!("http://{crm_addr}")),
-            ("CRM_TOKEN", DEMO_CRM_API_TOKEN.to_string()),
-            ("JWKS", idp.jwks_url()),
-            ("ECHO", echo.url()),
-        ],
-    )
-    .await;
+    let (gw, idp) = harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url())]).await;
     let client = gw.client();
     let agent = idp.token("amelia", &["agent"], json!({"uid": 3}));
     let supervisor = idp.token("priya", &["supervisor"], json!({"uid": 1}));

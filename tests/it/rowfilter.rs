@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::harness;
 use crate::idp::Idp;
-use chatwarden::demo::upstream::{data, serve_crm, DEMO_CRM_API_TOKEN};
+use chatwarden::demo::upstream::data;
 
 const CONFIG: &str = r#"
 listeners: [{name: main, addr: "${LISTEN}"}]
@@ -48,21 +48,7 @@ fn ids(body: &serde_json::Value) -> Vec<u64> {
 
 #[tokio::test]
 async fn agents_see_only_their_conversations_and_confidential_ones_need_clearance() {
-    let crm = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let crm_addr = crm.local_addr().expect("addr");
-    tokio::spawn(serve_crm(crm));
-    let idp = Idp::start().await;
-    let gw = harness::start(
-        CONFIG,
-        &[
-            ("CRM", format!("http://{crm_addr}")),
-            ("CRM_TOKEN", DEMO_CRM_API_TOKEN.to_string()),
-            ("JWKS", idp.jwks_url()),
-        ],
-    )
-    .await;
+    let (gw, idp) = harness::start_with_demo_crm(CONFIG, &[]).await;
     let client = gw.client();
     let list = |token: String| {
         client
