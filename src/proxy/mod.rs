@@ -298,29 +298,22 @@ impl Gateway {
         snapshot: &Snapshot,
     ) -> Result<bool> {
         let pending = admission.pending.clone();
+        if let Some(wait) = self.over_rate_limit(&admission, ctx) {
+            tracing::debug!(request_id = %ctx.request_id, route = %admission.route.name.0, "rate limited");
+            ctx.rules
+                .push(format!("{}.rate_limit", admission.route.name.0));
+            ctx.refused = Some(Reason::RateLimited);
+            ctx.refused_path = Some(admission.path.clone());
+            ctx.refused_route = Some(admission.route.clone());
+            respond::rate_limited(session, &ctx.request_id, retry_after_secs(wait)).await?;
+            return Ok(true);
+        }
         ctx.admitted = Some(admission);
         match pending {
             Pending::Nothing => {
                 let Some(a) = &ctx.admitted else {
                     return Ok(false);
                 };
-                if let Some(limit) = &a.route.rate_limit {
-                    let ip = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-                    let key = match (limit.key, &a.caller) {
-                        (LimitKey::Subject, Some(c)) => c.identity.subject.as_str(),
-                        (LimitKey::Subject | LimitKey::ClientIp, _) => ip.as_str(),
-                        (LimitKey::Route, _) => "",
-                    };
-                    let limiter = self.limits.limiter(&a.route.name.0, limit);
-                    if let Err(wait) = limiter.check(key) {
-                        tracing::debug!(request_id = %ctx.request_id, route = %a.route.name.0, "rate limited");
-                        ctx.rules.push(format!("{}.rate_limit", a.route.name.0));
-                        ctx.refused = Some(Reason::RateLimited);
-                        respond::rate_limited(session, &ctx.request_id, retry_after_secs(wait))
-                            .await?;
-                        return Ok(true);
-                    }
-                }
                 if let ownership::Outcome::Refuse { reason, detail } =
                     ownership::check(&self.lookups, snapshot, a, &ctx.request_id).await
                 {
@@ -359,6 +352,29 @@ impl Gateway {
                 }
             },
         }
+    }
+
+    /// Counts the request against its route's rate limit (every admitted
+    /// request: webhooks and handshakes too); `Some(wait)` when it is over.
+    fn over_rate_limit(
+        &self,
+        admission: &gate::Admission,
+        ctx: &RequestCtx,
+    ) -> Option<std::time::Duration> {
+        let limit = admission.route.rate_limit.as_ref()?;
+        let ip;
+        let key = match (limit.key, &admission.caller) {
+            (LimitKey::Subject, Some(c)) => c.identity.subject.as_str(),
+            (LimitKey::Subject | LimitKey::ClientIp, _) => {
+                ip = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+                ip.as_str()
+            }
+            (LimitKey::Route, _) => "",
+        };
+        self.limits
+            .limiter(&admission.route.name.0, limit)
+            .check(key)
+            .err()
     }
 
     /// Run the pure decision; on an unknown `kid`, let the JWKS refresher
