@@ -181,10 +181,15 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission) -> Vec<String> {
         });
     }
     if let Some(limit) = &a.route.rate_limit {
+        let every = limit.per / limit.burst.get();
+        let every = if every < std::time::Duration::from_secs(1) {
+            format!("{}ms", every.as_millis())
+        } else {
+            format!("{}s", every.as_secs())
+        };
         lines.push(format!(
-            "limit:    at most {} requests at once, one more every {}s, per {} (429 with Retry-After beyond)",
+            "limit:    at most {} requests at once, one more every {every}, per {} (429 with Retry-After beyond)",
             limit.burst,
-            (limit.per / limit.burst.get()).as_secs(),
             match limit.key {
                 crate::limit::LimitKey::Subject => "caller",
                 crate::limit::LimitKey::ClientIp => "client address",
@@ -255,4 +260,75 @@ fn describe(plan: &RowFilterPlan, claim: &str) -> String {
         tests.push(format!("{} lacks `{}`", h.field.as_str(), h.label));
     }
     tests.join(" and ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::load_str;
+
+    const CONFIG: &str = r#"
+listeners: [{name: main, addr: "127.0.0.1:1"}]
+upstreams: {crm: {url: "http://127.0.0.1:2"}}
+auth:
+  issuer: https://idp.test/
+  audiences: [chatwarden]
+  algorithms: [HS256]
+  hmac_secret: 0123456789abcdef0123456789abcdef
+  claims: {attributes: {user_id: uid}}
+roles:
+  agent: {permissions: [conversations.read]}
+  supervisor: {inherits: [agent], permissions: [conversations.read_all, pii.read]}
+redaction:
+  - {name: pii, unless_permission: pii.read, fields: ["$.meta.sender.email"], detect: [phone]}
+routes:
+  - name: show
+    upstream: crm
+    methods: [GET]
+    path: "/c/{id}"
+    permission: conversations.read
+    owner_check: {field: meta.assignee.id, claim: user_id, unless_permission: conversations.read_all}
+    rate_limit: {per: 1m, burst: 120}
+    redaction: [pii]
+"#;
+
+    fn ask(roles: &str) -> String {
+        let snapshot = load_str(CONFIG, Path::new("t.yaml"), &HashMap::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let q = Question {
+            method: "GET".into(),
+            path: "/c/42".into(),
+            token: None,
+            claims: Some(format!(r#"{{"sub": "a", "roles": {roles}, "uid": 7}}"#)),
+            ip: "10.0.0.1".into(),
+            at: None,
+        };
+        answer(&snapshot, &q, &RuntimeRevocations::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn explains_what_the_proxy_still_does_after_admitting() {
+        let agent = ask(r#"["agent"]"#);
+        for line in [
+            "decision: allow",
+            "owner:    GET /c/42 first; forwarded only if meta.assignee.id is in the caller's user_id [7], else 404 not_found",
+            "limit:    at most 120 requests at once, one more every 500ms, per caller",
+            "redact:   pii: 1 field(s) masked, phone found in free text",
+        ] {
+            assert!(agent.contains(line), "expected `{line}` in:\n{agent}");
+        }
+        let supervisor = ask(r#"["supervisor"]"#);
+        for line in [
+            "owner:    no lookup: the caller may reach every object",
+            "redact:   pii lifted (the caller holds its permission)",
+        ] {
+            assert!(
+                supervisor.contains(line),
+                "expected `{line}` in:\n{supervisor}"
+            );
+        }
+    }
 }
