@@ -46,7 +46,12 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
         .with_time_zone(jiff::tz::TimeZone::get("Europe/London").unwrap_or(jiff::tz::TimeZone::UTC))
         .date()
         .to_string();
-    let audit_path = std::env::temp_dir().join("chatwarden-demo-audit.jsonl");
+    // One audit file per run: the trail a reviewer queries is this run's,
+    // not every earlier demo's (and its chain starts fresh).
+    let audit_path = std::env::temp_dir().join(format!(
+        "chatwarden-demo-audit-{}.jsonl",
+        std::process::id()
+    ));
     let vars: HashMap<String, String> = [
         ("DEMO_LISTEN", listen.to_string()),
         ("DEMO_ADMIN", admin.to_string()),
