@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chatwarden::auth::{generate_dev_key, mint, AuthSettings, KeySet, KeyStore, MintKey, Verifier};
 use criterion::{criterion_group, Criterion};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde_json::{json, Value};
 
 const NOW: i64 = 1_750_000_000;
@@ -30,6 +30,32 @@ struct Case {
     token: String,
     uncached: Verifier,
     cached: Verifier,
+    /// The public key as jsonwebtoken holds it.
+    public: DecodingKeySource,
+}
+
+/// Where a case's public key comes from, to build jsonwebtoken's
+/// `DecodingKey` for the signature-only measurement.
+enum DecodingKeySource {
+    Jwks(String),
+    RsaPem(String),
+    Secret,
+}
+
+impl Case {
+    fn decoding_key(&self) -> DecodingKey {
+        match &self.public {
+            DecodingKeySource::Jwks(jwks) => {
+                let set: jsonwebtoken::jwk::JwkSet =
+                    serde_json::from_str(jwks).unwrap_or_else(|e| panic!("{e}"));
+                DecodingKey::from_jwk(&set.keys[0]).unwrap_or_else(|e| panic!("{e}"))
+            }
+            DecodingKeySource::RsaPem(pem) => {
+                DecodingKey::from_rsa_pem(pem.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+            }
+            DecodingKeySource::Secret => DecodingKey::from_secret(HMAC_SECRET),
+        }
+    }
 }
 
 fn claims(jti: usize) -> Value {
@@ -54,7 +80,13 @@ fn settings(alg: Algorithm, cache_entries: usize) -> AuthSettings {
     s
 }
 
-fn case(name: &'static str, alg: Algorithm, store: Arc<KeyStore>, token: String) -> Case {
+fn case(
+    name: &'static str,
+    alg: Algorithm,
+    store: Arc<KeyStore>,
+    token: String,
+    public: DecodingKeySource,
+) -> Case {
     let make = |entries| {
         Verifier::new(settings(alg, entries), store.clone())
             .unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -64,6 +96,7 @@ fn case(name: &'static str, alg: Algorithm, store: Arc<KeyStore>, token: String)
         token,
         uncached: make(0),
         cached: make(10_000),
+        public,
     }
 }
 
@@ -81,18 +114,26 @@ fn es256() -> Case {
     let key = MintKey::from_pem(pair.serialize_pem().as_bytes(), "ec-1")
         .unwrap_or_else(|e| panic!("{e}"));
     let token = mint(&claims(0), &key).unwrap_or_else(|e| panic!("{e}"));
+    let jwks = key.jwks_json();
     case(
         "ES256",
         Algorithm::ES256,
-        store_with_jwks(&key.jwks_json()),
+        store_with_jwks(&jwks),
         token,
+        DecodingKeySource::Jwks(jwks),
     )
 }
 
 fn eddsa() -> Case {
     let (key, jwks) = generate_dev_key().unwrap_or_else(|e| panic!("{e}"));
     let token = mint(&claims(0), &key).unwrap_or_else(|e| panic!("{e}"));
-    case("EdDSA", Algorithm::EdDSA, store_with_jwks(&jwks), token)
+    case(
+        "EdDSA",
+        Algorithm::EdDSA,
+        store_with_jwks(&jwks),
+        token,
+        DecodingKeySource::Jwks(jwks.clone()),
+    )
 }
 
 fn rs256() -> Case {
@@ -122,6 +163,7 @@ fn rs256() -> Case {
         Algorithm::RS256,
         Arc::new(KeyStore::new(local)),
         token,
+        DecodingKeySource::RsaPem(public),
     )
 }
 
@@ -140,6 +182,7 @@ fn hs256() -> Case {
         Algorithm::HS256,
         Arc::new(KeyStore::new(local)),
         token,
+        DecodingKeySource::Secret,
     )
 }
 
@@ -230,10 +273,73 @@ fn ratio_report() {
     );
 }
 
+/// The signature check alone, as jsonwebtoken does it (the key parsed on
+/// every call), against chatwarden's whole uncached verification (header,
+/// signature through the key parsed at load, claims, identity), back to
+/// back in one process.
+fn prepared_report() {
+    let time_per = |n: u32, f: &dyn Fn()| {
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed().as_secs_f64() / f64::from(n)
+    };
+    for case in [es256(), rs256()] {
+        let (input, sig) = case
+            .token
+            .rsplit_once('.')
+            .unwrap_or_else(|| panic!("{}: a JWS", case.name));
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(input.split('.').next().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let alg: Algorithm =
+            serde_json::from_value(header["alg"].clone()).unwrap_or_else(|e| panic!("{e}"));
+        let key = case.decoding_key();
+        let jwt_sig = || {
+            black_box(
+                jsonwebtoken::crypto::verify(black_box(sig), input.as_bytes(), &key, alg)
+                    .unwrap_or(false),
+            );
+        };
+        let ours = || {
+            black_box(case.uncached.verify(black_box(&case.token), NOW).is_ok());
+        };
+        assert!(
+            jsonwebtoken::crypto::verify(sig, input.as_bytes(), &key, alg).unwrap_or(false),
+            "{}: the signature verifies with jsonwebtoken",
+            case.name
+        );
+        let _ = time_per(300, &|| {
+            jwt_sig();
+            ours();
+        });
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            a.push(time_per(1_000, &jwt_sig));
+            b.push(time_per(1_000, &ours));
+        }
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        let (jwt, full) = (a[2], b[2]);
+        eprintln!(
+            "auth: {} jsonwebtoken signature check alone {:.1} µs; chatwarden's whole uncached verify {:.1} µs ({:.2}×)",
+            case.name,
+            jwt * 1e6,
+            full * 1e6,
+            full / jwt
+        );
+    }
+}
+
 criterion_group!(benches, verification);
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     ratio_report();
+    prepared_report();
 }

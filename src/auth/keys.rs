@@ -23,6 +23,8 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::Value;
 
+use super::prepared::{Material, PreparedKey};
+
 /// RFC 7518 §3.2: an HMAC key must be at least as long as the hash.
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 /// Keys with smaller moduli are refused (and aws-lc would refuse them too).
@@ -30,6 +32,19 @@ pub const MIN_RSA_BITS: usize = 2048;
 /// A JWKS with more keys than this is cut short: no identity provider
 /// publishes that many, and each one costs memory for as long as it lives.
 pub const MAX_JWKS_KEYS: usize = 100;
+
+/// Every signature algorithm a public key can verify.
+const ALL_ASYMMETRIC: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
 
 /// The kind of key, which fixes the algorithms it can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +69,8 @@ pub struct VerifyingKey {
     /// The JWK's `alg`, when it stated one: then only that algorithm.
     alg: Option<Algorithm>,
     key: DecodingKey,
+    /// The key parsed once for aws-lc (empty for HMAC secrets).
+    prepared: PreparedKey,
 }
 
 /// An immutable set of keys, indexed by `kid`.
@@ -132,8 +149,53 @@ impl VerifyingKey {
         self.family.accepts(alg) && self.alg.is_none_or(|a| a == alg)
     }
 
-    pub(crate) fn decoding_key(&self) -> &DecodingKey {
-        &self.key
+    /// Whether `signature_b64` is this key's signature of `message` under
+    /// `alg`: through the key parsed at load when there is one, else
+    /// through jsonwebtoken.
+    pub(crate) fn verify_signature(
+        &self,
+        alg: Algorithm,
+        signature_b64: &str,
+        message: &[u8],
+    ) -> bool {
+        if let Some(valid) = self.prepared.verify(alg, signature_b64, message) {
+            return valid;
+        }
+        jsonwebtoken::crypto::verify(signature_b64, message, &self.key, alg).unwrap_or(false)
+    }
+
+    /// Build a key, parsing its material once for aws-lc.
+    fn new(
+        kid: Option<String>,
+        family: KeyFamily,
+        alg: Option<Algorithm>,
+        key: DecodingKey,
+        rsa_components: Option<(&[u8], &[u8])>,
+    ) -> VerifyingKey {
+        let algs: Vec<Algorithm> = ALL_ASYMMETRIC
+            .iter()
+            .copied()
+            .filter(|a| family.accepts(*a) && alg.is_none_or(|only| only == *a))
+            .collect();
+        let bytes = key.try_get_as_bytes().ok();
+        let material = match (family, bytes, rsa_components) {
+            (KeyFamily::EcP256, Some(b), _) => Some(Material::EcP256(b)),
+            (KeyFamily::EcP384, Some(b), _) => Some(Material::EcP384(b)),
+            (KeyFamily::Ed25519, Some(b), _) => Some(Material::Ed25519(b)),
+            (KeyFamily::Rsa, _, Some((n, e))) => Some(Material::RsaComponents { n, e }),
+            (KeyFamily::Rsa, Some(b), None) => Some(Material::RsaDer(b)),
+            _ => None,
+        };
+        let prepared = material
+            .map(|m| PreparedKey::new(m, &algs))
+            .unwrap_or_default();
+        VerifyingKey {
+            kid,
+            family,
+            alg,
+            key,
+            prepared,
+        }
     }
 }
 
@@ -236,12 +298,13 @@ impl KeySet {
                 "not a PEM public key (RSA, EC P-256/P-384 or Ed25519)",
             ));
         };
-        self.insert(VerifyingKey {
-            kid: Some(kid.to_string()),
+        self.insert(VerifyingKey::new(
+            Some(kid.to_string()),
             family,
-            alg: None,
+            None,
             key,
-        })
+            None,
+        ))
         .map_err(|_| KeyError::DuplicateKid(kid.to_string()))
     }
 
@@ -254,12 +317,13 @@ impl KeySet {
         if kid == Some("") {
             return Err(KeyError::EmptyKid);
         }
-        self.insert(VerifyingKey {
-            kid: kid.map(str::to_string),
-            family: KeyFamily::Hmac,
-            alg: None,
-            key: DecodingKey::from_secret(secret),
-        })
+        self.insert(VerifyingKey::new(
+            kid.map(str::to_string),
+            KeyFamily::Hmac,
+            None,
+            DecodingKey::from_secret(secret),
+            None,
+        ))
         .map_err(|_| KeyError::DuplicateKid(kid.unwrap_or_default().to_string()))
     }
 
@@ -455,6 +519,7 @@ fn jwk_to_key(value: &Value) -> Result<VerifyingKey, &'static str> {
             .decode(part(name)?)
             .map_err(|_| "key parameter is not base64url")
     };
+    let mut rsa = None;
     let (family, key) = match (kty, crv) {
         ("RSA", _) => {
             let (n, e) = (decoded("n")?, decoded("e")?);
@@ -464,7 +529,9 @@ fn jwk_to_key(value: &Value) -> Result<VerifyingKey, &'static str> {
             if e.is_empty() {
                 return Err("RSA exponent is empty");
             }
-            (KeyFamily::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
+            let key = DecodingKey::from_rsa_raw_components(&n, &e);
+            rsa = Some((n, e));
+            (KeyFamily::Rsa, key)
         }
         ("EC", Some(curve @ ("P-256" | "P-384"))) => {
             let (family, len) = if curve == "P-256" {
@@ -496,12 +563,8 @@ fn jwk_to_key(value: &Value) -> Result<VerifyingKey, &'static str> {
             return Err("`alg` does not match the key type");
         }
     }
-    Ok(VerifyingKey {
-        kid,
-        family,
-        alg,
-        key,
-    })
+    let components = rsa.as_ref().map(|(n, e)| (n.as_slice(), e.as_slice()));
+    Ok(VerifyingKey::new(kid, family, alg, key, components))
 }
 
 fn modulus_bits(n: &[u8]) -> usize {
@@ -525,6 +588,49 @@ mod tests {
 
     fn jwks(keys: Vec<Value>) -> Vec<u8> {
         json!({ "keys": keys }).to_string().into_bytes()
+    }
+
+    /// Every asymmetric key, from a JWKS or a PEM, is parsed once at load
+    /// and its tokens verify through that parsed key (not the per-call
+    /// fallback), including RSA keys rebuilt from a JWK's `n` and `e`.
+    #[test]
+    fn asymmetric_keys_are_prepared_and_verify_through_it() {
+        let keys = [
+            testkit::es256("ec"),
+            testkit::es384("ec384"),
+            testkit::ed25519("ed"),
+            testkit::rsa("rsa"),
+        ];
+        let set =
+            KeySet::from_jwks_json(testkit::jwks(&keys.iter().collect::<Vec<_>>()).as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        let mut pems = KeySet::new();
+        for k in &keys {
+            pems.add_pem(&k.kid, k.public_pem.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        for (source, set) in [("jwks", &set), ("pem", &pems)] {
+            for k in &keys {
+                let token = testkit::token(k, testkit::claims());
+                let (input, sig) = token.rsplit_once('.').unwrap_or_else(|| panic!("JWS"));
+                let key = set
+                    .select(Some(&k.kid), k.alg)
+                    .unwrap_or_else(|_| panic!("{source}: key {} selected", k.kid));
+                assert_eq!(
+                    key.prepared.verify(k.alg, sig, input.as_bytes()),
+                    Some(true),
+                    "{source}: {} is prepared and its token verifies",
+                    k.kid
+                );
+                let mut forged = input.to_string();
+                forged.push('x');
+                assert!(
+                    !key.verify_signature(k.alg, sig, forged.as_bytes()),
+                    "{source}: {} refuses a changed signing input",
+                    k.kid
+                );
+            }
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod jwks;
 pub mod keys;
 pub mod mfa;
 pub mod mint;
+pub mod prepared;
 pub mod verify;
 
 #[cfg(test)]

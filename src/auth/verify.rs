@@ -181,14 +181,7 @@ impl Verifier {
                     Selection::WrongFamily => AuthError::KeyAlgorithmMismatch(jose.alg),
                     Selection::NotExactlyOne => AuthError::NoKeyForAlgorithm(jose.alg),
                 })?;
-            let ok = jsonwebtoken::crypto::verify(
-                parts.signature,
-                parts.signing_input.as_bytes(),
-                key.decoding_key(),
-                jose.alg,
-            )
-            .unwrap_or(false);
-            if !ok {
+            if !key.verify_signature(jose.alg, parts.signature, parts.signing_input.as_bytes()) {
                 return Err(AuthError::BadSignature);
             }
             Ok(key.kid().map(str::to_string))

@@ -314,9 +314,22 @@ impl Gateway {
                 let Some(a) = &ctx.admitted else {
                     return Ok(false);
                 };
-                if let ownership::Outcome::Refuse { reason, detail } =
-                    ownership::check(&self.lookups, snapshot, a, &ctx.request_id).await
-                {
+                // The lookup's future (a whole upstream exchange) is boxed so
+                // that every other request's filter future stays small:
+                // pingora moves these futures, and their size is copied each
+                // time.
+                let outcome = if a.route.owner_check.is_some() {
+                    Box::pin(ownership::check(
+                        &self.lookups,
+                        snapshot,
+                        a,
+                        &ctx.request_id,
+                    ))
+                    .await
+                } else {
+                    ownership::Outcome::Forward
+                };
+                if let ownership::Outcome::Refuse { reason, detail } = outcome {
                     tracing::debug!(request_id = %ctx.request_id, reason = %reason, detail = %detail, "refused");
                     if reason.is_failure() {
                         self.metrics
@@ -336,21 +349,23 @@ impl Gateway {
                 respond::text(session, 200, &challenge, &ctx.request_id).await?;
                 Ok(true)
             }
-            Pending::WebhookSignature => match webhook::check_signature(session, snapshot).await? {
-                Ok(()) => Ok(false),
-                Err(reason) => {
-                    ctx.refused = Some(reason);
-                    respond::refuse(
-                        session,
-                        reason,
-                        &ctx.request_id,
-                        None,
-                        reason == Reason::BadRequest,
-                    )
-                    .await?;
-                    Ok(true)
+            Pending::WebhookSignature => {
+                match Box::pin(webhook::check_signature(session, snapshot)).await? {
+                    Ok(()) => Ok(false),
+                    Err(reason) => {
+                        ctx.refused = Some(reason);
+                        respond::refuse(
+                            session,
+                            reason,
+                            &ctx.request_id,
+                            None,
+                            reason == Reason::BadRequest,
+                        )
+                        .await?;
+                        Ok(true)
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -402,7 +417,7 @@ impl Gateway {
         let first = gate::admit(snapshot, &view, &circumstances);
         match (&first, &self.jwks) {
             (Err(r), Some(jwks)) if r.unknown_kid => {
-                if jwks.refetch_and_wait(UNKNOWN_KID_WAIT).await {
+                if Box::pin(jwks.refetch_and_wait(UNKNOWN_KID_WAIT)).await {
                     gate::admit(snapshot, &view, &circumstances)
                 } else {
                     first
