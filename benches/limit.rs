@@ -210,7 +210,12 @@ async fn time_store(
     let start = Instant::now();
     for i in 0..n {
         let c = store
-            .check(local, "contacts.export", limit, black_box(&who[i % who.len()]))
+            .check(
+                local,
+                "contacts.export",
+                limit,
+                black_box(&who[i % who.len()]),
+            )
             .await;
         assert!(c.verdict.is_ok(), "every timed check should be allowed");
         fell_back += usize::from(c.fallback.is_some());

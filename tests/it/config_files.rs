@@ -322,7 +322,7 @@ fn rate_limit_stores_are_validated_at_load() {
         ),
     ];
     for (yaml, want) in &cases {
-        expect_errors(yaml, Match::Prefix, &[want]);
+        expect_errors(yaml, Match::Prefix, &[*want]);
     }
     let errors = errors_of(&file("redis", &redis("redis://cache", "    pasword: x\n")));
     assert!(
@@ -335,7 +335,13 @@ fn rate_limit_stores_are_validated_at_load() {
     // The good shapes compile: a password from the environment is fine.
     let env = placeholder_env();
     for good in [
-        file("redis", &redis("redis://:${CRM_API_TOKEN}@cache:6379/1", "    key_prefix: \"acme:rl:\"\n    timeout: 20ms\n")),
+        file(
+            "redis",
+            &redis(
+                "redis://:${CRM_API_TOKEN}@cache:6379/1",
+                "    key_prefix: \"acme:rl:\"\n    timeout: 20ms\n",
+            ),
+        ),
         file("redis", &redis("unix:///run/redis/redis.sock", "")),
         file("memory", ""),
     ] {
