@@ -6,11 +6,17 @@
 //! in the table; (d) `Limits::limiter` (the registry lookup the proxy
 //! makes) plus the check. Criterion measures
 //! each; a final pass times them back to back and prints ratios to (a).
+//!
+//! When `redis-server` is on PATH, one is started on a free loopback port
+//! and the shared store's check (one EVALSHA round trip, plus the
+//! in-process shadow count) is timed against the in-process check in the
+//! same run; without it, that part says it was skipped.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use chatwarden::limit::{LimitKey, Limiter, Limits, RateLimit};
+use chatwarden::limit::redis::{RedisSettings, RedisTarget};
+use chatwarden::limit::{LimitKey, LimitStore, Limiter, Limits, RateLimit};
 use chatwarden::request::normalize_path;
 use chatwarden::route::{MethodSet, PathTemplate, RouteTable};
 use criterion::{criterion_group, Criterion};
@@ -143,4 +149,123 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     print_ratios();
+    print_redis_ratio();
+}
+
+/// The shared store against the in-process one, same run, same callers.
+fn print_redis_ratio() {
+    let Some(redis) = BenchRedis::start() else {
+        println!("redis store: skipped (no redis-server on PATH)");
+        return;
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("redis store: skipped (no runtime: {e})");
+            return;
+        }
+    };
+    let limit = RateLimit::new(LimitKey::Subject, Duration::from_secs(86_400), 1_000_000)
+        .expect("bench limit");
+    let target = RedisTarget::parse(&format!("redis://127.0.0.1:{}", redis.port)).expect("url");
+    let shared = LimitStore::redis(RedisSettings {
+        target,
+        key_prefix: "bench:rl:".into(),
+        timeout: Duration::from_secs(1),
+    });
+    let memory = LimitStore::Memory;
+    let local = Limits::default();
+    let who = callers();
+    const N: usize = 20_000;
+    let (mem_ns, redis_ns, fell_back) = rt.block_on(async {
+        let (m, a) = time_store(&memory, &local, &limit, &who, N).await;
+        let (r, b) = time_store(&shared, &local, &limit, &who, N).await;
+        (m, r, a + b)
+    });
+    assert_eq!(fell_back, 0, "Redis should have decided every check");
+    println!(
+        "redis store (same run, {N} sequential checks on loopback): in-process {mem_ns:.0} ns; redis {:.1} µs ({:.0}× the in-process check)",
+        redis_ns / 1e3,
+        redis_ns / mem_ns
+    );
+}
+
+/// Nanoseconds per check over `n` allowed checks (after a warm-up), and
+/// how many checks the shared store left to the fallback.
+async fn time_store(
+    store: &LimitStore,
+    local: &Limits,
+    limit: &RateLimit,
+    who: &[String],
+    n: usize,
+) -> (f64, usize) {
+    let mut fell_back = 0usize;
+    for w in who {
+        let c = store.check(local, "contacts.export", limit, w).await;
+        fell_back += usize::from(c.fallback.is_some());
+    }
+    let start = Instant::now();
+    for i in 0..n {
+        let c = store
+            .check(
+                local,
+                "contacts.export",
+                limit,
+                black_box(&who[i % who.len()]),
+            )
+            .await;
+        assert!(c.verdict.is_ok(), "every timed check should be allowed");
+        fell_back += usize::from(c.fallback.is_some());
+    }
+    (start.elapsed().as_secs_f64() * 1e9 / n as f64, fell_back)
+}
+
+/// A throwaway `redis-server` on a free loopback port, killed on drop.
+struct BenchRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl BenchRedis {
+    fn start() -> Option<BenchRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = BenchRedis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if server.pong() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    fn pong(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+}
+
+impl Drop for BenchRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -21,6 +21,7 @@ pub struct Metrics {
     requests: Family<(String, &'static str, &'static str)>,
     upstream_errors: Family<(String, &'static str)>,
     dry_run_denials: Family<String>,
+    limit_store_errors: Family<&'static str>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -66,6 +67,12 @@ impl Metrics {
     /// denied: what enforcing the rule would cost, before it is enforced.
     pub fn record_dry_run(&self, rule: &str) {
         self.dry_run_denials.inc(rule.to_string());
+    }
+
+    /// Count a rate-limit check the shared store (Redis) could not decide,
+    /// so this process's own counters did.
+    pub fn record_limit_store_error(&self, kind: &'static str) {
+        self.limit_store_errors.inc(kind);
     }
 
     /// Count one failed attempt to reach an upstream.
@@ -121,6 +128,14 @@ impl Metrics {
                 out,
                 "chatwarden_dry_run_denials_total{{rule=\"{}\"}} {n}",
                 escape_label(&rule)
+            );
+        }
+        out.push_str("# HELP chatwarden_limit_store_errors_total Rate-limit checks the shared store (Redis) could not decide; this process's counters decided them.\n");
+        out.push_str("# TYPE chatwarden_limit_store_errors_total counter\n");
+        for (kind, n) in self.limit_store_errors.snapshot() {
+            let _ = writeln!(
+                out,
+                "chatwarden_limit_store_errors_total{{kind=\"{kind}\"}} {n}"
             );
         }
         for (name, help, value) in [

@@ -136,6 +136,13 @@ impl Reloader {
         if !problems.is_empty() {
             return Err(problems.join("\n"));
         }
+        // The same Redis keeps its store: its pooled connections and its
+        // rest after a failure carry over.
+        if next.rate_limits.redis_settings().is_some()
+            && next.rate_limits.redis_settings() == current.rate_limits.redis_settings()
+        {
+            next.rate_limits = current.rate_limits.clone();
+        }
         // The JWKS refresher feeds one key store for the process; the new
         // snapshot's verifier must read it, with the file's new local keys.
         if let (Some(jwks), Some(auth)) = (&self.jwks, next.auth.as_mut()) {

@@ -154,6 +154,7 @@ impl Compiler<'_> {
         let route_names: Vec<&str> = raw.routes.iter().map(|r| r.name.value.as_str()).collect();
         let policy = self.policy(&raw, &route_names);
         let audit = self.audit(&raw);
+        let rate_limits = self.limit_store(&raw);
 
         let mut strip: Vec<HeaderName> = ALWAYS_STRIPPED
             .iter()
@@ -179,6 +180,7 @@ impl Compiler<'_> {
             policy: policy?,
             audit,
             strip_request_headers: strip,
+            rate_limits,
         })
     }
 

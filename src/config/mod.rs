@@ -4,6 +4,7 @@
 
 pub mod compile;
 mod compile_auth;
+mod compile_limits;
 mod compile_policy;
 pub mod duration;
 pub mod env;

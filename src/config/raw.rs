@@ -35,6 +35,28 @@ pub struct RawConfig {
     pub redaction: Vec<RawRedaction>,
     #[serde(default)]
     pub audit: RawAudit,
+    /// Where rate-limit counters live.
+    pub rate_limits: Option<RawRateLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// `memory` (default) or `redis`.
+    pub store: Option<Str>,
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path`;
+    /// a password only through `${ENV}`.
+    pub url: Str,
+    /// Prepended to every key (default `chatwarden:rl:`).
+    pub key_prefix: Option<Str>,
+    /// Longest a check may wait for Redis (default 50ms, at most 1s).
+    pub timeout: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,7 +13,7 @@ use pingora_core::tls::sign::CertifiedKey;
 use pingora_core::utils::tls::WrappedX509;
 
 use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
-use crate::limit::RateLimit;
+use crate::limit::{LimitStore, RateLimit};
 use crate::policy::{OwnerCache, OwnerCheck, Policy, RouteRequirement, RowFilter};
 use crate::redact::RedactionRule;
 use crate::request::TrustedProxies;
@@ -54,6 +54,8 @@ pub struct Snapshot {
     /// Header names the gateway never forwards from a client: credentials,
     /// cookies, every injected upstream header and identity headers.
     pub strip_request_headers: Vec<HeaderName>,
+    /// Where route rate limits count: this process, or a shared Redis.
+    pub rate_limits: LimitStore,
 }
 
 pub struct Listener {

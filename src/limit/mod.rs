@@ -7,6 +7,17 @@
 //! Pure and in-process: no pingora, no config loader. The proxy keeps one
 //! [`Limiter`] per route and quota for the life of the process, so a hot
 //! reload that leaves a route's limit unchanged keeps its counters.
+//!
+//! Counters shared across replicas live in Redis ([`store`]): the same
+//! rule as one atomic script ([`script`]), over a small client ([`redis`],
+//! [`resp`]), with this process's counters as the fallback.
+
+pub mod redis;
+pub mod resp;
+pub mod script;
+pub mod store;
+
+pub use store::{Checked, LimitStore};
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;

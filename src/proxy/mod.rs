@@ -298,7 +298,7 @@ impl Gateway {
         snapshot: &Snapshot,
     ) -> Result<bool> {
         let pending = admission.pending.clone();
-        if let Some(wait) = self.over_rate_limit(&admission, ctx) {
+        if let Some(wait) = self.over_rate_limit(&admission, ctx, snapshot).await {
             tracing::debug!(request_id = %ctx.request_id, route = %admission.route.name.0, "rate limited");
             ctx.rules
                 .push(format!("{}.rate_limit", admission.route.name.0));
@@ -371,10 +371,12 @@ impl Gateway {
 
     /// Counts the request against its route's rate limit (every admitted
     /// request: webhooks and handshakes too); `Some(wait)` when it is over.
-    fn over_rate_limit(
+    /// The store is the snapshot's: this process, or a shared Redis.
+    async fn over_rate_limit(
         &self,
         admission: &gate::Admission,
         ctx: &RequestCtx,
+        snapshot: &Snapshot,
     ) -> Option<std::time::Duration> {
         let limit = admission.route.rate_limit.as_ref()?;
         let ip;
@@ -386,10 +388,14 @@ impl Gateway {
             }
             (LimitKey::Route, _) => "",
         };
-        self.limits
-            .limiter(&admission.route.name.0, limit)
-            .check(key)
-            .err()
+        let checked = snapshot
+            .rate_limits
+            .check(&self.limits, &admission.route.name.0, limit, key)
+            .await;
+        if let Some(kind) = checked.fallback {
+            self.metrics.record_limit_store_error(kind);
+        }
+        checked.verdict.err()
     }
 
     /// Run the pure decision; on an unknown `kid`, let the JWKS refresher

@@ -269,3 +269,84 @@ routes:
         ],
     );
 }
+
+#[test]
+fn rate_limit_stores_are_validated_at_load() {
+    let file = |store: &str, redis: &str| {
+        format!(
+            "listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]\nrate_limits:\n  store: {store}\n{redis}"
+        )
+    };
+    let redis = |url: &str, extra: &str| format!("  redis:\n    url: \"{url}\"\n{extra}");
+    let cases = [
+        (
+            file("disk", ""),
+            "bad.yaml:3:10: rate_limits.store `disk` must be memory or redis",
+        ),
+        (
+            file("redis", ""),
+            "bad.yaml:3:10: rate_limits.store redis needs a rate_limits.redis section with a url",
+        ),
+        (
+            file("redis", &redis("rediss://cache:6379", "")),
+            "bad.yaml:5:10: rate_limits.redis.url: rediss:// (TLS) is not supported",
+        ),
+        (
+            file("redis", &redis("http://cache:6379", "")),
+            "bad.yaml:5:10: rate_limits.redis.url: Redis url must start with redis:// or unix://",
+        ),
+        (
+            file("redis", &redis("redis://cache:6379/zero", "")),
+            "bad.yaml:5:10: rate_limits.redis.url: Redis url database `zero` is not a number",
+        ),
+        (
+            file("redis", &redis("redis://:hunter2@cache:6379", "")),
+            "bad.yaml:5:10: rate_limits.redis.url has a password written in the file",
+        ),
+        (
+            file("redis", &redis("${NO_SUCH_REDIS_URL}", "")),
+            "bad.yaml:5:10: environment variable NO_SUCH_REDIS_URL is not set",
+        ),
+        (
+            file("redis", &redis("redis://cache:6379", "    timeout: 0ms\n")),
+            "bad.yaml:6:14: rate_limits.redis.timeout: duration `0ms` must be greater than zero",
+        ),
+        (
+            file("redis", &redis("redis://cache:6379", "    timeout: 5s\n")),
+            "bad.yaml:6:14: rate_limits.redis.timeout may be at most 1000ms",
+        ),
+        (
+            // Checked even while unused, so switching to it cannot surprise.
+            file("memory", &redis("rediss://cache:6379", "")),
+            "bad.yaml:5:10: rate_limits.redis.url: rediss:// (TLS) is not supported",
+        ),
+    ];
+    for (yaml, want) in &cases {
+        expect_errors(yaml, Match::Prefix, &[*want]);
+    }
+    let errors = errors_of(&file("redis", &redis("redis://cache", "    pasword: x\n")));
+    assert!(
+        errors.len() == 1
+            && errors[0].starts_with("bad.yaml:6:")
+            && errors[0].contains("unknown field `pasword`"),
+        "unknown keys are located errors: {errors:?}"
+    );
+
+    // The good shapes compile: a password from the environment is fine.
+    let env = placeholder_env();
+    for good in [
+        file(
+            "redis",
+            &redis(
+                "redis://:${CRM_API_TOKEN}@cache:6379/1",
+                "    key_prefix: \"acme:rl:\"\n    timeout: 20ms\n",
+            ),
+        ),
+        file("redis", &redis("unix:///run/redis/redis.sock", "")),
+        file("memory", ""),
+    ] {
+        if let Err(e) = load_str(&good, Path::new("good.yaml"), &env) {
+            panic!("should compile:\n{good}\n{e}");
+        }
+    }
+}

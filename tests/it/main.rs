@@ -14,6 +14,7 @@ mod limits;
 mod ownership;
 mod proxy;
 mod redaction;
+mod redis_limits;
 mod reload;
 mod rowfilter;
 mod spec_coverage;
