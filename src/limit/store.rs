@@ -68,7 +68,9 @@ impl LimitStore {
                 fallback: None,
             };
         };
-        match shared.check(route, limit, key).await {
+        // Boxed: the Redis exchange's future would otherwise sit inline in
+        // every request's filter future, which pingora moves around.
+        match Box::pin(shared.check(route, limit, key)).await {
             Ok(verdict) => Checked {
                 verdict,
                 fallback: None,
