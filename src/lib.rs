@@ -23,6 +23,7 @@ pub mod revocation;
 pub mod rewrite;
 pub mod webhook;
 
+pub mod alert;
 pub mod audit;
 pub mod config;
 pub mod explain;

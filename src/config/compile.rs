@@ -154,6 +154,7 @@ impl Compiler<'_> {
         let route_names: Vec<&str> = raw.routes.iter().map(|r| r.name.value.as_str()).collect();
         let policy = self.policy(&raw, &route_names);
         let audit = self.audit(&raw);
+        let alerts = self.alerts(&raw, &route_names);
 
         let mut strip: Vec<HeaderName> = ALWAYS_STRIPPED
             .iter()
@@ -178,6 +179,7 @@ impl Compiler<'_> {
             auth,
             policy: policy?,
             audit,
+            alerts,
             strip_request_headers: strip,
         })
     }
