@@ -286,6 +286,8 @@ mod tests {
     use crate::decision::{Reason, Verdict};
 
     const MIN: u64 = 60;
+    /// 2025-11-24T16:00:00Z: a whole number of 10-minute windows.
+    const START: u64 = 1_764_000_000;
 
     fn trigger(threshold: u32, window_secs: u64, max_keys: usize) -> Trigger {
         Trigger::new(
@@ -318,8 +320,7 @@ mod tests {
     impl Feed<'_> {
         fn deny(&self, sub: &str, secs: u64, id: &str) -> Observation {
             let mut e = event(Some(sub), Verdict::Deny, Some(Reason::PermissionDenied));
-            e.ts = OffsetDateTime::UNIX_EPOCH
-                + Duration::from_secs(1_764_000_000 - 1_764_000_000 % 600 + secs);
+            e.ts = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(START + secs);
             e.request_id = id;
             self.counters.count("repeated-denials", sub, &e)
         }
@@ -440,7 +441,7 @@ mod tests {
         let counters = AlertCounters::default();
         let at = |secs: u64| {
             let mut e = event(Some("mallory"), Verdict::Deny, Some(Reason::IpDenied));
-            e.ts = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000 + secs);
+            e.ts = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(START + secs);
             e
         };
         let mut fired = Vec::new();

@@ -27,6 +27,14 @@ impl Compiler<'_> {
     /// route of the file, so a rule naming a misspelt route is an error.
     pub(super) fn alerts(&mut self, raw: &RawConfig, route_names: &[&str]) -> Vec<Arc<AlertRule>> {
         let sinks = self.alert_sinks(&raw.alerts.sinks);
+        // A sink that failed to compile was reported; rules naming it are
+        // dropped without a second error.
+        let declared: HashSet<&str> = raw
+            .alerts
+            .sinks
+            .iter()
+            .map(|s| s.name.value.as_str())
+            .collect();
         let roles: Vec<&str> = raw.roles.keys().map(String::as_str).collect();
         let mut names = HashSet::new();
         let mut out = Vec::new();
@@ -38,7 +46,7 @@ impl Compiler<'_> {
                 );
                 continue;
             }
-            if let Some(rule) = self.alert_rule(r, &sinks, route_names, &roles) {
+            if let Some(rule) = self.alert_rule(r, &sinks, &declared, route_names, &roles) {
                 out.push(Arc::new(rule));
             }
         }
@@ -47,8 +55,9 @@ impl Compiler<'_> {
 
     fn alert_sinks(&mut self, raw: &[RawSink]) -> BTreeMap<String, Arc<Sink>> {
         let mut out = BTreeMap::new();
+        let mut names = HashSet::new();
         for s in raw {
-            if out.contains_key(&s.name.value) {
+            if !names.insert(s.name.value.as_str()) {
                 self.err(
                     &s.name.referenced,
                     format!("duplicate alert sink name `{}`", s.name.value),
@@ -179,6 +188,7 @@ impl Compiler<'_> {
         &mut self,
         r: &RawAlertRule,
         sinks: &BTreeMap<String, Arc<Sink>>,
+        declared: &HashSet<&str>,
         route_names: &[&str],
         roles: &[&str],
     ) -> Option<AlertRule> {
@@ -199,6 +209,7 @@ impl Compiler<'_> {
         for s in &r.sinks {
             match sinks.get(&s.value) {
                 Some(sink) => rule_sinks.push(sink.clone()),
+                None if declared.contains(s.value.as_str()) => {}
                 None => {
                     let known: Vec<&str> = sinks.keys().map(String::as_str).collect();
                     self.err(
@@ -451,20 +462,20 @@ alerts:
         );
         let expected = [
             "bad.yaml:10:39: alert sink `soc`: invalid url",
-            "bad.yaml:11:7: duplicate alert sink name `soc`",
-            "bad.yaml:12:25: alert sink `pager`: type `sms` must be log or webhook",
-            "bad.yaml:13:34: alert sink `l`: url, headers and timeout are for webhooks",
-            "bad.yaml:14:38: alert sink `h`: url must be http:// or https://",
-            "bad.yaml:15:67: alert sink `slow`: timeout must be",
-            "bad.yaml:17:76: alert rule `a` names unknown sink `nope`",
-            "bad.yaml:18:13: duplicate alert rule name `a`",
-            "bad.yaml:19:31: alert rule `b`: unknown reason code `token_bogus`",
-            "bad.yaml:19:53: alert rule `b` names unknown route `contacts.exprot`",
-            "bad.yaml:19:78: alert rule `b` names unknown role `boss`",
-            "bad.yaml:19:13: alert rule `b` must name at least one sink",
-            "bad.yaml:20:53: alert rule `c`: reason `ip_denied` comes with decision deny, never allow",
-            "bad.yaml:20:70: alert rule `c`: key `user` must be sub, ip or route",
-            "bad.yaml:17:46: alert rule `a`: threshold must be between 1",
+            "bad.yaml:11:14: duplicate alert sink name `soc`",
+            "bad.yaml:12:27: alert sink `pager`: type `sms` must be log or webhook",
+            "bad.yaml:13:33: alert sink `l`: url, headers and timeout are for webhooks",
+            "bad.yaml:14:37: alert sink `h`: url must be http:// or https:// with a host",
+            "bad.yaml:15:69: alert sink `slow`: timeout must be more than 0 and at most 60s",
+            "bad.yaml:17:52: alert rule `a`: threshold must be between 1",
+            "bad.yaml:17:76: alert rule `a` names unknown sink `nope` (known: none)",
+            "bad.yaml:18:14: duplicate alert rule name `a`",
+            "bad.yaml:19:14: alert rule `b` must name at least one sink",
+            "bad.yaml:19:34: alert rule `b`: unknown reason code `token_bogus`",
+            "bad.yaml:19:57: alert rule `b` names unknown route `contacts.exprot`",
+            "bad.yaml:19:83: alert rule `b` names unknown role `boss`",
+            "bad.yaml:20:51: alert rule `c`: reason `ip_denied` comes with decision deny, never allow",
+            "bad.yaml:20:69: alert rule `c`: key `user` must be sub, ip or route",
         ];
         for e in expected {
             assert!(
@@ -485,7 +496,7 @@ alerts:
         assert!(
             zero.iter()
                 .any(|e| e
-                    .starts_with("bad.yaml:10:31: alert rule `z`: threshold must be between 1")),
+                    .starts_with("bad.yaml:11:28: alert rule `z`: threshold must be between 1")),
             "{zero:?}"
         );
         let unknown = errors("alerts:\n  rules:\n    - {name: z, threshold: 1, window: 1m, sinks: [l], colour: red}\n");
