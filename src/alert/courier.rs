@@ -238,6 +238,147 @@ mod tests {
         );
     }
 
+    /// A webhook receiver on port 0 that answers each POST with the next
+    /// status of `statuses` (then 200), and counts them.
+    async fn receiver(statuses: Vec<u16>) -> (reqwest::Url, Arc<std::sync::Mutex<Vec<String>>>) {
+        use http_body_util::{BodyExt, Full};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        let statuses = Arc::new(std::sync::Mutex::new(statuses.into_iter()));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (log, statuses) = (log.clone(), statuses.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let (log, statuses) = (log.clone(), statuses.clone());
+                            async move {
+                                let auth = req
+                                    .headers()
+                                    .get("authorization")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_string();
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                log.lock()
+                                    .expect("lock")
+                                    .push(format!("{auth} {}", String::from_utf8_lossy(&body)));
+                                let status = statuses.lock().expect("lock").next().unwrap_or(200);
+                                let mut resp = http::Response::new(Full::new(bytes::Bytes::new()));
+                                *resp.status_mut() = StatusCode::from_u16(status).expect("status");
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        let url = reqwest::Url::parse(&format!("http://{addr}/hook")).expect("url");
+        (url, seen)
+    }
+
+    fn to_webhook(mut f: Fired, url: reqwest::Url) -> Fired {
+        let mut token = http::HeaderValue::from_static("Bearer soc");
+        token.set_sensitive(true);
+        f.sinks.push(Arc::new(Sink {
+            name: SinkName("soc".into()),
+            kind: SinkKind::Webhook(Webhook {
+                url,
+                headers: vec![(http::header::AUTHORIZATION, token)],
+                timeout: Duration::from_secs(5),
+            }),
+        }));
+        f
+    }
+
+    #[tokio::test]
+    async fn a_failing_webhook_is_retried_and_a_refusal_is_not() {
+        let metrics = Arc::new(Metrics::default());
+        let (_, courier) = outbox(1, metrics.clone());
+        let (url, seen) = receiver(vec![503]).await;
+        courier.deliver(&to_webhook(fired(), url)).await;
+        let posts = seen.lock().expect("lock").clone();
+        assert_eq!(posts.len(), 2, "a 503, then the retry that succeeds");
+        assert!(
+            posts[1].starts_with("Bearer soc {\"rule\":\"r\",\"key\":\"ip\""),
+            "the sink's header and the alert as JSON: {}",
+            posts[1]
+        );
+        let failures = |m: &Metrics| {
+            let text = m.render(&crate::metrics::External {
+                audit_written: 0,
+                audit_failed: 0,
+                audit_refused: 0,
+                config_version: String::new(),
+                ready: true,
+            });
+            text.contains("chatwarden_alert_delivery_failures_total{sink=\"soc\"} 1")
+        };
+        assert!(!failures(&metrics), "delivered in the end: no failure");
+
+        let (url, seen) = receiver(vec![401]).await;
+        courier.deliver(&to_webhook(fired(), url)).await;
+        assert_eq!(
+            seen.lock().expect("lock").len(),
+            1,
+            "a refusal is final: no retry"
+        );
+        assert!(failures(&metrics), "the failed delivery is counted");
+    }
+
+    /// Collects what a tracing subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_log_sink_writes_one_warn_line_on_its_target() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let mut f = fired();
+        f.alert.request_ids = vec!["a1".into(), "b2".into()];
+        tracing::subscriber::with_default(subscriber, || log(&f.sinks[0], &f.alert));
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text.lines().count(), 1, "one line: {text}");
+        for part in [
+            "WARN chatwarden::alert",
+            "rule=r",
+            "key=\"ip\"",
+            "value=203.0.113.9",
+            "count=3",
+            "request_ids=a1,b2",
+            "sink=security-log",
+        ] {
+            assert!(text.contains(part), "expected `{part}` in: {text}");
+        }
+    }
+
     #[test]
     fn only_overload_and_failures_are_retried() {
         assert!(retryable(StatusCode::BAD_GATEWAY));
