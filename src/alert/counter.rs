@@ -211,7 +211,10 @@ impl KeyState {
             self.samples.pop_front();
         }
         self.samples.push_back(request_id.to_owned());
-        (t >= self.quiet_until).then(|| self.cur + self.prev * self.prev_weight(t, w) / w)
+        (t >= self.quiet_until).then(|| {
+            self.cur
+                .saturating_add(self.prev.saturating_mul(self.prev_weight(t, w)) / w)
+        })
     }
 
     /// How many of the previous window's milliseconds still lie in the

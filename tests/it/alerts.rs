@@ -1,7 +1,8 @@
 //! Alert rules through the real proxy: repeated denials by one caller
 //! raise exactly one alert, POSTed to a real webhook receiver with what an
 //! operator needs (and no token); a caller below the threshold raises
-//! none; the alert is counted on `/metrics`.
+//! none; the alert is counted on `/metrics`; a reload that leaves the rule
+//! unchanged keeps counting.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -165,6 +166,73 @@ async fn repeated_denials_by_one_caller_post_exactly_one_alert() {
     ] {
         assert!(metrics.contains(line), "expected `{line}` in:\n{metrics}");
     }
+}
+
+#[tokio::test]
+async fn counts_outlive_a_reload_that_leaves_the_rule_unchanged() {
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let mut hook = Receiver::start().await;
+    let gw = harness::start(
+        CONFIG,
+        &[
+            ("UP", up.url()),
+            ("JWKS", idp.jwks_url()),
+            ("HOOK", hook.url()),
+            ("SOC_TOKEN", SOC_TOKEN.to_string()),
+        ],
+    )
+    .await;
+    let client = gw.client();
+    let mallory = idp.token("mallory", &["agent"], json!({}));
+    let deny = || {
+        client
+            .get(gw.url("/api/v1/accounts/1/contacts/export"))
+            .bearer_auth(&mallory)
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(deny().await.expect("request").status(), 403);
+    }
+    // The ops team edits the file (a longer webhook timeout): a new
+    // version, the same rule.
+    let config = gw.dir.path().join("chatwarden.yaml");
+    std::fs::write(&config, CONFIG.replace("timeout: 2s", "timeout: 3s")).expect("write");
+    let resp = client
+        .post(format!("http://{}/reload", gw.admin))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(resp.status(), 200, "the edited file is published");
+    assert_eq!(deny().await.expect("request").status(), 403);
+    let records = gw.audit_records(4).await;
+    let denials: Vec<&Value> = records.iter().filter(|r| r["sub"] == "mallory").collect();
+    assert_eq!(denials.len(), 3, "{records:#?}");
+    assert_ne!(
+        denials[0]["config_version"], denials[2]["config_version"],
+        "the third denial was decided under the new version"
+    );
+    assert_eq!(
+        client
+            .get(gw.url("/probe"))
+            .send()
+            .await
+            .expect("probe")
+            .status(),
+        200
+    );
+
+    let (_, alert) = hook.next().await;
+    assert_eq!(
+        (&alert["rule"], &alert["value"], &alert["count"]),
+        (&json!("repeated-denials"), &json!("mallory"), &json!(3)),
+        "two denials before the reload and one after reach the threshold: {alert}"
+    );
+    assert_eq!(alert["config_version"], denials[2]["config_version"]);
+    assert_eq!(
+        alert["first"], denials[0]["ts"],
+        "counted from before the reload"
+    );
 }
 
 /// A webhook receiver on port 0: every POST's headers and JSON body go to
