@@ -5,8 +5,9 @@
 //! pure cores (`request`, `route`, `decision`, `gate`, `policy`) know nothing of
 //! pingora or of the config file; `config` compiles the YAML into an
 //! immutable snapshot of those cores' types; `audit` records every
-//! decision; `proxy` and `admin` are thin pingora adapters; `server` wires
-//! services; `demo` and `cli` sit on top.
+//! decision and `alert` counts it against the alert rules; `proxy` and
+//! `admin` are thin pingora adapters; `server` wires services; `demo` and
+//! `cli` sit on top.
 #![forbid(unsafe_code)]
 
 pub mod decision;
@@ -23,6 +24,7 @@ pub mod revocation;
 pub mod rewrite;
 pub mod webhook;
 
+pub mod alert;
 pub mod audit;
 pub mod config;
 pub mod explain;

@@ -25,6 +25,8 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    /// Alert rules: fired, dropped, evicted keys, failed deliveries.
+    pub alerts: AlertMetrics,
 }
 
 /// Values that live elsewhere (the audit writer's own counters) and are
@@ -121,6 +123,7 @@ impl Metrics {
                 escape_label(&upstream)
             );
         }
+        self.alerts.render(&mut out);
         out.push_str("# HELP chatwarden_dry_run_denials_total Requests a dry-run (mode: audit) access rule would have denied.\n");
         out.push_str("# TYPE chatwarden_dry_run_denials_total counter\n");
         for (rule, n) in self.dry_run_denials.snapshot() {
@@ -174,6 +177,70 @@ impl Metrics {
     }
 }
 
+/// The alert rules' counters (`crate::alert`).
+#[derive(Default)]
+pub struct AlertMetrics {
+    fired: Family<String>,
+    dropped: AtomicU64,
+    evicted: Family<String>,
+    delivery_failures: Family<String>,
+}
+
+impl AlertMetrics {
+    /// A rule reached its threshold.
+    pub fn record_fired(&self, rule: &str) {
+        self.fired.inc(rule.to_string());
+    }
+
+    /// A fired alert was lost: the courier's queue was full.
+    pub fn record_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A rule forgot `n` keys before their window ran out (`max_keys`).
+    pub fn record_evicted(&self, rule: &str, n: u64) {
+        self.evicted.add(rule.to_string(), n);
+    }
+
+    /// A sink could not take an alert (after its retries).
+    pub fn record_delivery_failure(&self, sink: &str) {
+        self.delivery_failures.inc(sink.to_string());
+    }
+
+    fn render(&self, out: &mut String) {
+        for (name, help, label, family) in [
+            (
+                "chatwarden_alerts_total",
+                "Alerts fired, by rule.",
+                "rule",
+                &self.fired,
+            ),
+            (
+                "chatwarden_alert_keys_evicted_total",
+                "Keys an alert rule forgot before their window ran out (max_keys), by rule.",
+                "rule",
+                &self.evicted,
+            ),
+            (
+                "chatwarden_alert_delivery_failures_total",
+                "Alerts a sink could not take after retries, by sink.",
+                "sink",
+                &self.delivery_failures,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (value, n) in family.snapshot() {
+                let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape_label(&value));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_alerts_dropped_total Alerts lost because the delivery queue was full.\n# TYPE chatwarden_alerts_dropped_total counter\nchatwarden_alerts_dropped_total {}",
+            self.dropped.load(Ordering::Relaxed)
+        );
+    }
+}
+
 /// A counter family keyed by its label values.
 struct Family<K> {
     map: RwLock<BTreeMap<K, AtomicU64>>,
@@ -189,17 +256,21 @@ impl<K> Default for Family<K> {
 
 impl<K: Ord + Clone> Family<K> {
     fn inc(&self, key: K) {
+        self.add(key, 1);
+    }
+
+    fn add(&self, key: K, n: u64) {
         // A poisoned lock only means another thread panicked mid-insert;
         // the map itself is still consistent, so keep counting.
         {
             let map = self.map.read().unwrap_or_else(|e| e.into_inner());
             if let Some(c) = map.get(&key) {
-                c.fetch_add(1, Ordering::Relaxed);
+                c.fetch_add(n, Ordering::Relaxed);
                 return;
             }
         }
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+        map.entry(key).or_default().fetch_add(n, Ordering::Relaxed);
     }
 
     fn snapshot(&self) -> Vec<(K, u64)> {
@@ -276,6 +347,25 @@ mod tests {
         );
         assert!(
             text.contains("chatwarden_dry_run_denials_total{rule=\"geo-trial\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn alerts_are_counted_per_rule_and_drops_in_total() {
+        let m = Metrics::default();
+        m.alerts.record_fired("repeated-denials");
+        m.alerts.record_fired("repeated-denials");
+        m.alerts.record_dropped();
+        m.alerts.record_evicted("invalid-tokens", 3);
+        let text = m.render(&ext());
+        assert!(
+            text.contains("chatwarden_alerts_total{rule=\"repeated-denials\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("chatwarden_alerts_dropped_total 1"), "{text}");
+        assert!(
+            text.contains("chatwarden_alert_keys_evicted_total{rule=\"invalid-tokens\"} 3"),
             "{text}"
         );
     }

@@ -125,6 +125,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     )?;
     let audit_stats = writer.stats();
     let metrics = Arc::new(Metrics::default());
+    let (outbox, courier) = crate::alert::outbox(crate::alert::QUEUE, metrics.clone());
 
     let listeners: Vec<_> = snapshot
         .listeners
@@ -162,6 +163,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         jwks: jwks.clone(),
         lookups: pingora_core::connectors::http::Connector::new(None),
         limits: std::sync::Arc::new(crate::limit::Limits::default()),
+        alerts: Arc::new(crate::alert::Alerting::new(outbox)),
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");
@@ -196,6 +198,10 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         server.add_service(admin);
     }
     server.add_service(background_service("chatwarden audit writer", writer));
+    server.add_service(background_service(
+        "chatwarden alert courier",
+        CourierTask(courier),
+    ));
     if let (Some(r), true) = (&reloader, opts.reload_on_sighup) {
         server.add_service(background_service(
             "chatwarden sighup reload",
@@ -258,6 +264,16 @@ struct JwksTask(Arc<JwksSource>);
 impl BackgroundService for JwksTask {
     async fn start(&self, shutdown: ShutdownWatch) {
         self.0.start(shutdown).await;
+    }
+}
+
+/// The alert courier as a pingora background service.
+struct CourierTask(crate::alert::Courier);
+
+#[async_trait::async_trait]
+impl BackgroundService for CourierTask {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.run(shutdown).await;
     }
 }
 

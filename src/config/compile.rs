@@ -155,6 +155,7 @@ impl Compiler<'_> {
         let policy = self.policy(&raw, &route_names);
         let audit = self.audit(&raw);
         let rate_limits = self.limit_store(&raw);
+        let alerts = self.alerts(&raw, &route_names);
 
         let mut strip: Vec<HeaderName> = ALWAYS_STRIPPED
             .iter()
@@ -179,6 +180,7 @@ impl Compiler<'_> {
             auth,
             policy: policy?,
             audit,
+            alerts,
             strip_request_headers: strip,
             rate_limits,
         })

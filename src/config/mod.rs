@@ -3,12 +3,14 @@
 //! handle that publishes snapshots to requests (`store`).
 
 pub mod compile;
+mod compile_alerts;
 mod compile_auth;
 mod compile_limits;
 mod compile_policy;
 pub mod duration;
 pub mod env;
 pub mod raw;
+pub mod raw_alerts;
 pub mod snapshot;
 pub mod store;
 

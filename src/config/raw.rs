@@ -33,6 +33,9 @@ pub struct RawConfig {
     /// Masking rules routes name in their `redaction` list.
     #[serde(default)]
     pub redaction: Vec<RawRedaction>,
+    /// Alert sinks and rules (`raw_alerts`).
+    #[serde(default)]
+    pub alerts: super::raw_alerts::RawAlerts,
     #[serde(default)]
     pub audit: RawAudit,
     /// Where rate-limit counters live.

@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue};
 use pingora_core::tls::sign::CertifiedKey;
 use pingora_core::utils::tls::WrappedX509;
 
+use crate::alert::AlertRule;
 use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
 use crate::limit::{LimitStore, RateLimit};
 use crate::policy::{OwnerCache, OwnerCheck, Policy, RouteRequirement, RowFilter};
@@ -51,6 +52,8 @@ pub struct Snapshot {
     pub auth: Option<AuthRuntime>,
     pub policy: Policy,
     pub audit: AuditSettings,
+    /// Alert rules, each holding its sinks.
+    pub alerts: Vec<Arc<AlertRule>>,
     /// Header names the gateway never forwards from a client: credentials,
     /// cookies, every injected upstream header and identity headers.
     pub strip_request_headers: Vec<HeaderName>,

@@ -206,6 +206,10 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
   # Meta's webhook subscription handshake, answered by the gateway
   curl -s "$GW/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=demo-verify-token&hub.challenge=1158201444"; echo
 
+  # Unusual activity: the agent has now been refused three times within 10 minutes, so this
+  # console printed one WARN line from chatwarden::alert (rule repeated-denials, its request ids)
+  curl -s {adm}/metrics -H "Authorization: Bearer $ADMIN_API" | grep chatwarden_alerts_total
+
   # Metrics, and the audit trail: one hash-chained record per request, denials included
   curl -s {adm}/metrics -H "Authorization: Bearer $ADMIN_API" | grep chatwarden_requests_total
   chatwarden audit query {audit} --decision deny

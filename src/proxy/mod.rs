@@ -2,6 +2,7 @@
 //! call on a pingora-free core (`gate`, `config`, `audit`, `metrics`) and
 //! keeps nothing but plumbing here.
 
+mod alert;
 mod context;
 mod failure;
 mod forward;
@@ -52,6 +53,8 @@ pub struct Gateway {
     pub lookups: Connector,
     /// Rate-limit counters, kept across reloads.
     pub limits: Arc<Limits>,
+    /// Alert counters (kept across reloads) and the queue to the courier.
+    pub alerts: Arc<crate::alert::Alerting>,
 }
 
 #[async_trait]
@@ -281,6 +284,9 @@ impl ProxyHttp for Gateway {
             rec.reason.map(|r| r.code()),
             ctx.started.elapsed(),
         );
+        if let Some(snapshot) = &ctx.snapshot {
+            alert::observe(&self.alerts, &self.metrics, snapshot, &rec);
+        }
         if let Err(err) = self.audit.submit(rec).await {
             tracing::error!(request_id = %ctx.request_id, error = %err, "audit record refused");
         }

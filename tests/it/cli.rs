@@ -20,6 +20,7 @@ fn check_accepts_the_example_and_rejects_a_broken_file() {
         .env("META_APP_SECRET", "z")
         .env("META_VERIFY_TOKEN", "v")
         .env("CHATWARDEN_ADMIN_TOKEN", "admin-token-0123456789")
+        .env("SOC_WEBHOOK_TOKEN", "soc-token")
         .output()
         .expect("run chatwarden");
     assert!(

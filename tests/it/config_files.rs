@@ -36,6 +36,7 @@ pub(crate) fn placeholder_env() -> HashMap<String, String> {
             ("META_APP_SECRET", "meta-app-secret"),
             ("META_VERIFY_TOKEN", "meta-verify-token"),
             ("CHATWARDEN_ADMIN_TOKEN", "admin-token-0123456789"),
+            ("SOC_WEBHOOK_TOKEN", "soc-webhook-token"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string())),

@@ -5,6 +5,7 @@ mod harness;
 mod idp;
 mod upstream;
 
+mod alerts;
 mod audit;
 mod authn;
 mod cli;
