@@ -189,11 +189,13 @@ impl ProxyHttp for Gateway {
         }
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(state) = ctx.rewrite.as_mut() {
-            rewrite::prepare_response(
-                state,
-                upstream_response,
-                _session.as_downstream().is_http2(),
-            )?;
+            let head = _session.req_header().method == http::Method::HEAD;
+            let h2 = _session.as_downstream().is_http2();
+            if let Err(e) = rewrite::prepare_response(state, upstream_response, h2, head) {
+                tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
+                ctx.refused = Some(Reason::RedactionFailed);
+                return Err(e);
+            }
         }
         Ok(())
     }

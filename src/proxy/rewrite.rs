@@ -2,6 +2,14 @@
 //! request, ask the upstream for a plain body, buffer it (hard cap),
 //! rewrite at end of stream, fail closed (DESIGN invariant 4).
 //!
+//! A 2xx body is rewritten by the plan. A non-2xx body (an upstream error,
+//! which may echo the phone number or e-mail address the client sent) is
+//! searched with the detectors whenever the caller is subject to a
+//! redaction rule ([`crate::rewrite::mask_error_body`]); row filters do not
+//! apply to it. One that could never be searched (content-coded, binary,
+//! declared over the cap) is refused at the head, so the client gets a clean
+//! 502 `redaction_failed`.
+//!
 //! pingora sends the response head before the body exists, so a body that
 //! cannot be rewritten (not JSON, wrong shape, too large, compressed) ends
 //! the response with an error instead of any upstream byte: the client sees
@@ -15,7 +23,10 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use crate::auth::Verified;
 use crate::config::snapshot::Route;
 use crate::policy::{plan_row_filter, RoleSet};
-use crate::rewrite::{rewrite, RewriteOutcome, RewritePlan};
+use crate::rewrite::{
+    check_error_head, mask_error_body, rewrite, ErrorScan, RewriteError, RewriteOutcome,
+    RewritePlan,
+};
 
 /// Largest upstream body buffered for rewriting.
 pub const MAX_REWRITE_BYTES: usize = 16 * 1024 * 1024;
@@ -34,14 +45,27 @@ const CONDITIONAL_HEADERS: [&str; 6] = [
 /// One response being rewritten.
 pub struct RewriteState {
     plan: RewritePlan,
-    /// `false` for non-2xx answers: error bodies pass as they are.
-    active: bool,
+    /// What this response's body goes through, once its status is known.
+    mode: Mode,
+    /// The upstream's status, for logs.
+    status: u16,
     content_type: Option<String>,
     content_encoding: Option<String>,
     buffer: BytesMut,
     /// Rows removed and values masked, for the audit record.
     pub removed: u64,
     pub masked: u64,
+}
+
+/// How the body of the response at hand is treated.
+enum Mode {
+    /// A 2xx answer: the plan applies.
+    Success,
+    /// An error answer for a caller subject to redaction: searched.
+    Error(ErrorScan),
+    /// Passed as it is: an error answer for a caller with row filters
+    /// only, or one that has no body (1xx, 304, an answer to HEAD).
+    Pass,
 }
 
 /// The plan for this caller on this route, if anything must be rewritten:
@@ -68,7 +92,8 @@ pub fn plan(route: &Route, caller: Option<&Verified>, roles: &RoleSet) -> Option
     }
     (!plan.is_empty()).then(|| RewriteState {
         plan,
-        active: true,
+        mode: Mode::Success,
+        status: 0,
         content_type: None,
         content_encoding: None,
         buffer: BytesMut::new(),
@@ -87,16 +112,15 @@ pub fn prepare_request(req: &mut RequestHeader) -> Result<()> {
 }
 
 /// The response head: the length and validators of the upstream body no
-/// longer describe what the client receives.
+/// longer describe what the client receives. An error answer whose head
+/// already shows that its body cannot be searched is an error here, before
+/// anything is sent (`head_request`: a HEAD answer has no body).
 pub fn prepare_response(
     state: &mut RewriteState,
     resp: &mut ResponseHeader,
     downstream_h2: bool,
+    head_request: bool,
 ) -> Result<()> {
-    if !resp.status.is_success() {
-        state.active = false;
-        return Ok(());
-    }
     let text = |name: http::HeaderName| {
         resp.headers
             .get(name)
@@ -105,6 +129,38 @@ pub fn prepare_response(
     };
     state.content_type = text(http::header::CONTENT_TYPE);
     state.content_encoding = text(http::header::CONTENT_ENCODING);
+    state.status = resp.status.as_u16();
+    state.mode = if resp.status.is_success() {
+        Mode::Success
+    } else if resp.status.is_informational()
+        || resp.status == http::StatusCode::NOT_MODIFIED
+        || head_request
+    {
+        // No body can follow.
+        Mode::Pass
+    } else {
+        state.plan.error_scan().map_or(Mode::Pass, Mode::Error)
+    };
+    match state.mode {
+        Mode::Pass => return Ok(()),
+        Mode::Success => {}
+        Mode::Error(_) => {
+            let declared = resp
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if let Some(len) = declared.filter(|n| *n > 0) {
+                check_error_head(
+                    state.content_type.as_deref(),
+                    state.content_encoding.as_deref(),
+                    len,
+                    MAX_REWRITE_BYTES,
+                )
+                .map_err(|e| refused(state.status, &e))?;
+            }
+        }
+    }
     for h in [
         http::header::CONTENT_LENGTH,
         http::header::ETAG,
@@ -122,7 +178,7 @@ pub fn prepare_response(
 
 /// Hold every chunk; at the end, emit the rewritten body or fail.
 pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool) -> Result<()> {
-    if !state.active {
+    if matches!(state.mode, Mode::Pass) {
         return Ok(());
     }
     if let Some(chunk) = body.take() {
@@ -138,36 +194,62 @@ pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool)
         return Ok(());
     }
     let whole = std::mem::take(&mut state.buffer).freeze();
-    match rewrite(
-        &whole,
-        state.content_type.as_deref(),
-        state.content_encoding.as_deref(),
-        &state.plan,
-        MAX_REWRITE_BYTES,
-    ) {
-        Ok(RewriteOutcome::Rewritten {
+    let outcome = match &state.mode {
+        Mode::Error(scan) => mask_error_body(
+            &whole,
+            state.content_type.as_deref(),
+            state.content_encoding.as_deref(),
+            scan,
+            MAX_REWRITE_BYTES,
+        )
+        .map_err(|e| refused(state.status, &e))?,
+        _ => rewrite(
+            &whole,
+            state.content_type.as_deref(),
+            state.content_encoding.as_deref(),
+            &state.plan,
+            MAX_REWRITE_BYTES,
+        )
+        .map_err(|e| {
+            Error::explain(
+                ErrorType::InternalError,
+                format!("rewrite failed ({}): {e}", e.kind()),
+            )
+        })?,
+    };
+    match outcome {
+        RewriteOutcome::Rewritten {
             body: out,
             removed,
             masked,
-        }) => {
+        } => {
             state.removed = removed;
             state.masked = masked;
             *body = Some(out);
             Ok(())
         }
-        Ok(RewriteOutcome::Unchanged) => {
+        RewriteOutcome::Unchanged => {
             *body = Some(whole);
             Ok(())
         }
         // Object filters are refused at config load; should one arrive,
         // failing closed is the only safe answer this late.
-        Ok(RewriteOutcome::NotFound) => Error::e_explain(
+        RewriteOutcome::NotFound => Error::e_explain(
             ErrorType::InternalError,
             "object filter after response head",
         ),
-        Err(e) => Error::e_explain(
-            ErrorType::InternalError,
-            format!("rewrite failed ({}): {e}", e.kind()),
-        ),
     }
+}
+
+/// The error for an error body that cannot be searched (`status`: the
+/// upstream's). The message names the
+/// reason, never body content.
+fn refused(status: u16, e: &RewriteError) -> Box<Error> {
+    Error::explain(
+        ErrorType::InternalError,
+        format!(
+            "upstream error body (status {status}) cannot be searched for personal data ({}): {e}",
+            e.kind()
+        ),
+    )
 }
