@@ -100,6 +100,20 @@ impl ProxyHttp for Gateway {
                 "request without a config snapshot",
             );
         };
+        // Nothing is served that could not be audited (fail_closed).
+        if let Err(why) = self.audit.admission() {
+            tracing::warn!(request_id = %ctx.request_id, reason = %why, "refused: audit unavailable");
+            ctx.refused = Some(Reason::AuditUnavailable);
+            respond::refuse(
+                session,
+                Reason::AuditUnavailable,
+                &ctx.request_id,
+                None,
+                false,
+            )
+            .await?;
+            return Ok(true);
+        }
         let outcome = self.decide(session, ctx, &snapshot).await;
         match outcome {
             Ok(mut admission) => {
