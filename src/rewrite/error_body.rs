@@ -32,13 +32,6 @@ pub struct ErrorScan {
     plan: RewritePlan,
 }
 
-/// What kind of error body this is, from its content type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ErrorMedia {
-    Json,
-    Text,
-}
-
 impl RewritePlan {
     /// The error-body scan for a caller with this plan: `None` when the
     /// caller is subject to no redaction rule (a plan with row filters only:
@@ -173,6 +166,13 @@ fn mask_text(text: &str, scan: &ErrorScan) -> RewriteOutcome {
         },
         None => RewriteOutcome::Unchanged,
     }
+}
+
+/// What kind of error body this is, from its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorMedia {
+    Json,
+    Text,
 }
 
 /// JSON (`application/json`, `+json`) is walked; `text/*` and XML
