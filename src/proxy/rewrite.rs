@@ -253,3 +253,160 @@ fn refused(status: u16, e: &RewriteError) -> Box<Error> {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ItemSelector;
+    use crate::redact::{Detector, RedactionRule, Style};
+
+    fn state(plan: RewritePlan) -> RewriteState {
+        RewriteState {
+            plan,
+            mode: Mode::Success,
+            status: 0,
+            content_type: None,
+            content_encoding: None,
+            buffer: BytesMut::new(),
+            removed: 0,
+            masked: 0,
+        }
+    }
+
+    fn redacting() -> RewriteState {
+        let mut plan = RewritePlan::default();
+        plan.push_redaction(&RedactionRule {
+            name: "pii".into(),
+            unless_permission: None,
+            fields: vec![ItemSelector::parse("$.payload.email").expect("selector")],
+            detect: vec![Detector::Phone],
+            style: Style::Partial,
+        });
+        state(plan)
+    }
+
+    fn head(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut resp = ResponseHeader::build(status, None).expect("head");
+        for (name, value) in headers {
+            resp.insert_header(name.to_string(), *value)
+                .expect("header");
+        }
+        resp
+    }
+
+    /// Runs the body through in two chunks; what the client gets.
+    fn through(state: &mut RewriteState, body: &[u8]) -> Result<Option<Bytes>> {
+        let (a, b) = body.split_at(body.len() / 2);
+        let mut chunk = Some(Bytes::copy_from_slice(a));
+        body_chunk(state, &mut chunk, false)?;
+        assert_eq!(chunk, None, "nothing leaves before the end");
+        let mut chunk = Some(Bytes::copy_from_slice(b));
+        body_chunk(state, &mut chunk, true)?;
+        Ok(chunk)
+    }
+
+    #[test]
+    fn an_error_answer_for_a_caller_under_redaction_is_masked() {
+        let mut s = redacting();
+        let body = br#"{"message":"Email sophie@example.com has already been taken"}"#;
+        let len = body.len().to_string();
+        let mut resp = head(
+            422,
+            &[
+                ("content-type", "application/json"),
+                ("content-length", &len),
+            ],
+        );
+        assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+        assert_eq!(resp.status.as_u16(), 422, "status kept");
+        assert!(
+            resp.headers.get("content-length").is_none(),
+            "the length no longer describes the body"
+        );
+        let out = through(&mut s, body).expect("masked");
+        assert_eq!(
+            out.as_deref(),
+            Some(&br#"{"message":"Email s***@example.com has already been taken"}"#[..])
+        );
+        assert_eq!(s.masked, 1, "counted for the audit record");
+    }
+
+    #[test]
+    fn an_error_head_that_shows_an_unsearchable_body_is_refused_before_it_is_sent() {
+        for headers in [
+            &[
+                ("content-type", "text/html"),
+                ("content-encoding", "gzip"),
+                ("content-length", "10"),
+            ][..],
+            &[
+                ("content-type", "application/octet-stream"),
+                ("content-length", "10"),
+            ],
+        ] {
+            let mut s = redacting();
+            let mut resp = head(500, headers);
+            assert!(
+                prepare_response(&mut s, &mut resp, false, false).is_err(),
+                "{headers:?} should be refused at the head"
+            );
+        }
+        // Empty, or the answer to HEAD: nothing to search.
+        for (headers, head_request) in [
+            (
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("content-length", "0"),
+                ][..],
+                false,
+            ),
+            (
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("content-length", "10"),
+                ],
+                true,
+            ),
+        ] {
+            let mut s = redacting();
+            let mut resp = head(500, headers);
+            assert!(prepare_response(&mut s, &mut resp, false, head_request).is_ok());
+            let mut chunk = None;
+            assert!(body_chunk(&mut s, &mut chunk, true).is_ok());
+            assert!(chunk.unwrap_or_default().is_empty(), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn a_late_unsearchable_error_body_is_not_sent() {
+        let mut s = redacting();
+        let mut resp = head(500, &[("content-type", "text/plain")]);
+        assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+        assert!(
+            through(&mut s, b"caf\xe9 +447700900123").is_err(),
+            "not UTF-8: refused at the end"
+        );
+    }
+
+    #[test]
+    fn without_redaction_error_bodies_pass_as_they_are() {
+        // A row filter alone does not apply to error bodies.
+        let mut s = state(RewritePlan::default());
+        let mut resp = head(
+            404,
+            &[
+                ("content-type", "application/octet-stream"),
+                ("content-length", "5"),
+            ],
+        );
+        assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+        assert_eq!(
+            resp.headers.get("content-length").map(|v| v.as_bytes()),
+            Some(&b"5"[..]),
+            "the head is left alone"
+        );
+        let mut chunk = Some(Bytes::from_static(b"a@b.c"));
+        assert!(body_chunk(&mut s, &mut chunk, true).is_ok());
+        assert_eq!(chunk.as_deref(), Some(&b"a@b.c"[..]));
+    }
+}
