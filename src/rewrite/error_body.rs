@@ -138,7 +138,7 @@ pub fn mask_error_body(
 /// same strict walk as success bodies: escapes are decoded before the
 /// detectors look, and the output is JSON again.
 fn mask_json(body: &[u8], scan: &ErrorScan) -> Result<RewriteOutcome, RewriteError> {
-    let compiled = Compiled::new(&scan.plan)?;
+    let compiled = Compiled::detect_only(&scan.plan.detect);
     let walked = scan::walk(body, &compiled).map_err(|e| match e {
         WalkError::Malformed { offset, why } => RewriteError::NotJson { offset, why },
         // A plan without selectors cannot misfit a shape.
