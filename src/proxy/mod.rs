@@ -102,7 +102,9 @@ impl ProxyHttp for Gateway {
         };
         // Nothing is served that could not be audited (fail_closed).
         if let Err(why) = self.audit.admission() {
-            tracing::warn!(request_id = %ctx.request_id, reason = %why, "refused: audit unavailable");
+            // The writer logs the failure once; one line per refused
+            // request would flood the log of a gateway refusing them all.
+            tracing::debug!(request_id = %ctx.request_id, reason = %why, "refused: audit unavailable");
             ctx.refused = Some(Reason::AuditUnavailable);
             respond::refuse(
                 session,
