@@ -11,6 +11,12 @@
 //! - a ~1 MB contacts export (`{"meta","payload"}`), filtered to one
 //!   region's contacts, and redacted alone (no row filter).
 //!
+//! Two error bodies (a non-2xx answer for a caller under redaction, where
+//! every string is searched for phone numbers and e-mail addresses):
+//! - Chatwoot's 422 for a duplicate contact, echoing the phone number;
+//! - the conversation page above served as an error body (~50 KB of
+//!   strings, every one searched: the scan's worst realistic case).
+//!
 //! Criterion measures each; a final pass times baseline and rewrite back to
 //! back in this process and prints their ratios.
 
@@ -22,7 +28,10 @@ use chatwarden::policy::{
     FieldPath, FilterMode, HiddenLabel, ItemSelector, OwnerMatch, RowFilterPlan,
 };
 use chatwarden::redact::{Detector, RedactionRule, Style};
-use chatwarden::rewrite::{rewrite, PlannedRowFilter, RewriteOutcome, RewritePlan};
+use chatwarden::rewrite::{
+    mask_error_body, rewrite, ErrorScan, PlannedRowFilter, RewriteError, RewriteOutcome,
+    RewritePlan,
+};
 use criterion::{criterion_group, Criterion, Throughput};
 use serde_json::{json, Map, Value};
 
@@ -33,6 +42,17 @@ struct Case {
     name: &'static str,
     body: Vec<u8>,
     plan: RewritePlan,
+    /// Set for an error body: searched with this scan instead of the plan.
+    scan: Option<ErrorScan>,
+}
+
+impl Case {
+    fn run(&self, body: &[u8]) -> Result<RewriteOutcome, RewriteError> {
+        match &self.scan {
+            Some(scan) => mask_error_body(body, JSON, None, scan, CAP),
+            None => rewrite(body, JSON, None, &self.plan, CAP),
+        }
+    }
 }
 
 fn cases() -> Vec<Case> {
@@ -42,6 +62,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "conversations_25_agent",
             body: conversations.clone(),
+            scan: None,
             plan: plan(
                 "$.data.payload[*]",
                 Some(("meta.assignee.id", &["3"])),
@@ -51,11 +72,13 @@ fn cases() -> Vec<Case> {
         Case {
             name: "conversations_25_supervisor",
             body: conversations,
+            scan: None,
             plan: plan("$.data.payload[*]", None, Some("vip")),
         },
         Case {
             name: "conversations_25_agent_redacted",
             body: conversation_page(),
+            scan: None,
             plan: redacted(
                 plan(
                     "$.data.payload[*]",
@@ -72,6 +95,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "contacts_1mb_region",
             body: contacts.clone(),
+            scan: None,
             plan: plan(
                 "$.payload[*]",
                 Some(("custom_attributes.region", &["uk"])),
@@ -81,6 +105,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "contacts_1mb_redacted",
             body: contacts,
+            scan: None,
             plan: redacted(
                 RewritePlan::default(),
                 &[
@@ -90,7 +115,24 @@ fn cases() -> Vec<Case> {
                 ],
             ),
         },
+        Case {
+            name: "error_422_duplicate_phone",
+            body: br#"{"message":"Phone number +447700900123 has already been taken","attributes":["phone_number"]}"#.to_vec(),
+            plan: RewritePlan::default(),
+            scan: agent_error_scan(),
+        },
+        Case {
+            name: "error_50kb_conversations",
+            body: conversation_page(),
+            plan: RewritePlan::default(),
+            scan: agent_error_scan(),
+        },
     ]
+}
+
+/// The error-body scan of an agent under the demo's redaction.
+fn agent_error_scan() -> Option<ErrorScan> {
+    redacted(RewritePlan::default(), &["$.payload.phone_number"]).error_scan()
 }
 
 /// `plan` plus masking of `fields` and phone/e-mail detection everywhere,
@@ -111,7 +153,7 @@ fn redacted(mut plan: RewritePlan, fields: &[&str]) -> RewritePlan {
 
 fn bench_rewrite(c: &mut Criterion) {
     for case in cases() {
-        let outcome = rewrite(&case.body, JSON, None, &case.plan, CAP);
+        let outcome = case.run(&case.body);
         let (removed, masked) = match &outcome {
             Ok(RewriteOutcome::Rewritten {
                 removed, masked, ..
@@ -132,7 +174,7 @@ fn bench_rewrite(c: &mut Criterion) {
             b.iter(|| roundtrip(black_box(&case.body)))
         });
         group.bench_function("b_rewrite", |b| {
-            b.iter(|| rewrite(black_box(&case.body), JSON, None, &case.plan, CAP).is_ok())
+            b.iter(|| case.run(black_box(&case.body)).is_ok())
         });
         group.finish();
     }
@@ -157,7 +199,7 @@ fn print_ratios() {
             black_box(roundtrip(black_box(&case.body)));
         });
         let rewritten = time(&|| {
-            black_box(rewrite(black_box(&case.body), JSON, None, &case.plan, CAP).is_ok());
+            black_box(case.run(black_box(&case.body)).is_ok());
         });
         println!(
             "ratio {} ({} KB, {iterations} iterations each): serde round trip {baseline:.1} µs, rewrite {rewritten:.1} µs, rewrite/round trip = {:.2}",

@@ -11,7 +11,7 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use sha2::{Digest, Sha256};
 
-use crate::audit::AuditStats;
+use crate::audit::{AuditSink, AuditStats};
 use crate::auth::JwksSource;
 use crate::config::ConfigStore;
 use crate::explain::{self, Question};
@@ -23,6 +23,8 @@ pub struct AdminApp {
     pub store: ConfigStore,
     pub metrics: Arc<Metrics>,
     pub audit_stats: Arc<AuditStats>,
+    /// For readiness: under `fail_closed`, not ready while it refuses.
+    pub audit: AuditSink,
     pub revocations: Arc<RuntimeRevocations>,
     pub jwks: Option<Arc<JwksSource>>,
     pub reloader: Option<Arc<Reloader>>,
@@ -53,6 +55,7 @@ impl ServeHttp for AdminApp {
                     audit_refused: self.audit_stats.refused(),
                     config_version: snapshot.version.0.clone(),
                     ready: self.ready(),
+                    audit_available: self.audit.admission().is_ok(),
                 });
                 respond(
                     StatusCode::OK,
@@ -68,9 +71,12 @@ impl ServeHttp for AdminApp {
 
 impl AdminApp {
     /// Ready once a config is loaded and, with a JWKS endpoint, its first
-    /// key set has arrived.
+    /// key set has arrived; and not while the audit sink makes the proxy
+    /// refuse requests (`fail_closed`).
     fn ready(&self) -> bool {
-        self.store.is_ready() && self.jwks.as_ref().is_none_or(|j| j.is_ready())
+        self.store.is_ready()
+            && self.jwks.as_ref().is_none_or(|j| j.is_ready())
+            && self.audit.admission().is_ok()
     }
 
     /// `POST /reload`: re-read the config file; 200 with the version, or

@@ -38,11 +38,14 @@ pub enum Reason {
     UpstreamError,
     RedactionFailed,
     UpstreamTimeout,
+    /// The audit sink cannot take records (writes failing, queue full)
+    /// and `audit.on_overflow` is `fail_closed`: nothing is served unaudited.
+    AuditUnavailable,
 }
 
 impl Reason {
     /// Every reason, for exhaustive tests and metric pre-registration.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::NoRoute,
         Reason::NotFound,
         Reason::BadRequest,
@@ -61,6 +64,7 @@ impl Reason {
         Reason::UpstreamError,
         Reason::RedactionFailed,
         Reason::UpstreamTimeout,
+        Reason::AuditUnavailable,
     ];
 
     /// The wire code, as it appears in error bodies and audit records.
@@ -84,6 +88,7 @@ impl Reason {
             Reason::UpstreamError => "upstream_error",
             Reason::RedactionFailed => "redaction_failed",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -106,6 +111,7 @@ impl Reason {
             Reason::RateLimited => 429,
             Reason::UpstreamError | Reason::RedactionFailed => 502,
             Reason::UpstreamTimeout => 504,
+            Reason::AuditUnavailable => 503,
         }
     }
 
@@ -114,7 +120,10 @@ impl Reason {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            Reason::UpstreamError | Reason::RedactionFailed | Reason::UpstreamTimeout
+            Reason::UpstreamError
+                | Reason::RedactionFailed
+                | Reason::UpstreamTimeout
+                | Reason::AuditUnavailable
         )
     }
 }
@@ -186,6 +195,7 @@ mod tests {
         assert_eq!(Reason::RateLimited.status(), 429);
         assert_eq!(Reason::RedactionFailed.status(), 502);
         assert_eq!(Reason::UpstreamTimeout.status(), 504);
+        assert_eq!(Reason::AuditUnavailable.status(), 503);
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct External {
     pub audit_refused: u64,
     pub config_version: String,
     pub ready: bool,
+    /// Whether the audit sink takes new requests' records (always under
+    /// `backpressure`; under `fail_closed`, false while requests are
+    /// refused with `audit_unavailable`).
+    pub audit_available: bool,
 }
 
 impl Metrics {
@@ -173,6 +177,11 @@ impl Metrics {
             "# HELP chatwarden_ready Whether the gateway is serving.\n# TYPE chatwarden_ready gauge\nchatwarden_ready {}",
             u8::from(ext.ready)
         );
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_audit_available Whether the audit sink takes records (0: fail_closed is refusing requests).\n# TYPE chatwarden_audit_available gauge\nchatwarden_audit_available {}",
+            u8::from(ext.audit_available)
+        );
         out
     }
 }
@@ -298,6 +307,7 @@ mod tests {
             audit_refused: 0,
             config_version: "abc".into(),
             ready: true,
+            audit_available: true,
         }
     }
 
@@ -332,6 +342,12 @@ mod tests {
             text.contains("chatwarden_audit_records_written_total 3"),
             "{text}"
         );
+        assert!(text.contains("chatwarden_audit_available 1"), "{text}");
+        let down = m.render(&External {
+            audit_available: false,
+            ..ext()
+        });
+        assert!(down.contains("chatwarden_audit_available 0"), "{down}");
     }
 
     #[test]

@@ -323,6 +323,7 @@ mod tests {
                 audit_refused: 0,
                 config_version: String::new(),
                 ready: true,
+                audit_available: true,
             });
             text.contains("chatwarden_alert_delivery_failures_total{sink=\"soc\"} 1")
         };

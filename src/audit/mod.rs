@@ -8,6 +8,9 @@
 //!   ([`AuditSink`]) and the background writer ([`AuditWriter`]) that seals,
 //!   writes, flushes and rotates; under load it applies backpressure or fails
 //!   closed, never drops silently.
+//! - [`health`]: whether the sink can take new requests' records; under
+//!   `fail_closed` the gateway refuses requests (503 `audit_unavailable`)
+//!   while it cannot.
 //! - [`verify`]: `chatwarden audit verify FILE`.
 //!
 //! Nothing here knows about pingora's request types; the writer only
@@ -16,12 +19,14 @@
 //! PII out of records is the caller's duty.
 
 pub mod chain;
+pub mod health;
 pub mod query;
 pub mod record;
 pub mod verify;
 pub mod writer;
 
 pub use chain::{Chain, GENESIS};
+pub use health::Unavailable;
 pub use record::{duration_ms, AuditEvent, AuditRecord};
 pub use verify::{verify_file, verify_reader, Break, VerifyError, VerifySummary};
 pub use writer::{

@@ -40,10 +40,11 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use time::OffsetDateTime;
-use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{check_line, Chain, GENESIS};
+use super::health::{admit, SinkState, Unavailable, WriteHealth};
 use super::record::{AuditEvent, AuditRecord};
 use crate::decision::Verdict;
 
@@ -174,13 +175,21 @@ pub fn audit_channel(
             (Output::File { file, path, len }, resume)
         }
     };
+    Ok(channel_with(out, resume, options))
+}
+
+/// The sink/writer pair over an opened output.
+fn channel_with(out: Output, resume: Resume, options: AuditOptions) -> (AuditSink, AuditWriter) {
     let (tx, rx) = mpsc::channel(options.capacity.max(1));
     let stats = Arc::new(AuditStats::default());
     let thread = Arc::new(WriterThread::default());
+    let health = Arc::new(WriteHealth::default());
     let state = WriterState {
         rx,
         thread: Arc::clone(&thread),
         tick: BATCH_TICK,
+        retry: RETRY_INTERVAL,
+        health: Arc::clone(&health),
         out,
         chain: options.hash_chain.then(|| Chain::resume(resume.prev)),
         rotate: options.rotate,
@@ -208,9 +217,10 @@ pub fn audit_channel(
             overflow: options.overflow,
             stats,
             thread,
+            health,
         }),
     };
-    Ok((sink, writer))
+    (sink, writer)
 }
 
 impl AuditSink {
@@ -220,7 +230,14 @@ impl AuditSink {
     /// counted in [`AuditStats::refused`].
     pub async fn submit(&self, record: AuditRecord) -> Result<(), SubmitError> {
         let result = match self.inner.tx.try_send(Command::Record(record)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // A failing writer polls instead of waiting on the queue;
+                // a record is a write to retry at once.
+                if self.inner.health.failing() {
+                    self.inner.thread.wake();
+                }
+                Ok(())
+            }
             Err(TrySendError::Closed(_)) => Err(SubmitError::WriterStopped),
             Err(TrySendError::Full(command)) => match self.inner.overflow {
                 OverflowPolicy::Backpressure => self
@@ -265,6 +282,22 @@ impl AuditSink {
 
     pub fn overflow_policy(&self) -> OverflowPolicy {
         self.inner.overflow
+    }
+
+    /// Whether a new request may be served now (DESIGN invariant 5): under
+    /// `FailClosed`, not while the last write failed, the queue is full or
+    /// the writer is gone; under `Backpressure`, always. See
+    /// [`super::health`].
+    pub fn admission(&self) -> Result<(), Unavailable> {
+        let tx = &self.inner.tx;
+        admit(
+            self.inner.overflow,
+            SinkState {
+                writes_failing: self.inner.health.failing(),
+                queue_full: tx.capacity() == 0,
+                writer_stopped: tx.is_closed(),
+            },
+        )
     }
 }
 
@@ -363,6 +396,11 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// take with it (records queued but not yet written) to about a millisecond
 /// of traffic, and is well inside the slack of a queue of thousands of records.
 const BATCH_TICK: Duration = Duration::from_millis(1);
+/// How often an idle writer whose last write failed tries again (by writing
+/// the `records_lost` note it owes): without it, a gateway refusing traffic
+/// under `fail_closed` (and so taken out of rotation by `/readyz`) would
+/// never get the record that shows the disk is back.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// At most one write-error log line per interval (a full disk fails every batch).
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How much of the end of a file is read to find its last line at startup.
@@ -374,6 +412,7 @@ struct SinkShared {
     overflow: OverflowPolicy,
     stats: Arc<AuditStats>,
     thread: Arc<WriterThread>,
+    health: Arc<WriteHealth>,
 }
 
 /// The writer's thread, known once it runs, so that a flush or a shutdown
@@ -405,7 +444,14 @@ enum Command {
 #[derive(Debug)]
 enum Output {
     Stdout,
-    File { file: File, path: PathBuf, len: u64 },
+    File {
+        file: File,
+        path: PathBuf,
+        len: u64,
+    },
+    /// A disk a test can fill and empty.
+    #[cfg(test)]
+    Test(Arc<tests::TestDisk>),
 }
 
 /// What a record in the current batch is, for accounting on failure.
@@ -433,6 +479,10 @@ struct WriterState {
     thread: Arc<WriterThread>,
     /// [`BATCH_TICK`]; tests lengthen it to make naps observable.
     tick: Duration,
+    /// [`RETRY_INTERVAL`].
+    retry: Duration,
+    /// Whether the last write failed, for the request path.
+    health: Arc<WriteHealth>,
     out: Output,
     chain: Option<Chain>,
     rotate: Option<RotateOptions>,
@@ -464,6 +514,8 @@ enum Step {
     Nap,
     /// The writer waits on the queue until the next command.
     Park,
+    /// An idle writer whose last write failed tried again.
+    Retry,
 }
 
 #[derive(Debug, Default)]
@@ -511,8 +563,7 @@ impl WriterState {
             self.append(record, Kind::Note);
         }
         loop {
-            self.probe(Step::Park);
-            let Some(command) = self.rx.blocking_recv() else {
+            let Some(command) = self.next_command() else {
                 break;
             };
             self.handle(command);
@@ -535,6 +586,60 @@ impl WriterState {
         if let Err(e) = self.out.sync() {
             tracing::error!(error = %e, "audit file sync failed at exit");
         }
+    }
+
+    /// Waits for the next command: parked on the queue while writes work;
+    /// while they fail, waking every `retry` to try again with the
+    /// `records_lost` note, so the sink recovers without traffic. `None`
+    /// once every sink is gone.
+    fn next_command(&mut self) -> Option<Command> {
+        loop {
+            if !self.health.failing() {
+                self.probe(Step::Park);
+                return self.rx.blocking_recv();
+            }
+            match self.rx.try_recv() {
+                Ok(command) => return Some(command),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            std::thread::park_timeout(self.retry);
+            match self.rx.try_recv() {
+                Ok(command) => return Some(command),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {
+                    self.retry_write();
+                    self.probe(Step::Retry);
+                }
+            }
+        }
+    }
+
+    /// Tries the failed target again: writes the `records_lost` note owed
+    /// for what was lost. With nothing lost (only writer bookkeeping
+    /// failed), there is nothing to write: the next record tells.
+    fn retry_write(&mut self) {
+        if self.lost == 0 {
+            self.health.record(true);
+            return;
+        }
+        self.note_gap();
+        self.commit();
+    }
+
+    /// Queues the `records_lost` note for everything lost so far.
+    fn note_gap(&mut self) {
+        let lost = std::mem::take(&mut self.lost);
+        let note = AuditRecord::event(
+            OffsetDateTime::now_utc(),
+            AuditEvent::RecordsLost,
+            Verdict::Error,
+            format!(
+                "{lost} audit records lost to write errors before this one; last error: {}",
+                self.last_error
+            ),
+        );
+        self.append(note, Kind::Gap(lost));
     }
 
     /// Takes whatever is already queued into the batch, writing early only
@@ -562,21 +667,16 @@ impl WriterState {
         match command {
             Command::Record(record) => {
                 if self.lost > 0 {
-                    let lost = std::mem::take(&mut self.lost);
-                    let note = AuditRecord::event(
-                        OffsetDateTime::now_utc(),
-                        AuditEvent::RecordsLost,
-                        Verdict::Error,
-                        format!(
-                            "{lost} audit records lost to write errors before this one; last error: {}",
-                            self.last_error
-                        ),
-                    );
-                    self.append(note, Kind::Gap(lost));
+                    self.note_gap();
                 }
                 self.append(record, Kind::Submitted);
             }
             Command::Flush(ack) => {
+                // A flush is a write: after a failure it retries with the
+                // gap note, and says whether the target works again.
+                if self.lost > 0 && self.buf.is_empty() {
+                    self.note_gap();
+                }
                 let result = match self.commit() {
                     Some(e) => Err(e),
                     None => self.out.sync(),
@@ -652,6 +752,13 @@ impl WriterState {
         if let Some(e) = &error {
             self.account_failure(complete, written, e);
         }
+        if self.health.record(error.is_none()) {
+            if error.is_none() {
+                tracing::warn!("audit writes work again");
+            } else {
+                tracing::error!("audit writes are failing");
+            }
+        }
         self.buf.clear();
         self.pending.clear();
         if error.is_none() {
@@ -719,6 +826,8 @@ impl Output {
                 &mut stdout
             }
             Output::File { file, .. } => file,
+            #[cfg(test)]
+            Output::Test(disk) => return disk.write(bytes),
         };
         let mut error = None;
         while written < bytes.len() {
@@ -758,13 +867,22 @@ impl Output {
                     Err(_) => false,
                 }
             }
+            #[cfg(test)]
+            Output::Test(disk) => disk.cut_back(n),
         }
     }
 
     fn sync(&mut self) -> io::Result<()> {
         match self {
             Output::Stdout => io::stdout().lock().flush(),
-            Output::File { file, .. } => file.sync_data(),
+            Output::File { file, .. } => match file.sync_data() {
+                // A pipe or socket (a log shipper's FIFO) has nothing to
+                // sync; the kernel says so with EINVAL.
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+                other => other,
+            },
+            #[cfg(test)]
+            Output::Test(_) => Ok(()),
         }
     }
 }
@@ -1458,6 +1576,7 @@ mod tests {
                     Step::Park if wrote => break,
                     // The park before the first record.
                     Step::Park => {}
+                    Step::Retry => panic!("a writer whose writes work has nothing to retry"),
                 }
                 assert!(
                     naps_since_batch <= 2,
@@ -1476,5 +1595,158 @@ mod tests {
         assert_eq!(verified(&path).records, 10);
         drop(sink);
         assert!(thread.join().is_ok(), "the writer should exit cleanly");
+    }
+
+    /// A disk a test fills and empties: writes fail with ENOSPC while full.
+    #[derive(Debug, Default)]
+    pub(super) struct TestDisk {
+        full: std::sync::atomic::AtomicBool,
+        bytes: Mutex<Vec<u8>>,
+    }
+
+    impl TestDisk {
+        pub(super) fn write(&self, bytes: &[u8]) -> (usize, Option<io::Error>) {
+            if self.full.load(Ordering::SeqCst) {
+                return (0, Some(io::Error::from_raw_os_error(28)));
+            }
+            self.lock().extend_from_slice(bytes);
+            (bytes.len(), None)
+        }
+
+        pub(super) fn cut_back(&self, n: u64) -> bool {
+            let mut bytes = self.lock();
+            let keep = bytes.len().saturating_sub(n as usize);
+            bytes.truncate(keep);
+            true
+        }
+
+        fn set_full(&self, full: bool) {
+            self.full.store(full, Ordering::SeqCst);
+        }
+
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8_lossy(&self.lock())
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+
+        fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+            self.bytes.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    fn on_test_disk(overflow: OverflowPolicy) -> (Arc<TestDisk>, AuditSink, AuditWriter) {
+        let disk = Arc::new(TestDisk::default());
+        let (sink, writer) = channel_with(
+            Output::Test(Arc::clone(&disk)),
+            Resume::default(),
+            options(16, overflow),
+        );
+        (disk, sink, writer)
+    }
+
+    #[tokio::test]
+    async fn fail_closed_refuses_new_requests_while_writes_fail_and_resumes_after() {
+        let (disk, sink, writer) = on_test_disk(OverflowPolicy::FailClosed);
+        let _thread = spawn(writer);
+        assert_eq!(sink.admission(), Ok(()), "a fresh sink admits");
+
+        disk.set_full(true);
+        assert_eq!(sink.submit(record(0)).await, Ok(()));
+        assert!(sink.flush().await.is_err(), "the write fails");
+        assert_eq!(
+            sink.admission(),
+            Err(Unavailable::WritesFailing),
+            "fail_closed refuses new requests while writes fail"
+        );
+        // The refused request's own record is still taken, and still lost.
+        assert_eq!(sink.submit(record(1)).await, Ok(()));
+        assert!(sink.flush().await.is_err());
+        assert_eq!(sink.admission(), Err(Unavailable::WritesFailing));
+        assert_eq!(sink.stats().failed(), 2);
+
+        disk.set_full(false);
+        assert!(
+            sink.flush().await.is_ok(),
+            "a flush retries with the gap note, which now goes through"
+        );
+        assert_eq!(sink.admission(), Ok(()), "traffic resumes by itself");
+        let lines = disk.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("records_lost") && lines[0].contains("2 audit records lost"),
+            "the gap is on record: {lines:?}"
+        );
+        assert_eq!(sink.submit(record(2)).await, Ok(()));
+        assert!(sink.flush().await.is_ok());
+        assert_eq!(disk.lines().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn backpressure_keeps_admitting_while_writes_fail() {
+        let (disk, sink, writer) = on_test_disk(OverflowPolicy::Backpressure);
+        let _thread = spawn(writer);
+        disk.set_full(true);
+        assert_eq!(sink.submit(record(0)).await, Ok(()));
+        assert!(sink.flush().await.is_err());
+        assert_eq!(
+            sink.admission(),
+            Ok(()),
+            "backpressure keeps today's behaviour"
+        );
+    }
+
+    #[tokio::test]
+    async fn fail_closed_refuses_new_requests_while_the_queue_is_full() {
+        let (_disk, sink, writer) = on_test_disk(OverflowPolicy::FailClosed);
+        // Not started: nothing drains the queue of 16.
+        for n in 0..16 {
+            assert_eq!(sink.submit(record(n)).await, Ok(()));
+        }
+        assert_eq!(sink.admission(), Err(Unavailable::QueueFull));
+        let _thread = spawn(writer);
+        assert!(sink.flush().await.is_ok());
+        assert_eq!(sink.admission(), Ok(()), "a drained queue admits again");
+        drop(sink);
+    }
+
+    #[tokio::test]
+    async fn fail_closed_refuses_when_the_writer_is_gone() {
+        let (_disk, sink, writer) = on_test_disk(OverflowPolicy::FailClosed);
+        drop(writer);
+        assert_eq!(sink.admission(), Err(Unavailable::WriterStopped));
+    }
+
+    #[tokio::test]
+    async fn an_idle_failing_writer_retries_on_its_own() {
+        let (disk, sink, writer) = on_test_disk(OverflowPolicy::FailClosed);
+        let steps = observe(&writer, Duration::from_millis(1));
+        if let Some(state) = writer
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            state.retry = Duration::from_millis(1);
+        }
+        let _thread = spawn(writer);
+        disk.set_full(true);
+        assert_eq!(sink.submit(record(0)).await, Ok(()));
+        assert!(sink.flush().await.is_err());
+        assert_eq!(sink.admission(), Err(Unavailable::WritesFailing));
+        // Retries while still full keep it refused.
+        while next_step(&steps) != Step::Retry {}
+        assert_eq!(sink.admission(), Err(Unavailable::WritesFailing));
+        // No request comes (a not-ready gateway gets none); the writer's own
+        // retry finds the disk back.
+        disk.set_full(false);
+        // A retry already under way may still have found the disk full;
+        // each further one tries again.
+        while sink.admission().is_err() {
+            while next_step(&steps) != Step::Retry {}
+        }
+        assert_eq!(sink.admission(), Ok(()), "recovered without traffic");
+        assert!(disk.lines().iter().any(|l| l.contains("records_lost")));
     }
 }

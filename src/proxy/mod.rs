@@ -103,6 +103,22 @@ impl ProxyHttp for Gateway {
                 "request without a config snapshot",
             );
         };
+        // Nothing is served that could not be audited (fail_closed).
+        if let Err(why) = self.audit.admission() {
+            // The writer logs the failure once; one line per refused
+            // request would flood the log of a gateway refusing them all.
+            tracing::debug!(request_id = %ctx.request_id, reason = %why, "refused: audit unavailable");
+            ctx.refused = Some(Reason::AuditUnavailable);
+            respond::refuse(
+                session,
+                Reason::AuditUnavailable,
+                &ctx.request_id,
+                None,
+                false,
+            )
+            .await?;
+            return Ok(true);
+        }
         let outcome = self.decide(session, ctx, &snapshot).await;
         match outcome {
             Ok(mut admission) => {
@@ -192,11 +208,13 @@ impl ProxyHttp for Gateway {
         }
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(state) = ctx.rewrite.as_mut() {
-            rewrite::prepare_response(
-                state,
-                upstream_response,
-                _session.as_downstream().is_http2(),
-            )?;
+            let head = _session.req_header().method == http::Method::HEAD;
+            let h2 = _session.as_downstream().is_http2();
+            if let Err(e) = rewrite::prepare_response(state, upstream_response, h2, head) {
+                tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
+                ctx.refused = Some(Reason::RedactionFailed);
+                return Err(e);
+            }
         }
         Ok(())
     }

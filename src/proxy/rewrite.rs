@@ -2,6 +2,14 @@
 //! request, ask the upstream for a plain body, buffer it (hard cap),
 //! rewrite at end of stream, fail closed (DESIGN invariant 4).
 //!
+//! A 2xx body is rewritten by the plan. A non-2xx body (an upstream error,
+//! which may echo the phone number or e-mail address the client sent) is
+//! searched with the detectors whenever the caller is subject to a
+//! redaction rule ([`crate::rewrite::mask_error_body`]); row filters do not
+//! apply to it. One that could never be searched (content-coded, binary,
+//! declared over the cap) is refused at the head, so the client gets a clean
+//! 502 `redaction_failed`.
+//!
 //! pingora sends the response head before the body exists, so a body that
 //! cannot be rewritten (not JSON, wrong shape, too large, compressed) ends
 //! the response with an error instead of any upstream byte: the client sees
@@ -15,7 +23,10 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use crate::auth::Verified;
 use crate::config::snapshot::Route;
 use crate::policy::{plan_row_filter, RoleSet};
-use crate::rewrite::{rewrite, RewriteOutcome, RewritePlan};
+use crate::rewrite::{
+    check_error_head, mask_error_body, rewrite, ErrorScan, RewriteError, RewriteOutcome,
+    RewritePlan,
+};
 
 /// Largest upstream body buffered for rewriting.
 pub const MAX_REWRITE_BYTES: usize = 16 * 1024 * 1024;
@@ -34,14 +45,27 @@ const CONDITIONAL_HEADERS: [&str; 6] = [
 /// One response being rewritten.
 pub struct RewriteState {
     plan: RewritePlan,
-    /// `false` for non-2xx answers: error bodies pass as they are.
-    active: bool,
+    /// What this response's body goes through, once its status is known.
+    mode: Mode,
+    /// The upstream's status, for logs.
+    status: u16,
     content_type: Option<String>,
     content_encoding: Option<String>,
     buffer: BytesMut,
     /// Rows removed and values masked, for the audit record.
     pub removed: u64,
     pub masked: u64,
+}
+
+/// How the body of the response at hand is treated.
+enum Mode {
+    /// A 2xx answer: the plan applies.
+    Success,
+    /// An error answer for a caller subject to redaction: searched.
+    Error(ErrorScan),
+    /// Passed as it is: an error answer for a caller with row filters
+    /// only, or one that has no body (1xx, 304, an answer to HEAD).
+    Pass,
 }
 
 /// The plan for this caller on this route, if anything must be rewritten:
@@ -68,7 +92,8 @@ pub fn plan(route: &Route, caller: Option<&Verified>, roles: &RoleSet) -> Option
     }
     (!plan.is_empty()).then(|| RewriteState {
         plan,
-        active: true,
+        mode: Mode::Success,
+        status: 0,
         content_type: None,
         content_encoding: None,
         buffer: BytesMut::new(),
@@ -87,16 +112,15 @@ pub fn prepare_request(req: &mut RequestHeader) -> Result<()> {
 }
 
 /// The response head: the length and validators of the upstream body no
-/// longer describe what the client receives.
+/// longer describe what the client receives. An error answer whose head
+/// already shows that its body cannot be searched is an error here, before
+/// anything is sent (`head_request`: a HEAD answer has no body).
 pub fn prepare_response(
     state: &mut RewriteState,
     resp: &mut ResponseHeader,
     downstream_h2: bool,
+    head_request: bool,
 ) -> Result<()> {
-    if !resp.status.is_success() {
-        state.active = false;
-        return Ok(());
-    }
     let text = |name: http::HeaderName| {
         resp.headers
             .get(name)
@@ -105,6 +129,38 @@ pub fn prepare_response(
     };
     state.content_type = text(http::header::CONTENT_TYPE);
     state.content_encoding = text(http::header::CONTENT_ENCODING);
+    state.status = resp.status.as_u16();
+    state.mode = if resp.status.is_success() {
+        Mode::Success
+    } else if resp.status.is_informational()
+        || resp.status == http::StatusCode::NOT_MODIFIED
+        || head_request
+    {
+        // No body can follow.
+        Mode::Pass
+    } else {
+        state.plan.error_scan().map_or(Mode::Pass, Mode::Error)
+    };
+    match state.mode {
+        Mode::Pass => return Ok(()),
+        Mode::Success => {}
+        Mode::Error(_) => {
+            let declared = resp
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if let Some(len) = declared.filter(|n| *n > 0) {
+                check_error_head(
+                    state.content_type.as_deref(),
+                    state.content_encoding.as_deref(),
+                    len,
+                    MAX_REWRITE_BYTES,
+                )
+                .map_err(|e| refused(state.status, &e))?;
+            }
+        }
+    }
     for h in [
         http::header::CONTENT_LENGTH,
         http::header::ETAG,
@@ -122,7 +178,7 @@ pub fn prepare_response(
 
 /// Hold every chunk; at the end, emit the rewritten body or fail.
 pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool) -> Result<()> {
-    if !state.active {
+    if matches!(state.mode, Mode::Pass) {
         return Ok(());
     }
     if let Some(chunk) = body.take() {
@@ -138,36 +194,219 @@ pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool)
         return Ok(());
     }
     let whole = std::mem::take(&mut state.buffer).freeze();
-    match rewrite(
-        &whole,
-        state.content_type.as_deref(),
-        state.content_encoding.as_deref(),
-        &state.plan,
-        MAX_REWRITE_BYTES,
-    ) {
-        Ok(RewriteOutcome::Rewritten {
+    let outcome = match &state.mode {
+        Mode::Error(scan) => mask_error_body(
+            &whole,
+            state.content_type.as_deref(),
+            state.content_encoding.as_deref(),
+            scan,
+            MAX_REWRITE_BYTES,
+        )
+        .map_err(|e| refused(state.status, &e))?,
+        _ => rewrite(
+            &whole,
+            state.content_type.as_deref(),
+            state.content_encoding.as_deref(),
+            &state.plan,
+            MAX_REWRITE_BYTES,
+        )
+        .map_err(|e| {
+            Error::explain(
+                ErrorType::InternalError,
+                format!("rewrite failed ({}): {e}", e.kind()),
+            )
+        })?,
+    };
+    match outcome {
+        RewriteOutcome::Rewritten {
             body: out,
             removed,
             masked,
-        }) => {
+        } => {
             state.removed = removed;
             state.masked = masked;
             *body = Some(out);
             Ok(())
         }
-        Ok(RewriteOutcome::Unchanged) => {
+        RewriteOutcome::Unchanged => {
             *body = Some(whole);
             Ok(())
         }
         // Object filters are refused at config load; should one arrive,
         // failing closed is the only safe answer this late.
-        Ok(RewriteOutcome::NotFound) => Error::e_explain(
+        RewriteOutcome::NotFound => Error::e_explain(
             ErrorType::InternalError,
             "object filter after response head",
         ),
-        Err(e) => Error::e_explain(
-            ErrorType::InternalError,
-            format!("rewrite failed ({}): {e}", e.kind()),
+    }
+}
+
+/// The error for an error body that cannot be searched (`status`: the
+/// upstream's). The message names the
+/// reason, never body content.
+fn refused(status: u16, e: &RewriteError) -> Box<Error> {
+    Error::explain(
+        ErrorType::InternalError,
+        format!(
+            "upstream error body (status {status}) cannot be searched for personal data ({}): {e}",
+            e.kind()
         ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ItemSelector;
+    use crate::redact::{Detector, RedactionRule, Style};
+
+    fn state(plan: RewritePlan) -> RewriteState {
+        RewriteState {
+            plan,
+            mode: Mode::Success,
+            status: 0,
+            content_type: None,
+            content_encoding: None,
+            buffer: BytesMut::new(),
+            removed: 0,
+            masked: 0,
+        }
+    }
+
+    fn redacting() -> RewriteState {
+        let mut plan = RewritePlan::default();
+        plan.push_redaction(&RedactionRule {
+            name: "pii".into(),
+            unless_permission: None,
+            fields: vec![ItemSelector::parse("$.payload.email").expect("selector")],
+            detect: vec![Detector::Phone],
+            style: Style::Partial,
+        });
+        state(plan)
+    }
+
+    fn head(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut resp = ResponseHeader::build(status, None).expect("head");
+        for (name, value) in headers {
+            resp.insert_header(name.to_string(), *value)
+                .expect("header");
+        }
+        resp
+    }
+
+    /// Runs the body through in two chunks; what the client gets.
+    fn through(state: &mut RewriteState, body: &[u8]) -> Result<Option<Bytes>> {
+        let (a, b) = body.split_at(body.len() / 2);
+        let mut chunk = Some(Bytes::copy_from_slice(a));
+        body_chunk(state, &mut chunk, false)?;
+        assert_eq!(chunk, None, "nothing leaves before the end");
+        let mut chunk = Some(Bytes::copy_from_slice(b));
+        body_chunk(state, &mut chunk, true)?;
+        Ok(chunk)
+    }
+
+    #[test]
+    fn an_error_answer_for_a_caller_under_redaction_is_masked() {
+        let mut s = redacting();
+        let body = br#"{"message":"Email sophie@example.com has already been taken"}"#;
+        let len = body.len().to_string();
+        let mut resp = head(
+            422,
+            &[
+                ("content-type", "application/json"),
+                ("content-length", &len),
+            ],
+        );
+        assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+        assert_eq!(resp.status.as_u16(), 422, "status kept");
+        assert!(
+            resp.headers.get("content-length").is_none(),
+            "the length no longer describes the body"
+        );
+        let out = through(&mut s, body).expect("masked");
+        assert_eq!(
+            out.as_deref(),
+            Some(&br#"{"message":"Email s***@example.com has already been taken"}"#[..])
+        );
+        assert_eq!(s.masked, 1, "counted for the audit record");
+    }
+
+    #[test]
+    fn an_error_head_that_shows_an_unsearchable_body_is_refused_before_it_is_sent() {
+        for headers in [
+            &[
+                ("content-type", "text/html"),
+                ("content-encoding", "gzip"),
+                ("content-length", "10"),
+            ][..],
+            &[
+                ("content-type", "application/octet-stream"),
+                ("content-length", "10"),
+            ],
+        ] {
+            let mut s = redacting();
+            let mut resp = head(500, headers);
+            assert!(
+                prepare_response(&mut s, &mut resp, false, false).is_err(),
+                "{headers:?} should be refused at the head"
+            );
+        }
+        // Empty, or the answer to HEAD: nothing to search.
+        for (headers, head_request) in [
+            (
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("content-length", "0"),
+                ][..],
+                false,
+            ),
+            (
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("content-length", "10"),
+                ],
+                true,
+            ),
+        ] {
+            let mut s = redacting();
+            let mut resp = head(500, headers);
+            assert!(prepare_response(&mut s, &mut resp, false, head_request).is_ok());
+            let mut chunk = None;
+            assert!(body_chunk(&mut s, &mut chunk, true).is_ok());
+            assert!(chunk.unwrap_or_default().is_empty(), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn a_late_unsearchable_error_body_is_not_sent() {
+        let mut s = redacting();
+        let mut resp = head(500, &[("content-type", "text/plain")]);
+        assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+        assert!(
+            through(&mut s, b"caf\xe9 +447700900123").is_err(),
+            "not UTF-8: refused at the end"
+        );
+    }
+
+    #[test]
+    fn without_redaction_error_bodies_pass_as_they_are() {
+        // A row filter alone does not apply to error bodies.
+        let mut s = state(RewritePlan::default());
+        let mut resp = head(
+            404,
+            &[
+                ("content-type", "application/octet-stream"),
+                ("content-length", "5"),
+            ],
+        );
+        assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+        assert_eq!(
+            resp.headers.get("content-length").map(|v| v.as_bytes()),
+            Some(&b"5"[..]),
+            "the head is left alone"
+        );
+        let mut chunk = Some(Bytes::from_static(b"a@b.c"));
+        assert!(body_chunk(&mut s, &mut chunk, true).is_ok());
+        assert_eq!(chunk.as_deref(), Some(&b"a@b.c"[..]));
     }
 }

@@ -15,11 +15,16 @@
 //! applied. Nothing else is re-serialized, so key order, number spelling
 //! and whitespace of everything kept are the upstream's own.
 //!
+//! Error answers (non-2xx) follow no success shape: for a caller subject
+//! to redaction, [`mask_error_body`] searches every string of them with the
+//! detectors instead (see [`error_body`]).
+//!
 //! Known limitation: counts next to a filtered list (Chatwoot's
 //! `data.meta.all_count`, `mine_count`, `unassigned_count`, the contacts
 //! list's `meta.count`) are not recomputed, so they still tell the caller
 //! how many rows exist. Masking those fields is the redaction step's job.
 
+mod error_body;
 mod media;
 mod plan;
 mod scan;
@@ -27,6 +32,7 @@ mod scan;
 use bytes::Bytes;
 use thiserror::Error;
 
+pub use error_body::{check_error_head, mask_error_body, ErrorScan};
 pub use plan::{PlannedDetect, PlannedMask, PlannedRowFilter, RewritePlan, MAX_PLAN_ENTRIES};
 
 use plan::Compiled;
@@ -66,6 +72,8 @@ pub enum RewriteError {
     UnsupportedContentType(Option<String>),
     #[error("body is not JSON: {why} at byte {offset}")]
     NotJson { offset: usize, why: &'static str },
+    #[error("error body is not UTF-8 text: invalid byte at {offset}")]
+    NotText { offset: usize },
     #[error("selector `{selector}` does not fit the body: {why}")]
     ShapeMismatch { selector: String, why: &'static str },
     #[error("masked field `{selector}` does not fit the body: {why}")]
@@ -84,6 +92,7 @@ impl RewriteError {
             RewriteError::UnsupportedEncoding(_) => "encoding",
             RewriteError::UnsupportedContentType(_) => "content_type",
             RewriteError::NotJson { .. } => "not_json",
+            RewriteError::NotText { .. } => "not_text",
             RewriteError::ShapeMismatch { .. } | RewriteError::MaskShapeMismatch { .. } => "shape",
             RewriteError::PlanTooLarge { .. } => "plan",
             RewriteError::Internal => "internal",

@@ -268,6 +268,12 @@ impl<'p> Compiled<'p> {
 
     /// A plan with nothing to do: the walk only validates.
     pub fn empty() -> Compiled<'static> {
+        Compiled::detect_only(&[])
+    }
+
+    /// Free-text detection alone (error bodies): no selector, so nothing
+    /// to allocate.
+    pub fn detect_only(detect: &'p [PlannedDetect]) -> Compiled<'p> {
         Compiled {
             filters: Vec::new(),
             watches: Vec::new(),
@@ -277,7 +283,7 @@ impl<'p> Compiled<'p> {
             masks: Vec::new(),
             mask_all: 0,
             mask_steps: StepTable::default(),
-            detect: &[],
+            detect,
         }
     }
 

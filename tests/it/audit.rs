@@ -1,7 +1,9 @@
 //! Exactly one audit record per request (invariant 5), including denials,
 //! and a hash chain that verifies.
 
+use crate::harness;
 use crate::proxy::{self, SECRET};
+use crate::upstream::EchoUpstream;
 
 #[tokio::test]
 async fn one_record_per_request_with_the_contract_fields() {
@@ -107,4 +109,162 @@ async fn tampering_with_the_audit_file_is_detected() {
         chatwarden::audit::verify_file(&tampered).is_err(),
         "an edited record must fail verification"
     );
+}
+
+/// `on_overflow: fail_closed` with an audit target whose writes fail: new
+/// requests are refused (503 `audit_unavailable`) before reaching the
+/// upstream, `/readyz` says not ready and the metric shows it; once writes
+/// work again, traffic resumes by itself.
+///
+/// The audit path is a named pipe: writes work while the test holds its
+/// read end open and fail (EPIPE) once it closes it — a disk that fails
+/// and comes back, without sleeping or filling a real disk.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn fail_closed_refuses_requests_while_audit_writes_fail_and_resumes_after() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    const O_NONBLOCK: i32 = 0o4000;
+    let pipe_dir = tempfile::tempdir().expect("temp dir");
+    let pipe = pipe_dir.path().join("audit.pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo should create the pipe");
+    let open_reader = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&pipe)
+            .expect("open the pipe's read end")
+    };
+    let drain = |reader: &mut std::fs::File| {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("reading the pipe: {e}"),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let mut reader = open_reader();
+
+    let up = EchoUpstream::start().await;
+    let config = proxy::config().replace(
+        "audit:\n  path: ${AUDIT}\n  hash_chain: true\n",
+        &format!(
+            "audit:\n  path: {}\n  hash_chain: true\n  on_overflow: fail_closed\n",
+            pipe.display()
+        ),
+    );
+    assert!(
+        config.contains("fail_closed"),
+        "the test config is rewritten"
+    );
+    let gw = harness::start(
+        &config,
+        &[
+            ("UP_CRM", up.url()),
+            ("UP_DEAD", format!("http://{}", harness::free_addr())),
+            ("CRM_KEY", proxy::SECRET.to_string()),
+        ],
+    )
+    .await;
+    let client = gw.client();
+    let get = || client.get(gw.url("/api/v1/accounts/1/contacts")).send();
+    let admin = |path: &'static str| client.get(format!("http://{}{path}", gw.admin)).send();
+
+    // A request's record is submitted in its logging phase, just after the
+    // response: poll (bounded) rather than guess how long that takes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let poll = || async move {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit writer should have seen the record by now"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    };
+
+    // Healthy: served and audited.
+    assert_eq!(get().await.expect("request").status(), 200);
+    let mut trail = String::new();
+    while !trail.contains("\"status\":200") {
+        assert!(
+            gw.handles.audit.flush().await.is_ok(),
+            "the record is written"
+        );
+        trail.push_str(&drain(&mut reader));
+        poll().await;
+    }
+    assert_eq!(admin("/readyz").await.expect("readyz").status(), 200);
+
+    // The audit target fails: the next record cannot be written.
+    drop(reader);
+    assert_eq!(
+        get().await.expect("request").status(),
+        200,
+        "the failure is not known before a write fails"
+    );
+    // Its record, once submitted, goes to a pipe without a reader: EPIPE.
+    while gw.handles.audit.flush().await.is_ok() {
+        poll().await;
+    }
+    let reached = up.count();
+    let resp = get().await.expect("request");
+    assert_eq!(resp.status(), 503, "nothing is served unaudited");
+    let body: serde_json::Value = resp.json().await.expect("error body");
+    assert_eq!(body["reason"], "audit_unavailable", "{body}");
+    assert_eq!(
+        up.count(),
+        reached,
+        "the refused request never reached the upstream"
+    );
+    assert_eq!(
+        admin("/readyz").await.expect("readyz").status(),
+        503,
+        "not ready while refusing"
+    );
+    let metrics = || async {
+        admin("/metrics")
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    };
+    let text = metrics().await;
+    assert!(text.contains("chatwarden_audit_available 0"), "{text}");
+    // Counted in the refused request's logging phase, after its response.
+    while !metrics().await.contains("reason=\"audit_unavailable\"} 1") {
+        poll().await;
+    }
+
+    // The target works again: the next write (here a flush's gap note; in
+    // production the refused requests' records or the writer's own retry)
+    // succeeds and traffic resumes.
+    let mut reader = open_reader();
+    assert!(
+        gw.handles.audit.flush().await.is_ok(),
+        "writes work again once the pipe has a reader"
+    );
+    assert_eq!(admin("/readyz").await.expect("readyz").status(), 200);
+    assert_eq!(
+        get().await.expect("request").status(),
+        200,
+        "traffic resumes"
+    );
+    assert!(gw.handles.audit.flush().await.is_ok());
+    let trail = drain(&mut reader);
+    assert!(
+        trail.contains("records_lost"),
+        "the gap is on record: {trail}"
+    );
+    let text = metrics().await;
+    assert!(text.contains("chatwarden_audit_available 1"), "{text}");
 }

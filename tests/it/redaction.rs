@@ -179,3 +179,311 @@ async fn agents_get_masked_personal_data_and_cleared_supervisors_do_not() {
         "the audit file holds no customer PII"
     );
 }
+
+/// Routes whose upstream answers errors: the demo CRM refusing a duplicate
+/// contact (its 422 echoes the number or address), and a plain upstream
+/// whose error pages echo an address in several forms.
+const ERROR_CONFIG: &str = r#"
+listeners: [{name: main, addr: "${LISTEN}"}]
+admin: {addr: "${ADMIN}"}
+upstreams:
+  crm: {url: "${CRM}", headers: {api_access_token: "${CRM_TOKEN}"}}
+  broken: {url: "${BROKEN}"}
+auth:
+  issuer: https://idp.acme-retail.test/
+  audiences: [chatwarden]
+  algorithms: [EdDSA]
+  jwks_url: "${JWKS}"
+roles:
+  agent: {permissions: [contacts.read, contacts.create]}
+  supervisor: {inherits: [agent], permissions: [contacts.read_pii]}
+redaction:
+  - name: created-contact
+    unless_permission: contacts.read_pii
+    fields: ["$.payload.contact.phone_number", "$.payload.contact.email"]
+  - name: anything
+    unless_permission: contacts.read_pii
+    fields: ["$.payload.email"]
+    style: full
+routes:
+  - {name: contacts.create, upstream: crm, methods: [POST], path: "/api/v1/accounts/{account_id}/contacts", permission: contacts.create, redaction: [created-contact]}
+  - {name: broken, upstream: broken, methods: [GET, HEAD], path: "/broken/{kind}", permission: contacts.read, redaction: [anything]}
+audit: {path: "${AUDIT}"}
+"#;
+
+/// An address the broken upstream echoes in its error pages.
+const ECHOED: &str = "sophie.taylor@example.com";
+
+#[tokio::test]
+async fn upstream_errors_echoing_customer_data_are_masked_for_agents_only() {
+    let broken = BrokenUpstream::start().await;
+    let (gw, idp) = harness::start_with_demo_crm(ERROR_CONFIG, &[("BROKEN", broken.url())]).await;
+    let client = gw.client();
+    let agent = idp.token("amelia", &["agent"], json!({}));
+    let supervisor = idp.token("priya", &["supervisor"], json!({}));
+    let taken = &data::contacts()[0];
+    let create = |token: &str, body: Value| {
+        client
+            .post(gw.url("/api/v1/accounts/1/contacts"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+
+    // The CRM refuses a duplicate phone number with a 422 that names it.
+    let resp = create(
+        &agent,
+        json!({"name": "Dup", "phone_number": taken.phone_number}),
+    )
+    .await
+    .expect("request");
+    assert_eq!(resp.status(), 422, "the upstream's status is kept");
+    let text = resp.text().await.expect("body");
+    assert!(
+        leaks(&text).is_empty(),
+        "an agent's 422 leaks {:?}: {text}",
+        leaks(&text)
+    );
+    let body: Value = serde_json::from_str(&text).expect("the masked error is still JSON");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Phone number +") && message.ends_with("has already been taken"),
+        "only the number is masked: {body}"
+    );
+    assert!(message.contains('*'), "{body}");
+    assert_eq!(
+        body["attributes"],
+        json!(["phone_number"]),
+        "structure kept"
+    );
+
+    // The same for an e-mail address.
+    let email = data::contacts()
+        .iter()
+        .find_map(|c| c.email)
+        .expect("a demo contact with an address");
+    let resp = create(&agent, json!({"name": "Dup", "email": email}))
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 422);
+    let text = resp.text().await.expect("body");
+    assert!(
+        !text.contains(email),
+        "an agent's 422 leaks the address: {text}"
+    );
+    assert!(text.contains("***@"), "partial style of the rule: {text}");
+
+    // A supervisor cleared for personal data gets the CRM's own words.
+    let resp = create(
+        &supervisor,
+        json!({"name": "Dup", "phone_number": taken.phone_number}),
+    )
+    .await
+    .expect("request");
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        body["message"],
+        json!(format!(
+            "Phone number {} has already been taken",
+            taken.phone_number
+        )),
+        "unmasked for contacts.read_pii"
+    );
+
+    // A plain upstream's HTML error page: masked, status kept.
+    let resp = client
+        .get(gw.url("/broken/html"))
+        .bearer_auth(&agent)
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 500);
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html")));
+    let text = resp.text().await.expect("body");
+    assert!(!text.contains(ECHOED), "the HTML page leaks: {text}");
+    assert!(
+        text.contains("[redacted]") && text.contains("<h1>Internal Server Error</h1>"),
+        "full style of the rule, page kept: {text}"
+    );
+
+    // What cannot be searched never reaches the client: a body that says
+    // it is gzip (whatever it holds), a binary one, one that is not UTF-8.
+    for kind in ["gzip", "binary", "latin1"] {
+        let resp = client
+            .get(gw.url(&format!("/broken/{kind}")))
+            .bearer_auth(&agent)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(ECHOED),
+            "{kind}: the error body leaked: {text}"
+        );
+        assert_eq!(status, 502, "{kind}: refused, not passed: {text}");
+        let body: Value = serde_json::from_slice(&bytes).expect("the gateway's error body");
+        assert_eq!(body["reason"], "redaction_failed", "{kind}: {body}");
+    }
+    // The supervisor gets those bodies as they are.
+    let resp = client
+        .get(gw.url("/broken/binary"))
+        .bearer_auth(&supervisor)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 500);
+    assert!(resp.text().await.expect("body").contains(ECHOED));
+    // An empty error body stays empty; HEAD has none.
+    for (method, kind) in [
+        (reqwest::Method::GET, "empty"),
+        (reqwest::Method::HEAD, "html"),
+    ] {
+        let resp = client
+            .request(method.clone(), gw.url(&format!("/broken/{kind}")))
+            .bearer_auth(&agent)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 500, "{method} {kind}");
+        assert!(
+            resp.bytes().await.unwrap_or_default().is_empty(),
+            "{method} {kind}"
+        );
+    }
+
+    // Every request of the agent asked for an unencoded body, whatever
+    // the client accepted.
+    let agents = broken
+        .seen()
+        .into_iter()
+        .filter(|h| h.get("x-chatwarden-sub").map(String::as_str) == Some("amelia"))
+        .collect::<Vec<_>>();
+    assert_eq!(agents.len(), 6, "html, gzip, binary, latin1, empty, HEAD");
+    for seen in agents {
+        assert_eq!(
+            seen.get("accept-encoding").map(String::as_str),
+            Some("identity"),
+            "Accept-Encoding is neutralized for callers under redaction"
+        );
+    }
+
+    // The audit counts the masks, calls the refusals what they are and
+    // holds none of the values.
+    let records = gw.audit_records(10).await;
+    let agent_masks: u64 = records
+        .iter()
+        .filter(|r| r["sub"] == "amelia")
+        .filter_map(|r| r["redactions"].as_u64())
+        .sum();
+    assert!(
+        agent_masks >= 3,
+        "422 phone + 422 email + HTML page: {agent_masks}"
+    );
+    let failed = records
+        .iter()
+        .filter(|r| r["reason"] == "redaction_failed" && r["status"] == 502)
+        .count();
+    assert_eq!(
+        failed, 3,
+        "gzip, binary and latin1 are audited as redaction_failed"
+    );
+    let audit = std::fs::read_to_string(&gw.audit_path).expect("audit");
+    assert!(
+        leaks(&audit).is_empty() && !audit.contains(ECHOED),
+        "no PII in the audit"
+    );
+}
+
+/// A plain HTTP upstream answering 500 in the shapes a broken app or a
+/// proxy in front of it produces, each echoing [`ECHOED`]: `/broken/html`
+/// (an HTML page), `/broken/gzip` (declared gzip), `/broken/binary`
+/// (`application/octet-stream`), `/broken/latin1` (text that is not UTF-8),
+/// `/broken/empty`. Records the request headers it saw.
+struct BrokenUpstream {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<std::collections::HashMap<String, String>>>>,
+}
+
+impl BrokenUpstream {
+    async fn start() -> Self {
+        use hyper_util::rt::TokioIo;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let log = log.clone();
+                        async move { Ok::<_, std::convert::Infallible>(broken_answer(&req, &log)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        BrokenUpstream { addr, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<std::collections::HashMap<String, String>> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+fn broken_answer(
+    req: &hyper::Request<hyper::body::Incoming>,
+    log: &std::sync::Mutex<Vec<std::collections::HashMap<String, String>>>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    log.lock().expect("lock").push(
+        req.headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    );
+    let page = format!(
+        "<html><body><h1>Internal Server Error</h1><p>could not save {ECHOED}</p></body></html>"
+    );
+    let (content_type, encoding, body): (&str, Option<&str>, Vec<u8>) =
+        match req.uri().path().trim_start_matches("/broken/") {
+            "html" => ("text/html; charset=utf-8", None, page.into_bytes()),
+            // Not really compressed: a gateway that passed it would show the
+            // address in clear.
+            "gzip" => ("text/html; charset=utf-8", Some("gzip"), page.into_bytes()),
+            "binary" => ("application/octet-stream", None, page.into_bytes()),
+            "latin1" => {
+                let mut bytes = b"caf\xe9: ".to_vec();
+                bytes.extend_from_slice(ECHOED.as_bytes());
+                ("text/plain; charset=iso-8859-1", None, bytes)
+            }
+            _ => ("text/plain", None, Vec::new()),
+        };
+    let mut resp = hyper::Response::builder()
+        .status(500)
+        .header("content-type", content_type);
+    if let Some(e) = encoding {
+        resp = resp.header("content-encoding", e);
+    }
+    resp.body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .expect("response")
+}

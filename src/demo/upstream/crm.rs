@@ -327,7 +327,15 @@ impl Crm {
                     return Err(invalid("Email is invalid", "email"));
                 }
                 if self.taken("email", address, own_id) {
-                    return Err(invalid("Email has already been taken", "email"));
+                    // Chatwoot renders `errors.full_messages` of a model
+                    // validation; a uniqueness message that interpolates
+                    // `%{value}` (common in Rails apps) echoes what the
+                    // client sent, which makes this a realistic leak for the
+                    // gateway's error-body masking to stop.
+                    return Err(invalid(
+                        &format!("Email {address} has already been taken"),
+                        "email",
+                    ));
                 }
             }
             fields.insert("email".to_owned(), email);
@@ -343,7 +351,7 @@ impl Crm {
                 }
                 if self.taken("phone_number", number, own_id) {
                     return Err(invalid(
-                        "Phone number has already been taken",
+                        &format!("Phone number {number} has already been taken"),
                         "phone_number",
                     ));
                 }
