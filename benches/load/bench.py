@@ -345,6 +345,47 @@ def hold_connections(port, token, count):
 # ----------------------------------------------------------------- report
 
 
+def keepalive_requests(port, path, tokens, n, conns=4):
+    """n sequential GETs over a few keep-alive connections; returns how many got 200."""
+    cs = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(conns)]
+    ok = 0
+    try:
+        for i in range(n):
+            c = cs[i % conns]
+            c.request("GET", path, headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"})
+            r = c.getresponse()
+            r.read()
+            ok += r.status == 200
+    finally:
+        for c in cs:
+            c.close()
+    return ok
+
+
+def instructions_per_request(name, argv, port, workdir, path, tokens, n):
+    """Start argv under callgrind, warm it up, count the instructions of n requests.
+
+    Only user space is counted (the kernel's share, the same syscalls for every
+    pingora peer, is not), and valgrind's CPU lacks SHA-NI, so SHA-256 (token
+    digests, the audit hash chain) costs several times what it does natively.
+    """
+    out = os.path.join(workdir, f"callgrind.{name}")
+    proc = start(f"callgrind-{name}", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                                       "--dump-instr=no"] + argv, workdir, None)
+    wait_ready(f"{name} under callgrind", port, tokens[0], proc, seconds=180)
+    keepalive_requests(port, path, tokens, 300)
+    subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
+    ok = keepalive_requests(port, path, tokens, n)
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+    proc.terminate()
+    proc.wait(timeout=60)
+    with open(out + ".1") as f:
+        total = next(int(line.split()[1]) for line in f if line.startswith("totals:"))
+    if ok != n:
+        log(f"load bench: {name} under callgrind answered {ok} of {n} requests with 200")
+    return total / n
+
+
 def fmt_ratio(v, base):
     return f"{v / base:.2f}" if base else "–"
 
@@ -387,6 +428,9 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated mix keys, e.g. b,f-hit")
     ap.add_argument("--out", default=os.path.join(LOAD_DIR, "results.md"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="also count user-space instructions per request under callgrind "
+                         "(N requests per peer; needs valgrind): a figure a busy machine cannot skew")
     a = ap.parse_args()
     a.chatwarden, a.bare_proxy = os.path.abspath(a.chatwarden), os.path.abspath(a.bare_proxy)
     a.envoy = os.path.abspath(a.envoy) if a.envoy else ""
@@ -571,6 +615,36 @@ def main():
                   f"`chatwarden audit verify`: "
                   f"{'ok' if verify_out.returncode == 0 else 'FAILED: ' + verify_out.stdout + verify_out.stderr}")
 
+    # Instructions per request under callgrind (opt-in, slow: valgrind runs
+    # the peer about 50 times slower). Fresh peers on new ports, so the
+    # measured ones above are untouched.
+    instr = []
+    if a.instructions:
+        log(f"load bench: counting instructions for {a.instructions} requests per peer (callgrind)")
+        ib, ifp = free_port(), free_port()
+        bare_ir = instructions_per_request(
+            "bare", [a.bare_proxy, "--serve", f"127.0.0.1:{ib}", "--upstream", up], ib, workdir,
+            PATH, [tokens["good"]], a.instructions)
+        cw_argv = [a.chatwarden, "run", "-c", render(
+            "chatwarden.yaml", conf("chatwarden-callgrind.yaml"), ADDR=f"127.0.0.1:{ifp}",
+            UPSTREAM=up, PUBKEY=pub, AUDIT=conf("audit-callgrind.jsonl")), "--threads", "1"]
+        hit_ir = instructions_per_request("chatwarden-hit", cw_argv, ifp, workdir, PATH,
+                                          [tokens["good"]], a.instructions)
+        fresh_ir = instructions_per_request("chatwarden-fresh", cw_argv, ifp, workdir, PATH,
+                                            fresh, a.instructions)
+        instr = [
+            "| peer | instructions per request (user space) | ×bare |",
+            "|---|---:|---:|",
+            f"| (b) bare pingora | {bare_ir:,.0f} | 1.00 |",
+            f"| (f) chatwarden, cached token | {hit_ir:,.0f} | {hit_ir / bare_ir:.2f} |",
+            f"| (f) chatwarden, new token each request | {fresh_ir:,.0f} | {fresh_ir / bare_ir:.2f} |",
+            "",
+            f"callgrind, {a.instructions:,} requests per peer after 300 to warm up, all threads. "
+            "Kernel work (the same syscalls for every pingora peer) is not counted, and "
+            "valgrind's CPU has no SHA-NI, so SHA-256 (token digests, the audit hash chain) "
+            "counts several times what it costs natively.",
+        ]
+
     # ------------------------------------------------------------ the table
     base = med["b"]
     rows = ["| mix | req/s (×b) | p50 ms (×b) | p99 ms (×b) | CPU-s per 10k req (×b) "
@@ -679,6 +753,7 @@ def main():
     doc = "\n".join([
         "# Load benchmark results", "", setup, "", table, "",
         "## Issue 5 targets", "", *targets, "", "## Memory", "", *mem, "",
+        *(["## Instructions per request", "", *instr, ""] if instr else []),
         "## Enforcement checked before measuring", "", *checks, "", f"- {audit_note}", "",
         "## What each peer does", "",
         *[f"- {p.label}: {p.what}" for p in peers.values()], "",
