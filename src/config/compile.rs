@@ -140,6 +140,41 @@ pub(super) struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
+    /// Headers the gateway sends with secrets in them (an upstream's
+    /// credential, an alert webhook's token): each name and value checked,
+    /// each value marked sensitive so that it never prints. `owner` names
+    /// where they are configured, for the error messages.
+    pub(super) fn sensitive_headers(
+        &mut self,
+        owner: &str,
+        headers: &BTreeMap<String, Str>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::new();
+        for (hname, hval) in headers {
+            let Ok(header) = HeaderName::from_bytes(hname.as_bytes()) else {
+                self.err(
+                    &hval.referenced,
+                    format!("{owner}: `{hname}` is not a valid header name"),
+                );
+                continue;
+            };
+            let Some(value) = self.string(hval) else {
+                continue;
+            };
+            match HeaderValue::from_str(&value) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    out.push((header, v));
+                }
+                Err(_) => self.err(
+                    &hval.referenced,
+                    format!("{owner}: value of header `{hname}` contains characters not allowed in a header"),
+                ),
+            }
+        }
+        out
+    }
+
     fn compile(&mut self, raw: RawConfig, version: ConfigVersion, path: &Path) -> Option<Snapshot> {
         let listeners = self.listeners(&raw);
         let admin = self.admin(&raw);
@@ -319,29 +354,7 @@ impl Compiler<'_> {
         };
         let host_header = HeaderValue::from_str(&host_header_text).ok()?;
 
-        let mut inject = Vec::new();
-        for (hname, hval) in &u.headers {
-            let Ok(header) = HeaderName::from_bytes(hname.as_bytes()) else {
-                self.err(
-                    &hval.referenced,
-                    format!("upstream `{name}`: `{hname}` is not a valid header name"),
-                );
-                continue;
-            };
-            let Some(value) = self.string(hval) else {
-                continue;
-            };
-            match HeaderValue::from_str(&value) {
-                Ok(mut v) => {
-                    v.set_sensitive(true);
-                    inject.push((header, v));
-                }
-                Err(_) => self.err(
-                    &hval.referenced,
-                    format!("upstream `{name}`: value of header `{hname}` contains characters not allowed in a header"),
-                ),
-            }
-        }
+        let inject = self.sensitive_headers(&format!("upstream `{name}`"), &u.headers);
 
         let mut timeouts = Timeouts::default();
         for (field, slot) in [

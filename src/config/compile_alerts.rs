@@ -6,8 +6,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
-
 use super::compile::Compiler;
 use super::raw::{RawConfig, Str};
 use super::raw_alerts::{RawAlertRule, RawSink, RawWhen};
@@ -139,29 +137,7 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        let mut headers = Vec::new();
-        for (hname, hval) in &s.headers {
-            let Ok(header) = HeaderName::from_bytes(hname.as_bytes()) else {
-                self.err(
-                    &hval.referenced,
-                    format!("alert sink `{name}`: `{hname}` is not a valid header name"),
-                );
-                continue;
-            };
-            let Some(value) = self.string(hval) else {
-                continue;
-            };
-            match HeaderValue::from_str(&value) {
-                Ok(mut v) => {
-                    v.set_sensitive(true);
-                    headers.push((header, v));
-                }
-                Err(_) => self.err(
-                    &hval.referenced,
-                    format!("alert sink `{name}`: value of header `{hname}` contains characters not allowed in a header"),
-                ),
-            }
-        }
+        let headers = self.sensitive_headers(&format!("alert sink `{name}`"), &s.headers);
         let timeout = match self.duration_opt(s.timeout.as_ref())? {
             None => DEFAULT_WEBHOOK_TIMEOUT,
             Some(t) if !t.is_zero() && t <= MAX_WEBHOOK_TIMEOUT => t,

@@ -90,16 +90,23 @@ pub fn plan(route: &Route, caller: Option<&Verified>, roles: &RoleSet) -> Option
             plan.push_redaction(rule);
         }
     }
-    (!plan.is_empty()).then(|| RewriteState {
-        plan,
-        mode: Mode::Success,
-        status: 0,
-        content_type: None,
-        content_encoding: None,
-        buffer: BytesMut::new(),
-        removed: 0,
-        masked: 0,
-    })
+    (!plan.is_empty()).then(|| RewriteState::new(plan))
+}
+
+impl RewriteState {
+    /// A response not seen yet, to be rewritten by `plan`.
+    fn new(plan: RewritePlan) -> RewriteState {
+        RewriteState {
+            plan,
+            mode: Mode::Success,
+            status: 0,
+            content_type: None,
+            content_encoding: None,
+            buffer: BytesMut::new(),
+            removed: 0,
+            masked: 0,
+        }
+    }
 }
 
 /// Ask for an identity-encoded, complete body.
@@ -261,16 +268,7 @@ mod tests {
     use crate::redact::{Detector, RedactionRule, Style};
 
     fn state(plan: RewritePlan) -> RewriteState {
-        RewriteState {
-            plan,
-            mode: Mode::Success,
-            status: 0,
-            content_type: None,
-            content_encoding: None,
-            buffer: BytesMut::new(),
-            removed: 0,
-            masked: 0,
-        }
+        RewriteState::new(plan)
     }
 
     fn redacting() -> RewriteState {
