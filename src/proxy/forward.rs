@@ -248,6 +248,38 @@ async fn resolve(host_port: &str) -> Result<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
+    /// Credentials and identity headers go however many a client sends,
+    /// past the names held on the stack too; everything else stays.
+    #[test]
+    fn stripping_removes_every_doomed_header_and_nothing_else() {
+        let strip: Vec<HeaderName> = ["authorization", "cookie", "x-forwarded-for"]
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect();
+        for identity in [1, 8, 12] {
+            let mut req = RequestHeader::build("GET", b"/", None).expect("a request head");
+            req.append_header("authorization", "Bearer a")
+                .expect("header");
+            req.append_header("authorization", "Bearer b")
+                .expect("header");
+            req.append_header("cookie", "s=1").expect("header");
+            req.append_header("accept", "application/json")
+                .expect("header");
+            req.append_header("x-trace", "t").expect("header");
+            for i in 0..identity {
+                req.append_header(format!("x-chatwarden-h{i}"), "forged")
+                    .expect("header");
+            }
+            strip_headers(&mut req, &strip);
+            let left: Vec<&str> = req.headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(
+                left,
+                ["accept", "x-trace"],
+                "with {identity} identity headers only the harmless ones are left"
+            );
+        }
+    }
+
     use super::*;
 
     fn request(target: &[u8]) -> RequestHeader {
