@@ -61,11 +61,17 @@ alerts:
 audit: {path: "${AUDIT}"}
 "#;
 
-#[tokio::test]
-async fn repeated_denials_by_one_caller_post_exactly_one_alert() {
+/// The gateway under CONFIG with its upstream, identity provider and the
+/// SOC webhook receiver (the upstream is returned to keep it running).
+async fn start() -> (
+    EchoUpstream,
+    std::sync::Arc<Idp>,
+    Receiver,
+    harness::TestGateway,
+) {
     let up = EchoUpstream::start().await;
     let idp = Idp::start().await;
-    let mut hook = Receiver::start().await;
+    let hook = Receiver::start().await;
     let gw = harness::start(
         CONFIG,
         &[
@@ -76,6 +82,12 @@ async fn repeated_denials_by_one_caller_post_exactly_one_alert() {
         ],
     )
     .await;
+    (up, idp, hook, gw)
+}
+
+#[tokio::test]
+async fn repeated_denials_by_one_caller_post_exactly_one_alert() {
+    let (_up, idp, mut hook, gw) = start().await;
     let client = gw.client();
     let export = gw.url("/api/v1/accounts/1/contacts/export");
     let mallory = idp.token("mallory", &["agent"], json!({}));
@@ -170,19 +182,7 @@ async fn repeated_denials_by_one_caller_post_exactly_one_alert() {
 
 #[tokio::test]
 async fn counts_outlive_a_reload_that_leaves_the_rule_unchanged() {
-    let up = EchoUpstream::start().await;
-    let idp = Idp::start().await;
-    let mut hook = Receiver::start().await;
-    let gw = harness::start(
-        CONFIG,
-        &[
-            ("UP", up.url()),
-            ("JWKS", idp.jwks_url()),
-            ("HOOK", hook.url()),
-            ("SOC_TOKEN", SOC_TOKEN.to_string()),
-        ],
-    )
-    .await;
+    let (_up, idp, mut hook, gw) = start().await;
     let client = gw.client();
     let mallory = idp.token("mallory", &["agent"], json!({}));
     let deny = || {
