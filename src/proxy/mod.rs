@@ -78,13 +78,13 @@ impl ProxyHttp for Gateway {
         if let Some(peer) = peer_ip {
             let headers = &session.req_header().headers;
             let xff = headers
-                .get_all("x-forwarded-for")
+                .get_all(forward::X_FORWARDED_FOR)
                 .iter()
                 .filter_map(|v| v.to_str().ok());
             let resolved = snapshot.trusted_proxies.resolve(peer, xff);
             ctx.client_ip = Some(resolved.ip);
             let incoming_id = headers
-                .get("x-request-id")
+                .get(forward::X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .filter(|_| snapshot.trusted_proxies.is_trusted(peer))
                 .and_then(request_id::accept_incoming);
@@ -206,7 +206,7 @@ impl ProxyHttp for Gateway {
                 upstream_response.remove_header(&name);
             }
         }
-        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        forward::tag_response(upstream_response, &ctx.request_id)?;
         if let Some(state) = ctx.rewrite.as_mut() {
             let head = _session.req_header().method == http::Method::HEAD;
             let h2 = _session.as_downstream().is_http2();

@@ -1,7 +1,6 @@
 //! The audit record of one request, assembled in the logging phase from
 //! what the phases left in the context.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use pingora_core::Error;
@@ -11,6 +10,7 @@ use time::OffsetDateTime;
 use super::RequestCtx;
 use crate::audit::AuditRecord;
 use crate::decision::Decision;
+use crate::request::IpText;
 
 /// Longest path kept from a refused request; a refused path may be junk
 /// of any length and must not bloat the audit file.
@@ -78,14 +78,8 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &mut RequestCtx) ->
     )
 }
 
-/// The address as text in one exactly sized allocation (`to_string` grows
-/// its String from empty).
 fn ip_text(ip: IpAddr) -> String {
-    // The longest IPv6 text is 39 bytes; IPv4 needs at most 15.
-    let mut text = String::with_capacity(if ip.is_ipv4() { 15 } else { 39 });
-    // Writing into a String cannot fail.
-    let _ = write!(text, "{ip}");
-    text
+    IpText::new(ip).as_str().to_string()
 }
 
 /// The query string is left out: it often carries customer data

@@ -15,6 +15,6 @@ pub mod hygiene;
 pub mod normalize;
 pub mod request_id;
 
-pub use client_ip::{ClientAddr, TrustedProxies};
+pub use client_ip::{ClientAddr, IpText, TrustedProxies};
 pub use hygiene::{check_framing, FramingError};
 pub use normalize::{normalize_path, NormalizedPath, PathError, MAX_PATH_LEN};
