@@ -28,7 +28,9 @@ pub struct RequestCtx {
     /// The gateway answered itself (webhook handshake): no upstream.
     pub answered_locally: bool,
     /// The response body must be rewritten (row filters) before it leaves.
-    pub rewrite: Option<super::rewrite::RewriteState>,
+    /// Boxed: it is large and most requests have none, and the context
+    /// is moved with pingora's session on every request.
+    pub rewrite: Option<Box<super::rewrite::RewriteState>>,
     /// Set when the gateway refused the request or failed to proxy it.
     pub refused: Option<Reason>,
     /// Names of the rules that decided (dry-run hits included).

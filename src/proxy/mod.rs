@@ -365,7 +365,7 @@ impl Gateway {
                     respond::refuse(session, reason, &ctx.request_id, None, false).await?;
                     return Ok(true);
                 }
-                ctx.rewrite = rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles());
+                ctx.rewrite = rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles()).map(Box::new);
                 Ok(false)
             }
             Pending::WebhookChallenge(challenge) => {
