@@ -53,7 +53,7 @@ impl ServeHttp for AdminApp {
                     audit_written: self.audit_stats.written(),
                     audit_failed: self.audit_stats.failed(),
                     audit_refused: self.audit_stats.refused(),
-                    config_version: snapshot.version.0.clone(),
+                    config_version: snapshot.version.0.to_string(),
                     ready: self.ready(),
                     audit_available: self.audit.admission().is_ok(),
                 });

@@ -85,14 +85,14 @@ impl Reloader {
                 problems: errors.to_string(),
             },
             Ok(next) if next.version == current.version => ReloadOutcome::Unchanged {
-                version: current.version.0.clone(),
+                version: current.version.0.to_string(),
             },
             Ok(next) => match self.adopt(current, next) {
                 Ok(next) => {
-                    let to = next.version.0.clone();
+                    let to = next.version.0.to_string();
                     self.store.publish(next);
                     ReloadOutcome::Applied {
-                        from: current.version.0.clone(),
+                        from: current.version.0.to_string(),
                         to,
                     }
                 }
@@ -175,7 +175,7 @@ impl Reloader {
                 (
                     Verdict::Deny,
                     format!("{trigger}: rejected: {}", problems.replace('\n', "; ")),
-                    current.version.0.clone(),
+                    current.version.0.to_string(),
                 )
             }
         };

@@ -1,7 +1,9 @@
 //! The audit record: one JSON object per line, one line per request
 //! (DESIGN.md "Audit record").
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
@@ -30,13 +32,16 @@ pub struct AuditRecord {
     #[serde(serialize_with = "ser_ts")]
     pub ts: OffsetDateTime,
     pub request_id: String,
-    pub config_version: String,
+    /// Shared with the snapshot (as are `route` and `upstream`): a request
+    /// record takes a reference, not a copy.
+    pub config_version: Arc<str>,
     pub client_ip: String,
-    pub method: String,
+    /// Static text for the standard methods, so most records allocate none.
+    pub method: Cow<'static, str>,
     pub path: String,
     /// The matched route; `None` when no route matched (`no_route`).
-    pub route: Option<String>,
-    pub upstream: Option<String>,
+    pub route: Option<Arc<str>>,
+    pub upstream: Option<Arc<str>>,
     /// The authenticated subject; `None` when unauthenticated.
     pub sub: Option<String>,
     pub roles: Vec<String>,
@@ -97,9 +102,9 @@ impl AuditRecord {
     pub fn request(
         ts: OffsetDateTime,
         request_id: impl Into<String>,
-        config_version: impl Into<String>,
+        config_version: impl Into<Arc<str>>,
         client_ip: impl Into<String>,
-        method: impl Into<String>,
+        method: impl Into<Cow<'static, str>>,
         path: impl Into<String>,
     ) -> Self {
         AuditRecord {
@@ -144,7 +149,7 @@ impl AuditRecord {
         record
     }
 
-    pub fn route(mut self, route: impl Into<String>, upstream: impl Into<String>) -> Self {
+    pub fn route(mut self, route: impl Into<Arc<str>>, upstream: impl Into<Arc<str>>) -> Self {
         self.route = Some(route.into());
         self.upstream = Some(upstream.into());
         self
@@ -181,7 +186,7 @@ impl AuditRecord {
         self
     }
 
-    pub fn config_version(mut self, config_version: impl Into<String>) -> Self {
+    pub fn config_version(mut self, config_version: impl Into<Arc<str>>) -> Self {
         self.config_version = config_version.into();
         self
     }

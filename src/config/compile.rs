@@ -121,7 +121,7 @@ pub fn load_str(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Snapshot
         base_dir,
         errors: Vec::new(),
     };
-    let version = ConfigVersion(hex::encode(&Sha256::digest(text.as_bytes())[..6]));
+    let version = ConfigVersion(hex::encode(&Sha256::digest(text.as_bytes())[..6]).into());
     let snapshot = c.compile(raw, version, path);
     match snapshot {
         Some(s) if c.errors.is_empty() => Ok(s),
@@ -385,7 +385,7 @@ impl Compiler<'_> {
         };
 
         Some(Upstream {
-            name: UpstreamName(name.to_string()),
+            name: UpstreamName(name.into()),
             target,
             tls,
             host,
@@ -470,7 +470,7 @@ impl Compiler<'_> {
                 methods,
                 template,
                 Arc::new(Route {
-                    name: RouteName(r.name.value.clone()),
+                    name: RouteName(r.name.value.as_str().into()),
                     upstream,
                     auth: mode,
                     requirement,

@@ -24,8 +24,12 @@ use crate::webhook::MetaWebhook;
 
 /// Identifies one loaded configuration in audit records and metrics: a
 /// digest of the file's bytes, so the same file always has the same version.
+///
+/// This and the route and upstream names are shared text (`Arc<str>`): every
+/// audit record carries them, and a clone is then a reference count, not an
+/// allocation on the request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigVersion(pub String);
+pub struct ConfigVersion(pub Arc<str>);
 
 impl fmt::Display for ConfigVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -34,10 +38,10 @@ impl fmt::Display for ConfigVersion {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteName(pub String);
+pub struct RouteName(pub Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UpstreamName(pub String);
+pub struct UpstreamName(pub Arc<str>);
 
 pub struct Snapshot {
     pub version: ConfigVersion,

@@ -285,17 +285,18 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
-        let rec = record::build(session, e, ctx);
         if let Some(a) = &ctx.admitted {
             // A write that succeeded may have changed who owns the object
             // (a reassignment): ownership lookups must not reuse the old
             // answer.
             let method = &session.req_header().method;
             let wrote = !(method == http::Method::GET || method == http::Method::HEAD);
-            if wrote && ctx.refused.is_none() && (200..300).contains(&rec.status) {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            if wrote && ctx.refused.is_none() && (200..300).contains(&status) {
                 a.route.upstream.owners.forget(a.path.as_str());
             }
         }
+        let rec = record::build(session, e, ctx);
         self.metrics.record_request(
             rec.route.as_deref(),
             rec.decision.as_str(),
@@ -365,7 +366,8 @@ impl Gateway {
                     respond::refuse(session, reason, &ctx.request_id, None, false).await?;
                     return Ok(true);
                 }
-                ctx.rewrite = rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles()).map(Box::new);
+                ctx.rewrite = rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles())
+                    .map(Box::new);
                 Ok(false)
             }
             Pending::WebhookChallenge(challenge) => {

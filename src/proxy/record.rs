@@ -1,7 +1,11 @@
 //! The audit record of one request, assembled in the logging phase from
 //! what the phases left in the context.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::Method;
 
 use pingora_core::Error;
 use pingora_proxy::Session;
@@ -16,36 +20,38 @@ use crate::request::IpText;
 /// of any length and must not bloat the audit file.
 const MAX_RAW_PATH: usize = 512;
 
-/// Builds the request's record. Logging is the last phase, so the
-/// context's refused path and its rules are moved into the record rather
-/// than copied: afterwards `ctx.refused_path` is `None` and `ctx.rules` empty.
+/// Builds the request's record. Logging is the last phase, so what the
+/// context holds is moved into the record rather than copied: afterwards
+/// `ctx.admitted` and `ctx.refused_path` are `None` and `ctx.rules` is empty.
 pub fn build(session: &Session, _error: Option<&Error>, ctx: &mut RequestCtx) -> AuditRecord {
     let req = session.req_header();
-    let path = match (&ctx.admitted, ctx.refused_path.take()) {
-        (Some(a), _) => a.path.as_str().to_string(),
-        (None, Some(p)) => p.into_string(),
-        (None, None) => raw_path_for_audit(req.raw_path()),
+    let admitted = ctx.admitted.is_some();
+    let refused_path = ctx.refused_path.take();
+    let (path, route) = match ctx.admitted.take() {
+        Some(a) => (a.path.into_string(), Some(a.route)),
+        None => (
+            match refused_path {
+                Some(p) => p.into_string(),
+                None => raw_path_for_audit(req.raw_path()),
+            },
+            ctx.refused_route.clone(),
+        ),
     };
     let version = ctx
         .snapshot
         .as_ref()
         .map(|s| s.version.0.clone())
-        .unwrap_or_default();
+        .unwrap_or_else(|| Arc::from(""));
     let client_ip = ctx.client_ip.map(ip_text).unwrap_or_default();
     let mut rec = AuditRecord::request(
         OffsetDateTime::from(ctx.received_at),
         ctx.request_id.clone(),
         version,
         client_ip,
-        req.method.as_str(),
+        method_text(&req.method),
         path,
     );
-    let route = ctx
-        .admitted
-        .as_ref()
-        .map(|a| &a.route)
-        .or(ctx.refused_route.as_ref());
-    if let Some(r) = route {
+    if let Some(r) = &route {
         rec = rec.route(r.name.0.clone(), r.upstream.name.0.clone());
         if ctx.answered_locally || ctx.refused.is_some_and(|r| !r.is_failure()) {
             // The gateway answered itself: no upstream was contacted.
@@ -59,10 +65,10 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &mut RequestCtx) ->
             id.roles.iter().map(|r| r.0.clone()).collect(),
         );
     }
-    let decision = match (ctx.refused, &ctx.admitted) {
+    let decision = match (ctx.refused, admitted) {
         (Some(reason), _) => Some(Decision::Deny(reason)),
-        (None, Some(_)) => Some(Decision::Allow),
-        (None, None) => None,
+        (None, true) => Some(Decision::Allow),
+        (None, false) => None,
     };
     if let Some(d) = decision {
         rec = rec.decision(d);
@@ -76,6 +82,26 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &mut RequestCtx) ->
         session.body_bytes_sent() as u64,
         ctx.started.elapsed(),
     )
+}
+
+/// The standard methods as static text; others (rare, and refused by
+/// routing) are copied.
+fn method_text(method: &Method) -> Cow<'static, str> {
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    match STANDARD.iter().find(|(m, _)| m == method) {
+        Some((_, text)) => Cow::Borrowed(text),
+        None => Cow::Owned(method.as_str().to_string()),
+    }
 }
 
 fn ip_text(ip: IpAddr) -> String {

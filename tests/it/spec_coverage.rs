@@ -103,11 +103,11 @@ fn every_spec_operation_is_routed_or_deliberately_denied() {
             )),
             (Some(m), false) => {
                 let route = m.value;
-                reached.insert(route.name.0.clone());
+                reached.insert(route.name.0.to_string());
                 if route.auth == AuthMode::MetaSignature {
                     continue;
                 }
-                if route.upstream.name.0 != op.spec.upstream() {
+                if *route.upstream.name.0 != *op.spec.upstream() {
                     problems.push(format!(
                         "{op} is routed by `{}` to upstream `{}`, expected `{}`",
                         route.name.0,
