@@ -155,6 +155,18 @@ pub(crate) async fn metrics(gw: &TestGateway) -> String {
         .expect("metrics body")
 }
 
+/// `POST /reload`'s answer.
+pub(crate) async fn reload(gw: &TestGateway) -> Value {
+    gw.client()
+        .post(format!("http://{}/reload", gw.admin))
+        .send()
+        .await
+        .expect("reload")
+        .json()
+        .await
+        .expect("reload answer")
+}
+
 /// The sum of `chatwarden_limit_store_errors_total` over its kinds.
 pub(crate) fn store_errors(metrics: &str) -> u64 {
     metrics
@@ -285,13 +297,7 @@ async fn reloads_keep_counting_in_redis() {
     let priya = idp.token("priya", &["supervisor"], json!({}));
     let config = gw.dir.path().join("chatwarden.yaml");
     let reload = || async {
-        let resp = gw
-            .client()
-            .post(format!("http://{}/reload", gw.admin))
-            .send()
-            .await
-            .expect("reload");
-        let body: Value = resp.json().await.expect("reload answer");
+        let body = reload(&gw).await;
         assert_eq!(body["reloaded"], true, "{body}");
     };
 

@@ -3,7 +3,8 @@
 //! a private CA trusted through `ca_file`, a server certificate that names
 //! another host refused, and mutual TLS with `cert_file`/`key_file`. A
 //! refused handshake never holds a request up: this replica's own counters
-//! decide, and the failure is counted as `kind="tls"`.
+//! decide, and the failure is counted as `kind="tls"`. A reload re-reads
+//! the PEM files.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use serde_json::json;
 
 use crate::harness::{self, TestCa, TestGateway};
 use crate::idp::Idp;
-use crate::redis_limits::{export, metrics, store_errors, RedisServer, CONFIG};
+use crate::redis_limits::{export, metrics, reload, store_errors, RedisServer, CONFIG};
 use crate::upstream::EchoUpstream;
 
 /// A `redis-server` with a TLS port, its certificate from the test CA.
@@ -258,5 +259,47 @@ async fn mutual_tls_with_a_client_certificate() {
         store_errors_of(&text, "tls"),
         1,
         "Redis refusing the client is a TLS failure:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_rereads_the_tls_files() {
+    let pki = Pki::new();
+    let redis = TlsRedis::start(&pki, &["localhost"], false).await;
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    // The gateway's own copy of the bundle, replaced in place as a
+    // mounted secret is when it rotates.
+    let trusted = pki.dir.path().join("trusted.pem");
+    std::fs::copy(&pki.ca_file, &trusted).expect("copy ca");
+    let gw = gateway(
+        &up,
+        &idp,
+        redis.url("localhost"),
+        &[("ca_file", trusted.as_path())],
+    )
+    .await;
+    let priya = idp.token("priya", &["supervisor"], json!({}));
+    assert_eq!(exports(&gw, &priya, 1).await, [200]);
+    assert_eq!(store_errors(&metrics(&gw).await), 0, "Redis decided");
+
+    let body = reload(&gw).await;
+    assert_eq!(
+        body["reloaded"], false,
+        "the same file naming the same certificates: nothing to apply: {body}"
+    );
+
+    std::fs::copy(&Pki::new().ca_file, &trusted).expect("swap ca");
+    let body = reload(&gw).await;
+    assert_eq!(
+        body["reloaded"], true,
+        "a changed ca_file is a change, though the config text is the same: {body}"
+    );
+    assert_eq!(exports(&gw, &priya, 1).await, [200]);
+    let text = metrics(&gw).await;
+    assert_eq!(
+        store_errors_of(&text, "tls"),
+        1,
+        "the new bundle does not vouch for Redis's certificate:\n{text}"
     );
 }
