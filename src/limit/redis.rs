@@ -625,6 +625,43 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_timeout_covers_the_tls_handshake() {
+        // A server that accepts and then says nothing: the ClientHello is
+        // never answered.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move { listener.accept().await });
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).expect("ca");
+        let tls = RedisTls::new(tls::Trust::Only(vec![ca.der().clone()]), None).expect("tls");
+        let timeout = Duration::from_millis(100);
+        let store = RedisStore::new(RedisSettings {
+            target: RedisTarget::parse(&format!("rediss://{addr}")).expect("url"),
+            key_prefix: "t:".into(),
+            timeout,
+            tls: Some(tls),
+        });
+        let limit = RateLimit::new(crate::limit::LimitKey::Subject, Duration::from_secs(60), 1)
+            .expect("limit");
+        // Bounded here too, so that a regression fails instead of hanging.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.check("export", &limit, "priya"),
+        )
+        .await
+        .expect("the check must not outlive its own timeout");
+        assert!(
+            matches!(outcome, Err(StoreError::Timeout(t)) if t == timeout),
+            "a handshake that never completes is a timeout: {outcome:?}"
+        );
+        held.abort();
+    }
+
     #[test]
     fn a_failure_rests_the_store_for_a_moment() {
         let t0 = Instant::now();
