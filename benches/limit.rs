@@ -175,6 +175,7 @@ fn print_redis_ratio() {
         target,
         key_prefix: "bench:rl:".into(),
         timeout: Duration::from_secs(1),
+        tls: None,
     });
     let memory = LimitStore::Memory;
     let local = Limits::default();

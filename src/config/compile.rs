@@ -794,7 +794,7 @@ pub fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
     Ok(net)
 }
 
-fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(super) fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes = std::fs::read(path)
         .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut bytes.as_slice()).collect();
@@ -805,7 +805,7 @@ fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     }
 }
 
-fn read_pem_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+pub(super) fn read_pem_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let bytes = std::fs::read(path)
         .map_err(|e| format!("cannot read private key {}: {e}", path.display()))?;
     match rustls_pemfile::private_key(&mut bytes.as_slice()) {

@@ -53,13 +53,20 @@ pub struct RawRateLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
-    /// `redis://[[user]:password@]host[:port][/db]` or `unix:///path`;
-    /// a password only through `${ENV}`.
+    /// `redis://[[user]:password@]host[:port][/db]`, `rediss://…` (TLS)
+    /// or `unix:///path`; a password only through `${ENV}`.
     pub url: Str,
     /// Prepended to every key (default `chatwarden:rl:`).
     pub key_prefix: Option<Str>,
     /// Longest a check may wait for Redis (default 50ms, at most 1s).
     pub timeout: Option<Str>,
+    /// `rediss://` only: PEM bundle of the CAs trusted for Redis's
+    /// certificate, instead of the system's.
+    pub ca_file: Option<Str>,
+    /// `rediss://` only: PEM client certificate chain, with `key_file`,
+    /// for Redis with `tls-auth-clients yes`.
+    pub cert_file: Option<Str>,
+    pub key_file: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

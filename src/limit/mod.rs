@@ -10,12 +10,14 @@
 //!
 //! Counters shared across replicas live in Redis ([`store`]): the same
 //! rule as one atomic script ([`script`]), over a small client ([`redis`],
-//! [`resp`]), with this process's counters as the fallback.
+//! [`resp`]) in plain text or TLS ([`tls`]), with this process's counters
+//! as the fallback.
 
 pub mod redis;
 pub mod resp;
 pub mod script;
 pub mod store;
+pub mod tls;
 
 pub use store::{Checked, LimitStore};
 

@@ -1,5 +1,6 @@
 //! The shared rate-limit store: counters in Redis, checked by one atomic
-//! script (see `script`), over a small RESP client (see `resp`).
+//! script (see `script`), over a small RESP client (see `resp`), in plain
+//! text or over TLS (`rediss://`, see `tls`).
 //!
 //! Connections are pooled per thread: pingora runs one single-threaded
 //! runtime per worker, and a socket must be used from the runtime whose
@@ -20,16 +21,19 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::resp::{self, ProtocolError, Reply};
 use super::script::{self, ReplyError, ScriptVerdict, GCRA_SCRIPT};
+use super::tls::{self, RedisTls};
 use super::RateLimit;
 
-/// Where Redis is, from `redis://[[user]:password@]host[:port][/db]` or
-/// `unix:///path/to/redis.sock[?db=N]`.
+/// Where Redis is, from `redis://[[user]:password@]host[:port][/db]`,
+/// `rediss://…` (the same over TLS) or `unix:///path/to/redis.sock[?db=N]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisTarget {
     pub addr: RedisAddr,
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: u32,
+    /// `rediss://`: TLS, with the certificate checked against the host.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +45,7 @@ pub enum RedisAddr {
 /// Why a Redis URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("rediss:// (TLS) is not supported: reach Redis over a private network or through a TLS sidecar, with redis://")]
-    Tls,
-    #[error("Redis url must start with redis:// or unix://")]
+    #[error("Redis url must start with redis://, rediss:// (TLS) or unix://")]
     Scheme,
     #[error("Redis url has no host")]
     NoHost,
@@ -62,8 +64,11 @@ pub enum UrlError {
 pub struct RedisSettings {
     pub target: RedisTarget,
     pub key_prefix: String,
-    /// Longest a check may take, connecting included.
+    /// Longest a check may take, connecting (and the TLS handshake) included.
     pub timeout: Duration,
+    /// How a `rediss://` server is checked and what this side shows it;
+    /// `None` for `redis://` and `unix://`.
+    pub tls: Option<RedisTls>,
 }
 
 /// Why the shared store gave no verdict (the caller falls back).
@@ -71,6 +76,10 @@ pub struct RedisSettings {
 pub enum StoreError {
     #[error("cannot connect to Redis: {0}")]
     Connect(std::io::Error),
+    /// The handshake failed, the certificate was refused, or Redis
+    /// refused ours (which TLS 1.3 reports on the first exchange).
+    #[error("TLS with Redis failed: {0}")]
+    Tls(std::io::Error),
     #[error("Redis connection failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("Redis closed the connection")]
@@ -92,6 +101,7 @@ impl StoreError {
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Connect(_) => "connect",
+            StoreError::Tls(_) => "tls",
             StoreError::Io(_) | StoreError::Closed => "io",
             StoreError::Timeout(_) => "timeout",
             StoreError::Protocol(_) | StoreError::Reply(_) | StoreError::Setup(..) => "reply",
@@ -179,7 +189,7 @@ impl RedisStore {
                 Err(e) => return Err(e),
             }
         }
-        let mut conn = Conn::open(&self.settings.target).await?;
+        let mut conn = Conn::open(&self.settings.target, self.settings.tls.as_ref()).await?;
         let v = self.eval(&mut conn, key, interval, burst).await?;
         self.put_idle(thread, conn);
         Ok(v)
@@ -233,9 +243,6 @@ impl RedisStore {
 
 impl RedisTarget {
     pub fn parse(url: &str) -> Result<RedisTarget, UrlError> {
-        if url.starts_with("rediss://") {
-            return Err(UrlError::Tls);
-        }
         if let Some(rest) = url.strip_prefix("unix://") {
             let (path, db) = match rest.split_once('?') {
                 Some((p, q)) => (p, Some(q)),
@@ -256,9 +263,13 @@ impl RedisTarget {
                 username: None,
                 password: None,
                 db,
+                tls: false,
             });
         }
-        let rest = url.strip_prefix("redis://").ok_or(UrlError::Scheme)?;
+        let (rest, tls) = match url.strip_prefix("rediss://") {
+            Some(rest) => (rest, true),
+            None => (url.strip_prefix("redis://").ok_or(UrlError::Scheme)?, false),
+        };
         if let Some(i) = rest.find(['?', '#']) {
             return Err(UrlError::Extra(rest[i..].to_string()));
         }
@@ -316,6 +327,7 @@ impl RedisTarget {
             username,
             password,
             db,
+            tls,
         })
     }
 }
@@ -323,11 +335,12 @@ impl RedisTarget {
 /// Shown in logs and errors: never the password.
 impl fmt::Display for RedisTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "rediss" } else { "redis" };
         match &self.addr {
             RedisAddr::Tcp { host, port } if host.contains(':') => {
-                write!(f, "redis://[{host}]:{port}/{}", self.db)
+                write!(f, "{scheme}://[{host}]:{port}/{}", self.db)
             }
-            RedisAddr::Tcp { host, port } => write!(f, "redis://{host}:{port}/{}", self.db),
+            RedisAddr::Tcp { host, port } => write!(f, "{scheme}://{host}:{port}/{}", self.db),
             RedisAddr::Unix(p) => write!(f, "unix://{}?db={}", p.display(), self.db),
         }
     }
@@ -384,14 +397,27 @@ struct Conn {
 const MAX_BUFFERED: usize = 256 * 1024;
 
 impl Conn {
-    async fn open(target: &RedisTarget) -> Result<Conn, StoreError> {
+    /// Connect (over TLS for `rediss://`), authenticate and select the
+    /// database; the caller's timeout covers all of it.
+    async fn open(target: &RedisTarget, tls: Option<&RedisTls>) -> Result<Conn, StoreError> {
         let io: Box<dyn Io> = match &target.addr {
             RedisAddr::Tcp { host, port } => {
                 let s = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
                     .map_err(StoreError::Connect)?;
                 s.set_nodelay(true).map_err(StoreError::Connect)?;
-                Box::new(s)
+                match (target.tls, tls) {
+                    (false, _) => Box::new(s),
+                    (true, Some(tls)) => {
+                        Box::new(tls.handshake(host, s).await.map_err(StoreError::Tls)?)
+                    }
+                    // Never fall back to plain text for a rediss:// url.
+                    (true, None) => {
+                        return Err(StoreError::Tls(std::io::Error::other(
+                            "rediss:// needs TLS settings (trusted CAs)",
+                        )))
+                    }
+                }
             }
             RedisAddr::Unix(path) => Box::new(
                 tokio::net::UnixStream::connect(path)
@@ -425,7 +451,9 @@ impl Conn {
     async fn call(&mut self, args: &[&[u8]]) -> Result<Reply, StoreError> {
         self.out.clear();
         resp::encode(args, &mut self.out);
-        self.io.write_all(&self.out).await?;
+        self.io.write_all(&self.out).await.map_err(io_failure)?;
+        // TLS may hold the last record back until flushed.
+        self.io.flush().await.map_err(io_failure)?;
         loop {
             if let Some((reply, used)) = resp::parse(&self.buf)? {
                 self.buf.drain(..used);
@@ -435,12 +463,22 @@ impl Conn {
                 return Err(ProtocolError::BadLength(self.buf.len() as i64).into());
             }
             let mut chunk = [0u8; 1024];
-            let n = self.io.read(&mut chunk).await?;
+            let n = self.io.read(&mut chunk).await.map_err(io_failure)?;
             if n == 0 {
                 return Err(StoreError::Closed);
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+/// An I/O error on an open connection: TLS failures (an alert from Redis,
+/// such as a refused client certificate) apart from the network's.
+fn io_failure(e: std::io::Error) -> StoreError {
+    if tls::is_tls_failure(&e) {
+        StoreError::Tls(e)
+    } else {
+        StoreError::Io(e)
     }
 }
 
@@ -499,12 +537,42 @@ mod tests {
         let t = RedisTarget::parse("unix:///run/redis/redis.sock?db=3").expect("unix");
         assert_eq!(t.addr, RedisAddr::Unix("/run/redis/redis.sock".into()));
         assert_eq!(t.db, 3);
+        assert!(!t.tls, "only rediss:// is TLS");
+    }
+
+    #[test]
+    fn rediss_urls_are_the_same_shape_over_tls() {
+        let t = RedisTarget::parse("rediss://cache.example.com").expect("bare host");
+        assert_eq!(t.addr, tcp("cache.example.com", 6379), "the default port");
+        assert_eq!((t.db, t.tls), (0, true));
+
+        let t = RedisTarget::parse("rediss://limiter:p%40ss@10.0.0.5:6380/4").expect("all parts");
+        assert_eq!(t.addr, tcp("10.0.0.5", 6380));
+        assert_eq!(t.username.as_deref(), Some("limiter"));
+        assert_eq!(t.password.as_deref(), Some("p@ss"));
+        assert_eq!((t.db, t.tls), (4, true));
+
+        let t = RedisTarget::parse("rediss://[::1]:7000").expect("v6");
+        assert_eq!(t.addr, tcp("::1", 7000));
+
+        assert!(!RedisTarget::parse("redis://cache").expect("plain").tls);
+        for (url, want) in [
+            ("rediss://", UrlError::NoHost),
+            ("rediss://host:0", UrlError::Port("0".into())),
+            ("rediss://host/x", UrlError::Db("x".into())),
+            (
+                "rediss://host?ssl_cert_reqs=none",
+                UrlError::Extra("?ssl_cert_reqs=none".into()),
+            ),
+            ("redisss://host", UrlError::Scheme),
+        ] {
+            assert_eq!(RedisTarget::parse(url), Err(want), "{url}");
+        }
     }
 
     #[test]
     fn bad_urls_say_why() {
         let cases = [
-            ("rediss://host", UrlError::Tls),
             ("http://host", UrlError::Scheme),
             ("redis://", UrlError::NoHost),
             ("redis://:pw@:6379", UrlError::NoHost),
@@ -532,6 +600,66 @@ mod tests {
             assert!(!shown.contains("hunter2"), "{shown}");
             assert_eq!(shown, "redis://cache:6379/1");
         }
+        let t = RedisTarget::parse("rediss://:hunter2@[::1]").expect("url");
+        assert_eq!(
+            t.to_string(),
+            "rediss://[::1]:6379/0",
+            "the scheme says TLS"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rediss_target_never_falls_back_to_plain_text() {
+        // A listener that would take plain text: without TLS settings the
+        // store refuses before sending anything.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let target = RedisTarget::parse(&format!("rediss://{addr}")).expect("url");
+        let outcome = Conn::open(&target, None).await;
+        assert!(
+            matches!(&outcome, Err(e) if e.kind() == "tls"),
+            "refused as a TLS problem: {:?}",
+            outcome.err()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_timeout_covers_the_tls_handshake() {
+        // A server that accepts and then says nothing: the ClientHello is
+        // never answered.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move { listener.accept().await });
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).expect("ca");
+        let tls = RedisTls::new(tls::Trust::Only(vec![ca.der().clone()]), None).expect("tls");
+        let timeout = Duration::from_millis(100);
+        let store = RedisStore::new(RedisSettings {
+            target: RedisTarget::parse(&format!("rediss://{addr}")).expect("url"),
+            key_prefix: "t:".into(),
+            timeout,
+            tls: Some(tls),
+        });
+        let limit = RateLimit::new(crate::limit::LimitKey::Subject, Duration::from_secs(60), 1)
+            .expect("limit");
+        // Bounded here too, so that a regression fails instead of hanging.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.check("export", &limit, "priya"),
+        )
+        .await
+        .expect("the check must not outlive its own timeout");
+        assert!(
+            matches!(outcome, Err(StoreError::Timeout(t)) if t == timeout),
+            "a handshake that never completes is a timeout: {outcome:?}"
+        );
+        held.abort();
     }
 
     #[test]

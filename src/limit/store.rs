@@ -196,6 +196,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}")),
             key_prefix: "t:".into(),
             timeout: Duration::from_millis(200),
+            tls: None,
         });
         let local = Limits::default();
         let l = limit(2);

@@ -289,12 +289,12 @@ fn rate_limit_stores_are_validated_at_load() {
             "bad.yaml:3:10: rate_limits.store redis needs a rate_limits.redis section with a url",
         ),
         (
-            file("redis", &redis("rediss://cache:6379", "")),
-            "bad.yaml:5:10: rate_limits.redis.url: rediss:// (TLS) is not supported",
+            file("redis", &redis("redis://cache:6379", "    ca_file: ca.pem\n")),
+            "bad.yaml:6:14: rate_limits.redis.ca_file is only for TLS: use a rediss:// url",
         ),
         (
             file("redis", &redis("http://cache:6379", "")),
-            "bad.yaml:5:10: rate_limits.redis.url: Redis url must start with redis:// or unix://",
+            "bad.yaml:5:10: rate_limits.redis.url: Redis url must start with redis://, rediss:// (TLS) or unix://",
         ),
         (
             file("redis", &redis("redis://cache:6379/zero", "")),
@@ -318,8 +318,11 @@ fn rate_limit_stores_are_validated_at_load() {
         ),
         (
             // Checked even while unused, so switching to it cannot surprise.
-            file("memory", &redis("rediss://cache:6379", "")),
-            "bad.yaml:5:10: rate_limits.redis.url: rediss:// (TLS) is not supported",
+            file(
+                "memory",
+                &redis("rediss://cache:6379", "    ca_file: /no/such/ca.pem\n"),
+            ),
+            "bad.yaml:6:14: rate_limits.redis.ca_file: cannot read certificate /no/such/ca.pem",
         ),
     ];
     for (yaml, want) in &cases {
@@ -344,6 +347,14 @@ fn rate_limit_stores_are_validated_at_load() {
             ),
         ),
         file("redis", &redis("unix:///run/redis/redis.sock", "")),
+        // TLS with a private trust anchor (here the listener's certificate).
+        file(
+            "redis",
+            &redis(
+                "rediss://:${CRM_API_TOKEN}@cache:6380",
+                "    ca_file: ${TLS_CERT_FILE}\n",
+            ),
+        ),
         file("memory", ""),
     ] {
         if let Err(e) = load_str(&good, Path::new("good.yaml"), &env) {

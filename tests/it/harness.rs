@@ -179,25 +179,52 @@ pub fn status_of(raw_response: &str) -> u16 {
 /// time, written as `ca.pem`, `cert.pem` and `key.pem` into `dir`.
 /// Returns the CA's PEM.
 pub fn make_pki(dir: &Path) -> String {
-    let ca_key = rcgen::KeyPair::generate().expect("ca key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "chatwarden test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-    let leaf_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("leaf params");
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let leaf = leaf_params
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf cert");
-    std::fs::write(dir.join("cert.pem"), leaf.pem()).expect("write cert");
-    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).expect("write key");
+    let ca = TestCa::new();
+    ca.issue(
+        &["localhost", "127.0.0.1"],
+        &dir.join("cert.pem"),
+        &dir.join("key.pem"),
+    );
     std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca");
     ca.pem()
+}
+
+/// A certificate authority made at test time, issuing leaf certificates.
+pub struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "chatwarden test CA");
+        let cert = params.self_signed(&key).expect("ca cert");
+        TestCa { params, key, cert }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A leaf for `names` (DNS names or IP addresses), its certificate
+    /// written to `cert` and its key to `key`, both PEM.
+    pub fn issue(&self, names: &[&str], cert: &Path, key: &Path) {
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let leaf_params = rcgen::CertificateParams::new(names).expect("leaf params");
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &issuer)
+            .expect("leaf cert");
+        std::fs::write(cert, leaf.pem()).expect("write cert");
+        std::fs::write(key, leaf_key.serialize_pem()).expect("write key");
+    }
 }
 
 /// A gateway in front of the demo CRM (realistic Chatwoot data, fresh

@@ -16,6 +16,7 @@ mod ownership;
 mod proxy;
 mod redaction;
 mod redis_limits;
+mod redis_tls;
 mod reload;
 mod rowfilter;
 mod spec_coverage;

@@ -15,7 +15,7 @@ use crate::harness::{self, TestGateway};
 use crate::idp::Idp;
 use crate::upstream::EchoUpstream;
 
-const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 listeners: [{name: main, addr: "${LISTEN}"}]
 admin: {addr: "${ADMIN}"}
 upstreams:
@@ -40,10 +40,10 @@ rate_limits:
 audit: {path: "${AUDIT}"}
 "#;
 
-const EXPORT: &str = "/api/v1/accounts/1/contacts/export";
+pub(crate) const EXPORT: &str = "/api/v1/accounts/1/contacts/export";
 
 /// A `redis-server` of our own, killed on drop.
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Child,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
@@ -51,6 +51,13 @@ struct RedisServer {
 
 impl RedisServer {
     async fn start() -> RedisServer {
+        RedisServer::start_with(&[]).await
+    }
+
+    /// With `extra` arguments (a TLS port, say). Readiness is still a
+    /// PING on the plain port: Redis opens all its listeners before it
+    /// accepts on any.
+    pub(crate) async fn start_with(extra: &[&std::ffi::OsStr]) -> RedisServer {
         let dir = tempfile::tempdir().expect("redis dir");
         let addr = harness::free_addr();
         let port = addr.port().to_string();
@@ -59,6 +66,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -119,7 +127,7 @@ async fn gateway(up: &EchoUpstream, idp: &Idp, redis: &RedisServer) -> TestGatew
     .await
 }
 
-async fn export(gw: &TestGateway, token: &str) -> reqwest::Response {
+pub(crate) async fn export(gw: &TestGateway, token: &str) -> reqwest::Response {
     gw.client()
         .get(gw.url(EXPORT))
         .bearer_auth(token)
@@ -128,7 +136,7 @@ async fn export(gw: &TestGateway, token: &str) -> reqwest::Response {
         .expect("request")
 }
 
-fn retry_after(resp: &reqwest::Response) -> u64 {
+pub(crate) fn retry_after(resp: &reqwest::Response) -> u64 {
     resp.headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
@@ -136,7 +144,7 @@ fn retry_after(resp: &reqwest::Response) -> u64 {
         .expect("a 429 carries Retry-After in seconds")
 }
 
-async fn metrics(gw: &TestGateway) -> String {
+pub(crate) async fn metrics(gw: &TestGateway) -> String {
     gw.client()
         .get(format!("http://{}/metrics", gw.admin))
         .send()
@@ -147,8 +155,20 @@ async fn metrics(gw: &TestGateway) -> String {
         .expect("metrics body")
 }
 
+/// `POST /reload`'s answer.
+pub(crate) async fn reload(gw: &TestGateway) -> Value {
+    gw.client()
+        .post(format!("http://{}/reload", gw.admin))
+        .send()
+        .await
+        .expect("reload")
+        .json()
+        .await
+        .expect("reload answer")
+}
+
 /// The sum of `chatwarden_limit_store_errors_total` over its kinds.
-fn store_errors(metrics: &str) -> u64 {
+pub(crate) fn store_errors(metrics: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with("chatwarden_limit_store_errors_total{"))
@@ -277,13 +297,7 @@ async fn reloads_keep_counting_in_redis() {
     let priya = idp.token("priya", &["supervisor"], json!({}));
     let config = gw.dir.path().join("chatwarden.yaml");
     let reload = || async {
-        let resp = gw
-            .client()
-            .post(format!("http://{}/reload", gw.admin))
-            .send()
-            .await
-            .expect("reload");
-        let body: Value = resp.json().await.expect("reload answer");
+        let body = reload(&gw).await;
         assert_eq!(body["reloaded"], true, "{body}");
     };
 
