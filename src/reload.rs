@@ -84,17 +84,11 @@ impl Reloader {
             Err(errors) => ReloadOutcome::Rejected {
                 problems: errors.to_string(),
             },
-            // The same text can name renewed files: Redis's TLS certificates
-            // are read at every load, and new ones are a change to apply.
-            Ok(next)
-                if next.version == current.version
-                    && next.rate_limits.redis_settings()
-                        == current.rate_limits.redis_settings() =>
-            {
-                ReloadOutcome::Unchanged {
-                    version: current.version.0.to_string(),
-                }
-            }
+            // The version covers the files the config names too, so renewed
+            // certificates under an unchanged YAML are a change to apply.
+            Ok(next) if next.version == current.version => ReloadOutcome::Unchanged {
+                version: current.version.0.to_string(),
+            },
             Ok(next) => match self.adopt(current, next) {
                 Ok(next) => {
                     let to = next.version.0.to_string();

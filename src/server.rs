@@ -130,7 +130,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     let listeners: Vec<_> = snapshot
         .listeners
         .iter()
-        .map(|l| (l.addr, l.tls.clone()))
+        .map(|l| (l.name.clone(), l.addr, l.tls.clone()))
         .collect();
     let admin_addr = snapshot.admin.as_ref().map(|a| a.addr);
     let jwks = match snapshot
@@ -167,14 +167,18 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");
-    for (addr, tls) in listeners {
+    for (name, addr, tls) in listeners {
         let addr = addr.to_string();
         match tls {
             None => proxy.add_tcp(&addr),
             Some(key) => {
                 let mut settings = TlsSettings::intermediate("", "")
                     .map_err(|e| StartError::Pingora(e.to_string()))?;
-                settings.set_cert_resolver(Arc::new(FixedCert(key)));
+                settings.set_cert_resolver(Arc::new(ListenerCert {
+                    store: store.clone(),
+                    listener: name,
+                    initial: key,
+                }));
                 settings.enable_h2();
                 proxy.add_tls_with_settings(&addr, None, settings);
             }
@@ -278,12 +282,34 @@ impl BackgroundService for CourierTask {
     }
 }
 
-/// Serves the certificate validated when the config was compiled.
-#[derive(Debug)]
-struct FixedCert(Arc<CertifiedKey>);
+/// Serves a listener's certificate from the current config snapshot, so a
+/// reload that read renewed certificate files (rotated in place, e.g. by
+/// cert-manager) serves them to every new TLS connection; connections
+/// already open keep theirs. A reload cannot remove a TLS listener (it is
+/// refused: listeners need a restart), so the lookup finds it; the
+/// certificate the process started with stays as a fallback all the same.
+struct ListenerCert {
+    store: ConfigStore,
+    listener: String,
+    initial: Arc<CertifiedKey>,
+}
 
-impl ResolvesServerCert for FixedCert {
+impl std::fmt::Debug for ListenerCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerCert")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for ListenerCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+        let current = self.store.load();
+        let live = current
+            .listeners
+            .iter()
+            .find(|l| l.name == self.listener)
+            .and_then(|l| l.tls.clone());
+        Some(live.unwrap_or_else(|| self.initial.clone()))
     }
 }

@@ -120,11 +120,14 @@ pub fn load_str(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Snapshot
         env,
         base_dir,
         errors: Vec::new(),
+        sources: None,
     };
-    let version = ConfigVersion(hex::encode(&Sha256::digest(text.as_bytes())[..6]).into());
-    let snapshot = c.compile(raw, version, path);
+    let snapshot = c.compile(raw, ConfigVersion(Arc::from("")), path);
     match snapshot {
-        Some(s) if c.errors.is_empty() => Ok(s),
+        Some(mut s) if c.errors.is_empty() => {
+            s.version = version(text, c.sources);
+            Ok(s)
+        }
         _ => {
             c.errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
             Err(ConfigErrors(c.errors))
@@ -137,6 +140,23 @@ pub(super) struct Compiler<'a> {
     env: &'a dyn EnvLookup,
     base_dir: PathBuf,
     errors: Vec<ConfigError>,
+    /// Digest of every file the config names and the compile read
+    /// (certificates, keys, CA bundles), in reading order; `None` if none.
+    sources: Option<Sha256>,
+}
+
+/// The config's version: a digest of its text and of every file it named
+/// that was read, so renewing a certificate in place (same YAML, new PEM)
+/// is a new version that a reload applies, rather than "unchanged". A
+/// config that names no files keeps the digest of its text alone.
+fn version(text: &str, sources: Option<Sha256>) -> ConfigVersion {
+    let mut digest = Sha256::new();
+    digest.update(text.as_bytes());
+    if let Some(files) = sources {
+        digest.update(b"\0files\0");
+        digest.update(files.finalize());
+    }
+    ConfigVersion(hex::encode(&digest.finalize()[..6]).into())
 }
 
 impl Compiler<'_> {
@@ -677,14 +697,14 @@ impl Compiler<'_> {
         let cert_path = self.resolve_path(&cert_text);
         let key_text = self.string(key)?;
         let key_path = self.resolve_path(&key_text);
-        let certs = match read_pem_certs(&cert_path) {
+        let certs = match self.read_pem_certs(&cert_path) {
             Ok(c) => c,
             Err(msg) => {
                 self.err(&cert.referenced, msg);
                 return None;
             }
         };
-        let key_der = match read_pem_key(&key_path) {
+        let key_der = match self.read_pem_key(&key_path) {
             Ok(k) => k,
             Err(msg) => {
                 self.err(&key.referenced, msg);
@@ -718,7 +738,7 @@ impl Compiler<'_> {
     fn ca_bundle(&mut self, f: &Str) -> Option<Arc<[WrappedX509]>> {
         let text = self.string(f)?;
         let path = self.resolve_path(&text);
-        let certs = match read_pem_certs(&path) {
+        let certs = match self.read_pem_certs(&path) {
             Ok(c) => c,
             Err(msg) => {
                 self.err(&f.referenced, msg);
@@ -794,24 +814,45 @@ pub fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
     Ok(net)
 }
 
-pub(super) fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut bytes.as_slice()).collect();
-    match certs {
-        Ok(c) if !c.is_empty() => Ok(c),
-        Ok(_) => Err(format!("{} holds no PEM certificate", path.display())),
-        Err(e) => Err(format!("{}: malformed PEM: {e}", path.display())),
+impl Compiler<'_> {
+    /// Reads a file the config names, and counts its bytes into the
+    /// config's version.
+    pub(super) fn read_source(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let bytes = std::fs::read(path)?;
+        let digest = self.sources.get_or_insert_with(Sha256::new);
+        let name = path.as_os_str().as_encoded_bytes();
+        // Length-prefixed, so no two lists of files hash alike.
+        digest.update((name.len() as u64).to_be_bytes());
+        digest.update(name);
+        digest.update((bytes.len() as u64).to_be_bytes());
+        digest.update(&bytes);
+        Ok(bytes)
     }
-}
 
-pub(super) fn read_pem_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read private key {}: {e}", path.display()))?;
-    match rustls_pemfile::private_key(&mut bytes.as_slice()) {
-        Ok(Some(k)) => Ok(k),
-        Ok(None) => Err(format!("{} holds no PEM private key", path.display())),
-        Err(e) => Err(format!("{}: malformed PEM: {e}", path.display())),
+    pub(super) fn read_pem_certs(
+        &mut self,
+        path: &Path,
+    ) -> Result<Vec<CertificateDer<'static>>, String> {
+        let bytes = self
+            .read_source(path)
+            .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
+        let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut bytes.as_slice()).collect();
+        match certs {
+            Ok(c) if !c.is_empty() => Ok(c),
+            Ok(_) => Err(format!("{} holds no PEM certificate", path.display())),
+            Err(e) => Err(format!("{}: malformed PEM: {e}", path.display())),
+        }
+    }
+
+    pub(super) fn read_pem_key(&mut self, path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+        let bytes = self
+            .read_source(path)
+            .map_err(|e| format!("cannot read private key {}: {e}", path.display()))?;
+        match rustls_pemfile::private_key(&mut bytes.as_slice()) {
+            Ok(Some(k)) => Ok(k),
+            Ok(None) => Err(format!("{} holds no PEM private key", path.display())),
+            Err(e) => Err(format!("{}: malformed PEM: {e}", path.display())),
+        }
     }
 }
 

@@ -63,7 +63,7 @@ impl Compiler<'_> {
         for k in &a.keys {
             let text = self.string(&k.file)?;
             let path = self.resolve_path(&text);
-            match std::fs::read(&path) {
+            match self.read_source(&path) {
                 Ok(pem) => {
                     if let Err(e) = keys.add_pem(&k.kid.value, &pem) {
                         self.err(&k.file.referenced, format!("{}: {e}", path.display()));

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::compile::{read_pem_certs, read_pem_key, Compiler};
+use super::compile::Compiler;
 use super::duration::parse_duration;
 use super::raw::{RawConfig, RawRedis, Str};
 use crate::limit::redis::{RedisAddr, RedisSettings, RedisTarget};
@@ -155,13 +155,15 @@ impl Compiler<'_> {
         // Read everything before giving up, so one run reports every bad file.
         let trust = match &r.ca_file {
             None => Some(Trust::System),
-            Some(f) => self.pem_file(f, "ca_file", read_pem_certs).map(Trust::Only),
+            Some(f) => self
+                .pem_file(f, "ca_file", Compiler::read_pem_certs)
+                .map(Trust::Only),
         };
         let identity = match client {
             None => Some(None),
             Some((cert, key)) => {
-                let chain = self.pem_file(cert, "cert_file", read_pem_certs);
-                let key_der = self.pem_file(key, "key_file", read_pem_key);
+                let chain = self.pem_file(cert, "cert_file", Compiler::read_pem_certs);
+                let key_der = self.pem_file(key, "key_file", Compiler::read_pem_key);
                 match (chain, key_der) {
                     (Some(chain), Some(key)) => Some(Some(ClientIdentity { chain, key })),
                     _ => None,
@@ -189,11 +191,11 @@ impl Compiler<'_> {
         &mut self,
         f: &Str,
         key: &str,
-        read: fn(&std::path::Path) -> Result<T, String>,
+        read: fn(&mut Self, &std::path::Path) -> Result<T, String>,
     ) -> Option<T> {
         let text = self.string(f)?;
         let path = self.resolve_path(&text);
-        match read(&path) {
+        match read(self, &path) {
             Ok(v) => Some(v),
             Err(msg) => {
                 self.err(&f.referenced, format!("rate_limits.redis.{key}: {msg}"));

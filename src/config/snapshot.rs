@@ -23,7 +23,8 @@ use crate::route::RouteTable;
 use crate::webhook::MetaWebhook;
 
 /// Identifies one loaded configuration in audit records and metrics: a
-/// digest of the file's bytes, so the same file always has the same version.
+/// digest of the file's bytes and of every file it names (certificates, keys,
+/// CA bundles), so the same files always have the same version.
 ///
 /// This and the route and upstream names are shared text (`Arc<str>`): every
 /// audit record carries them, and a clone is then a reference count, not an

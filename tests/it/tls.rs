@@ -141,3 +141,97 @@ audit: {path: "${AUDIT}"}
         "nothing is sent over an unverified connection"
     );
 }
+
+/// A certificate renewed in place (same paths, same YAML: what cert-manager
+/// does to a mounted secret) is served to new connections after a reload,
+/// without a restart; the reload is a new config version, on record.
+#[tokio::test]
+async fn a_certificate_renewed_in_place_is_served_after_a_reload() {
+    let up = EchoUpstream::start().await;
+    let pki_dir = tempfile::tempdir().expect("dir");
+    let old_ca = harness::make_pki(pki_dir.path());
+    let yaml = r#"
+listeners:
+  - name: tls
+    addr: "${LISTEN}"
+    tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}
+admin: {addr: "${ADMIN}", token_env: ADMIN_TOKEN}
+upstreams:
+  crm: {url: "${UP}"}
+routes:
+  - {name: contacts, upstream: crm, methods: [GET], path: /contacts, auth: none}
+audit: {path: "${AUDIT}"}
+"#;
+    let gw = harness::start(
+        yaml,
+        &[
+            ("UP", up.url()),
+            ("PKI", pki_dir.path().display().to_string()),
+            ("ADMIN_TOKEN", "rotate-admin-token-0001".into()),
+        ],
+    )
+    .await;
+    let url = format!("https://localhost:{}/contacts", gw.addr.port());
+    // A fresh client per request: each one is a new TLS handshake.
+    let trusting = |ca_pem: &str| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
+            .resolve("localhost", gw.addr)
+            .build()
+            .expect("client")
+    };
+    let new_ca = harness::TestCa::new();
+    let new_ca_pem = new_ca.pem();
+    let status = |client: reqwest::Client| {
+        let url = url.clone();
+        async move { client.get(&url).send().await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(status(trusting(&old_ca)).await.ok(), Some(200));
+    assert!(
+        status(trusting(&new_ca_pem)).await.is_err(),
+        "before the renewal, the new CA's clients do not trust the gateway"
+    );
+
+    new_ca.issue(
+        &["localhost", "127.0.0.1"],
+        &pki_dir.path().join("cert.pem"),
+        &pki_dir.path().join("key.pem"),
+    );
+    let resp = gw
+        .client()
+        .post(format!("http://{}/reload", gw.admin))
+        .bearer_auth("rotate-admin-token-0001")
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(
+        body["reloaded"], true,
+        "renewed certificate files are a change to apply, not `unchanged`: {body}"
+    );
+    assert_ne!(body["from"], body["version"], "a new version: {body}");
+
+    assert_eq!(
+        status(trusting(&new_ca_pem)).await.ok(),
+        Some(200),
+        "new connections get the renewed certificate"
+    );
+    assert!(
+        status(trusting(&old_ca)).await.is_err(),
+        "and no longer the old one"
+    );
+
+    // A second reload with nothing renewed changes nothing.
+    let resp = gw
+        .client()
+        .post(format!("http://{}/reload", gw.admin))
+        .bearer_auth("rotate-admin-token-0001")
+        .send()
+        .await
+        .expect("reload");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["reloaded"], false, "{body}");
+}
