@@ -4,43 +4,63 @@
 use crate::harness;
 use crate::upstream::EchoUpstream;
 
-#[tokio::test]
-async fn terminates_tls_with_http2_and_http1() {
-    let up = EchoUpstream::start().await;
-    let pki_dir = tempfile::tempdir().expect("dir");
-    let ca_pem = harness::make_pki(pki_dir.path());
-    let yaml = r#"
+/// A gateway with one TLS listener on `${PKI}/cert.pem` and `key.pem`, an
+/// admin listener (token `ADMIN_TOKEN`) and one open route to `up`.
+const TLS_LISTENER: &str = r#"
 listeners:
   - name: tls
     addr: "${LISTEN}"
     tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}
-admin: {addr: "${ADMIN}"}
+admin: {addr: "${ADMIN}", token_env: ADMIN_TOKEN}
 upstreams:
   crm: {url: "${UP}"}
 routes:
   - {name: contacts, upstream: crm, methods: [GET], path: /contacts, auth: none}
 audit: {path: "${AUDIT}"}
 "#;
-    let gw = harness::start(
-        yaml,
+
+const ADMIN_TOKEN: &str = "tls-test-admin-token-0001";
+
+async fn tls_gateway(up: &EchoUpstream, pki: &std::path::Path) -> harness::TestGateway {
+    harness::start(
+        TLS_LISTENER,
         &[
             ("UP", up.url()),
-            ("PKI", pki_dir.path().display().to_string()),
+            ("PKI", pki.display().to_string()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
         ],
     )
-    .await;
-    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca");
+    .await
+}
+
+/// A client trusting only `ca_pem` (none if `None`), reaching `localhost`
+/// at the gateway; every client is a new TLS handshake.
+fn client_trusting(ca_pem: Option<&str>, gw: &harness::TestGateway) -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", gw.addr);
+    if let Some(pem) = ca_pem {
+        builder = builder.add_root_certificate(
+            reqwest::Certificate::from_pem(pem.as_bytes()).expect("a CA certificate"),
+        );
+    }
+    builder
+}
+
+#[tokio::test]
+async fn terminates_tls_with_http2_and_http1() {
+    let up = EchoUpstream::start().await;
+    let pki_dir = tempfile::tempdir().expect("dir");
+    let ca_pem = harness::make_pki(pki_dir.path());
+    let gw = tls_gateway(&up, pki_dir.path()).await;
     let url = format!("https://localhost:{}/contacts", gw.addr.port());
     for (h2, expected) in [
         (true, http::Version::HTTP_2),
         (false, http::Version::HTTP_11),
     ] {
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(ca.clone())
-            .resolve("localhost", gw.addr);
-        builder = if h2 { builder } else { builder.http1_only() };
+        let builder = client_trusting(Some(&ca_pem), &gw);
+        let builder = if h2 { builder } else { builder.http1_only() };
         let client = builder.build().expect("client");
         let resp = client
             .get(&url)
@@ -67,12 +87,7 @@ audit: {path: "${AUDIT}"}
 
     // A client that does not trust the CA fails the handshake: the
     // certificate served is the one configured, not some default.
-    let untrusting = reqwest::Client::builder()
-        .no_proxy()
-        .tls_built_in_root_certs(false)
-        .resolve("localhost", gw.addr)
-        .build()
-        .expect("client");
+    let untrusting = client_trusting(None, &gw).build().expect("client");
     assert!(
         untrusting.get(&url).send().await.is_err(),
         "an unknown CA must fail verification"
@@ -150,38 +165,9 @@ async fn a_certificate_renewed_in_place_is_served_after_a_reload() {
     let up = EchoUpstream::start().await;
     let pki_dir = tempfile::tempdir().expect("dir");
     let old_ca = harness::make_pki(pki_dir.path());
-    let yaml = r#"
-listeners:
-  - name: tls
-    addr: "${LISTEN}"
-    tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}
-admin: {addr: "${ADMIN}", token_env: ADMIN_TOKEN}
-upstreams:
-  crm: {url: "${UP}"}
-routes:
-  - {name: contacts, upstream: crm, methods: [GET], path: /contacts, auth: none}
-audit: {path: "${AUDIT}"}
-"#;
-    let gw = harness::start(
-        yaml,
-        &[
-            ("UP", up.url()),
-            ("PKI", pki_dir.path().display().to_string()),
-            ("ADMIN_TOKEN", "rotate-admin-token-0001".into()),
-        ],
-    )
-    .await;
+    let gw = tls_gateway(&up, pki_dir.path()).await;
     let url = format!("https://localhost:{}/contacts", gw.addr.port());
-    // A fresh client per request: each one is a new TLS handshake.
-    let trusting = |ca_pem: &str| {
-        reqwest::Client::builder()
-            .no_proxy()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
-            .resolve("localhost", gw.addr)
-            .build()
-            .expect("client")
-    };
+    let trusting = |ca_pem: &str| client_trusting(Some(ca_pem), &gw).build().expect("client");
     let new_ca = harness::TestCa::new();
     let new_ca_pem = new_ca.pem();
     let status = |client: reqwest::Client| {
@@ -202,7 +188,7 @@ audit: {path: "${AUDIT}"}
     let resp = gw
         .client()
         .post(format!("http://{}/reload", gw.admin))
-        .bearer_auth("rotate-admin-token-0001")
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .expect("reload");
@@ -228,7 +214,7 @@ audit: {path: "${AUDIT}"}
     let resp = gw
         .client()
         .post(format!("http://{}/reload", gw.admin))
-        .bearer_auth("rotate-admin-token-0001")
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .expect("reload");
