@@ -453,17 +453,29 @@ mod tests {
                 ("key_file", file(dir.path(), "client.key")),
             ],
         );
+        let version = || {
+            load_str(&yaml, Path::new("ok.yaml"), &HashMap::new())
+                .map(|s| s.version)
+                .unwrap_or_else(|e| panic!("should compile: {e}"))
+        };
         let first = settings(&yaml);
+        let first_version = version();
         assert_eq!(
             settings(&yaml),
             first,
             "unchanged files: the same store, its connections kept"
         );
+        assert_eq!(version(), first_version, "and the same config version");
         pki(dir.path());
         assert_ne!(
             settings(&yaml),
             first,
             "renewed certificates: a new store, with new connections"
+        );
+        assert_ne!(
+            version(),
+            first_version,
+            "and a new config version, though the YAML is the same"
         );
     }
 }
