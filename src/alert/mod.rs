@@ -46,8 +46,13 @@ impl Alerting {
     /// The alerting state and the task that counts events in Redis (run
     /// it as a background service).
     pub fn new(outbox: Outbox, metrics: Arc<Metrics>) -> (Alerting, Tally) {
+        Alerting::with_queue(EVENTS, outbox, metrics)
+    }
+
+    /// [`new`](Self::new) with a queue of `capacity` events for the tally.
+    pub fn with_queue(capacity: usize, outbox: Outbox, metrics: Arc<Metrics>) -> (Alerting, Tally) {
         let counters = Arc::new(AlertCounters::default());
-        let (relay, tally) = relay::relay(EVENTS, counters.clone(), outbox.clone(), metrics);
+        let (relay, tally) = relay::relay(capacity, counters.clone(), outbox.clone(), metrics);
         (
             Alerting {
                 counters,
@@ -131,4 +136,70 @@ pub enum Outcome {
     /// The queue to the shared counters was full: the event was counted in
     /// this process instead.
     CountedHere,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::alert::rule::tests::event;
+    use crate::decision::{Reason, Verdict};
+    use crate::limit::redis::{RedisSettings, RedisTarget};
+
+    #[test]
+    fn with_redis_events_are_queued_and_a_full_queue_counts_here() {
+        let metrics = Arc::new(Metrics::default());
+        let (out, _courier) = outbox(4, metrics.clone());
+        // The tally is not run: the one-event queue stays full.
+        let (alerting, _tally) = Alerting::with_queue(1, out, metrics);
+        // No I/O until used, and nothing here uses it.
+        let store = Arc::new(RedisStore::new(RedisSettings {
+            target: RedisTarget::parse("redis://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}")),
+            key_prefix: "t:".into(),
+            timeout: Duration::from_millis(50),
+            tls: None,
+        }));
+        let trigger = Trigger::new(
+            Matcher {
+                decision: Some(Verdict::Deny),
+                ..Matcher::default()
+            },
+            KeyKind::Subject,
+            2,
+            Duration::from_secs(60),
+            100,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let rules = vec![Arc::new(AlertRule {
+            name: RuleName("denials".into()),
+            trigger,
+            sinks: Vec::new(),
+        })];
+        let denied = event(
+            Some("mallory"),
+            Verdict::Deny,
+            Some(Reason::PermissionDenied),
+        );
+        let allowed = event(Some("mallory"), Verdict::Allow, None);
+        let mut heard = Vec::new();
+        let mut observe = |e: &Event<'_>| {
+            alerting.observe(&rules, e, Some(&store), |_, o| heard.push(o));
+        };
+        observe(&allowed);
+        observe(&denied);
+        observe(&allowed);
+        observe(&denied);
+        observe(&denied);
+        assert_eq!(
+            heard,
+            [Outcome::CountedHere, Outcome::CountedHere, Outcome::Fired],
+            "unmatched requests are not queued; the first denial is, the next two find the \
+             queue full and are counted here, where the second reaches the threshold"
+        );
+        assert!(
+            alerting.counters.counters(&rules[0]).len() == 1,
+            "the fallback counted in this process"
+        );
+    }
 }
