@@ -84,7 +84,11 @@ fn rules() -> Vec<Arc<AlertRule>> {
 
 fn alerts(c: &mut Criterion) {
     let rules = rules();
-    let alerting = Alerting::new(outbox(16, Arc::new(Metrics::default())).0);
+    let alerting = Alerting::new(
+        outbox(16, Arc::new(Metrics::default())).0,
+        Arc::new(Metrics::default()),
+    )
+    .0;
     let roles = vec!["agent".to_string()];
     let allowed = Event {
         ts: OffsetDateTime::now_utc(),
@@ -113,20 +117,20 @@ fn alerts(c: &mut Criterion) {
         b.iter(|| template.match_path(black_box(&path)))
     });
     g.bench_function("no rule matches (allowed request, 3 rules)", |b| {
-        b.iter(|| alerting.observe(black_box(&rules), black_box(&allowed), |_, _| {}))
+        b.iter(|| alerting.observe(black_box(&rules), black_box(&allowed), None, |_, _| {}))
     });
     g.bench_function("a rule counts it (denied request)", |b| {
-        b.iter(|| alerting.observe(black_box(&rules), black_box(&denied), |_, _| {}))
+        b.iter(|| alerting.observe(black_box(&rules), black_box(&denied), None, |_, _| {}))
     });
     g.finish();
     report_ratio(
         "alert rules, no match (allowed request) vs one template match",
-        || alerting.observe(&rules, &allowed, |_, _| {}),
+        || alerting.observe(&rules, &allowed, None, |_, _| {}),
         || template.match_path(&path).map(|p| p.len()),
     );
     report_ratio(
         "alert rules, one counts (denied request) vs one template match",
-        || alerting.observe(&rules, &denied, |_, _| {}),
+        || alerting.observe(&rules, &denied, None, |_, _| {}),
         || template.match_path(&path).map(|p| p.len()),
     );
 }

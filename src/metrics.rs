@@ -193,6 +193,7 @@ pub struct AlertMetrics {
     dropped: AtomicU64,
     evicted: Family<String>,
     delivery_failures: Family<String>,
+    store_errors: Family<&'static str>,
 }
 
 impl AlertMetrics {
@@ -214,6 +215,12 @@ impl AlertMetrics {
     /// A sink could not take an alert (after its retries).
     pub fn record_delivery_failure(&self, sink: &str) {
         self.delivery_failures.inc(sink.to_string());
+    }
+
+    /// An alert event the shared store (Redis) did not count, so this
+    /// process's counters did: the store's failure kind, or `queue_full`.
+    pub fn record_store_error(&self, kind: &'static str) {
+        self.store_errors.inc(kind);
     }
 
     fn render(&self, out: &mut String) {
@@ -247,6 +254,14 @@ impl AlertMetrics {
             "# HELP chatwarden_alerts_dropped_total Alerts lost because the delivery queue was full.\n# TYPE chatwarden_alerts_dropped_total counter\nchatwarden_alerts_dropped_total {}",
             self.dropped.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP chatwarden_alert_store_errors_total Alert events the shared store (Redis) did not count (failure kind, or queue_full); this process's counters counted them.\n");
+        out.push_str("# TYPE chatwarden_alert_store_errors_total counter\n");
+        for (kind, n) in self.store_errors.snapshot() {
+            let _ = writeln!(
+                out,
+                "chatwarden_alert_store_errors_total{{kind=\"{kind}\"}} {n}"
+            );
+        }
     }
 }
 
@@ -383,6 +398,26 @@ mod tests {
         assert!(
             text.contains("chatwarden_alert_keys_evicted_total{rule=\"invalid-tokens\"} 3"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn alert_events_the_shared_store_missed_are_counted_by_kind() {
+        let m = Metrics::default();
+        m.alerts.record_store_error("timeout");
+        m.alerts.record_store_error("timeout");
+        m.alerts.record_store_error("queue_full");
+        let text = m.render(&ext());
+        for line in [
+            "# TYPE chatwarden_alert_store_errors_total counter",
+            "chatwarden_alert_store_errors_total{kind=\"timeout\"} 2",
+            "chatwarden_alert_store_errors_total{kind=\"queue_full\"} 1",
+        ] {
+            assert!(text.contains(line), "expected `{line}` in:\n{text}");
+        }
+        assert!(
+            !text.contains("chatwarden_limit_store_errors_total{"),
+            "apart from the rate limits' errors"
         );
     }
 

@@ -126,6 +126,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     let audit_stats = writer.stats();
     let metrics = Arc::new(Metrics::default());
     let (outbox, courier) = crate::alert::outbox(crate::alert::QUEUE, metrics.clone());
+    let (alerting, tally) = crate::alert::Alerting::new(outbox, metrics.clone());
 
     let listeners: Vec<_> = snapshot
         .listeners
@@ -163,7 +164,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         jwks: jwks.clone(),
         lookups: pingora_core::connectors::http::Connector::new(None),
         limits: std::sync::Arc::new(crate::limit::Limits::default()),
-        alerts: Arc::new(crate::alert::Alerting::new(outbox)),
+        alerts: Arc::new(alerting),
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");
@@ -206,6 +207,10 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     server.add_service(background_service(
         "chatwarden alert courier",
         CourierTask(courier),
+    ));
+    server.add_service(background_service(
+        "chatwarden alert tally",
+        TallyTask(tally),
     ));
     if let (Some(r), true) = (&reloader, opts.reload_on_sighup) {
         server.add_service(background_service(
@@ -277,6 +282,17 @@ struct CourierTask(crate::alert::Courier);
 
 #[async_trait::async_trait]
 impl BackgroundService for CourierTask {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.run(shutdown).await;
+    }
+}
+
+/// The shared alert counters' task (events counted in Redis) as a pingora
+/// background service.
+struct TallyTask(crate::alert::Tally);
+
+#[async_trait::async_trait]
+impl BackgroundService for TallyTask {
     async fn start(&self, shutdown: ShutdownWatch) {
         self.0.run(shutdown).await;
     }

@@ -105,7 +105,20 @@ impl RuleCounters {
     /// Counts one event for `key`; fires when the window's estimate reaches
     /// the threshold outside a quiet period.
     pub fn count(&self, rule: &str, key: &str, event: &Event<'_>) -> Observation {
-        let t = millis(event.ts);
+        self.count_at(rule, key, event.ts, event.request_id, event.config_version)
+    }
+
+    /// [`count`](Self::count) for an event known by its time, request id
+    /// and config version (all the counters use of it).
+    pub fn count_at(
+        &self,
+        rule: &str,
+        key: &str,
+        ts: OffsetDateTime,
+        request_id: &str,
+        config_version: &str,
+    ) -> Observation {
+        let t = millis(ts);
         let w = window_millis(&self.trigger);
         let idx = t / w;
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
@@ -120,7 +133,7 @@ impl RuleCounters {
         let Some(state) = keys.get_mut(key) else {
             return Observation::default();
         };
-        let fired = state.record(t, idx, w, event.request_id).and_then(|count| {
+        let fired = state.record(t, idx, w, request_id).and_then(|count| {
             (count >= u64::from(self.trigger.threshold.get())).then(|| {
                 let alert = Alert {
                     rule: rule.to_owned(),
@@ -131,7 +144,7 @@ impl RuleCounters {
                     window_secs: self.trigger.window.as_secs(),
                     first: from_millis(state.first(t, w)),
                     last: from_millis(state.last),
-                    config_version: event.config_version.to_owned(),
+                    config_version: config_version.to_owned(),
                     request_ids: state.samples.drain(..).collect(),
                 };
                 state.reset(t + w);
@@ -263,18 +276,18 @@ fn make_room(keys: &mut HashMap<String, KeyState>, max: usize, idx: u64) -> u64 
     doomed.len() as u64
 }
 
-fn window_millis(trigger: &Trigger) -> u64 {
+pub(super) fn window_millis(trigger: &Trigger) -> u64 {
     // `Trigger::new` keeps the window between 1s and a week.
     u64::try_from(trigger.window.as_millis())
         .unwrap_or(u64::MAX)
         .max(1)
 }
 
-fn millis(ts: OffsetDateTime) -> u64 {
+pub(super) fn millis(ts: OffsetDateTime) -> u64 {
     u64::try_from(ts.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
-fn from_millis(ms: u64) -> OffsetDateTime {
+pub(super) fn from_millis(ms: u64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }

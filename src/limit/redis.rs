@@ -115,12 +115,38 @@ pub const COOLDOWN: Duration = Duration::from_millis(500);
 /// Idle connections kept, all threads together.
 const MAX_IDLE: usize = 64;
 
-/// Counters shared by every replica that points at the same Redis.
+/// A Lua script the store runs atomically by its SHA1 (`EVALSHA`),
+/// loading it on a server that does not know it yet (`NOSCRIPT`). Scripts
+/// are `static`s: the digest depends on the text alone, so one remembered
+/// digest serves every store and server.
+pub struct Script {
+    source: &'static str,
+    /// The digest, as Redis named it when the script was first loaded.
+    sha: OnceLock<String>,
+}
+
+impl Script {
+    pub const fn new(source: &'static str) -> Script {
+        Script {
+            source,
+            sha: OnceLock::new(),
+        }
+    }
+
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+}
+
+/// The rate-limit script.
+static GCRA: Script = Script::new(GCRA_SCRIPT);
+
+/// Counters shared by every replica that points at the same Redis: the
+/// rate limits' (`check`) and the alert rules' (`crate::alert`), over one
+/// pool of connections with one cooldown.
 pub struct RedisStore {
     settings: RedisSettings,
     idle: Mutex<Vec<(ThreadId, Conn)>>,
-    /// The script's SHA1, as Redis named it when it was loaded.
-    sha: OnceLock<String>,
     cooldown: Cooldown,
 }
 
@@ -130,7 +156,6 @@ impl RedisStore {
         RedisStore {
             settings,
             idle: Mutex::new(Vec::new()),
-            sha: OnceLock::new(),
             cooldown: Cooldown::new(Instant::now()),
         }
     }
@@ -148,83 +173,67 @@ impl RedisStore {
         limit: &RateLimit,
         raw_key: &str,
     ) -> Result<Result<(), Duration>, StoreError> {
+        let key = script::redis_key(&self.settings.key_prefix, route, limit, raw_key);
+        let (interval, burst) = script::script_args(limit);
+        let verdict = self
+            .eval(&GCRA, &key, &[interval.as_bytes(), burst.as_bytes()], |r| {
+                script::verdict(r)
+            })
+            .await?;
+        Ok(match verdict {
+            ScriptVerdict::Allow => Ok(()),
+            ScriptVerdict::Wait(wait) => Err(wait),
+        })
+    }
+
+    /// Run `script` on one `key` with `args` and `read` its reply, within
+    /// the store's timeout (connecting included). Skipped at once while the
+    /// store rests after a failure; any failure (a reply `read` refuses
+    /// too) starts such a rest.
+    pub async fn eval<T>(
+        &self,
+        script: &Script,
+        key: &[u8],
+        args: &[&[u8]],
+        read: impl Fn(&Reply) -> Result<T, ReplyError>,
+    ) -> Result<T, StoreError> {
         let start = Instant::now();
         if !self.cooldown.ready(start) {
             return Err(StoreError::CoolingDown);
         }
-        let key = script::redis_key(&self.settings.key_prefix, route, limit, raw_key);
-        let (interval, burst) = script::script_args(limit);
         let timeout = self.settings.timeout;
-        let run = self.run(&key, interval.as_bytes(), burst.as_bytes());
+        let run = async {
+            let reply = self.run(script, key, args).await?;
+            Ok(read(&reply)?)
+        };
         let outcome = match tokio::time::timeout(timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Timeout(timeout)),
         };
-        match outcome {
-            Ok(ScriptVerdict::Allow) => Ok(Ok(())),
-            Ok(ScriptVerdict::Wait(wait)) => Ok(Err(wait)),
-            Err(e) => {
-                self.cooldown.trip(Instant::now());
-                Err(e)
-            }
+        if outcome.is_err() {
+            self.cooldown.trip(Instant::now());
         }
+        outcome
     }
 
-    /// One check on a pooled connection; a pooled connection that turns
-    /// out dead (Redis restarted since) is replaced once.
-    async fn run(
-        &self,
-        key: &[u8],
-        interval: &[u8],
-        burst: &[u8],
-    ) -> Result<ScriptVerdict, StoreError> {
+    /// One script run on a pooled connection; a pooled connection that
+    /// turns out dead (Redis restarted since) is replaced once.
+    async fn run(&self, script: &Script, key: &[u8], args: &[&[u8]]) -> Result<Reply, StoreError> {
         let thread = std::thread::current().id();
         if let Some(mut conn) = self.take_idle(thread) {
-            match self.eval(&mut conn, key, interval, burst).await {
-                Ok(v) => {
+            match evalsha(&mut conn, script, key, args).await {
+                Ok(reply) => {
                     self.put_idle(thread, conn);
-                    return Ok(v);
+                    return Ok(reply);
                 }
                 Err(StoreError::Io(_) | StoreError::Closed) => {}
                 Err(e) => return Err(e),
             }
         }
         let mut conn = Conn::open(&self.settings.target, self.settings.tls.as_ref()).await?;
-        let v = self.eval(&mut conn, key, interval, burst).await?;
+        let reply = evalsha(&mut conn, script, key, args).await?;
         self.put_idle(thread, conn);
-        Ok(v)
-    }
-
-    /// EVALSHA, loading the script first when Redis does not know it.
-    async fn eval(
-        &self,
-        conn: &mut Conn,
-        key: &[u8],
-        interval: &[u8],
-        burst: &[u8],
-    ) -> Result<ScriptVerdict, StoreError> {
-        if let Some(sha) = self.sha.get() {
-            let reply = conn
-                .call(&[b"EVALSHA", sha.as_bytes(), b"1", key, interval, burst])
-                .await?;
-            match script::verdict(&reply) {
-                Err(ReplyError::NoScript) => {}
-                other => return Ok(other?),
-            }
-        }
-        let sha = match conn
-            .call(&[b"SCRIPT", b"LOAD", GCRA_SCRIPT.as_bytes()])
-            .await?
-        {
-            Reply::Bulk(Some(sha)) => String::from_utf8(sha)
-                .map_err(|_| StoreError::Setup("SCRIPT LOAD", "a non-UTF-8 digest".into()))?,
-            other => return Err(StoreError::Setup("SCRIPT LOAD", describe(&other))),
-        };
-        let reply = conn
-            .call(&[b"EVALSHA", sha.as_bytes(), b"1", key, interval, burst])
-            .await?;
-        let _ = self.sha.set(sha);
-        Ok(script::verdict(&reply)?)
+        Ok(reply)
     }
 
     fn take_idle(&self, thread: ThreadId) -> Option<Conn> {
@@ -470,6 +479,41 @@ impl Conn {
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
+}
+
+/// EVALSHA, loading the script first when Redis does not know it. A
+/// `NOSCRIPT` error is handled here; any other reply goes to the caller.
+async fn evalsha(
+    conn: &mut Conn,
+    script: &Script,
+    key: &[u8],
+    args: &[&[u8]],
+) -> Result<Reply, StoreError> {
+    if let Some(sha) = script.sha.get() {
+        let reply = conn.call(&evalsha_command(sha, key, args)).await?;
+        match &reply {
+            Reply::Error(e) if e.starts_with("NOSCRIPT") => {}
+            _ => return Ok(reply),
+        }
+    }
+    let sha = match conn
+        .call(&[b"SCRIPT", b"LOAD", script.source.as_bytes()])
+        .await?
+    {
+        Reply::Bulk(Some(sha)) => String::from_utf8(sha)
+            .map_err(|_| StoreError::Setup("SCRIPT LOAD", "a non-UTF-8 digest".into()))?,
+        other => return Err(StoreError::Setup("SCRIPT LOAD", describe(&other))),
+    };
+    let reply = conn.call(&evalsha_command(&sha, key, args)).await?;
+    let _ = script.sha.set(sha);
+    Ok(reply)
+}
+
+fn evalsha_command<'a>(sha: &'a str, key: &'a [u8], args: &[&'a [u8]]) -> Vec<&'a [u8]> {
+    let mut cmd: Vec<&[u8]> = Vec::with_capacity(4 + args.len());
+    cmd.extend_from_slice(&[b"EVALSHA".as_slice(), sha.as_bytes(), b"1", key]);
+    cmd.extend_from_slice(args);
+    cmd
 }
 
 /// An I/O error on an open connection: TLS failures (an alert from Redis,

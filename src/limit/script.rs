@@ -50,7 +50,7 @@ pub enum ReplyError {
     Server(String),
     #[error("the script is not loaded on this server")]
     NoScript,
-    #[error("unexpected reply to the rate-limit script")]
+    #[error("unexpected reply to the script")]
     Shape,
 }
 
@@ -63,13 +63,7 @@ pub enum ReplyError {
 pub fn redis_key(prefix: &str, route: &str, limit: &RateLimit, raw: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len() + route.len() + raw.len() + 32);
     key.extend_from_slice(prefix.as_bytes());
-    for b in route.bytes() {
-        match b {
-            b'%' => key.extend_from_slice(b"%25"),
-            b':' => key.extend_from_slice(b"%3A"),
-            _ => key.push(b),
-        }
-    }
+    push_escaped(&mut key, route);
     key.extend_from_slice(
         format!(
             ":{}:{}:{}:",
@@ -81,6 +75,19 @@ pub fn redis_key(prefix: &str, route: &str, limit: &RateLimit, raw: &str) -> Vec
     );
     key.extend_from_slice(raw.as_bytes());
     key
+}
+
+/// Appends one part of a Redis key that a `:` must not end early: `%`
+/// and `:` are percent-escaped, so `a:b` and `a%3Ab` stay apart. Shared by
+/// every key the store writes (rate limits, alert rules).
+pub fn push_escaped(key: &mut Vec<u8>, part: &str) {
+    for b in part.bytes() {
+        match b {
+            b'%' => key.extend_from_slice(b"%25"),
+            b':' => key.extend_from_slice(b"%3A"),
+            _ => key.push(b),
+        }
+    }
 }
 
 /// `ARGV` of the script: the emission interval in microseconds (at least

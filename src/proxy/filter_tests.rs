@@ -40,9 +40,13 @@ fn gateway(dir: &Path) -> Gateway {
         jwks: None,
         lookups: pingora_core::connectors::http::Connector::new(None),
         limits: std::sync::Arc::new(crate::limit::Limits::default()),
-        alerts: Arc::new(crate::alert::Alerting::new(
-            crate::alert::outbox(1, Arc::new(Metrics::default())).0,
-        )),
+        alerts: Arc::new(
+            crate::alert::Alerting::new(
+                crate::alert::outbox(1, Arc::new(Metrics::default())).0,
+                Arc::new(Metrics::default()),
+            )
+            .0,
+        ),
     }
 }
 

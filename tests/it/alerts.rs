@@ -237,13 +237,13 @@ async fn counts_outlive_a_reload_that_leaves_the_rule_unchanged() {
 
 /// A webhook receiver on port 0: every POST's headers and JSON body go to
 /// a channel the test waits on (bounded by a timeout, no sleeping).
-struct Receiver {
+pub(crate) struct Receiver {
     addr: std::net::SocketAddr,
-    rx: mpsc::UnboundedReceiver<(http::HeaderMap, Value)>,
+    pub(crate) rx: mpsc::UnboundedReceiver<(http::HeaderMap, Value)>,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the webhook receiver");
@@ -280,11 +280,11 @@ impl Receiver {
         Receiver { addr, rx }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hooks/chatwarden", self.addr)
     }
 
-    async fn next(&mut self) -> (http::HeaderMap, Value) {
+    pub(crate) async fn next(&mut self) -> (http::HeaderMap, Value) {
         tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
             .await
             .expect("an alert should be POSTed within 10s")

@@ -15,6 +15,7 @@ mod limits;
 mod ownership;
 mod proxy;
 mod redaction;
+mod redis_alerts;
 mod redis_limits;
 mod redis_tls;
 mod reload;

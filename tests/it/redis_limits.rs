@@ -50,7 +50,7 @@ pub(crate) struct RedisServer {
 }
 
 impl RedisServer {
-    async fn start() -> RedisServer {
+    pub(crate) async fn start() -> RedisServer {
         RedisServer::start_with(&[]).await
     }
 
@@ -87,11 +87,11 @@ impl RedisServer {
         server
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://{}", self.addr)
     }
 
-    async fn pong(&self) -> bool {
+    pub(crate) async fn pong(&self) -> bool {
         let Ok(mut s) = tokio::net::TcpStream::connect(self.addr).await else {
             return false;
         };
@@ -102,8 +102,29 @@ impl RedisServer {
         s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
     }
 
+    /// One command on a fresh connection, and its reply (read with the
+    /// gateway's own RESP parser).
+    pub(crate) async fn command(&self, args: &[&[u8]]) -> chatwarden::limit::resp::Reply {
+        let mut s = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect to redis-server");
+        let mut out = Vec::new();
+        chatwarden::limit::resp::encode(args, &mut out);
+        s.write_all(&out).await.expect("send the command");
+        let mut buf = Vec::new();
+        loop {
+            if let Some((reply, _)) = chatwarden::limit::resp::parse(&buf).expect("a RESP reply") {
+                return reply;
+            }
+            let mut chunk = [0u8; 1024];
+            let n = s.read(&mut chunk).await.expect("read the reply");
+            assert!(n > 0, "redis-server closed the connection before replying");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
     /// Kill it now and wait until it is gone.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
