@@ -6,9 +6,11 @@
 //! - a request a rule counts (a denial: lock, key lookup, sample id) vs the
 //!   same baseline.
 
+mod common;
+use common::report_ratio;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use time::OffsetDateTime;
@@ -132,34 +134,6 @@ fn alerts(c: &mut Criterion) {
         "alert rules, one counts (denied request) vs one template match",
         || alerting.observe(&rules, &denied, None, |_, _| {}),
         || template.match_path(&path).map(|p| p.len()),
-    );
-}
-
-/// Interleaved rounds of both closures; prints the median ratio so the
-/// figure survives a noisy neighbour.
-fn report_ratio<A, B, RA, RB>(label: &str, mut subject: A, mut baseline: B)
-where
-    A: FnMut() -> RA,
-    B: FnMut() -> RB,
-{
-    let mut ratios = Vec::new();
-    for _ in 0..15 {
-        let t = Instant::now();
-        for _ in 0..20_000 {
-            black_box(subject());
-        }
-        let s = t.elapsed();
-        let t = Instant::now();
-        for _ in 0..20_000 {
-            black_box(baseline());
-        }
-        let b = t.elapsed();
-        ratios.push(s.as_secs_f64() / b.as_secs_f64().max(1e-12));
-    }
-    ratios.sort_by(f64::total_cmp);
-    eprintln!(
-        "ratio: {label}: {:.2}x (median of 15 interleaved rounds)",
-        ratios[ratios.len() / 2]
     );
 }
 
