@@ -12,6 +12,7 @@
 
 pub mod decision;
 pub mod identity;
+mod jsontext;
 pub mod request;
 pub mod route;
 

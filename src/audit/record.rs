@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 
 use crate::decision::{Decision, Reason, Verdict};
+use crate::jsontext;
 
 /// One audit line.
 ///
@@ -222,15 +223,15 @@ impl AuditRecord {
         }
         out.push(b'"');
         key(out, "request_id");
-        json_str(out, &self.request_id);
+        jsontext::write_str(out, &self.request_id);
         key(out, "config_version");
-        json_str(out, &self.config_version);
+        jsontext::write_str(out, &self.config_version);
         key(out, "client_ip");
-        json_str(out, &self.client_ip);
+        jsontext::write_str(out, &self.client_ip);
         key(out, "method");
-        json_str(out, &self.method);
+        jsontext::write_str(out, &self.method);
         key(out, "path");
-        json_str(out, &self.path);
+        jsontext::write_str(out, &self.path);
         key(out, "route");
         json_opt_str(out, self.route.as_deref());
         key(out, "upstream");
@@ -240,7 +241,7 @@ impl AuditRecord {
         key(out, "roles");
         json_str_list(out, &self.roles);
         key(out, "decision");
-        json_str(out, self.decision.as_str());
+        jsontext::write_str(out, self.decision.as_str());
         key(out, "reason");
         json_opt_str(out, self.reason.map(|r| r.code()));
         key(out, "rules");
@@ -256,19 +257,19 @@ impl AuditRecord {
         json_uint(out, self.redactions);
         if let Some(event) = self.event {
             key(out, "event");
-            json_str(out, event.as_str());
+            jsontext::write_str(out, event.as_str());
         }
         if let Some(detail) = &self.detail {
             key(out, "detail");
-            json_str(out, detail);
+            jsontext::write_str(out, detail);
         }
         if let Some(prev) = &self.prev_hash {
             key(out, "prev_hash");
-            json_str(out, prev);
+            jsontext::write_str(out, prev);
         }
         if let Some(hash) = &self.hash {
             key(out, "hash");
-            json_str(out, hash);
+            jsontext::write_str(out, hash);
         }
         out.push(b'}');
     }
@@ -294,7 +295,7 @@ fn key(out: &mut Vec<u8>, name: &str) {
 
 fn json_opt_str(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
-        Some(v) => json_str(out, v),
+        Some(v) => jsontext::write_str(out, v),
         None => out.extend_from_slice(b"null"),
     }
 }
@@ -305,7 +306,7 @@ fn json_str_list(out: &mut Vec<u8>, values: &[String]) {
         if i > 0 {
             out.push(b',');
         }
-        json_str(out, v);
+        jsontext::write_str(out, v);
     }
     out.push(b']');
 }
@@ -323,70 +324,6 @@ fn json_uint(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[at..]);
-}
-
-/// A JSON string as serde_json writes it: `"` and `\` and control
-/// characters escaped (the short forms where JSON has them, else `\u00XX`),
-/// everything else, non-ASCII included, as it is. Runs without anything to
-/// escape (nearly every field) are found eight bytes at a time.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let mut start = 0;
-    let mut at = 0;
-    while at < bytes.len() {
-        if let Some(chunk) = bytes.get(at..at + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            if !needs_escape(u64::from_le_bytes(word)) {
-                at += 8;
-                continue;
-            }
-        }
-        let b = bytes[at];
-        let short: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => {
-                at += 1;
-                continue;
-            }
-        };
-        out.extend_from_slice(&bytes[start..at]);
-        if short.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(short);
-        }
-        at += 1;
-        start = at;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
-/// Whether any of the eight bytes is below 0x20, `"` or `\\`.
-fn needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte is zero in `x` exactly where it matched; the classic test for a
-    // zero byte then finds it (with no false negatives, and false positives
-    // only next to a true one, which the byte-by-byte path sorts out).
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH != 0;
-    below_space
-        || has_zero(word ^ (ONES * u64::from(b'"')))
-        || has_zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// Milliseconds with three decimals (microsecond resolution) from a duration.

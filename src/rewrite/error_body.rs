@@ -129,7 +129,7 @@ pub fn mask_error_body(
         offset: e.valid_up_to(),
     })?;
     match kind {
-        ErrorMedia::Json => mask_json(body, scan),
+        ErrorMedia::Json => mask_json(text, scan),
         ErrorMedia::Text => Ok(mask_text(text, scan)),
     }
 }
@@ -137,9 +137,9 @@ pub fn mask_error_body(
 /// Every string value of a JSON body (member names excepted), through the
 /// same strict walk as success bodies: escapes are decoded before the
 /// detectors look, and the output is JSON again.
-fn mask_json(body: &[u8], scan: &ErrorScan) -> Result<RewriteOutcome, RewriteError> {
+fn mask_json(text: &str, scan: &ErrorScan) -> Result<RewriteOutcome, RewriteError> {
     let compiled = Compiled::detect_only(&scan.plan.detect);
-    let walked = scan::walk(body, &compiled).map_err(|e| match e {
+    let walked = scan::walk(text, &compiled).map_err(|e| match e {
         WalkError::Malformed { offset, why } => RewriteError::NotJson { offset, why },
         // A plan without selectors cannot misfit a shape.
         WalkError::Shape { .. } | WalkError::MaskShape { .. } => RewriteError::Internal,
@@ -148,7 +148,7 @@ fn mask_json(body: &[u8], scan: &ErrorScan) -> Result<RewriteOutcome, RewriteErr
         return Ok(RewriteOutcome::Unchanged);
     }
     let masked = walked.edits.iter().map(|e| e.masked).sum();
-    let body = splice(body, &walked.edits).ok_or(RewriteError::Internal)?;
+    let body = splice(text.as_bytes(), &walked.edits).ok_or(RewriteError::Internal)?;
     Ok(RewriteOutcome::Rewritten {
         body,
         removed: 0,

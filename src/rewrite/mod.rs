@@ -127,15 +127,15 @@ pub fn rewrite(
     }
     media::check_content_type(content_type)?;
     let compiled = Compiled::new(plan)?;
-    std::str::from_utf8(body).map_err(|e| RewriteError::NotJson {
+    let text = std::str::from_utf8(body).map_err(|e| RewriteError::NotJson {
         offset: e.valid_up_to(),
         why: "invalid UTF-8",
     })?;
-    let walked = scan::walk(body, &compiled).map_err(|e| match e {
+    let walked = scan::walk(text, &compiled).map_err(|e| match e {
         WalkError::Malformed { offset, why } => RewriteError::NotJson { offset, why },
         // The walk stops at the first misfit; a body that is also not JSON
         // further on is reported as such.
-        WalkError::MaskShape { mask, why } => match scan::validate(body) {
+        WalkError::MaskShape { mask, why } => match scan::validate(text) {
             Err(WalkError::Malformed { offset, why }) => RewriteError::NotJson { offset, why },
             _ => RewriteError::MaskShapeMismatch {
                 selector: compiled
@@ -146,7 +146,7 @@ pub fn rewrite(
                 why,
             },
         },
-        WalkError::Shape { filter, why } => match scan::validate(body) {
+        WalkError::Shape { filter, why } => match scan::validate(text) {
             Err(WalkError::Malformed { offset, why }) => RewriteError::NotJson { offset, why },
             _ => RewriteError::ShapeMismatch {
                 selector: compiled
@@ -186,8 +186,8 @@ fn splice(src: &[u8], edits: &[Edit]) -> Option<Bytes> {
     let mut at = 0;
     for edit in edits {
         out.extend_from_slice(src.get(at..edit.start)?);
-        if let Some(text) = &edit.replacement {
-            out.extend_from_slice(text.as_bytes());
+        if let Some(replacement) = &edit.replacement {
+            out.extend_from_slice(replacement);
         }
         at = edit.end;
     }

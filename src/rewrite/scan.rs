@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use serde_json::Number;
 
 use super::plan::{bit, bits, Compiled, WatchKind};
+use crate::jsontext;
 use crate::policy::FilterMode;
 use crate::redact::{mask_detected, mask_whole};
 
@@ -33,7 +34,7 @@ pub(super) struct Edit {
     /// Items this edit removes.
     pub removed: u64,
     /// A masked value: the JSON string that takes the original's place.
-    pub replacement: Option<Box<str>>,
+    pub replacement: Option<Box<[u8]>>,
     /// Values this edit masks (a free-text string may hold several).
     pub masked: u64,
 }
@@ -77,9 +78,13 @@ pub(super) enum WalkError {
     },
 }
 
-/// Walks `src` (already checked to be UTF-8) against `plan`.
-pub(super) fn walk(src: &[u8], plan: &Compiled<'_>) -> Result<Walked, WalkError> {
+/// Walks `text` against `plan`. Taking the body as text (the caller
+/// checked it is UTF-8 once) lets every string in it be borrowed as `&str`
+/// without checking its bytes again.
+pub(super) fn walk(text: &str, plan: &Compiled<'_>) -> Result<Walked, WalkError> {
+    let src = text.as_bytes();
     let mut walker = Walker {
+        text,
         src,
         pos: 0,
         plan,
@@ -97,9 +102,9 @@ pub(super) fn walk(src: &[u8], plan: &Compiled<'_>) -> Result<Walked, WalkError>
     Ok(walker.out)
 }
 
-/// Checks that `src` (already checked to be UTF-8) is JSON.
-pub(super) fn validate(src: &[u8]) -> Result<(), WalkError> {
-    walk(src, &Compiled::empty()).map(|_| ())
+/// Checks that `text` is JSON.
+pub(super) fn validate(text: &str) -> Result<(), WalkError> {
+    walk(text, &Compiled::empty()).map(|_| ())
 }
 
 /// What one item of a filter has shown so far.
@@ -114,6 +119,10 @@ struct Frame {
 }
 
 struct Walker<'s, 'p> {
+    /// The body; `src` is its bytes. Positions are byte offsets into both,
+    /// and every string or number starts and ends at an ASCII byte, so its
+    /// range always slices `text` on character boundaries.
+    text: &'s str,
     src: &'s [u8],
     pos: usize,
     plan: &'p Compiled<'p>,
@@ -420,15 +429,11 @@ impl<'s> Walker<'s, '_> {
         self.pos += 1;
         let mut escaped = false;
         loop {
-            let rest = self.src.get(self.pos..).unwrap_or_default();
-            let Some(n) = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-            else {
+            let Some(at) = jsontext::special_from(self.src, self.pos) else {
                 self.pos = self.src.len();
                 return Err(self.malformed("unterminated string"));
             };
-            self.pos += n;
+            self.pos = at;
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
@@ -520,9 +525,10 @@ impl<'s> Walker<'s, '_> {
         // A u64/i64 cannot overflow f64; anything longer or with a
         // fraction or exponent must be finite, as serde_json demands.
         if !simple || self.pos - start > 20 {
-            let finite = std::str::from_utf8(self.since(start))
+            let finite = self
+                .text_since(start)
+                .parse::<f64>()
                 .ok()
-                .and_then(|text| text.parse::<f64>().ok())
                 .is_some_and(f64::is_finite);
             if !finite {
                 return Err(self.malformed_at(start, "number out of range"));
@@ -556,6 +562,12 @@ impl<'s> Walker<'s, '_> {
         self.src.get(start..self.pos).unwrap_or_default()
     }
 
+    /// The text from `start` to `pos` (a number's, or a string's with its
+    /// quotes).
+    fn text_since(&self, start: usize) -> &'s str {
+        self.text.get(start..self.pos).unwrap_or_default()
+    }
+
     fn peek(&self) -> Option<u8> {
         self.src.get(self.pos).copied()
     }
@@ -563,14 +575,14 @@ impl<'s> Walker<'s, '_> {
     /// The text of the string at `start..end` (quotes included), borrowed
     /// from the body unless it holds escapes.
     fn text(&self, start: usize, end: usize, escaped: bool) -> Result<Cow<'s, str>, WalkError> {
-        let raw: &'s [u8] = self.src.get(start..end).unwrap_or_default();
         if escaped {
+            let raw: &'s [u8] = self.src.get(start..end).unwrap_or_default();
             return serde_json::from_slice::<String>(raw)
                 .map(Cow::Owned)
                 .map_err(|_| self.malformed_at(start, "invalid string"));
         }
-        raw.get(1..raw.len().saturating_sub(1))
-            .and_then(|inner| std::str::from_utf8(inner).ok())
+        self.text
+            .get(start + 1..end.saturating_sub(1))
             .map(Cow::Borrowed)
             .ok_or_else(|| self.malformed_at(start, "invalid string"))
     }
@@ -584,7 +596,7 @@ impl<'s> Walker<'s, '_> {
         let text: Cow<'s, str> = if self.src.get(start) == Some(&b'"') {
             self.text(start, self.pos, escaped)?
         } else {
-            Cow::Borrowed(std::str::from_utf8(self.since(start)).unwrap_or_default())
+            Cow::Borrowed(self.text_since(start))
         };
         let masked = mask_whole(&text, &mask.style);
         self.replace(start, json_string(&masked), 1);
@@ -615,12 +627,12 @@ impl<'s> Walker<'s, '_> {
         Ok(())
     }
 
-    fn replace(&mut self, start: usize, replacement: String, masked: u64) {
+    fn replace(&mut self, start: usize, replacement: Vec<u8>, masked: u64) {
         self.out.edits.push(Edit {
             start,
             end: self.pos,
             removed: 0,
-            replacement: Some(replacement.into_boxed_str()),
+            replacement: Some(replacement.into_boxed_slice()),
             masked,
         });
     }
@@ -727,8 +739,11 @@ fn mask_shape(masks: u64, why: &'static str) -> WalkError {
 
 /// `text` as a JSON string literal. Serializing a `str` cannot fail; the
 /// fallback keeps the output valid JSON regardless.
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"[redacted]\"".to_string())
+/// `text` as a JSON string.
+fn json_string(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    jsontext::write_str(&mut out, text);
+    out
 }
 
 /// A shape error blamed on the lowest filter in `filters`.
