@@ -147,6 +147,11 @@ impl<'s> Walker<'s, '_> {
         msel: u64,
         masking: Option<usize>,
     ) -> Result<bool, WalkError> {
+        if sel | watch | msel == 0 && masking.is_none() {
+            // Outside every selector, test path and mask: most of a body.
+            self.plain(depth)?;
+            return Ok(true);
+        }
         self.skip_ws();
         let plan = self.plan;
         let mask_roots = msel & plan.mask_roots_at(depth);
@@ -412,6 +417,80 @@ impl<'s> Walker<'s, '_> {
             self.out.edits.push(Edit::remove(from, prev_end, removed));
         }
         Ok(())
+    }
+
+    /// Reads the value at `pos` that no filter, field test or mask reaches
+    /// (what [`Walker::value`] does with none in force, without their
+    /// bookkeeping): it is only checked to be JSON, and its strings
+    /// searched by the plan's detectors.
+    fn plain(&mut self, depth: usize) -> Result<(), WalkError> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b'{') => {
+                self.enter(depth)?;
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_ws();
+                    if self.peek() != Some(b'"') {
+                        return Err(self.malformed("expected a member name"));
+                    }
+                    self.string()?;
+                    self.skip_ws();
+                    if self.peek() != Some(b':') {
+                        return Err(self.malformed("expected `:` after a member name"));
+                    }
+                    self.pos += 1;
+                    self.plain(depth + 1)?;
+                    self.skip_ws();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b'}') => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(self.malformed("expected `,` or `}` in an object")),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.enter(depth)?;
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.plain(depth + 1)?;
+                    self.skip_ws();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b']') => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(self.malformed("expected `,` or `]` in an array")),
+                    }
+                }
+            }
+            Some(b'"') => {
+                let start = self.pos;
+                let escaped = self.string()?;
+                if !self.plan.detect.is_empty() {
+                    self.detect(start, escaped)?;
+                }
+                Ok(())
+            }
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(_) => Err(self.malformed("expected a JSON value")),
+            None => Err(self.malformed("unexpected end of input")),
+        }
     }
 
     /// Steps over `{` or `[` at `depth`, refusing to nest too deep.
