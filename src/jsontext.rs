@@ -14,8 +14,11 @@ pub fn special_from(bytes: &[u8], from: usize) -> Option<usize> {
     while let Some(chunk) = bytes.get(at..at + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        if needs_escape(u64::from_le_bytes(word)) {
-            break;
+        let found = specials(u64::from_le_bytes(word));
+        if found != 0 {
+            // The lowest flag is exact (see `specials`); little-endian puts
+            // the first byte lowest.
+            return Some(at + (found.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
@@ -61,18 +64,19 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Whether any of the eight bytes is below 0x20, `"` or `\`.
-fn needs_escape(word: u64) -> bool {
+/// The high bit of each of the eight bytes that is below 0x20, `"` or `\`
+/// is set, and the lowest set bit always marks a true one; bits above it
+/// may be false, where a borrow carried up from a matching byte.
+fn specials(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte is zero in `x` exactly where it matched; the classic test for a
-    // zero byte then finds it (with no false negatives, and false positives
-    // only next to a true one, which the byte-by-byte search sorts out).
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH != 0;
-    below_space
-        || has_zero(word ^ (ONES * u64::from(b'"')))
-        || has_zero(word ^ (ONES * u64::from(b'\\')))
+    // A byte of `word` below `n * 0x01` borrows when `n` is subtracted from
+    // it, which sets its high bit; a byte that was already 0x80 or above has
+    // that bit cleared by `!word`. Equal bytes are zero after the xor.
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    below(word, 0x20)
+        | below(word ^ (ONES * u64::from(b'"')), 1)
+        | below(word ^ (ONES * u64::from(b'\\')), 1)
 }
 
 #[cfg(test)]
@@ -102,6 +106,33 @@ mod tests {
                 }
             }
             assert_eq!(special_from(&vec![b'a'; len], 0), None, "{len} plain bytes");
+        }
+    }
+
+    #[test]
+    fn special_from_agrees_with_a_byte_by_byte_search_on_mixed_words() {
+        // Several specials in one word (where borrows could flag bytes above
+        // a true one), next to bytes either side of each boundary.
+        let alphabet = [b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x5d, 0x80, 0xff];
+        let naive = |bytes: &[u8], from: usize| {
+            (from..bytes.len()).find(|&i| matches!(bytes[i], b'"' | b'\\' | 0x00..=0x1f))
+        };
+        let mut word = [0u8; 10];
+        for n in 0..alphabet.len().pow(5) {
+            let mut k = n;
+            for slot in word.iter_mut().take(5) {
+                *slot = alphabet[k % alphabet.len()];
+                k /= alphabet.len();
+            }
+            // The same five bytes at the front of a word and straddling two.
+            word.copy_within(0..5, 5);
+            for from in 0..word.len() {
+                assert_eq!(
+                    special_from(&word, from),
+                    naive(&word, from),
+                    "{word:?} searched from {from}"
+                );
+            }
         }
     }
 
