@@ -288,13 +288,9 @@ impl<'s> Walker<'s, '_> {
         mexpect: u64,
         masking: Option<usize>,
     ) -> Result<(), WalkError> {
-        self.enter(depth)?;
-        self.skip_ws();
         let mut found = 0u64;
         let mut seen = 0u64;
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-        } else {
+        if !self.open(depth, b'}')? {
             loop {
                 self.skip_ws();
                 if self.peek() != Some(b'"') {
@@ -334,14 +330,8 @@ impl<'s> Walker<'s, '_> {
                 if !self.value(depth + 1, child_sel, child_watch, child_msel, masking)? {
                     self.out.not_found = true;
                 }
-                self.skip_ws();
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(self.malformed("expected `,` or `}` in an object")),
+                if self.closes(b'}')? {
+                    break;
                 }
             }
         }
@@ -363,11 +353,8 @@ impl<'s> Walker<'s, '_> {
         meach: u64,
         masking: Option<usize>,
     ) -> Result<(), WalkError> {
-        self.enter(depth)?;
         let labels = self.label_targets(targets);
-        self.skip_ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
+        if self.open(depth, b']')? {
             return Ok(());
         }
         // Removal keeps the commas right: elements removed before the first
@@ -403,14 +390,8 @@ impl<'s> Walker<'s, '_> {
                 any_kept = true;
             }
             prev_end = end;
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    break;
-                }
-                _ => return Err(self.malformed("expected `,` or `]` in an array")),
+            if self.closes(b']')? {
+                break;
             }
         }
         if let Some((from, removed)) = pending {
@@ -427,10 +408,7 @@ impl<'s> Walker<'s, '_> {
         self.skip_ws();
         match self.peek() {
             Some(b'{') => {
-                self.enter(depth)?;
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
+                if self.open(depth, b'}')? {
                     return Ok(());
                 }
                 loop {
@@ -445,34 +423,19 @@ impl<'s> Walker<'s, '_> {
                     }
                     self.pos += 1;
                     self.plain(depth + 1)?;
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(self.malformed("expected `,` or `}` in an object")),
+                    if self.closes(b'}')? {
+                        return Ok(());
                     }
                 }
             }
             Some(b'[') => {
-                self.enter(depth)?;
-                self.skip_ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
+                if self.open(depth, b']')? {
                     return Ok(());
                 }
                 loop {
                     self.plain(depth + 1)?;
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(self.malformed("expected `,` or `]` in an array")),
+                    if self.closes(b']')? {
+                        return Ok(());
                     }
                 }
             }
@@ -490,6 +453,36 @@ impl<'s> Walker<'s, '_> {
             Some(b'n') => self.literal(b"null"),
             Some(_) => Err(self.malformed("expected a JSON value")),
             None => Err(self.malformed("unexpected end of input")),
+        }
+    }
+
+    /// Steps over `{` or `[` at `depth` (see [`Walker::enter`]) and, when
+    /// `close` follows, over it too: true for an empty container.
+    fn open(&mut self, depth: usize, close: u8) -> Result<bool, WalkError> {
+        self.enter(depth)?;
+        self.skip_ws();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.pos += 1;
+        }
+        Ok(empty)
+    }
+
+    /// After a member (`close` is `}`) or an element (`]`): steps over the
+    /// `,` before the next one (false) or over `close` (true).
+    fn closes(&mut self, close: u8) -> Result<bool, WalkError> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ if close == b'}' => Err(self.malformed("expected `,` or `}` in an object")),
+            _ => Err(self.malformed("expected `,` or `]` in an array")),
         }
     }
 
