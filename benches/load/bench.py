@@ -733,6 +733,12 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip() or "?"
+    # Source edits not yet committed were built and measured too: say so.
+    changed = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no",
+                              "--", ".", ":(exclude)benches/load/results.md"],
+                             capture_output=True, text=True).stdout.strip()
+    if changed:
+        rev += " with uncommitted changes"
     envoy_v = version([a.envoy, "--version"], r"version: [0-9a-f]+/(\d+\.\d+\.\d+)") if a.envoy else "not run"
     setup = (
         f"{now} · {machine()} · chatwarden {rev}\n\n"
