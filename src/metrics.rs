@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -18,12 +18,16 @@ const BUCKETS: [f64; 12] = [
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Family<(String, &'static str, &'static str)>,
+    /// Keyed by the route's shared name: counting a request allocates nothing.
+    requests: Family<(Arc<str>, &'static str, &'static str)>,
+    /// The route label of requests no route matched.
+    no_route: Arc<str>,
     upstream_errors: Family<(String, &'static str)>,
     dry_run_denials: Family<String>,
     limit_store_errors: Family<&'static str>,
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
+    /// Requests per latency bucket, not cumulative (one add per request);
+    /// the last counts those above every bound. Rendering sums them up.
+    latency_buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_micros: AtomicU64,
     /// Alert rules: fired, dropped, evicted keys, failed deliveries.
     pub alerts: AlertMetrics,
@@ -47,24 +51,19 @@ impl Metrics {
     /// Count one finished request.
     pub fn record_request(
         &self,
-        route: Option<&str>,
+        route: Option<&Arc<str>>,
         verdict: &'static str,
         reason: Option<&'static str>,
         elapsed: Duration,
     ) {
-        let key = (
-            route.unwrap_or("").to_string(),
-            verdict,
-            reason.unwrap_or(""),
-        );
-        self.requests.inc(key);
+        let route = Arc::clone(route.unwrap_or(&self.no_route));
+        self.requests.inc((route, verdict, reason.unwrap_or("")));
         let secs = elapsed.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let bucket = BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
@@ -102,14 +101,15 @@ impl Metrics {
             "# HELP chatwarden_request_duration_seconds Time from first byte to audit record.\n",
         );
         out.push_str("# TYPE chatwarden_request_duration_seconds histogram\n");
+        let mut count = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
-            let n = self.latency_buckets[i].load(Ordering::Relaxed);
+            count += self.latency_buckets[i].load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "chatwarden_request_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+                "chatwarden_request_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
             );
         }
-        let count = self.latency_count.load(Ordering::Relaxed);
+        count += self.latency_buckets[BUCKETS.len()].load(Ordering::Relaxed);
         let _ = writeln!(
             out,
             "chatwarden_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
@@ -327,10 +327,39 @@ mod tests {
     }
 
     #[test]
+    fn latency_buckets_render_cumulative_with_the_slowest_in_inf_only() {
+        let m = Metrics::default();
+        for ms in [0, 1, 1, 40, 7_000] {
+            m.record_request(None, "allow", None, Duration::from_millis(ms));
+        }
+        let text = m.render(&ext());
+        for (le, n) in [
+            ("0.0005", 1),
+            ("0.001", 3),
+            ("0.025", 3),
+            ("0.05", 4),
+            ("5", 4),
+            ("+Inf", 5),
+        ] {
+            let line = format!("chatwarden_request_duration_seconds_bucket{{le=\"{le}\"}} {n}\n");
+            assert!(text.contains(&line), "expected {line:?} in:\n{text}");
+        }
+        assert!(
+            text.contains("chatwarden_request_duration_seconds_count 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatwarden_request_duration_seconds_sum 7.042\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn counts_requests_by_labels_and_renders_them() {
         let m = Metrics::default();
-        m.record_request(Some("crm"), "allow", None, Duration::from_millis(2));
-        m.record_request(Some("crm"), "allow", None, Duration::from_millis(3));
+        let crm: Arc<str> = Arc::from("crm");
+        m.record_request(Some(&crm), "allow", None, Duration::from_millis(2));
+        m.record_request(Some(&crm), "allow", None, Duration::from_millis(3));
         m.record_request(None, "deny", Some("no_route"), Duration::from_micros(100));
         let text = m.render(&ext());
         assert!(

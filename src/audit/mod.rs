@@ -31,5 +31,5 @@ pub use record::{duration_ms, AuditEvent, AuditRecord};
 pub use verify::{verify_file, verify_reader, Break, VerifyError, VerifySummary};
 pub use writer::{
     audit_channel, AuditOptions, AuditSink, AuditStats, AuditTarget, AuditWriter, FlushError,
-    OverflowPolicy, RotateOptions, SubmitError,
+    Offered, OverflowPolicy, RotateOptions, SubmitError,
 };

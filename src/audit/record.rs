@@ -165,9 +165,14 @@ impl AuditRecord {
     /// Sets `decision` and `reason` from the one `Decision` value, so the
     /// record cannot disagree with the error body.
     pub fn decision(mut self, decision: Decision) -> Self {
+        self.set_decision(decision);
+        self
+    }
+
+    /// [`AuditRecord::decision`] in place.
+    pub fn set_decision(&mut self, decision: Decision) {
         self.decision = decision.verdict();
         self.reason = decision.reason();
-        self
     }
 
     pub fn rules(mut self, rules: Vec<String>) -> Self {

@@ -29,8 +29,10 @@
 //! again).
 
 use std::fs::{self, File, OpenOptions};
+use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
@@ -115,6 +117,15 @@ pub enum SubmitError {
     QueueFull,
     #[error("audit writer is not running; record refused")]
     WriterStopped,
+}
+
+/// What [`AuditSink::offer`] did with a record.
+pub enum Offered<'a> {
+    /// Queued, or refused (the error says why).
+    Done(Result<(), SubmitError>),
+    /// The queue is full and the policy is `Backpressure`: await this for
+    /// room (it ends queued, or refused if the writer stops meanwhile).
+    Wait(Pin<Box<dyn Future<Output = Result<(), SubmitError>> + Send + 'a>>),
 }
 
 /// Why [`AuditSink::flush`] could not confirm that every record submitted
@@ -229,6 +240,19 @@ impl AuditSink {
     /// waits for space and `FailClosed` refuses the record. Every refusal is
     /// counted in [`AuditStats::refused`].
     pub async fn submit(&self, record: AuditRecord) -> Result<(), SubmitError> {
+        match self.offer(record) {
+            Offered::Done(result) => result,
+            Offered::Wait(room) => room.await,
+        }
+    }
+
+    /// [`AuditSink::submit`] without a future on the common path: the
+    /// record is queued (or refused) before this returns, and only a record
+    /// that finds the queue full under `Backpressure` comes back as a boxed
+    /// wait for room. The request path uses this so that its own future
+    /// stays small: pingora copies every hook's future into a box, and an
+    /// inline wait would hold the record and a channel send in it.
+    pub fn offer(&self, record: AuditRecord) -> Offered<'_> {
         let result = match self.inner.tx.try_send(Command::Record(record)) {
             Ok(()) => {
                 // A failing writer polls instead of waiting on the queue;
@@ -240,15 +264,26 @@ impl AuditSink {
             }
             Err(TrySendError::Closed(_)) => Err(SubmitError::WriterStopped),
             Err(TrySendError::Full(command)) => match self.inner.overflow {
-                OverflowPolicy::Backpressure => self
-                    .inner
-                    .tx
-                    .send(command)
-                    .await
-                    .map_err(|_| SubmitError::WriterStopped),
+                OverflowPolicy::Backpressure => {
+                    return Offered::Wait(Box::pin(self.wait_for_room(command)))
+                }
                 OverflowPolicy::FailClosed => Err(SubmitError::QueueFull),
             },
         };
+        Offered::Done(self.counted(result))
+    }
+
+    async fn wait_for_room(&self, command: Command) -> Result<(), SubmitError> {
+        let result = self
+            .inner
+            .tx
+            .send(command)
+            .await
+            .map_err(|_| SubmitError::WriterStopped);
+        self.counted(result)
+    }
+
+    fn counted(&self, result: Result<(), SubmitError>) -> Result<(), SubmitError> {
         if result.is_err() {
             self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
         }

@@ -28,7 +28,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 pub use context::RequestCtx;
 pub use respond::error_body;
 
-use crate::audit::AuditSink;
+use crate::audit::{AuditSink, Offered};
 use crate::auth::JwksSource;
 use crate::config::ConfigStore;
 use crate::config::Snapshot;
@@ -298,7 +298,7 @@ impl ProxyHttp for Gateway {
         }
         let rec = record::build(session, e, ctx);
         self.metrics.record_request(
-            rec.route.as_deref(),
+            rec.route.as_ref(),
             rec.decision.as_str(),
             rec.reason.map(|r| r.code()),
             ctx.started.elapsed(),
@@ -306,7 +306,11 @@ impl ProxyHttp for Gateway {
         if let Some(snapshot) = &ctx.snapshot {
             alert::observe(&self.alerts, &self.metrics, snapshot, &rec);
         }
-        if let Err(err) = self.audit.submit(rec).await {
+        let queued = match self.audit.offer(rec) {
+            Offered::Done(result) => result,
+            Offered::Wait(room) => room.await,
+        };
+        if let Err(err) = queued {
             tracing::error!(request_id = %ctx.request_id, error = %err, "audit record refused");
         }
     }

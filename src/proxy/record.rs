@@ -12,7 +12,7 @@ use pingora_proxy::Session;
 use time::OffsetDateTime;
 
 use super::RequestCtx;
-use crate::audit::AuditRecord;
+use crate::audit::{duration_ms, AuditRecord};
 use crate::decision::Decision;
 use crate::request::IpText;
 
@@ -43,6 +43,8 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &mut RequestCtx) ->
         .map(|s| s.version.0.clone())
         .unwrap_or_else(|| Arc::from(""));
     let client_ip = ctx.client_ip.map(ip_text).unwrap_or_default();
+    // Filled in place: the record is a few hundred bytes, and the builder
+    // methods (taking and returning it by value) would copy it per call.
     let mut rec = AuditRecord::request(
         OffsetDateTime::from(ctx.received_at),
         ctx.request_id.clone(),
@@ -52,18 +54,15 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &mut RequestCtx) ->
         path,
     );
     if let Some(r) = &route {
-        rec = rec.route(r.name.0.clone(), r.upstream.name.0.clone());
-        if ctx.answered_locally || ctx.refused.is_some_and(|r| !r.is_failure()) {
-            // The gateway answered itself: no upstream was contacted.
-            rec.upstream = None;
-        }
+        // The gateway answered itself: no upstream was contacted.
+        let local = ctx.answered_locally || ctx.refused.is_some_and(|r| !r.is_failure());
+        rec.route = Some(r.name.0.clone());
+        rec.upstream = (!local).then(|| r.upstream.name.0.clone());
     }
     if let Some(caller) = &ctx.caller {
         let id = &caller.identity;
-        rec = rec.subject(
-            id.subject.clone(),
-            id.roles.iter().map(|r| r.0.clone()).collect(),
-        );
+        rec.sub = Some(id.subject.clone());
+        rec.roles = id.roles.iter().map(|r| r.0.clone()).collect();
     }
     let decision = match (ctx.refused, admitted) {
         (Some(reason), _) => Some(Decision::Deny(reason)),
@@ -71,17 +70,16 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &mut RequestCtx) ->
         (None, false) => None,
     };
     if let Some(d) = decision {
-        rec = rec.decision(d);
+        rec.set_decision(d);
     }
-    let status = session.response_written().map_or(0, |r| r.status.as_u16());
     if let Some(r) = &ctx.rewrite {
-        rec = rec.redactions(r.removed + r.masked);
+        rec.redactions = r.removed + r.masked;
     }
-    rec.rules(std::mem::take(&mut ctx.rules)).response(
-        status,
-        session.body_bytes_sent() as u64,
-        ctx.started.elapsed(),
-    )
+    rec.rules = std::mem::take(&mut ctx.rules);
+    rec.status = session.response_written().map_or(0, |r| r.status.as_u16());
+    rec.bytes_out = session.body_bytes_sent() as u64;
+    rec.duration_ms = duration_ms(ctx.started.elapsed());
+    rec
 }
 
 /// The standard methods as static text; others (rare, and refused by

@@ -1,6 +1,9 @@
 //! Answers the gateway writes itself: JSON error bodies (DESIGN.md "Error
 //! responses"). They say which rule family refused, never the policy.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 use pingora_core::Result;
 use pingora_http::ResponseHeader;
@@ -8,29 +11,40 @@ use pingora_proxy::Session;
 
 use crate::decision::Reason;
 
+/// A response being written. Boxed: writing one holds a response header
+/// across awaits (over 1 KB of future), and a hook that awaited it inline
+/// would carry that size on every request, refused or not, since pingora
+/// copies each hook's future into a box of its own.
+pub type Writing<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
 /// Write the error response for `reason` and end the response. With
 /// `close`, the connection is not reused (the client is told so).
-pub async fn refuse(
-    session: &mut Session,
+pub fn refuse<'a>(
+    session: &'a mut Session,
     reason: Reason,
-    request_id: &str,
-    challenge: Option<&str>,
+    request_id: &'a str,
+    challenge: Option<&'a str>,
     close: bool,
-) -> Result<()> {
-    write_error(session, reason, request_id, challenge, close, None).await
+) -> Writing<'a> {
+    Box::pin(write_error(
+        session, reason, request_id, challenge, close, None,
+    ))
 }
 
 /// 429 `rate_limited` with `Retry-After` (seconds, RFC 9110 §10.2.3).
-pub async fn rate_limited(session: &mut Session, request_id: &str, retry_after: u64) -> Result<()> {
-    write_error(
+pub fn rate_limited<'a>(
+    session: &'a mut Session,
+    request_id: &'a str,
+    retry_after: u64,
+) -> Writing<'a> {
+    Box::pin(write_error(
         session,
         Reason::RateLimited,
         request_id,
         None,
         false,
         Some(retry_after),
-    )
-    .await
+    ))
 }
 
 async fn write_error(
@@ -67,8 +81,26 @@ async fn write_error(
 }
 
 /// A plain-text answer the gateway gives itself (Meta's webhook handshake).
-pub async fn text(session: &mut Session, status: u16, body: &str, request_id: &str) -> Result<()> {
-    let body = Bytes::from(body.to_string());
+pub fn text<'a>(
+    session: &'a mut Session,
+    status: u16,
+    body: &str,
+    request_id: &'a str,
+) -> Writing<'a> {
+    Box::pin(write_text(
+        session,
+        status,
+        Bytes::from(body.to_string()),
+        request_id,
+    ))
+}
+
+async fn write_text(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    request_id: &str,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
