@@ -25,7 +25,9 @@ pub async fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
         UpstreamTarget::Addr(a) => *a,
         UpstreamTarget::Dns(host_port) => resolve_cached(upstream, host_port).await?,
     };
-    let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
+    // Boxed at once and filled in place: the peer is several hundred
+    // bytes, and a box made at the end would be one more copy of it.
+    let mut peer = Box::new(HttpPeer::new(addr, upstream.tls, upstream.host.clone()));
     peer.group_key = upstream.pool_key;
     let t = upstream.timeouts;
     peer.options.connection_timeout = Some(t.connect);
@@ -35,7 +37,7 @@ pub async fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
     if let Some(ca) = &upstream.ca {
         peer.options.ca = Some(ca.clone());
     }
-    Ok(Box::new(peer))
+    Ok(peer)
 }
 
 /// Headers the gateway adds to every forwarded request besides the

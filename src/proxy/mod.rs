@@ -296,12 +296,13 @@ impl ProxyHttp for Gateway {
                 a.route.upstream.owners.forget(a.path.as_str());
             }
         }
-        let rec = record::build(session, e, ctx);
+        let elapsed = ctx.started.elapsed();
+        let rec = record::build(session, e, ctx, elapsed);
         self.metrics.record_request(
             rec.route.as_ref(),
             rec.decision.as_str(),
             rec.reason.map(|r| r.code()),
-            ctx.started.elapsed(),
+            elapsed,
         );
         if let Some(snapshot) = &ctx.snapshot {
             alert::observe(&self.alerts, &self.metrics, snapshot, &rec);
@@ -447,7 +448,9 @@ impl Gateway {
             client_ip: ctx
                 .client_ip
                 .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            now: jiff::Timestamp::now(),
+            // The arrival time, already read: one clock read fewer per request.
+            now: jiff::Timestamp::try_from(ctx.received_at)
+                .unwrap_or_else(|_| jiff::Timestamp::now()),
             revocations: &self.revocations,
         };
         let first = gate::admit(snapshot, &view, &circumstances);

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Method;
 
@@ -23,7 +24,12 @@ const MAX_RAW_PATH: usize = 512;
 /// Builds the request's record. Logging is the last phase, so what the
 /// context holds is moved into the record rather than copied: afterwards
 /// `ctx.admitted` and `ctx.refused_path` are `None` and `ctx.rules` is empty.
-pub fn build(session: &Session, _error: Option<&Error>, ctx: &mut RequestCtx) -> AuditRecord {
+pub fn build(
+    session: &Session,
+    _error: Option<&Error>,
+    ctx: &mut RequestCtx,
+    elapsed: Duration,
+) -> AuditRecord {
     let req = session.req_header();
     let admitted = ctx.admitted.is_some();
     let refused_path = ctx.refused_path.take();
@@ -78,7 +84,7 @@ pub fn build(session: &Session, _error: Option<&Error>, ctx: &mut RequestCtx) ->
     rec.rules = std::mem::take(&mut ctx.rules);
     rec.status = session.response_written().map_or(0, |r| r.status.as_u16());
     rec.bytes_out = session.body_bytes_sent() as u64;
-    rec.duration_ms = duration_ms(ctx.started.elapsed());
+    rec.duration_ms = duration_ms(elapsed);
     rec
 }
 
