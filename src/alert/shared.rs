@@ -12,13 +12,15 @@
 //! boundary falls in. Keys expire by themselves two windows after their
 //! last event, by the server's clock.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::counter::{from_millis, millis, window_millis, SAMPLE_IDS};
 use super::payload::Alert;
-use super::rule::{AlertRule, Trigger};
+use super::rule::{AlertRule, Matcher, Trigger};
 use crate::limit::redis::{RedisStore, Script, StoreError};
 use crate::limit::resp::Reply;
 use crate::limit::script::{push_escaped, ReplyError};
@@ -205,20 +207,120 @@ pub fn read(reply: &Reply) -> Result<Tally, ReplyError> {
     }
 }
 
-/// What the counts in Redis were made under: a rule whose key kind,
-/// window or threshold changed starts from zero, as in-process.
+/// What the counts in Redis were made under: a rule whose `when`, key
+/// kind, window or threshold changed starts from zero, as in-process
+/// (where the whole trigger is compared).
 fn signature(trigger: &Trigger) -> String {
     format!(
-        "{}/{}/{}",
+        "{}/{}/{}/{}",
         trigger.key.as_str(),
         window_millis(trigger),
-        trigger.threshold
+        trigger.threshold,
+        matcher_digest(&trigger.when)
     )
+}
+
+/// `when` as a digest of a canonical text: every item tagged with what it
+/// is and prefixed with its length, in config order (the order the
+/// in-process comparison sees), so two matchers that differ anywhere never
+/// share counts, and the hash field stays short however long the lists.
+fn matcher_digest(when: &Matcher) -> String {
+    let mut text = String::new();
+    let mut item = |tag: char, value: &str| {
+        let _ = write!(text, "{tag}{}:{value}", value.len());
+    };
+    if let Some(d) = when.decision {
+        item('d', d.as_str());
+    }
+    for reason in &when.reasons {
+        item('r', reason.code());
+    }
+    for route in &when.routes {
+        item('o', route);
+    }
+    for role in &when.roles {
+        item('l', role);
+    }
+    hex::encode(&Sha256::digest(text.as_bytes())[..12])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_change_with_anything_a_rule_counts_by() {
+        use std::time::Duration;
+
+        use crate::alert::rule::KeyKind;
+        use crate::decision::{Reason, Verdict};
+
+        let trigger = |when: Matcher, threshold: u32| {
+            Trigger::new(
+                when,
+                KeyKind::Subject,
+                threshold,
+                Duration::from_secs(60),
+                100,
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let denials = Matcher {
+            decision: Some(Verdict::Deny),
+            ..Matcher::default()
+        };
+        let base = signature(&trigger(denials.clone(), 3));
+        assert_eq!(
+            base,
+            signature(&trigger(denials.clone(), 3)),
+            "deterministic"
+        );
+        let variants = [
+            trigger(Matcher::default(), 3),
+            trigger(denials.clone(), 4),
+            trigger(
+                Matcher {
+                    reasons: vec![Reason::ScopeDenied],
+                    ..denials.clone()
+                },
+                3,
+            ),
+            trigger(
+                Matcher {
+                    routes: vec!["contacts.list".into()],
+                    ..denials.clone()
+                },
+                3,
+            ),
+            trigger(
+                Matcher {
+                    roles: vec!["contacts.list".into()],
+                    ..denials.clone()
+                },
+                3,
+            ),
+            trigger(
+                Matcher {
+                    routes: vec!["a".into(), "b".into()],
+                    ..denials.clone()
+                },
+                3,
+            ),
+            trigger(
+                Matcher {
+                    routes: vec!["a,b".into()],
+                    ..denials.clone()
+                },
+                3,
+            ),
+        ];
+        let mut seen = vec![base];
+        for t in &variants {
+            let sig = signature(t);
+            assert!(!seen.contains(&sig), "{t:?} shares the signature {sig}");
+            seen.push(sig);
+        }
+    }
 
     #[test]
     fn keys_name_prefix_rule_and_value() {

@@ -275,10 +275,14 @@ fn store(redis: &RedisServer, prefix: &str) -> RedisStore {
 }
 
 fn rule(name: &str, threshold: u32, window_secs: u64) -> Arc<AlertRule> {
+    rule_when(name, Matcher::default(), threshold, window_secs)
+}
+
+fn rule_when(name: &str, when: Matcher, threshold: u32, window_secs: u64) -> Arc<AlertRule> {
     Arc::new(AlertRule {
         name: RuleName(name.into()),
         trigger: Trigger::new(
-            Matcher::default(),
+            when,
             KeyKind::Subject,
             threshold,
             Duration::from_secs(window_secs),
@@ -405,4 +409,39 @@ async fn a_changed_rule_counts_afresh_in_redis() {
         .expect("count")
         .expect("fires at 2");
     assert_eq!(alert.request_ids, ["r2", "r3"]);
+}
+
+#[tokio::test]
+async fn a_rule_counting_other_requests_counts_afresh_in_redis() {
+    let redis = RedisServer::start().await;
+    let s = store(&redis, "w:");
+    let exports = |routes: &[&str]| Matcher {
+        routes: routes.iter().map(|r| r.to_string()).collect(),
+        ..Matcher::default()
+    };
+    let before = rule_when("bulk", exports(&["contacts.export"]), 3, 60);
+    for (i, ms) in [0, 1_000].into_iter().enumerate() {
+        let e = event(&before, "mallory", ms, &format!("r{i}"));
+        assert!(shared::count(&s, &e).await.expect("count").is_none());
+    }
+    // Same name, threshold and window; only `when` changed.
+    let after = rule_when(
+        "bulk",
+        exports(&["contacts.export", "conversations.export"]),
+        3,
+        60,
+    );
+    for (i, ms) in [2_000, 3_000].into_iter().enumerate() {
+        let e = event(&after, "mallory", ms, &format!("s{i}"));
+        assert!(
+            shared::count(&s, &e).await.expect("count").is_none(),
+            "event {i} under the new `when` must not add to the old rule's 2"
+        );
+    }
+    let e = event(&after, "mallory", 4_000, "s2");
+    let alert = shared::count(&s, &e)
+        .await
+        .expect("count")
+        .expect("fires at the third event under the new rule");
+    assert_eq!(alert.request_ids, ["s0", "s1", "s2"]);
 }
