@@ -386,6 +386,19 @@ def instructions_per_request(name, argv, port, workdir, path, tokens, n):
     return total / n
 
 
+def source_revision():
+    """The commit the binaries were built from, marked when source edits not yet
+    committed were built (and so measured) too."""
+    rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "?"
+    changed = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no",
+                              "--", ".", ":(exclude)benches/load/results.md"],
+                             capture_output=True, text=True).stdout.strip()
+    if changed:
+        rev += " with uncommitted changes"
+    return rev
+
+
 def fmt_ratio(v, base):
     return f"{v / base:.2f}" if base else "–"
 
@@ -432,6 +445,9 @@ def main():
                     help="also count user-space instructions per request under callgrind "
                          "(N requests per peer; needs valgrind): a figure a busy machine cannot skew")
     a = ap.parse_args()
+    # What was built, read now: an edit made while the run goes on was not
+    # measured and must not mark it.
+    rev = source_revision()
     a.chatwarden, a.bare_proxy = os.path.abspath(a.chatwarden), os.path.abspath(a.bare_proxy)
     a.envoy = os.path.abspath(a.envoy) if a.envoy else ""
 
@@ -731,14 +747,6 @@ def main():
         checks.append(f"- {peer.label}{'' if enforcing[k] else ' **FAILED**'}: {got}")
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "?"
-    # Source edits not yet committed were built and measured too: say so.
-    changed = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no",
-                              "--", ".", ":(exclude)benches/load/results.md"],
-                             capture_output=True, text=True).stdout.strip()
-    if changed:
-        rev += " with uncommitted changes"
     envoy_v = version([a.envoy, "--version"], r"version: [0-9a-f]+/(\d+\.\d+\.\d+)") if a.envoy else "not run"
     setup = (
         f"{now} · {machine()} · chatwarden {rev}\n\n"
