@@ -293,6 +293,24 @@ fn rule_when(name: &str, when: Matcher, threshold: u32, window_secs: u64) -> Arc
     })
 }
 
+/// Counts one event of `mallory` per time in `ms` (request ids `{prefix}0`,
+/// `{prefix}1`, …), none of which may fire.
+async fn count_without_firing(
+    s: &RedisStore,
+    rule: &Arc<AlertRule>,
+    ms: &[i64],
+    prefix: &str,
+    why: &str,
+) {
+    for (i, ms) in ms.iter().enumerate() {
+        let e = event(rule, "mallory", *ms, &format!("{prefix}{i}"));
+        assert!(
+            shared::count(s, &e).await.expect("count").is_none(),
+            "event {i} fired: {why}"
+        );
+    }
+}
+
 fn event(rule: &Arc<AlertRule>, key: &str, ms: i64, id: &str) -> SharedEvent {
     SharedEvent {
         rule: rule.clone(),
@@ -393,10 +411,7 @@ async fn a_changed_rule_counts_afresh_in_redis() {
     let redis = RedisServer::start().await;
     let s = store(&redis, "c:");
     let three = rule("denials", 3, 60);
-    for (i, ms) in [0, 1_000].into_iter().enumerate() {
-        let e = event(&three, "mallory", ms, &format!("r{i}"));
-        assert!(shared::count(&s, &e).await.expect("count").is_none());
-    }
+    count_without_firing(&s, &three, &[0, 1_000], "r", "below the threshold of 3").await;
     let two = rule("denials", 2, 60);
     let e = event(&two, "mallory", 2_000, "r2");
     assert!(
@@ -420,10 +435,7 @@ async fn a_rule_counting_other_requests_counts_afresh_in_redis() {
         ..Matcher::default()
     };
     let before = rule_when("bulk", exports(&["contacts.export"]), 3, 60);
-    for (i, ms) in [0, 1_000].into_iter().enumerate() {
-        let e = event(&before, "mallory", ms, &format!("r{i}"));
-        assert!(shared::count(&s, &e).await.expect("count").is_none());
-    }
+    count_without_firing(&s, &before, &[0, 1_000], "r", "below the threshold of 3").await;
     // Same name, threshold and window; only `when` changed.
     let after = rule_when(
         "bulk",
@@ -431,13 +443,14 @@ async fn a_rule_counting_other_requests_counts_afresh_in_redis() {
         3,
         60,
     );
-    for (i, ms) in [2_000, 3_000].into_iter().enumerate() {
-        let e = event(&after, "mallory", ms, &format!("s{i}"));
-        assert!(
-            shared::count(&s, &e).await.expect("count").is_none(),
-            "event {i} under the new `when` must not add to the old rule's 2"
-        );
-    }
+    count_without_firing(
+        &s,
+        &after,
+        &[2_000, 3_000],
+        "s",
+        "under the new `when` it must not add to the old rule's 2",
+    )
+    .await;
     let e = event(&after, "mallory", 4_000, "s2");
     let alert = shared::count(&s, &e)
         .await
