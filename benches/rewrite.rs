@@ -116,6 +116,21 @@ fn cases() -> Vec<Case> {
             ),
         },
         Case {
+            // The load benchmark's 12 KB list (mix g), redacted as its
+            // config says: three sender fields, phone/e-mail everywhere.
+            name: "load_list_12kb_redacted",
+            body: include_bytes!("load/conversations.json").to_vec(),
+            scan: None,
+            plan: redacted(
+                RewritePlan::default(),
+                &[
+                    "$.data.payload[*].meta.sender.phone_number",
+                    "$.data.payload[*].meta.sender.email",
+                    "$.data.payload[*].meta.sender.name",
+                ],
+            ),
+        },
+        Case {
             name: "error_422_duplicate_phone",
             body: br#"{"message":"Phone number +447700900123 has already been taken","attributes":["phone_number"]}"#.to_vec(),
             plan: RewritePlan::default(),

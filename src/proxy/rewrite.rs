@@ -148,15 +148,15 @@ pub fn prepare_response(
     } else {
         state.plan.error_scan().map_or(Mode::Pass, Mode::Error)
     };
+    let declared = resp
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     match state.mode {
         Mode::Pass => return Ok(()),
         Mode::Success => {}
         Mode::Error(_) => {
-            let declared = resp
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
             if let Some(len) = declared.filter(|n| *n > 0) {
                 check_error_head(
                     state.content_type.as_deref(),
@@ -167,6 +167,11 @@ pub fn prepare_response(
                 .map_err(|e| refused(state.status, &e))?;
             }
         }
+    }
+    // The body is held whole: room for all of it up front (no regrowth as
+    // chunks arrive), never more than the cap whatever the upstream says.
+    if let Some(len) = declared.and_then(|n| usize::try_from(n).ok()) {
+        state.buffer.reserve(len.min(MAX_REWRITE_BYTES));
     }
     for h in [
         http::header::CONTENT_LENGTH,
@@ -188,6 +193,7 @@ pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool)
     if matches!(state.mode, Mode::Pass) {
         return Ok(());
     }
+    let mut single = None;
     if let Some(chunk) = body.take() {
         if state.buffer.len() + chunk.len() > MAX_REWRITE_BYTES {
             return Error::e_explain(
@@ -195,12 +201,20 @@ pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool)
                 "response over the rewrite cap: not sent",
             );
         }
-        state.buffer.extend_from_slice(&chunk);
+        if end && state.buffer.is_empty() {
+            // The whole body in one piece: read where it is.
+            single = Some(chunk);
+        } else {
+            state.buffer.extend_from_slice(&chunk);
+        }
     }
     if !end {
         return Ok(());
     }
-    let whole = std::mem::take(&mut state.buffer).freeze();
+    let whole = match single {
+        Some(chunk) => chunk,
+        None => std::mem::take(&mut state.buffer).freeze(),
+    };
     let outcome = match &state.mode {
         Mode::Error(scan) => mask_error_body(
             &whole,
@@ -327,6 +341,34 @@ mod tests {
             Some(&br#"{"message":"Email s***@example.com has already been taken"}"#[..])
         );
         assert_eq!(s.masked, 1, "counted for the audit record");
+    }
+
+    #[test]
+    fn a_body_arriving_whole_or_in_pieces_is_masked_alike() {
+        let body = br#"{"payload":{"email":"sophie@example.com","note":"call +447700900123"}}"#;
+        let len = body.len().to_string();
+        let head_of = || {
+            head(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    ("content-length", &len),
+                ],
+            )
+        };
+        let mut pieces = redacting();
+        assert!(prepare_response(&mut pieces, &mut head_of(), false, false).is_ok());
+        let split = through(&mut pieces, body).expect("masked in pieces");
+
+        let mut whole = redacting();
+        assert!(prepare_response(&mut whole, &mut head_of(), false, false).is_ok());
+        let mut chunk = Some(Bytes::copy_from_slice(body));
+        body_chunk(&mut whole, &mut chunk, true).expect("masked whole");
+
+        let expected = br#"{"payload":{"email":"s***@example.com","note":"call +*********123"}}"#;
+        assert_eq!(split.as_deref(), Some(&expected[..]));
+        assert_eq!(chunk.as_deref(), Some(&expected[..]));
+        assert_eq!((pieces.masked, whole.masked), (2, 2));
     }
 
     #[test]

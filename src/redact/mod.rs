@@ -78,6 +78,14 @@ impl Detector {
 /// The mask of a whole value (a configured field): its kind is guessed
 /// from its shape so a partial mask keeps the right part.
 pub fn mask_whole(text: &str, style: &Style) -> String {
+    let mut out = String::new();
+    mask_whole_into(text, style, &mut out);
+    out
+}
+
+/// [`mask_whole`], appended to `out` (a rewrite masks many values and
+/// reuses one buffer for them all).
+pub fn mask_whole_into(text: &str, style: &Style, out: &mut String) {
     let kind = if text.contains('@') && find_email(text, 0).is_some() {
         Some(Detector::Email)
     } else if find_phone(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len()) {
@@ -85,20 +93,33 @@ pub fn mask_whole(text: &str, style: &Style) -> String {
     } else {
         None
     };
-    mask_span(text, kind, style)
+    mask_span(text, kind, style, out);
 }
 
 /// `text` with every phone number and e-mail address the `detectors` find
 /// masked, or `None` when there is none (the common case, which allocates
 /// nothing). Also returns how many were masked.
 pub fn mask_detected(text: &str, detectors: &[Detector], style: &Style) -> Option<(String, u64)> {
+    let mut out = String::new();
+    let found = mask_detected_into(text, detectors, style, &mut out);
+    (found > 0).then_some((out, found))
+}
+
+/// [`mask_detected`], appended to `out`: returns how many were masked, and
+/// when that is none leaves `out` as it was.
+pub fn mask_detected_into(
+    text: &str,
+    detectors: &[Detector],
+    style: &Style,
+    out: &mut String,
+) -> u64 {
     let phone = detectors.contains(&Detector::Phone);
     let email = detectors.contains(&Detector::Email);
     // Cheap gate: no `@` and no digit means nothing to find.
     let has_at = email && text.contains('@');
     let has_digit = phone && text.bytes().any(|b| b.is_ascii_digit());
     if !has_at && !has_digit {
-        return None;
+        return 0;
     }
     let mut spans: Vec<(usize, usize, Detector)> = Vec::new();
     if has_at {
@@ -119,78 +140,80 @@ pub fn mask_detected(text: &str, detectors: &[Detector], style: &Style) -> Optio
         }
     }
     if spans.is_empty() {
-        return None;
+        return 0;
     }
     spans.sort_unstable_by_key(|&(s, _, _)| s);
-    let mut out = String::with_capacity(text.len());
+    out.reserve(text.len());
     let mut at = 0;
     for &(s, e, kind) in &spans {
         out.push_str(&text[at..s]);
-        out.push_str(&mask_span(&text[s..e], Some(kind), style));
+        mask_span(&text[s..e], Some(kind), style, out);
         at = e;
     }
     out.push_str(&text[at..]);
-    Some((out, spans.len() as u64))
+    spans.len() as u64
 }
 
-fn mask_span(text: &str, kind: Option<Detector>, style: &Style) -> String {
+/// Appends the mask of `text` (a value of `kind`, if known) to `out`.
+fn mask_span(text: &str, kind: Option<Detector>, style: &Style, out: &mut String) {
     match style {
-        Style::Full => FULL_MASK.to_string(),
+        Style::Full => out.push_str(FULL_MASK),
         Style::Hash(key) => {
             // HMAC accepts keys of any length; an error is impossible.
             let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-                return FULL_MASK.to_string();
+                out.push_str(FULL_MASK);
+                return;
             };
             mac.update(text.as_bytes());
             let digest = mac.finalize().into_bytes();
-            let mut out = String::with_capacity(17);
             out.push('#');
             for b in digest.iter().take(8) {
                 let _ = write!(out, "{b:02x}");
             }
-            out
         }
         Style::Partial => match kind {
-            Some(Detector::Phone) => partial_phone(text),
-            Some(Detector::Email) => partial_email(text),
-            None => partial_text(text),
+            Some(Detector::Phone) => partial_phone(text, out),
+            Some(Detector::Email) => partial_email(text, out),
+            None => partial_text(text, out),
         },
     }
 }
 
 /// Every digit but the last three becomes `*`; separators stay.
-fn partial_phone(text: &str) -> String {
+fn partial_phone(text: &str, out: &mut String) {
     let digits = text.bytes().filter(u8::is_ascii_digit).count();
     let mut seen = 0;
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_digit() {
-                seen += 1;
-                if seen + 3 > digits {
-                    return c;
-                }
-                return '*';
+    out.extend(text.chars().map(|c| {
+        if c.is_ascii_digit() {
+            seen += 1;
+            if seen + 3 > digits {
+                return c;
             }
-            c
-        })
-        .collect()
+            return '*';
+        }
+        c
+    }));
 }
 
-fn partial_email(text: &str) -> String {
+fn partial_email(text: &str, out: &mut String) {
     match text.split_once('@') {
         Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
+            out.extend(local.chars().take(1));
+            out.push_str("***@");
+            out.push_str(domain);
         }
-        None => partial_text(text),
+        None => partial_text(text, out),
     }
 }
 
-fn partial_text(text: &str) -> String {
+fn partial_text(text: &str, out: &mut String) {
     let mut chars = text.chars();
     match chars.next() {
-        Some(first) if chars.next().is_some() => format!("{first}***"),
-        Some(_) | None => "***".to_string(),
+        Some(first) if chars.next().is_some() => {
+            out.push(first);
+            out.push_str("***");
+        }
+        Some(_) | None => out.push_str("***"),
     }
 }
 

@@ -148,7 +148,7 @@ fn mask_json(text: &str, scan: &ErrorScan) -> Result<RewriteOutcome, RewriteErro
         return Ok(RewriteOutcome::Unchanged);
     }
     let masked = walked.edits.iter().map(|e| e.masked).sum();
-    let body = splice(text.as_bytes(), &walked.edits).ok_or(RewriteError::Internal)?;
+    let body = splice(text.as_bytes(), &walked).ok_or(RewriteError::Internal)?;
     Ok(RewriteOutcome::Rewritten {
         body,
         removed: 0,

@@ -36,7 +36,7 @@ pub use error_body::{check_error_head, mask_error_body, ErrorScan};
 pub use plan::{PlannedDetect, PlannedMask, PlannedRowFilter, RewritePlan, MAX_PLAN_ENTRIES};
 
 use plan::Compiled;
-use scan::{Edit, WalkError};
+use scan::{WalkError, Walked};
 
 /// What [`rewrite`] decided for one body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +166,7 @@ pub fn rewrite(
     }
     let removed = walked.edits.iter().map(|e| e.removed).sum();
     let masked = walked.edits.iter().map(|e| e.masked).sum();
-    let body = splice(body, &walked.edits).ok_or(RewriteError::Internal)?;
+    let body = splice(body, &walked).ok_or(RewriteError::Internal)?;
     Ok(RewriteOutcome::Rewritten {
         body,
         removed,
@@ -176,7 +176,8 @@ pub fn rewrite(
 
 /// `src` with the ranges of `edits` (in order, not overlapping) dropped or
 /// replaced; `None` if they are out of order or overlap.
-fn splice(src: &[u8], edits: &[Edit]) -> Option<Bytes> {
+fn splice(src: &[u8], walked: &Walked) -> Option<Bytes> {
+    let edits = &walked.edits;
     let cut: usize = edits.iter().map(|e| e.end.saturating_sub(e.start)).sum();
     let added: usize = edits
         .iter()
@@ -187,7 +188,7 @@ fn splice(src: &[u8], edits: &[Edit]) -> Option<Bytes> {
     for edit in edits {
         out.extend_from_slice(src.get(at..edit.start)?);
         if let Some(replacement) = &edit.replacement {
-            out.extend_from_slice(replacement);
+            out.extend_from_slice(walked.replacements.get(replacement.clone())?);
         }
         at = edit.end;
     }

@@ -14,27 +14,29 @@
 //! selector path are all filtered.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde_json::Number;
 
 use super::plan::{bit, bits, Compiled, WatchKind};
 use crate::jsontext;
 use crate::policy::FilterMode;
-use crate::redact::{mask_detected, mask_whole};
+use crate::redact::{mask_detected, mask_detected_into, mask_whole_into};
 
 /// Deepest nesting of arrays and objects accepted (as serde_json).
 const MAX_NESTING: usize = 128;
 
 /// Bytes `start..end` of the body are replaced by `replacement` (dropped
-/// when there is none).
+/// when there is none), a range of [`Walked::replacements`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Edit {
     pub start: usize,
     pub end: usize,
     /// Items this edit removes.
     pub removed: u64,
-    /// A masked value: the JSON string that takes the original's place.
-    pub replacement: Option<Box<[u8]>>,
+    /// A masked value: where in [`Walked::replacements`] the JSON string
+    /// that takes the original's place is.
+    pub replacement: Option<Range<usize>>,
     /// Values this edit masks (a free-text string may hold several).
     pub masked: u64,
 }
@@ -56,6 +58,9 @@ impl Edit {
 pub(super) struct Walked {
     /// In body order, not overlapping.
     pub edits: Vec<Edit>,
+    /// The replacement strings of all edits, end to end: one buffer for
+    /// the whole body rather than an allocation per masked value.
+    pub replacements: Vec<u8>,
     /// An object-mode filter refused its object.
     pub not_found: bool,
 }
@@ -90,6 +95,7 @@ pub(super) fn walk(text: &str, plan: &Compiled<'_>) -> Result<Walked, WalkError>
         plan,
         frames: vec![Frame::default(); plan.filters.len()],
         out: Walked::default(),
+        scratch: String::new(),
     };
     if !walker.value(0, plan.all, 0, plan.mask_all, None)? {
         // An items-mode selector that names the root cannot remove it.
@@ -130,6 +136,8 @@ struct Walker<'s, 'p> {
     /// they all sit at the depth of its selector).
     frames: Vec<Frame>,
     out: Walked,
+    /// A masked value's text, before it is written out as JSON.
+    scratch: String,
 }
 
 impl<'s> Walker<'s, '_> {
@@ -670,8 +678,9 @@ impl<'s> Walker<'s, '_> {
         } else {
             Cow::Borrowed(self.text_since(start))
         };
-        let masked = mask_whole(&text, &mask.style);
-        self.replace(start, json_string(&masked), 1);
+        self.scratch.clear();
+        mask_whole_into(&text, &mask.style, &mut self.scratch);
+        self.replace_with_scratch(start, 1);
         Ok(())
     }
 
@@ -684,9 +693,22 @@ impl<'s> Walker<'s, '_> {
             return Ok(());
         }
         let original = self.text(start, self.pos, escaped)?;
+        let detect = self.plan.detect;
+        if let [only] = detect {
+            // One rule (the usual case): masked straight into the scratch
+            // buffer, no allocation.
+            self.scratch.clear();
+            let found =
+                mask_detected_into(&original, &only.detectors, &only.style, &mut self.scratch);
+            if found > 0 {
+                self.replace_with_scratch(start, found);
+            }
+            return Ok(());
+        }
+        // Several rules: each masks what the ones before it left.
         let mut current: Option<String> = None;
         let mut found = 0;
-        for d in self.plan.detect {
+        for d in detect {
             let text = current.as_deref().unwrap_or(&original);
             if let Some((masked, n)) = mask_detected(text, &d.detectors, &d.style) {
                 current = Some(masked);
@@ -694,17 +716,21 @@ impl<'s> Walker<'s, '_> {
             }
         }
         if let Some(masked) = current {
-            self.replace(start, json_string(&masked), found);
+            self.scratch = masked;
+            self.replace_with_scratch(start, found);
         }
         Ok(())
     }
 
-    fn replace(&mut self, start: usize, replacement: Vec<u8>, masked: u64) {
+    /// Replaces the value at `start..pos` by `scratch` as a JSON string.
+    fn replace_with_scratch(&mut self, start: usize, masked: u64) {
+        let from = self.out.replacements.len();
+        jsontext::write_str(&mut self.out.replacements, &self.scratch);
         self.out.edits.push(Edit {
             start,
             end: self.pos,
             removed: 0,
-            replacement: Some(replacement.into_boxed_slice()),
+            replacement: Some(from..self.out.replacements.len()),
             masked,
         });
     }
@@ -807,15 +833,6 @@ fn mask_shape(masks: u64, why: &'static str) -> WalkError {
         mask: masks.trailing_zeros() as usize,
         why,
     }
-}
-
-/// `text` as a JSON string literal. Serializing a `str` cannot fail; the
-/// fallback keeps the output valid JSON regardless.
-/// `text` as a JSON string.
-fn json_string(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    jsontext::write_str(&mut out, text);
-    out
 }
 
 /// A shape error blamed on the lowest filter in `filters`.
