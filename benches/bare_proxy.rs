@@ -7,7 +7,8 @@
 //! ```
 //!
 //! The server settings mirror chatwarden's (`src/server.rs`): one worker
-//! thread unless told otherwise, no work stealing, so the difference to
+//! thread unless told otherwise, no work stealing, and the client write
+//! buffer chatwarden's listeners default to, so the difference to
 //! chatwarden is the policy path and nothing else. Run by `cargo bench`
 //! (no `--serve`), it exits at once.
 
@@ -15,6 +16,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use async_trait::async_trait;
+use chatwarden::config::snapshot::DEFAULT_WRITE_BUFFER;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -108,7 +111,10 @@ fn main() -> ExitCode {
         },
         "bare",
     );
-    proxy.add_tcp(&args.serve.to_string());
+    proxy.add_listener(
+        ListenerConfig::tcp(args.serve.to_string())
+            .l4_buffer(L4BufferSettings::default().write(DEFAULT_WRITE_BUFFER)),
+    );
     server.add_service(proxy);
     server.bootstrap();
     server.run_forever()

@@ -110,7 +110,7 @@ impl Reloader {
         let addrs = |s: &Snapshot| {
             s.listeners
                 .iter()
-                .map(|l| (l.name.clone(), l.addr, l.tls.is_some()))
+                .map(|l| (l.name.clone(), l.addr, l.tls.is_some(), l.write_buffer))
                 .collect::<Vec<_>>()
         };
         if addrs(current) != addrs(&next) {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::server::ShutdownWatch;
@@ -131,7 +132,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     let listeners: Vec<_> = snapshot
         .listeners
         .iter()
-        .map(|l| (l.name.clone(), l.addr, l.tls.clone()))
+        .map(|l| (l.name.clone(), l.addr, l.tls.clone(), l.write_buffer))
         .collect();
     let admin_addr = snapshot.admin.as_ref().map(|a| a.addr);
     let jwks = match snapshot
@@ -168,10 +169,13 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");
-    for (name, addr, tls) in listeners {
-        let addr = addr.to_string();
+    for (name, addr, tls, write_buffer) in listeners {
+        // Reads keep pingora's default buffer; see DEFAULT_WRITE_BUFFER for
+        // the write side.
+        let endpoint = ListenerConfig::tcp(addr.to_string())
+            .l4_buffer(L4BufferSettings::default().write(write_buffer));
         match tls {
-            None => proxy.add_tcp(&addr),
+            None => proxy.add_listener(endpoint),
             Some(key) => {
                 let mut settings = TlsSettings::intermediate("", "")
                     .map_err(|e| StartError::Pingora(e.to_string()))?;
@@ -181,7 +185,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
                     initial: key,
                 }));
                 settings.enable_h2();
-                proxy.add_tls_with_settings(&addr, None, settings);
+                proxy.add_listener(endpoint.tls(settings));
             }
         }
     }

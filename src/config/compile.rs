@@ -22,7 +22,7 @@ use super::raw::{RawConfig, RawRoute, RawUpstream, Str};
 use super::snapshot::AuthRuntime;
 use super::snapshot::{
     Admin, AuditSettings, AuthMode, ConfigVersion, Listener, Route, RouteName, Snapshot, Timeouts,
-    Upstream, UpstreamName, UpstreamTarget,
+    Upstream, UpstreamName, UpstreamTarget, DEFAULT_WRITE_BUFFER, MAX_WRITE_BUFFER,
 };
 use crate::policy::OwnerCache;
 use crate::redact::RedactionRule;
@@ -265,10 +265,31 @@ impl Compiler<'_> {
                 },
                 None => None,
             };
+            let write_buffer = match &l.write_buffer {
+                None => DEFAULT_WRITE_BUFFER,
+                Some(size) => match parse_size(&size.value) {
+                    Ok(n) if n <= MAX_WRITE_BUFFER as u64 => n as usize,
+                    Ok(_) => {
+                        self.err(
+                            &size.referenced,
+                            format!(
+                                "listener write_buffer `{}` is over 1MB: every client connection holds one",
+                                size.value
+                            ),
+                        );
+                        continue;
+                    }
+                    Err(msg) => {
+                        self.err(&size.referenced, format!("listener write_buffer: {msg}"));
+                        continue;
+                    }
+                },
+            };
             out.push(Listener {
                 name: l.name.value.clone(),
                 addr,
                 tls,
+                write_buffer,
             });
         }
         out

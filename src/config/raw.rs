@@ -94,6 +94,9 @@ pub struct RawListener {
     pub name: Str,
     pub addr: Str,
     pub tls: Option<RawTls>,
+    /// Bytes of response a client connection gathers before a send
+    /// (`16KB`); see [`DEFAULT_WRITE_BUFFER`](crate::config::snapshot::DEFAULT_WRITE_BUFFER).
+    pub write_buffer: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -70,7 +70,26 @@ pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
     pub tls: Option<Arc<CertifiedKey>>,
+    /// Bytes of response each client connection gathers before a send.
+    pub write_buffer: usize,
 }
+
+/// A client connection's write buffer, unless a listener sets
+/// `write_buffer`. A response head and a body that fit in it leave in one
+/// send: one TCP segment and one wake-up of the client, where pingora's
+/// default (1,460 bytes, one segment's payload) sends the head on its own
+/// as soon as the body is larger. The buffer lives as long as the
+/// connection, and the pages a response wrote into stay resident while
+/// it idles: with 10,000 idle keep-alive connections, about 3 KB more
+/// each after a small response and up to 16 KB after a large one (load
+/// bench: 416 -> 445 MiB after an 87-byte answer; 557 MiB after a 12 KB
+/// one). Set it to `1460` where idle connections are many and memory is
+/// short.
+pub const DEFAULT_WRITE_BUFFER: usize = 16 * 1024;
+
+/// The largest `write_buffer` a listener may set: every connection holds
+/// one.
+pub const MAX_WRITE_BUFFER: usize = 1 << 20;
 
 pub struct Admin {
     pub addr: SocketAddr,

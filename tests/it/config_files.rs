@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use chatwarden::config::snapshot::DEFAULT_WRITE_BUFFER;
 use chatwarden::config::{load_file, load_str};
 
 pub(crate) fn placeholder_env() -> HashMap<String, String> {
@@ -361,4 +362,34 @@ fn rate_limit_stores_are_validated_at_load() {
             panic!("should compile:\n{good}\n{e}");
         }
     }
+}
+
+#[test]
+fn listener_write_buffers_are_sizes_up_to_a_megabyte() {
+    let ok = "\
+listeners:
+  - {name: a, addr: \"127.0.0.1:8080\"}
+  - {name: b, addr: \"127.0.0.1:8081\", write_buffer: 4KB}
+  - {name: c, addr: \"127.0.0.1:8082\", write_buffer: 1460}
+";
+    let snapshot = load_str(ok, Path::new("ok.yaml"), &placeholder_env())
+        .unwrap_or_else(|e| panic!("should compile:\n{e}"));
+    let sizes: Vec<usize> = snapshot.listeners.iter().map(|l| l.write_buffer).collect();
+    assert_eq!(sizes, [DEFAULT_WRITE_BUFFER, 4096, 1460]);
+
+    let bad = "\
+listeners:
+  - {name: a, addr: \"127.0.0.1:8080\", write_buffer: 2MB}
+  - {name: b, addr: \"127.0.0.1:8081\", write_buffer: lots}
+  - {name: c, addr: \"127.0.0.1:8082\", write_buffer: 0}
+";
+    expect_errors(
+        bad,
+        Match::Prefix,
+        &[
+            "bad.yaml:2:53: listener write_buffer `2MB` is over 1MB",
+            "bad.yaml:3:53: listener write_buffer: size `lots` must start with a whole number",
+            "bad.yaml:4:53: listener write_buffer: size `0` must be greater than zero",
+        ],
+    );
 }

@@ -116,6 +116,23 @@ async fn reload_publishes_good_files_and_keeps_serving_on_bad_ones() {
     let resp = reload().await.expect("reload");
     assert_eq!(resp.status(), 400);
 
+    // So is a listener's write buffer: it is fixed when the socket is built.
+    std::fs::write(
+        &config,
+        BEFORE.replace(
+            r#"addr: "${LISTEN}"}"#,
+            r#"addr: "${LISTEN}", write_buffer: 4KB}"#,
+        ),
+    )
+    .expect("write");
+    let resp = reload().await.expect("reload");
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert!(
+        body["errors"].to_string().contains("listeners changed"),
+        "{body}"
+    );
+
     assert_eq!(
         client
             .post(format!("http://{}/reload", gw.admin))
@@ -127,11 +144,11 @@ async fn reload_publishes_good_files_and_keeps_serving_on_bad_ones() {
         "reloading needs the admin token"
     );
 
-    let records = gw.audit_records(7).await;
+    let records = gw.audit_records(8).await;
     let reloads: Vec<_> = records.iter().filter(|r| r["event"] == "reload").collect();
     assert_eq!(
         reloads.len(),
-        3,
+        4,
         "every reload attempt is an audit record: {records:?}"
     );
     assert_eq!(reloads[0]["decision"], "allow");
