@@ -52,6 +52,8 @@ pub struct RewriteState {
     content_type: Option<String>,
     content_encoding: Option<String>,
     buffer: BytesMut,
+    /// The body's declared length (capped), to size `buffer` once.
+    expected: usize,
     /// Rows removed and values masked, for the audit record.
     pub removed: u64,
     pub masked: u64,
@@ -103,6 +105,7 @@ impl RewriteState {
             content_type: None,
             content_encoding: None,
             buffer: BytesMut::new(),
+            expected: 0,
             removed: 0,
             masked: 0,
         }
@@ -168,11 +171,12 @@ pub fn prepare_response(
             }
         }
     }
-    // The body is held whole: room for all of it up front (no regrowth as
-    // chunks arrive), never more than the cap whatever the upstream says.
-    if let Some(len) = declared.and_then(|n| usize::try_from(n).ok()) {
-        state.buffer.reserve(len.min(MAX_REWRITE_BYTES));
-    }
+    // The body is held whole: room for all of it when its first piece
+    // arrives (no regrowth), never more than the cap whatever the upstream
+    // says.
+    state.expected = declared
+        .and_then(|n| usize::try_from(n).ok())
+        .map_or(0, |n| n.min(MAX_REWRITE_BYTES));
     for h in [
         http::header::CONTENT_LENGTH,
         http::header::ETAG,
@@ -205,6 +209,9 @@ pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool)
             // The whole body in one piece: read where it is.
             single = Some(chunk);
         } else {
+            if state.buffer.capacity() == 0 {
+                state.buffer.reserve(state.expected.max(chunk.len()));
+            }
             state.buffer.extend_from_slice(&chunk);
         }
     }

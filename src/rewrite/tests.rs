@@ -1365,6 +1365,29 @@ fn masks_fields_and_free_text_in_the_same_pass_as_row_filters() {
 }
 
 #[test]
+fn two_detecting_rules_each_mask_what_the_other_left() {
+    // Phone numbers partially by one rule, e-mail addresses in full by
+    // another: a string holding both goes through both.
+    let body = inbox();
+    let mut plan = masks_plan(&[], &[Detector::Phone], Style::Partial);
+    plan.push_redaction(&RedactionRule {
+        name: "mail".to_owned(),
+        unless_permission: None,
+        fields: Vec::new(),
+        detect: vec![Detector::Email],
+        style: Style::Full,
+    });
+    let got = check_masks(&body, &plan, "two rules");
+    let text = got.to_string();
+    assert!(
+        !text.contains("+4477009"),
+        "no phone number survives: {text}"
+    );
+    assert!(!text.contains("customer101@"), "no e-mail survives: {text}");
+    assert!(text.contains("+*********101"), "phones partial: {text}");
+}
+
+#[test]
 fn partial_masks_keep_what_identifies_the_row() {
     let plan = masks_plan(PII, &[], Style::Partial);
     let (got, _, _) = rewritten(&inbox(), &plan, "partial");
