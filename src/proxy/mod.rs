@@ -5,6 +5,7 @@
 mod alert;
 mod context;
 mod failure;
+mod fetch;
 mod forward;
 mod ownership;
 mod record;
@@ -49,7 +50,8 @@ pub struct Gateway {
     pub revocations: Arc<RuntimeRevocations>,
     /// The JWKS refresher, when the config names a `jwks_url`.
     pub jwks: Option<Arc<JwksSource>>,
-    /// The gateway's own upstream connections, for ownership lookups.
+    /// The gateway's own upstream connections, for ownership lookups and
+    /// rewritten GETs (fetched whole; see `fetch`).
     pub lookups: Connector,
     /// Rate-limit counters, kept across reloads.
     pub limits: Arc<Limits>,
@@ -167,56 +169,18 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some(snapshot), Some(admission)) = (&ctx.snapshot, &ctx.admitted) else {
-            return Error::e_explain(ErrorType::InternalError, "forwarding an unadmitted request");
-        };
-        let client_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        forward::rewrite_request(
-            upstream_request,
-            snapshot,
-            admission,
-            ctx.client_ip,
-            &ctx.request_id,
-            client_tls,
-        )?;
-        if ctx.rewrite.is_some() {
-            rewrite::prepare_request(upstream_request)?;
-        }
-        Ok(())
+        shape_request(session, ctx, upstream_request)
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(admission) = &ctx.admitted {
-            // An upstream that echoes request headers must not hand the
-            // injected credential to the client.
-            let upstream = &admission.route.upstream;
-            let leaking: Vec<http::HeaderName> = upstream_response
-                .headers
-                .iter()
-                .filter(|(_, v)| upstream.leaks_secret(v.as_bytes()))
-                .map(|(n, _)| n.clone())
-                .collect();
-            for name in leaking {
-                tracing::warn!(request_id = %ctx.request_id, header = %name, "dropped a response header carrying an upstream credential");
-                upstream_response.remove_header(&name);
-            }
-        }
-        forward::tag_response(upstream_response, &ctx.request_id)?;
-        if let Some(state) = ctx.rewrite.as_mut() {
-            let head = _session.req_header().method == http::Method::HEAD;
-            let h2 = _session.as_downstream().is_http2();
-            if let Err(e) = rewrite::prepare_response(state, upstream_response, h2, head) {
-                tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
-                ctx.refused = Some(Reason::RedactionFailed);
-                return Err(e);
-            }
-        }
-        Ok(())
+        let head = session.req_header().method == http::Method::HEAD;
+        let h2 = session.as_downstream().is_http2();
+        shape_response(ctx, upstream_response, h2, head)
     }
 
     fn response_body_filter(
@@ -373,6 +337,11 @@ impl Gateway {
                 }
                 ctx.rewrite = rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles())
                     .map(Box::new);
+                if ctx.rewrite.is_some() && fetch::eligible(session) {
+                    // Boxed, like the lookup: a whole exchange.
+                    Box::pin(fetch::answer(&self.lookups, &self.metrics, session, ctx)).await?;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             Pending::WebhookChallenge(challenge) => {
@@ -465,6 +434,65 @@ impl Gateway {
             _ => first,
         }
     }
+}
+
+/// The request as the upstream gets it (see [`forward::rewrite_request`]),
+/// asking for a complete, unencoded body when it will be rewritten. Shared
+/// by `upstream_request_filter` and the fetched path.
+fn shape_request(session: &Session, ctx: &RequestCtx, req: &mut RequestHeader) -> Result<()> {
+    let (Some(snapshot), Some(admission)) = (&ctx.snapshot, &ctx.admitted) else {
+        return Error::e_explain(ErrorType::InternalError, "forwarding an unadmitted request");
+    };
+    let client_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    forward::rewrite_request(
+        req,
+        snapshot,
+        admission,
+        ctx.client_ip,
+        &ctx.request_id,
+        client_tls,
+    )?;
+    if ctx.rewrite.is_some() {
+        rewrite::prepare_request(req)?;
+    }
+    Ok(())
+}
+
+/// The upstream's response head as the client gets it: a header that
+/// carries the upstream's credential is dropped, `X-Request-Id` added, and
+/// a head whose body is rewritten loses its length and validators
+/// (`head`: the request was a HEAD). Shared by `response_filter` and the
+/// fetched path.
+fn shape_response(
+    ctx: &mut RequestCtx,
+    resp: &mut ResponseHeader,
+    h2: bool,
+    head: bool,
+) -> Result<()> {
+    if let Some(admission) = &ctx.admitted {
+        // An upstream that echoes request headers must not hand the
+        // injected credential to the client.
+        let upstream = &admission.route.upstream;
+        let leaking: Vec<http::HeaderName> = resp
+            .headers
+            .iter()
+            .filter(|(_, v)| upstream.leaks_secret(v.as_bytes()))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in leaking {
+            tracing::warn!(request_id = %ctx.request_id, header = %name, "dropped a response header carrying an upstream credential");
+            resp.remove_header(&name);
+        }
+    }
+    forward::tag_response(resp, &ctx.request_id)?;
+    if let Some(state) = ctx.rewrite.as_mut() {
+        if let Err(e) = rewrite::prepare_response(state, resp, h2, head) {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
+            ctx.refused = Some(Reason::RedactionFailed);
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// How long a request whose token names an unknown key waits for the JWKS

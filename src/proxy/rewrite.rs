@@ -10,6 +10,8 @@
 //! declared over the cap) is refused at the head, so the client gets a clean
 //! 502 `redaction_failed`.
 //!
+//! Plain GETs are fetched whole first ([`super::fetch`]) and get a clean 502
+//! when their body cannot be rewritten. On the proxied path (other methods)
 //! pingora sends the response head before the body exists, so a body that
 //! cannot be rewritten (not JSON, wrong shape, too large, compressed) ends
 //! the response with an error instead of any upstream byte: the client sees
@@ -109,6 +111,14 @@ impl RewriteState {
             removed: 0,
             masked: 0,
         }
+    }
+}
+
+impl RewriteState {
+    /// Whether the body is held and rewritten (false: passed as it is).
+    /// Known once the response head went through [`prepare_response`].
+    pub fn holds_body(&self) -> bool {
+        !matches!(self.mode, Mode::Pass)
     }
 }
 

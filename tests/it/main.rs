@@ -10,6 +10,7 @@ mod audit;
 mod authn;
 mod cli;
 mod config_files;
+mod fetched;
 mod hygiene;
 mod limits;
 mod ownership;
