@@ -130,7 +130,7 @@ pub async fn answer(
     let holds_body = ctx.rewrite.as_ref().is_some_and(|r| r.holds_body());
     if !holds_body {
         // Passed as it is (an error answer for a caller under row filters
-        // only, a 304): streamed, as the proxy would.
+        // only, a 204): streamed, as the proxy would.
         return pass(connector, session, up, &peer, upstream, head).await;
     }
 

@@ -68,7 +68,7 @@ enum Mode {
     /// An error answer for a caller subject to redaction: searched.
     Error(ErrorScan),
     /// Passed as it is: an error answer for a caller with row filters
-    /// only, or one that has no body (1xx, 304, an answer to HEAD).
+    /// only, or one that has no body (1xx, 204, 304, an answer to HEAD).
     Pass,
 }
 
@@ -150,13 +150,18 @@ pub fn prepare_response(
     state.content_type = text(http::header::CONTENT_TYPE);
     state.content_encoding = text(http::header::CONTENT_ENCODING);
     state.status = resp.status.as_u16();
-    state.mode = if resp.status.is_success() {
+    let bodiless = resp.status.is_informational()
+        || resp.status == http::StatusCode::NO_CONTENT
+        || resp.status == http::StatusCode::NOT_MODIFIED;
+    state.mode = if bodiless {
+        // No body can follow, and the head has no length to drop (a 204
+        // must not carry one).
+        Mode::Pass
+    } else if resp.status.is_success() {
+        // An answer to HEAD too: its length and validators describe the
+        // unfiltered body, so they go as for GET.
         Mode::Success
-    } else if resp.status.is_informational()
-        || resp.status == http::StatusCode::NOT_MODIFIED
-        || head_request
-    {
-        // No body can follow.
+    } else if head_request {
         Mode::Pass
     } else {
         state.plan.error_scan().map_or(Mode::Pass, Mode::Error)
@@ -465,5 +470,25 @@ mod tests {
         let mut chunk = Some(Bytes::from_static(b"a@b.c"));
         assert!(body_chunk(&mut s, &mut chunk, true).is_ok());
         assert_eq!(chunk.as_deref(), Some(&b"a@b.c"[..]));
+    }
+
+    #[test]
+    fn bodiless_answers_keep_their_head_and_a_head_answer_loses_its_length() {
+        for status in [204, 304] {
+            let mut s = redacting();
+            let mut resp = head(status, &[("etag", "\"v1\"")]);
+            assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+            assert!(!s.holds_body(), "{status}");
+            for name in ["content-length", "transfer-encoding", "cache-control"] {
+                assert!(resp.headers.get(name).is_none(), "{status}: {name}");
+            }
+        }
+        // The length and validator of a 2xx answer to HEAD describe the
+        // unfiltered body.
+        let mut s = redacting();
+        let mut resp = head(200, &[("content-length", "12345"), ("etag", "\"v1\"")]);
+        assert!(prepare_response(&mut s, &mut resp, false, true).is_ok());
+        assert!(resp.headers.get("content-length").is_none());
+        assert!(resp.headers.get("etag").is_none());
     }
 }

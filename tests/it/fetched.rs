@@ -33,6 +33,7 @@ redaction:
 routes:
   - {name: contacts, upstream: crm, methods: [GET, POST], path: "/api/v1/accounts/{account_id}/contacts", permission: contacts.read, redaction: [contact-list]}
   - {name: big, upstream: crm, methods: [GET], path: "/big", permission: contacts.read, redaction: [contact-list]}
+  - {name: nothing, upstream: crm, methods: [GET], path: "/nothing", permission: contacts.read, redaction: [contact-list]}
   - {name: hang, upstream: crm, methods: [GET], path: "/hang", permission: contacts.read, redaction: [contact-list]}
   - {name: dead, upstream: dead, methods: [GET], path: "/dead", permission: contacts.read, redaction: [contact-list]}
 audit: {path: "${AUDIT}"}
@@ -50,7 +51,7 @@ struct Counts {
 
 /// A keep-alive HTTP/1.1 upstream. `/api/...` answers the contact list
 /// (chunked, in three pieces); `/big` answers 4 MB of JSON of the wrong
-/// shape; `/hang` never answers; with `drop_second`, the second request on any connection is read
+/// shape; `/nothing` answers 204; `/hang` never answers; with `drop_second`, the second request on any connection is read
 /// and the connection closed without an answer, as an upstream does whose
 /// idle timeout fired just as the request arrived.
 async fn raw_upstream(drop_second: bool) -> (String, Arc<Counts>) {
@@ -92,7 +93,12 @@ async fn serve(mut stream: TcpStream, drop_second: bool, counts: Arc<Counts>) {
             let _ = stream.read(&mut [0u8; 1]).await;
             return;
         }
-        let ok = if head.starts_with("GET /big ") {
+        let ok = if head.starts_with("GET /nothing ") {
+            stream
+                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .is_ok()
+        } else if head.starts_with("GET /big ") {
             let body = format!(r#"{{"payload":"{}"}}"#, "x".repeat(4 << 20));
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -174,6 +180,24 @@ async fn a_masked_answer_leaves_whole_with_its_length() {
         "{body}"
     );
 
+    // Nothing to mask in a 204, and no length field on it either.
+    let raw = harness::raw_request(
+        gw.addr,
+        format!(
+            "GET /nothing HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(harness::status_of(&raw), 204, "{raw}");
+    let head = raw.to_ascii_lowercase();
+    assert!(
+        !head.contains("content-length")
+            && !head.contains("transfer-encoding")
+            && raw.ends_with("\r\n\r\n"),
+        "{raw}"
+    );
+
     // A POST on the same route is proxied and streamed, masked alike.
     let resp = client
         .post(gw.url("/api/v1/accounts/1/contacts"))
@@ -202,12 +226,13 @@ async fn a_masked_answer_leaves_whole_with_its_length() {
     let body: Value = resp.json().await.expect("the gateway's error body");
     assert_eq!(body["reason"], "redaction_failed", "{body}");
 
-    let records = gw.audit_records(3).await;
+    let records = gw.audit_records(4).await;
     assert_eq!(records[0]["status"], 200, "{records:?}");
     assert_eq!(records[0]["redactions"], 2, "{records:?}");
     assert_eq!(records[0]["upstream"], "crm", "{records:?}");
-    assert_eq!(records[2]["reason"], "redaction_failed", "{records:?}");
-    assert_eq!(records[2]["status"], 502, "{records:?}");
+    assert_eq!(records[1]["status"], 204, "{records:?}");
+    assert_eq!(records[3]["reason"], "redaction_failed", "{records:?}");
+    assert_eq!(records[3]["status"], 502, "{records:?}");
 }
 
 #[tokio::test]
