@@ -163,17 +163,18 @@ pub async fn answer(
 }
 
 /// An upstream connection with the final response head read.
-struct Exchange {
-    up: UpstreamSession,
-    peer: Box<HttpPeer>,
-    head: ResponseHeader,
+pub(super) struct Exchange {
+    pub up: UpstreamSession,
+    pub peer: Box<HttpPeer>,
+    pub head: ResponseHeader,
 }
 
 /// Sends the request and reads the final response head. A pooled
 /// connection that the upstream closed while it sat idle fails before any
 /// answer; the request (a GET, so idempotent) is then sent again on the
 /// next connection, as pingora's proxy does (`RetryType::ReusedOnly`).
-async fn exchange(
+/// Ownership lookups use it too.
+pub(super) async fn exchange(
     connector: &Connector,
     upstream: &Upstream,
     req: RequestHeader,

@@ -17,7 +17,7 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 
 use super::failure;
-use super::forward;
+use super::fetch::Exchange;
 use crate::config::snapshot::{Snapshot, Upstream};
 use crate::decision::Reason;
 use crate::gate::Admission;
@@ -117,18 +117,14 @@ async fn lookup(
 }
 
 /// One `GET` on the route's upstream; the connection goes back to the pool
-/// when the answer was read completely.
+/// when the answer was read completely. A pooled connection that the
+/// upstream closed is retried on the next one, as for fetched answers.
 async fn fetch(
     connector: &Connector,
     upstream: &Upstream,
     path: &str,
     request_id: &str,
 ) -> Result<(u16, BytesMut)> {
-    let peer = forward::peer(upstream).await?;
-    let (mut session, _reused) = connector.get_http_session(&*peer).await?;
-    session.set_read_timeout(Some(upstream.timeouts.read));
-    session.set_write_timeout(Some(upstream.timeouts.write));
-
     let mut req = RequestHeader::build(http::Method::GET, path.as_bytes(), None)?;
     req.insert_header(HOST, upstream.host_header.clone())?;
     for (name, value) in &upstream.inject {
@@ -137,19 +133,9 @@ async fn fetch(
     req.insert_header(ACCEPT, "application/json")?;
     req.insert_header(ACCEPT_ENCODING, "identity")?;
     req.insert_header("x-request-id", request_id)?;
-    session.write_request_header(Box::new(req)).await?;
-    session.finish_request_body().await?;
-    session.read_response_header().await?;
-    let status = match session.response_header() {
-        Some(head) => head.status.as_u16(),
-        None => {
-            return Err(
-                Error::explain(ErrorType::H1Error, "lookup response without a head").into_up(),
-            )
-        }
-    };
+    let Exchange { mut up, peer, head } = super::fetch::exchange(connector, upstream, req).await?;
     let mut body = BytesMut::new();
-    while let Some(chunk) = session.read_response_body().await? {
+    while let Some(chunk) = up.read_response_body().await? {
         if body.len() + chunk.len() > MAX_LOOKUP_BYTES {
             // Not reusable: the rest of the body is still on the wire.
             return Err(Error::explain(
@@ -161,9 +147,9 @@ async fn fetch(
         body.extend_from_slice(&chunk);
     }
     connector
-        .release_http_session(session, &*peer, Some(upstream.timeouts.idle))
+        .release_http_session(up, &*peer, Some(upstream.timeouts.idle))
         .await;
-    Ok((status, body))
+    Ok((head.status.as_u16(), body))
 }
 
 fn refuse(reason: Reason, detail: &str) -> Outcome {

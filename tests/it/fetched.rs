@@ -1,8 +1,10 @@
 //! Rewritten GETs are answered whole: the gateway reads the upstream's
 //! answer before it sends anything, so a masked body leaves with its
 //! `Content-Length`, and a body that cannot be masked is a clean 502 however
-//! it arrives. Against a raw HTTP/1.1 upstream whose framing and connection
-//! handling the test controls.
+//! it arrives. The gateway's own upstream exchanges (these and ownership
+//! lookups) retry a pooled connection the upstream closed. Against a raw
+//! HTTP/1.1 upstream whose framing and connection handling the test
+//! controls.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ auth:
   audiences: [chatwarden]
   algorithms: [EdDSA]
   jwks_url: "${JWKS}"
+  claims: {attributes: {user_id: uid}}
 roles:
   agent: {permissions: [contacts.read]}
 redaction:
@@ -35,6 +38,12 @@ routes:
   - {name: big, upstream: crm, methods: [GET], path: "/big", permission: contacts.read, redaction: [contact-list]}
   - {name: nothing, upstream: crm, methods: [GET], path: "/nothing", permission: contacts.read, redaction: [contact-list]}
   - {name: hang, upstream: crm, methods: [GET], path: "/hang", permission: contacts.read, redaction: [contact-list]}
+  - name: owned
+    upstream: crm
+    methods: [GET]
+    path: "/owned/{id}"
+    permission: contacts.read
+    owner_check: {lookup: "/lookup/{id}", field: meta.assignee.id, claim: user_id}
   - {name: dead, upstream: dead, methods: [GET], path: "/dead", permission: contacts.read, redaction: [contact-list]}
 audit: {path: "${AUDIT}"}
 "#;
@@ -51,7 +60,8 @@ struct Counts {
 
 /// A keep-alive HTTP/1.1 upstream. `/api/...` answers the contact list
 /// (chunked, in three pieces); `/big` answers 4 MB of JSON of the wrong
-/// shape; `/nothing` answers 204; `/hang` never answers; with `drop_second`, the second request on any connection is read
+/// shape; `/lookup/…` a conversation assigned to agent 3; `/nothing`
+/// answers 204; `/hang` never answers; with `drop_second`, the second request on any connection is read
 /// and the connection closed without an answer, as an upstream does whose
 /// idle timeout fired just as the request arrived.
 async fn raw_upstream(drop_second: bool) -> (String, Arc<Counts>) {
@@ -98,6 +108,13 @@ async fn serve(mut stream: TcpStream, drop_second: bool, counts: Arc<Counts>) {
                 .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
                 .await
                 .is_ok()
+        } else if head.starts_with("GET /lookup/") {
+            let body = r#"{"id":1,"meta":{"assignee":{"id":3}}}"#;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await.is_ok()
         } else if head.starts_with("GET /big ") {
             let body = format!(r#"{{"payload":"{}"}}"#, "x".repeat(4 << 20));
             let head = format!(
@@ -385,4 +402,29 @@ audit: {path: "${AUDIT}"}
         1,
         "nothing is sent over an unverified connection"
     );
+}
+
+#[tokio::test]
+async fn an_ownership_lookup_meeting_a_closed_pooled_connection_is_retried() {
+    let (gw, idp, counts) = start(true).await;
+    let token = idp.token("amelia", &["agent"], json!({"uid": 3}));
+    let client = gw.client();
+    // Distinct ids: each request makes its own lookup (answers are cached
+    // per looked-up path).
+    for id in [1, 2, 3] {
+        let resp = client
+            .get(gw.url(&format!("/owned/{id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        assert_eq!(status, 200, "request for {id}: {text}");
+    }
+    // Each request: a lookup and the forwarded GET, on two pools (the
+    // gateway's and pingora's); from the second request on, each meets a
+    // pooled connection the upstream closes on it.
+    assert_eq!(counts.answered.load(Ordering::SeqCst), 6);
+    assert_eq!(counts.dropped.load(Ordering::SeqCst), 4);
 }
