@@ -1,6 +1,10 @@
 //! The pingora adapter. Each phase translates pingora's callback into a
 //! call on a pingora-free core (`gate`, `config`, `audit`, `metrics`) and
 //! keeps nothing but plumbing here.
+//!
+//! One departure from pingora's flow: a plain GET whose answer is rewritten
+//! is fetched, rewritten and answered in `request_filter` ([`fetch`]), so
+//! that nothing leaves before the body is known to be maskable.
 
 mod alert;
 mod context;
