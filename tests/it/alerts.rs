@@ -163,14 +163,7 @@ async fn repeated_denials_by_one_caller_post_exactly_one_alert() {
     );
     assert!(hook.rx.try_recv().is_err(), "nothing else was delivered");
 
-    let metrics = client
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let metrics = gw.metrics().await;
     for line in [
         "chatwarden_alerts_total{rule=\"repeated-denials\"} 1",
         "chatwarden_alerts_total{rule=\"probe\"} 1",

@@ -142,6 +142,14 @@ async fn serve(mut stream: TcpStream, drop_second: bool, counts: Arc<Counts>) {
     }
 }
 
+/// The whole response to a GET, as it came off the wire.
+async fn raw_get(gw: &harness::TestGateway, path: &str, token: &str) -> String {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    harness::raw_request(gw.addr, request.as_bytes()).await
+}
+
 async fn start(drop_second: bool) -> (harness::TestGateway, Arc<Idp>, Arc<Counts>) {
     let (url, counts) = raw_upstream(drop_second).await;
     let idp = Idp::start().await;
@@ -166,14 +174,7 @@ async fn a_masked_answer_leaves_whole_with_its_length() {
 
     // Read off the wire: a chunked upstream answer becomes one with a
     // Content-Length, masked.
-    let raw = harness::raw_request(
-        gw.addr,
-        format!(
-            "GET /api/v1/accounts/1/contacts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await;
+    let raw = raw_get(&gw, "/api/v1/accounts/1/contacts", &token).await;
     let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
     assert_eq!(harness::status_of(&raw), 200, "{raw}");
     let head = head.to_ascii_lowercase();
@@ -198,14 +199,7 @@ async fn a_masked_answer_leaves_whole_with_its_length() {
     );
 
     // Nothing to mask in a 204, and no length field on it either.
-    let raw = harness::raw_request(
-        gw.addr,
-        format!(
-            "GET /nothing HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await;
+    let raw = raw_get(&gw, "/nothing", &token).await;
     assert_eq!(harness::status_of(&raw), 204, "{raw}");
     let head = raw.to_ascii_lowercase();
     assert!(
@@ -301,14 +295,7 @@ async fn upstream_failures_on_a_fetched_answer_keep_the_error_contract() {
         records.iter().all(|r| r["decision"] == "error"),
         "{records:?}"
     );
-    let metrics = client
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics().await;
     for line in [
         "chatwarden_upstream_errors_total{upstream=\"dead\",kind=\"connect_refused\"} 1",
         "chatwarden_upstream_errors_total{upstream=\"crm\",kind=\"read_timeout\"} 1",

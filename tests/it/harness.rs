@@ -111,6 +111,19 @@ impl TestGateway {
         }
     }
 
+    /// The admin listener's `/metrics` text (for gateways without an admin
+    /// token).
+    pub async fn metrics(&self) -> String {
+        self.client()
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     pub fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .no_proxy()

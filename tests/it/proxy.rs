@@ -280,14 +280,7 @@ async fn upstream_failures_answer_502_and_504_with_the_json_contract() {
         "upstream failures are audited as decision=error: {records:?}"
     );
 
-    let metrics = client
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(
             "chatwarden_upstream_errors_total{upstream=\"dead\",kind=\"connect_refused\"} 1"

@@ -20,7 +20,7 @@ use chatwarden::limit::resp::Reply;
 use crate::alerts::Receiver;
 use crate::harness::{self, TestGateway};
 use crate::idp::Idp;
-use crate::redis_limits::{metrics, RedisServer};
+use crate::redis_limits::RedisServer;
 use crate::upstream::EchoUpstream;
 
 const CONFIG: &str = r#"
@@ -209,7 +209,7 @@ async fn denials_split_across_two_gateways_raise_exactly_one_alert() {
     );
     assert!(r.hook.rx.try_recv().is_err(), "nothing else was delivered");
     for gw in [&r.a, &r.b] {
-        let text = metrics(gw).await;
+        let text = gw.metrics().await;
         assert_eq!(
             alert_store_errors(&text),
             0,
@@ -248,7 +248,7 @@ async fn without_redis_each_replica_counts_and_fires_on_its_own() {
         alerts[0]
     );
     for (name, gw) in [("A", &r.a), ("B", &r.b)] {
-        let text = metrics(gw).await;
+        let text = gw.metrics().await;
         assert!(
             alert_store_errors(&text) > 0,
             "{name} counts the events Redis did not take:\n{text}"

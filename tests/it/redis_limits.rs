@@ -165,17 +165,6 @@ pub(crate) fn retry_after(resp: &reqwest::Response) -> u64 {
         .expect("a 429 carries Retry-After in seconds")
 }
 
-pub(crate) async fn metrics(gw: &TestGateway) -> String {
-    gw.client()
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body")
-}
-
 /// `POST /reload`'s answer.
 pub(crate) async fn reload(gw: &TestGateway) -> Value {
     gw.client()
@@ -248,7 +237,7 @@ async fn two_gateways_share_one_limit_through_redis() {
     assert_eq!(limited[0]["rules"], json!(["export.rate_limit"]));
     for gw in [&a, &b] {
         assert_eq!(
-            store_errors(&metrics(gw).await),
+            store_errors(&gw.metrics().await),
             0,
             "Redis answered every check"
         );
@@ -297,7 +286,7 @@ async fn redis_going_away_leaves_each_replica_its_own_counters() {
     assert_eq!(statuses, [200, 200, 200, 429]);
     assert_eq!(up.count(), 6, "every refused export stayed at the gateway");
 
-    let text = metrics(&a).await;
+    let text = a.metrics().await;
     assert_eq!(
         store_errors(&text),
         3,
@@ -348,5 +337,5 @@ async fn reloads_keep_counting_in_redis() {
         statuses.push(export(&gw, &priya).await.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 200, 429]);
-    assert_eq!(store_errors(&metrics(&gw).await), 0);
+    assert_eq!(store_errors(&gw.metrics().await), 0);
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::harness::{self, TestCa, TestGateway};
 use crate::idp::Idp;
-use crate::redis_limits::{export, metrics, reload, store_errors, RedisServer, CONFIG};
+use crate::redis_limits::{export, reload, store_errors, RedisServer, CONFIG};
 use crate::upstream::EchoUpstream;
 
 /// A `redis-server` with a TLS port, its certificate from the test CA.
@@ -160,7 +160,7 @@ async fn two_gateways_share_one_limit_over_tls_with_a_private_ca() {
     }
     assert_eq!(up.count(), 3, "refused exports never reached the CRM");
     for gw in [&a, &b] {
-        let text = metrics(gw).await;
+        let text = gw.metrics().await;
         assert_eq!(
             store_errors(&text),
             0,
@@ -176,7 +176,7 @@ async fn two_gateways_share_one_limit_over_tls_with_a_private_ca() {
         [200],
         "decided by this replica's own counters, which have not seen priya"
     );
-    let text = metrics(&untrusting).await;
+    let text = untrusting.metrics().await;
     assert_eq!(
         store_errors_of(&text, "tls"),
         1,
@@ -205,7 +205,7 @@ async fn a_certificate_for_another_host_is_refused() {
         [200, 200, 200, 429],
         "Redis is never trusted, and this replica's own limit holds"
     );
-    let text = metrics(&gw).await;
+    let text = gw.metrics().await;
     assert_eq!(
         store_errors(&text),
         4,
@@ -241,7 +241,7 @@ async fn mutual_tls_with_a_client_certificate() {
         "both gateways show their certificate and count one limit"
     );
     for gw in [&a, &b] {
-        let text = metrics(gw).await;
+        let text = gw.metrics().await;
         assert_eq!(store_errors(&text), 0, "Redis accepted the client:\n{text}");
     }
 
@@ -254,7 +254,7 @@ async fn mutual_tls_with_a_client_certificate() {
     )
     .await;
     assert_eq!(exports(&anonymous, &priya, 1).await, [200]);
-    let text = metrics(&anonymous).await;
+    let text = anonymous.metrics().await;
     assert_eq!(
         store_errors_of(&text, "tls"),
         1,
@@ -281,7 +281,7 @@ async fn a_reload_rereads_the_tls_files() {
     .await;
     let priya = idp.token("priya", &["supervisor"], json!({}));
     assert_eq!(exports(&gw, &priya, 1).await, [200]);
-    assert_eq!(store_errors(&metrics(&gw).await), 0, "Redis decided");
+    assert_eq!(store_errors(&gw.metrics().await), 0, "Redis decided");
 
     let body = reload(&gw).await;
     assert_eq!(
@@ -296,7 +296,7 @@ async fn a_reload_rereads_the_tls_files() {
         "a changed ca_file is a change, though the config text is the same: {body}"
     );
     assert_eq!(exports(&gw, &priya, 1).await, [200]);
-    let text = metrics(&gw).await;
+    let text = gw.metrics().await;
     assert_eq!(
         store_errors_of(&text, "tls"),
         1,
