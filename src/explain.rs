@@ -144,6 +144,7 @@ pub fn decide(
         client_ip: ip,
         now,
         revocations,
+        signature_failures: None,
     };
     Ok(gate::explain(snapshot, &view, &circumstances, caller))
 }

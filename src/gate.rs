@@ -6,12 +6,15 @@
 //! function.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Method};
 
-use crate::auth::{bearer_token, challenge, MfaFailure, Verified};
+use crate::auth::{
+    bearer_token, challenge, AuthError, Budget, MfaFailure, SignatureFailures, Verified,
+};
 use crate::config::snapshot::{AuthMode, AuthRuntime, Route, Snapshot};
 use crate::decision::{Decision, Reason};
 use crate::policy::{decide, Explanation, Subject};
@@ -36,6 +39,9 @@ pub struct Circumstances<'a> {
     pub now: jiff::Timestamp,
     /// Subjects revoked at runtime through the admin endpoint.
     pub revocations: &'a RuntimeRevocations,
+    /// Bad signatures per client (kept across reloads); `None` checks
+    /// every token whatever its client sent before (`explain`).
+    pub signature_failures: Option<&'a SignatureFailures>,
 }
 
 /// What the HTTP/1 parser saw on the wire but no longer shows in the
@@ -91,6 +97,9 @@ pub struct Refusal {
     /// The token named a key the gateway does not know: a JWKS refetch
     /// may help, and the caller may retry the decision once.
     pub unknown_kid: bool,
+    /// Seconds before the client may try again (`rate_limited`). Small,
+    /// so that it fits beside `unknown_kid`: refusals are returned by value.
+    pub retry_after: Option<NonZeroU32>,
 }
 
 impl std::fmt::Debug for Route {
@@ -176,6 +185,7 @@ fn admit_inner(
         rules: a.rules.clone(),
         challenge: None,
         unknown_kid: false,
+        retry_after: None,
     };
 
     match route.auth {
@@ -257,13 +267,34 @@ fn authenticate(
         detail: e.to_string(),
         ..refusal(e.reason())
     })?;
+    let budget = match (&auth.settings.bad_signatures, now.signature_failures) {
+        (Some(limit), Some(failures)) => Some(Budget {
+            failures,
+            client: now.client_ip,
+            limit,
+        }),
+        _ => None,
+    };
     let verified = auth
         .verifier
-        .verify(token, now.now.as_second())
-        .map_err(|e| Refusal {
-            detail: e.to_string(),
-            unknown_kid: e.is_unknown_kid(),
-            ..refusal(e.reason())
+        .verify_within(token, now.now.as_second(), budget)
+        .map_err(|e| {
+            let retry_after = match e {
+                AuthError::TooManyBadSignatures { retry_after } => Some(
+                    NonZeroU32::new(u32::try_from(retry_after).unwrap_or(u32::MAX))
+                        .unwrap_or(NonZeroU32::MIN),
+                ),
+                _ => None,
+            };
+            Refusal {
+                detail: e.to_string(),
+                unknown_kid: e.is_unknown_kid(),
+                retry_after,
+                rules: retry_after
+                    .map(|_| vec![BAD_SIGNATURES_RULE.to_string()])
+                    .unwrap_or_default(),
+                ..refusal(e.reason())
+            }
         })?;
     if is_revoked(&auth.revoked, now.revocations, &verified.identity) {
         return Err(Refusal {
@@ -284,6 +315,10 @@ fn step_up(reason: Reason, auth: &AuthRuntime, route_max_age: Option<Duration>) 
     Some(challenge(failure, &auth.settings.mfa, route_max_age))
 }
 
+/// The rule an audit record names when a client's new token was refused
+/// for its earlier bad signatures.
+pub const BAD_SIGNATURES_RULE: &str = "auth.bad_signatures";
+
 fn refusal(reason: Reason) -> Refusal {
     Refusal {
         reason,
@@ -294,6 +329,7 @@ fn refusal(reason: Reason) -> Refusal {
         rules: Vec::new(),
         challenge: None,
         unknown_kid: false,
+        retry_after: None,
     }
 }
 

@@ -166,6 +166,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         lookups: pingora_core::connectors::http::Connector::new(None),
         limits: std::sync::Arc::new(crate::limit::Limits::default()),
         alerts: Arc::new(alerting),
+        signature_failures: Arc::default(),
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");

@@ -11,6 +11,8 @@
 //! - [`verify`]: signature and registered claims ([`Verifier`]).
 //! - [`claims`]: subject, roles and attributes read through configured paths.
 //! - [`cache`]: verified tokens by digest, so a repeat costs a hash.
+//! - [`failures`]: bad signatures per client; past a limit, a client's new
+//!   tokens are refused unchecked for the rest of a window.
 //! - [`mfa`]: MFA presence and freshness, and the RFC 9470 challenge.
 //! - [`jwks`]: the identity provider's key set, fetched and refreshed as a
 //!   pingora background service.
@@ -25,6 +27,7 @@
 pub mod bearer;
 pub mod cache;
 pub mod claims;
+pub mod failures;
 pub mod header;
 pub mod jwks;
 pub mod keys;
@@ -43,11 +46,12 @@ use jsonwebtoken::Algorithm;
 pub use bearer::bearer_token;
 pub use cache::{TokenDigest, VerifiedCache};
 pub use claims::{ClaimPath, ClaimPathError};
+pub use failures::{BadSignatureLimit, SignatureFailures};
 pub use jwks::{refresh_interval, JwksError, JwksOptions, JwksSource, JwksStats};
 pub use keys::{KeyError, KeyFamily, KeySet, KeyStore, VerifyingKey};
 pub use mfa::{challenge, check_mfa, MfaFailure};
 pub use mint::{generate_dev_key, mint, MintError, MintKey};
-pub use verify::{AuthError, SettingsError, Verified, Verifier};
+pub use verify::{AuthError, Budget, SettingsError, Verified, Verifier};
 
 /// The identity a token with these claims would carry, **without** any
 /// signature or time check: for `chatwarden explain --claims` and policy
@@ -91,6 +95,9 @@ pub struct AuthSettings {
     pub max_token_bytes: usize,
     /// Capacity of the verified-token cache; 0 turns it off.
     pub cache_entries: usize,
+    /// Bad signatures a client may send before its new tokens are refused
+    /// unchecked; `None` turns the limit off.
+    pub bad_signatures: Option<BadSignatureLimit>,
 }
 
 impl AuthSettings {
@@ -110,6 +117,7 @@ impl AuthSettings {
             mfa: MfaSettings::default(),
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             cache_entries: DEFAULT_CACHE_ENTRIES,
+            bad_signatures: Some(BadSignatureLimit::default()),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! before the signature checks out, so a forged token learns only
 //! "invalid".
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
@@ -14,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::cache::{TokenDigest, VerifiedCache};
 use super::claims::{identity_from_claims, optional_numeric_date, ClaimError};
+use super::failures::{BadSignatureLimit, SignatureFailures};
 use super::header;
 use super::keys::{KeyStore, Selection};
 use super::AuthSettings;
@@ -85,6 +87,8 @@ pub enum AuthError {
     MissingClaim(String),
     #[error("claim `{0}` has an unsupported type or value")]
     BadClaim(String),
+    #[error("too many tokens with bad signatures from this client; retry in {retry_after}s")]
+    TooManyBadSignatures { retry_after: u64 },
 }
 
 /// Settings that cannot verify anything safely; found when the snapshot
@@ -101,6 +105,14 @@ pub enum SettingsError {
     HmacWithoutSecret(Algorithm),
     #[error("max token size must be positive")]
     NoTokenSize,
+}
+
+/// One client's allowance of bad signatures (see [`super::failures`]).
+#[derive(Clone, Copy)]
+pub struct Budget<'a> {
+    pub failures: &'a SignatureFailures,
+    pub client: IpAddr,
+    pub limit: &'a BadSignatureLimit,
 }
 
 impl Verifier {
@@ -146,9 +158,21 @@ impl Verifier {
     /// under the same keys and not yet expired, costs a SHA-256 and a map
     /// lookup; its signature is not checked again.
     pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Verified>, AuthError> {
+        self.verify_within(token, now, None)
+    }
+
+    /// [`Verifier::verify`] for a client with a bad-signature `budget`: a
+    /// token not in the cache is refused, unchecked, while the client is
+    /// over it, and a signature that fails counts against it.
+    pub fn verify_within(
+        &self,
+        token: &str,
+        now: i64,
+        budget: Option<Budget<'_>>,
+    ) -> Result<Arc<Verified>, AuthError> {
         self.check_size(token)?;
         if !self.cache.enabled() {
-            return self.verify_uncached(token, now).map(Arc::new);
+            return self.verify_counted(token, now, budget).map(Arc::new);
         }
         let digest = TokenDigest::of(token);
         // Read the generation before the keys (see `KeyStore::replace_remote`):
@@ -158,7 +182,7 @@ impl Verifier {
         if let Some(hit) = self.cache.get(&digest, now, generation) {
             return Ok(hit);
         }
-        let verified = Arc::new(self.verify_uncached(token, now)?);
+        let verified = Arc::new(self.verify_counted(token, now, budget)?);
         let valid_until = verified
             .identity
             .expires_at
@@ -166,6 +190,25 @@ impl Verifier {
         self.cache
             .insert(digest, verified.clone(), valid_until, generation, now);
         Ok(verified)
+    }
+
+    fn verify_counted(
+        &self,
+        token: &str,
+        now: i64,
+        budget: Option<Budget<'_>>,
+    ) -> Result<Verified, AuthError> {
+        let Some(b) = budget else {
+            return self.verify_uncached(token, now);
+        };
+        if let Some(retry_after) = b.failures.refused(b.client, now, b.limit) {
+            return Err(AuthError::TooManyBadSignatures { retry_after });
+        }
+        let result = self.verify_uncached(token, now);
+        if matches!(result, Err(AuthError::BadSignature)) {
+            b.failures.record(b.client, now, b.limit);
+        }
+        result
     }
 
     /// Every check, without the cache (for `explain` and benchmarks).
@@ -289,6 +332,7 @@ impl AuthError {
         match self {
             AuthError::Missing => Reason::TokenMissing,
             AuthError::Expired => Reason::TokenExpired,
+            AuthError::TooManyBadSignatures { .. } => Reason::RateLimited,
             _ => Reason::TokenInvalid,
         }
     }
@@ -893,6 +937,79 @@ mod tests {
             v.verify(&token, NOW + 3).map(|_| ()),
             Err(AuthError::UnknownKid),
             "after a key rotation that removed the key, the cached verification must not be used"
+        );
+    }
+
+    #[test]
+    fn a_client_over_its_bad_signatures_keeps_cached_tokens_and_gets_no_new_checks() {
+        let ec = testkit::es256("ec-1");
+        let store = KeyStore::new(KeySet::new());
+        store.replace_remote(
+            &KeySet::from_jwks_json(testkit::jwks(&[&ec]).as_bytes()).unwrap_or_default(),
+        );
+        let v = Verifier::new(testkit::settings(vec![Algorithm::ES256]), Arc::new(store))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let failures = SignatureFailures::default();
+        let limit = BadSignatureLimit {
+            max: 2,
+            per: Duration::from_secs(60),
+        };
+        let client = IpAddr::from([203, 0, 113, 9]);
+        let budget = Some(Budget {
+            failures: &failures,
+            client,
+            limit: &limit,
+        });
+        let known = testkit::token(&ec, testkit::claims());
+        assert!(v.verify_within(&known, NOW, budget).is_ok());
+
+        let mut c = testkit::claims();
+        c["roles"] = json!(["admin"]);
+        let parts: Vec<&str> = known.split('.').collect();
+        let forged = format!("{}.{}.{}", parts[0], b64(&c.to_string()), parts[2]);
+        let expired = {
+            let mut c = testkit::claims();
+            c["exp"] = json!(NOW - 3600);
+            testkit::token(&ec, c)
+        };
+        // An expired token is not a bad signature: it does not count.
+        assert_eq!(
+            v.verify_within(&expired, NOW, budget).map(|_| ()),
+            Err(AuthError::Expired)
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                v.verify_within(&forged, NOW, budget).map(|_| ()),
+                Err(AuthError::BadSignature)
+            );
+        }
+        assert_eq!(
+            v.verify_within(&forged, NOW + 1, budget).map(|_| ()),
+            Err(AuthError::TooManyBadSignatures { retry_after: 59 }),
+            "no third check"
+        );
+        assert!(
+            v.verify_within(&known, NOW + 1, budget).is_ok(),
+            "a token verified before is still served from the cache"
+        );
+        let mut c = testkit::claims();
+        c["sub"] = json!("someone-else");
+        let fresh = testkit::token(&ec, c);
+        assert_eq!(
+            v.verify_within(&fresh, NOW + 1, budget).map(|_| ()),
+            Err(AuthError::TooManyBadSignatures { retry_after: 59 }),
+            "a new token from that client is not checked"
+        );
+        assert!(
+            v.verify(&fresh, NOW + 1).is_ok(),
+            "without a budget (another client, or explain) it verifies"
+        );
+        let mut c = testkit::claims();
+        c["sub"] = json!("a-third-one");
+        let later = testkit::token(&ec, c);
+        assert!(
+            v.verify_within(&later, NOW + 60, budget).is_ok(),
+            "the window ended: new tokens are checked again"
         );
     }
 }

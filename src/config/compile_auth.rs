@@ -7,9 +7,11 @@ use jsonwebtoken::Algorithm;
 
 use super::compile::Compiler;
 use super::duration::{parse_duration, parse_size};
-use super::raw::{RawAuth, Str};
+use super::raw::{RawAuth, RawBadSignatures, Str};
 use super::snapshot::{AuthRuntime, JwksConfig};
-use crate::auth::{AuthSettings, ClaimPath, JwksOptions, KeySet, KeyStore, Verifier};
+use crate::auth::{
+    AuthSettings, BadSignatureLimit, ClaimPath, JwksOptions, KeySet, KeyStore, Verifier,
+};
 use crate::revocation::RevocationList;
 use crate::webhook::{MetaWebhook, MAX_WEBHOOK_BODY};
 
@@ -45,6 +47,9 @@ impl Compiler<'_> {
         }
         if let Some(n) = &a.cache_entries {
             settings.cache_entries = n.value as usize;
+        }
+        if let Some(b) = &a.bad_signatures {
+            settings.bad_signatures = self.bad_signatures(b);
         }
         if let Some(p) = &a.claims.subject {
             settings.claims.subject = self.claim_path(p)?;
@@ -162,6 +167,27 @@ impl Compiler<'_> {
                 None
             }
         }
+    }
+
+    /// `auth.bad_signatures`: `max: 0` turns the limit off; `per` is a
+    /// whole number of seconds, at least one.
+    fn bad_signatures(&mut self, b: &RawBadSignatures) -> Option<BadSignatureLimit> {
+        let mut limit = BadSignatureLimit {
+            max: b.max.value,
+            ..BadSignatureLimit::default()
+        };
+        if let Some(per) = &b.per {
+            match parse_duration(&per.value) {
+                Ok(d) if d.as_secs() >= 1 && d.subsec_nanos() == 0 => limit.per = d,
+                Ok(_) => self.err(
+                    &per.referenced,
+                    "auth.bad_signatures.per must be a whole number of seconds, at least 1s"
+                        .to_string(),
+                ),
+                Err(msg) => self.err(&per.referenced, msg),
+            }
+        }
+        (limit.max > 0).then_some(limit)
     }
 
     fn jwks_options(&mut self, a: &RawAuth) -> Option<JwksOptions> {

@@ -264,6 +264,9 @@ pub struct RawAuth {
     pub jwks: RawJwksTiming,
     /// Verified tokens kept in memory (0 turns the cache off).
     pub cache_entries: Option<Spanned<u32>>,
+    /// Bad signatures a client may send per window before its new tokens
+    /// are refused unchecked.
+    pub bad_signatures: Option<RawBadSignatures>,
     /// Meta's webhook signing (routes with `auth: meta_signature`).
     pub meta_webhook: Option<RawMetaWebhook>,
 }
@@ -301,6 +304,14 @@ pub struct RawRevoked {
     pub subjects_file: Option<Str>,
     /// One `jti` per line; `#` comments.
     pub jti_file: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBadSignatures {
+    /// 0 turns the limit off.
+    pub max: Spanned<u32>,
+    pub per: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

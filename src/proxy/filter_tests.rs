@@ -47,6 +47,7 @@ fn gateway(dir: &Path) -> Gateway {
             )
             .0,
         ),
+        signature_failures: Arc::default(),
     }
 }
 

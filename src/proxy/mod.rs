@@ -34,7 +34,7 @@ pub use context::RequestCtx;
 pub use respond::error_body;
 
 use crate::audit::{AuditSink, Offered};
-use crate::auth::JwksSource;
+use crate::auth::{JwksSource, SignatureFailures};
 use crate::config::ConfigStore;
 use crate::config::Snapshot;
 use crate::decision::Reason;
@@ -61,6 +61,8 @@ pub struct Gateway {
     pub limits: Arc<Limits>,
     /// Alert counters (kept across reloads) and the queue to the courier.
     pub alerts: Arc<crate::alert::Alerting>,
+    /// Bad token signatures per client, kept across reloads.
+    pub signature_failures: Arc<SignatureFailures>,
 }
 
 #[async_trait]
@@ -140,14 +142,21 @@ impl ProxyHttp for Gateway {
                 ctx.refused_route = refusal.route;
                 ctx.caller = refusal.caller;
                 ctx.rules = refusal.rules;
-                respond::refuse(
-                    session,
-                    refusal.reason,
-                    &ctx.request_id,
-                    refusal.challenge.as_deref(),
-                    false,
-                )
-                .await?;
+                match refusal.retry_after {
+                    Some(secs) => {
+                        respond::rate_limited(session, &ctx.request_id, secs.get().into()).await?
+                    }
+                    None => {
+                        respond::refuse(
+                            session,
+                            refusal.reason,
+                            &ctx.request_id,
+                            refusal.challenge.as_deref(),
+                            false,
+                        )
+                        .await?
+                    }
+                }
                 Ok(true)
             }
         }
@@ -425,6 +434,7 @@ impl Gateway {
             now: jiff::Timestamp::try_from(ctx.received_at)
                 .unwrap_or_else(|_| jiff::Timestamp::now()),
             revocations: &self.revocations,
+            signature_failures: Some(&self.signature_failures),
         };
         let first = gate::admit(snapshot, &view, &circumstances);
         match (&first, &self.jwks) {

@@ -141,22 +141,27 @@ async fn get(
     (status, body, headers)
 }
 
+/// `token` with `roles: [admin]` written into its payload: the signature
+/// no longer matches.
+fn tamper(token: &str) -> String {
+    use base64::Engine;
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&e.decode(&parts[1]).expect("b64")).expect("json");
+    claims["roles"] = json!(["admin"]);
+    parts[1] = e.encode(claims.to_string());
+    parts.join(".")
+}
+
 #[tokio::test]
 async fn missing_and_bad_tokens_are_401_and_never_reach_the_upstream() {
     let env = start().await;
     let idp = &env.idp;
     let now = jiff::Timestamp::now().as_second();
     let good = agent(idp);
-    let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
-    parts[1] = {
-        use base64::Engine;
-        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut claims: serde_json::Value =
-            serde_json::from_slice(&e.decode(&parts[1]).expect("b64")).expect("json");
-        claims["roles"] = json!(["admin"]);
-        e.encode(claims.to_string())
-    };
-    let tampered = parts.join(".");
+    let tampered = tamper(&good);
+    let parts: Vec<&str> = tampered.split('.').collect();
     let unsigned = {
         use base64::Engine;
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -629,4 +634,86 @@ async fn the_admin_explain_endpoint_answers_with_the_live_policy() {
         .expect("explain");
     assert_eq!(resp.status(), 401, "explain needs the admin token");
     assert_eq!(env.up.count(), 0, "explaining never reaches an upstream");
+}
+
+#[tokio::test]
+async fn a_client_sending_bad_signatures_gets_no_new_checks_for_a_while() {
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let gw = harness::start(
+        r#"
+listeners: [{name: main, addr: "${LISTEN}"}]
+admin: {addr: "${ADMIN}"}
+network: {trusted_proxies: [127.0.0.0/8]}
+upstreams:
+  crm: {url: "${UP}"}
+auth:
+  issuer: https://idp.acme-retail.test/
+  audiences: [chatwarden]
+  algorithms: [EdDSA]
+  jwks_url: "${JWKS}"
+  bad_signatures: {max: 3, per: 1m}
+roles:
+  agent: {permissions: [contacts.read]}
+routes:
+  - {name: contacts, upstream: crm, methods: [GET], path: /contacts, permission: contacts.read}
+audit: {path: "${AUDIT}"}
+"#,
+        &[("UP", up.url()), ("JWKS", idp.jwks_url())],
+    )
+    .await;
+    let client = gw.client();
+    // The clients sit behind a trusted proxy, which names them.
+    let get = |token: String, from: &'static str| {
+        client
+            .get(gw.url("/contacts"))
+            .bearer_auth(token)
+            .header("x-forwarded-for", from)
+            .send()
+    };
+    const MALLORY: &str = "203.0.113.7";
+    let known = idp.token("amelia", &["agent"], json!({}));
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(get(known.clone(), MALLORY).await.expect("req")), 200);
+
+    for _ in 0..3 {
+        let resp = get(tamper(&known), MALLORY).await.expect("request");
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = get(tamper(&known), MALLORY).await.expect("request");
+    assert_eq!(
+        resp.status(),
+        429,
+        "the fourth bad signature is not checked"
+    );
+    let wait: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["reason"], "rate_limited");
+
+    // A token verified before still works; a new one is not checked.
+    assert_eq!(status(get(known, MALLORY).await.expect("req")), 200);
+    let new = idp.token("ben", &["agent"], json!({}));
+    assert_eq!(status(get(new.clone(), MALLORY).await.expect("req")), 429);
+    // Another client is not affected.
+    assert_eq!(status(get(new, "198.51.100.4").await.expect("req")), 200);
+    assert_eq!(up.count(), 3, "only the three good answers reached the CRM");
+
+    let records = gw.audit_records(8).await;
+    assert_eq!(records.len(), 8, "one record per request");
+    let limited: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["reason"] == "rate_limited")
+        .collect();
+    assert_eq!(limited.len(), 2, "{records:?}");
+    for r in limited {
+        assert_eq!(r["rules"], json!(["auth.bad_signatures"]), "{r}");
+        assert_eq!(r["client_ip"], MALLORY, "{r}");
+        assert_eq!(r["status"], 429, "{r}");
+    }
 }

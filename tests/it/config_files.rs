@@ -393,3 +393,46 @@ listeners:
         ],
     );
 }
+
+#[test]
+fn bad_signature_limits_default_on_and_are_validated() {
+    let auth = |extra: &str| {
+        format!(
+            "\
+listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]
+auth:
+  issuer: https://idp.example/
+  audiences: [chatwarden]
+  algorithms: [HS256]
+  hmac_secret: \"0123456789abcdef0123456789abcdef\"
+{extra}"
+        )
+    };
+    let limit_of = |yaml: &str| {
+        let snapshot = load_str(yaml, Path::new("ok.yaml"), &placeholder_env())
+            .unwrap_or_else(|e| panic!("should compile:\n{e}"));
+        snapshot
+            .auth
+            .as_ref()
+            .expect("auth")
+            .settings
+            .bad_signatures
+    };
+    let default = limit_of(&auth("")).expect("on by default");
+    assert_eq!((default.max, default.per.as_secs()), (20, 60));
+    let set = limit_of(&auth("  bad_signatures: {max: 5, per: 10m}\n")).expect("set");
+    assert_eq!((set.max, set.per.as_secs()), (5, 600));
+    assert_eq!(
+        limit_of(&auth("  bad_signatures: {max: 0}\n")),
+        None,
+        "0 turns it off"
+    );
+
+    expect_errors(
+        &auth("  bad_signatures: {max: 5, per: 500ms}\n"),
+        Match::Prefix,
+        &["bad.yaml:7:33: auth.bad_signatures.per must be a whole number of seconds"],
+    );
+    let errors = errors_of(&auth("  bad_signatures: {max: -1, window: 1m}\n"));
+    assert!(!errors.is_empty(), "{errors:?}");
+}
