@@ -123,18 +123,6 @@ impl SignatureFailures {
         );
     }
 
-    /// Clients with a window on record, open or not yet collected.
-    pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Window>> {
         let low = match ip {
             IpAddr::V4(v4) => usize::from(v4.octets()[3]),
@@ -151,6 +139,16 @@ impl SignatureFailures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl SignatureFailures {
+        /// Clients with a window on record, open or not yet collected.
+        fn len(&self) -> usize {
+            self.shards
+                .iter()
+                .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+                .sum()
+        }
+    }
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([203, 0, 113, last])

@@ -900,16 +900,21 @@ mod tests {
         );
     }
 
+    /// A key store holding `key` as if from a JWKS.
+    fn store_of(key: &TestKey) -> Arc<KeyStore> {
+        let store = KeyStore::new(KeySet::new());
+        store.replace_remote(
+            &KeySet::from_jwks_json(testkit::jwks(&[key]).as_bytes()).unwrap_or_default(),
+        );
+        Arc::new(store)
+    }
+
     #[test]
     fn cache_serves_repeats_and_respects_expiry() {
         let ec = testkit::es256("k");
-        let store = KeyStore::new(KeySet::new());
-        store.replace_remote(
-            &KeySet::from_jwks_json(testkit::jwks(&[&ec]).as_bytes()).unwrap_or_default(),
-        );
+        let store = store_of(&ec);
         let mut settings = testkit::settings(vec![Algorithm::ES256]);
         settings.leeway = Duration::from_secs(0);
-        let store = Arc::new(store);
         let v = Verifier::new(settings, store.clone()).unwrap_or_else(|e| panic!("{e}"));
         let token = testkit::token(&ec, testkit::claims());
         let first = v.verify(&token, NOW).unwrap_or_else(|e| panic!("{e}"));
@@ -943,11 +948,7 @@ mod tests {
     #[test]
     fn a_client_over_its_bad_signatures_keeps_cached_tokens_and_gets_no_new_checks() {
         let ec = testkit::es256("ec-1");
-        let store = KeyStore::new(KeySet::new());
-        store.replace_remote(
-            &KeySet::from_jwks_json(testkit::jwks(&[&ec]).as_bytes()).unwrap_or_default(),
-        );
-        let v = Verifier::new(testkit::settings(vec![Algorithm::ES256]), Arc::new(store))
+        let v = Verifier::new(testkit::settings(vec![Algorithm::ES256]), store_of(&ec))
             .unwrap_or_else(|e| panic!("{e}"));
         let failures = SignatureFailures::default();
         let limit = BadSignatureLimit {
