@@ -344,11 +344,7 @@ audit: {path: "${AUDIT}"}
         ],
     )
     .await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .tls_built_in_root_certs(false)
-        .resolve("localhost", gw.addr)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"))
+    let client = crate::tls::client_trusting(Some(&ca_pem), &gw)
         .build()
         .expect("client");
     let token = idp.token("amelia", &["agent"], json!({}));

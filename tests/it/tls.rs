@@ -48,7 +48,10 @@ async fn reload(gw: &harness::TestGateway) -> serde_json::Value {
 
 /// A client trusting only `ca_pem` (none if `None`), reaching `localhost`
 /// at the gateway; every client is a new TLS handshake.
-fn client_trusting(ca_pem: Option<&str>, gw: &harness::TestGateway) -> reqwest::ClientBuilder {
+pub(crate) fn client_trusting(
+    ca_pem: Option<&str>,
+    gw: &harness::TestGateway,
+) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .tls_built_in_root_certs(false)
