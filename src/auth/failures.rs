@@ -6,7 +6,9 @@
 //! cache) still works, a new one is refused with `rate_limited` and a
 //! `Retry-After`, at the price of a lookup.
 //!
-//! - Keyed by client IP, as resolved through trusted proxies.
+//! - Keyed by client IP, as resolved through trusted proxies; an IPv6
+//!   client by its /64, the block one host usually holds whole (keyed by
+//!   address, it could count against 2^64 of them).
 //! - Fixed windows that open with a client's first bad signature.
 //! - Bounded: `capacity` clients over 16 shards; a full shard drops its
 //!   closed windows first, then all of them (a flood from that many
@@ -85,6 +87,7 @@ impl SignatureFailures {
     /// `limit.max` bad signatures in the window open at `now` (Unix
     /// seconds).
     pub fn refused(&self, ip: IpAddr, now: i64, limit: &BadSignatureLimit) -> Option<u64> {
+        let ip = client(ip);
         let shard = self.shard(ip);
         let window = shard.get(&ip)?;
         if !window.open_at(now, limit) || window.count < limit.max {
@@ -96,6 +99,7 @@ impl SignatureFailures {
 
     /// Counts one bad signature from `ip` at `now`.
     pub fn record(&self, ip: IpAddr, now: i64, limit: &BadSignatureLimit) {
+        let ip = client(ip);
         let mut shard = self.shard(ip);
         if let Some(window) = shard.get_mut(&ip) {
             if window.open_at(now, limit) {
@@ -124,15 +128,29 @@ impl SignatureFailures {
     }
 
     fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Window>> {
+        // `ip` is already a `client` key: the low byte of a /64 is zero,
+        // so IPv6 clients spread by the last byte of their prefix.
         let low = match ip {
             IpAddr::V4(v4) => usize::from(v4.octets()[3]),
-            IpAddr::V6(v6) => usize::from(v6.octets()[15]),
+            IpAddr::V6(v6) => usize::from(v6.octets()[7]),
         };
         // Inserts and removes are single map calls: a poisoned shard is
         // still consistent.
         self.shards[low % self.shards.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The key a client is counted under: an IPv4 address (IPv4-mapped IPv6
+/// included) as it is, an IPv6 address by its /64.
+fn client(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -191,5 +209,23 @@ mod tests {
         f.record(a, 2_000, &LIMIT);
         assert_eq!(f.refused(b, 2_000, &LIMIT), None);
         assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_slash_64() {
+        let f = SignatureFailures::default();
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, last]);
+        for i in 0..3 {
+            f.record(host(i), 1_000, &LIMIT);
+        }
+        assert_eq!(f.refused(host(999), 1_000, &LIMIT), Some(60), "same /64");
+        let neighbour = IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1]);
+        assert_eq!(f.refused(neighbour, 1_000, &LIMIT), None, "next /64");
+        // An IPv4-mapped address is its IPv4 client.
+        for _ in 0..3 {
+            f.record(ip(5), 1_000, &LIMIT);
+        }
+        let mapped: IpAddr = "::ffff:203.0.113.5".parse().expect("address");
+        assert_eq!(f.refused(mapped, 1_000, &LIMIT), Some(60));
     }
 }
