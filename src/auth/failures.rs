@@ -20,6 +20,8 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::request::client_ip::counted_client;
+
 const SHARDS: usize = 16;
 
 /// Clients tracked at once by default.
@@ -87,7 +89,7 @@ impl SignatureFailures {
     /// `limit.max` bad signatures in the window open at `now` (Unix
     /// seconds).
     pub fn refused(&self, ip: IpAddr, now: i64, limit: &BadSignatureLimit) -> Option<u64> {
-        let ip = client(ip);
+        let ip = counted_client(ip);
         let shard = self.shard(ip);
         let window = shard.get(&ip)?;
         if !window.open_at(now, limit) || window.count < limit.max {
@@ -99,7 +101,7 @@ impl SignatureFailures {
 
     /// Counts one bad signature from `ip` at `now`.
     pub fn record(&self, ip: IpAddr, now: i64, limit: &BadSignatureLimit) {
-        let ip = client(ip);
+        let ip = counted_client(ip);
         let mut shard = self.shard(ip);
         if let Some(window) = shard.get_mut(&ip) {
             if window.open_at(now, limit) {
@@ -128,7 +130,7 @@ impl SignatureFailures {
     }
 
     fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Window>> {
-        // `ip` is already a `client` key: the low byte of a /64 is zero,
+        // `ip` is already a `counted_client`: the low bytes of a /64 are zero,
         // so IPv6 clients spread by the last byte of their prefix.
         let low = match ip {
             IpAddr::V4(v4) => usize::from(v4.octets()[3]),
@@ -139,18 +141,6 @@ impl SignatureFailures {
         self.shards[low % self.shards.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The key a client is counted under: an IPv4 address (IPv4-mapped IPv6
-/// included) as it is, an IPv6 address by its /64.
-fn client(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
     }
 }
 

@@ -42,6 +42,7 @@ use crate::gate;
 use crate::gate::Pending;
 use crate::limit::{retry_after_secs, LimitKey, Limits};
 use crate::metrics::Metrics;
+use crate::request::client_ip::counted_client;
 use crate::request::request_id;
 use crate::revocation::RuntimeRevocations;
 
@@ -396,7 +397,10 @@ impl Gateway {
         let key = match (limit.key, &admission.caller) {
             (LimitKey::Subject, Some(c)) => c.identity.subject.as_str(),
             (LimitKey::Subject | LimitKey::ClientIp, _) => {
-                ip = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+                ip = ctx
+                    .client_ip
+                    .map(|ip| counted_client(ip).to_string())
+                    .unwrap_or_default();
                 ip.as_str()
             }
             (LimitKey::Route, _) => "",

@@ -118,6 +118,17 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The client a counter (rate limit, bad signatures) charges: an IPv4
+/// address as it is (IPv4-mapped ones as IPv4), an IPv6 address by its /64,
+/// the block one host usually holds whole. Keyed by address, an IPv6 host
+/// could spread its requests over 2^64 counters.
+pub fn counted_client(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
 /// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
 /// it denotes. A mapped network shorter than /96 stays IPv6 and so covers
 /// no IPv4 client: access is never widened by accident.
@@ -532,5 +543,14 @@ mod tests {
             let addr: IpAddr = ip.parse().expect("a test address");
             assert_eq!(IpText::new(addr).as_str(), addr.to_string(), "{ip}");
         }
+    }
+
+    #[test]
+    fn counters_charge_an_ipv6_host_by_its_slash_64() {
+        let key = |s: &str| counted_client(s.parse().expect("address")).to_string();
+        assert_eq!(key("2001:db8:0:7:1:2:3:4"), "2001:db8:0:7::");
+        assert_eq!(key("2001:db8:0:7::"), "2001:db8:0:7::");
+        assert_eq!(key("::ffff:203.0.113.5"), "203.0.113.5");
+        assert_eq!(key("203.0.113.5"), "203.0.113.5");
     }
 }

@@ -12,6 +12,7 @@ use crate::upstream::EchoUpstream;
 const CONFIG: &str = r#"
 listeners: [{name: main, addr: "${LISTEN}"}]
 admin: {addr: "${ADMIN}"}
+network: {trusted_proxies: [127.0.0.0/8]}
 upstreams:
   crm: {url: "${UP}"}
 auth:
@@ -34,6 +35,7 @@ routes:
     path: "/api/v1/accounts/{account_id}/contacts/search"
     permission: contacts.read
     rate_limit: {key: route, per: 1m, burst: 3}
+  - {name: status, upstream: crm, methods: [GET], path: /status, auth: none, rate_limit: {key: ip, per: 1h, burst: 2}}
 audit: {path: "${AUDIT}"}
 "#;
 
@@ -94,4 +96,30 @@ async fn exports_over_the_limit_get_429_with_retry_after_and_never_reach_the_crm
     assert_eq!(limited[0]["status"], 429);
     assert_eq!(limited[0]["rules"], json!(["export.rate_limit"]));
     assert_eq!(limited[0]["upstream"], Value::Null, "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn an_ipv6_client_is_limited_by_its_slash_64() {
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let gw = harness::start(CONFIG, &[("UP", up.url()), ("JWKS", idp.jwks_url())]).await;
+    let client = gw.client();
+    // Clients named by the trusted proxy in front (the test connects from
+    // 127.0.0.1).
+    let from = |addr: &'static str| {
+        client
+            .get(gw.url("/status"))
+            .header("x-forwarded-for", addr)
+            .send()
+    };
+    for (addr, status) in [
+        ("2001:db8:0:7::1", 200),
+        ("2001:db8:0:7::2", 200),
+        ("2001:db8:0:7:ffff::3", 429),
+        ("2001:db8:0:8::1", 200),
+        ("203.0.113.7", 200),
+    ] {
+        let resp = from(addr).await.expect("request");
+        assert_eq!(resp.status(), status, "{addr}");
+    }
 }
