@@ -142,6 +142,16 @@ async fn serve(mut stream: TcpStream, drop_second: bool, counts: Arc<Counts>) {
     }
 }
 
+/// A GET through the plain listener with `token`.
+async fn get(gw: &harness::TestGateway, path: &str, token: &str) -> reqwest::Response {
+    gw.client()
+        .get(gw.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+}
+
 /// The whole response to a GET, as it came off the wire.
 async fn raw_get(gw: &harness::TestGateway, path: &str, token: &str) -> String {
     let request = format!(
@@ -227,12 +237,7 @@ async fn a_masked_answer_leaves_whole_with_its_length() {
     // 4 MB of the wrong shape arrives in many reads; nothing of it was
     // sent before it was known to be unmaskable, so the client gets the
     // gateway's error, whole.
-    let resp = client
-        .get(gw.url("/big"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("request");
+    let resp = get(&gw, "/big", &token).await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.expect("the gateway's error body");
     assert_eq!(body["reason"], "redaction_failed", "{body}");
@@ -250,14 +255,8 @@ async fn a_masked_answer_leaves_whole_with_its_length() {
 async fn a_pooled_connection_the_upstream_closed_is_retried_on_a_new_one() {
     let (gw, idp, counts) = start(true).await;
     let token = idp.token("amelia", &["agent"], json!({}));
-    let client = gw.client();
     for i in 0..3 {
-        let resp = client
-            .get(gw.url("/api/v1/accounts/1/contacts"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("request");
+        let resp = get(&gw, "/api/v1/accounts/1/contacts", &token).await;
         let status = resp.status();
         let text = resp.text().await.expect("body");
         assert_eq!(status, 200, "request {i}: {text}");
@@ -275,17 +274,11 @@ async fn a_pooled_connection_the_upstream_closed_is_retried_on_a_new_one() {
 async fn upstream_failures_on_a_fetched_answer_keep_the_error_contract() {
     let (gw, idp, _) = start(false).await;
     let token = idp.token("amelia", &["agent"], json!({}));
-    let client = gw.client();
     for (path, status, reason) in [
         ("/dead", 502, "upstream_error"),
         ("/hang", 504, "upstream_timeout"),
     ] {
-        let resp = client
-            .get(gw.url(path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("request");
+        let resp = get(&gw, path, &token).await;
         assert_eq!(resp.status(), status, "{path}");
         let body: Value = resp.json().await.expect("the gateway's error body");
         assert_eq!(body["reason"], reason, "{path}: {body}");
@@ -391,16 +384,10 @@ audit: {path: "${AUDIT}"}
 async fn an_ownership_lookup_meeting_a_closed_pooled_connection_is_retried() {
     let (gw, idp, counts) = start(true).await;
     let token = idp.token("amelia", &["agent"], json!({"uid": 3}));
-    let client = gw.client();
     // Distinct ids: each request makes its own lookup (answers are cached
     // per looked-up path).
     for id in [1, 2, 3] {
-        let resp = client
-            .get(gw.url(&format!("/owned/{id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("request");
+        let resp = get(&gw, &format!("/owned/{id}"), &token).await;
         let status = resp.status();
         let text = resp.text().await.expect("body");
         assert_eq!(status, 200, "request for {id}: {text}");
