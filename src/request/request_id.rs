@@ -28,11 +28,11 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 /// into an exactly sized String: one allocation per request and none of the
 /// formatting machinery.
 fn hex_id(bits: u128) -> String {
-    let mut id = String::with_capacity(32);
-    for shift in (0..32).rev() {
-        id.push(char::from(HEX_DIGITS[(bits >> (shift * 4)) as usize & 0xf]));
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX_DIGITS[(bits >> ((31 - i) * 4)) as usize & 0xf];
     }
-    id
+    id.iter().map(|&d| char::from(d)).collect()
 }
 
 #[cfg(test)]
