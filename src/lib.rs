@@ -28,6 +28,7 @@ pub mod webhook;
 pub mod alert;
 pub mod audit;
 pub mod config;
+pub mod connection;
 pub mod explain;
 pub mod metrics;
 

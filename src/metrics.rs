@@ -31,6 +31,8 @@ pub struct Metrics {
     latency_sum_micros: AtomicU64,
     /// Alert rules: fired, dropped, evicted keys, failed deliveries.
     pub alerts: AlertMetrics,
+    /// Client connections: open, refused over a cap, closed for a slow head.
+    pub connections: Arc<crate::connection::ConnectionMetrics>,
 }
 
 /// Values that live elsewhere (the audit writer's own counters) and are
@@ -128,6 +130,7 @@ impl Metrics {
             );
         }
         self.alerts.render(&mut out);
+        self.connections.render(&mut out);
         out.push_str("# HELP chatwarden_dry_run_denials_total Requests a dry-run (mode: audit) access rule would have denied.\n");
         out.push_str("# TYPE chatwarden_dry_run_denials_total counter\n");
         for (rule, n) in self.dry_run_denials.snapshot() {

@@ -21,6 +21,7 @@ use crate::audit::{
 };
 use crate::auth::JwksSource;
 use crate::config::{ConfigStore, Snapshot};
+use crate::connection::Guarded;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::{ReloadSource, Reloader};
@@ -168,8 +169,15 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         alerts: Arc::new(alerting),
         signature_failures: Arc::default(),
     };
-    let mut proxy =
-        pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "chatwarden");
+    // The proxy behind the head deadline and connection caps (`connection`).
+    let mut proxy = Service::new(
+        "chatwarden".to_string(),
+        Guarded::new(
+            pingora_proxy::http_proxy(&server.configuration, gateway),
+            store.clone(),
+            metrics.connections.clone(),
+        ),
+    );
     for (name, addr, tls, write_buffer) in listeners {
         // Reads keep pingora's default buffer; see DEFAULT_WRITE_BUFFER for
         // the write side.

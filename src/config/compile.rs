@@ -18,12 +18,13 @@ use sha2::{Digest, Sha256};
 
 use super::duration::{parse_duration, parse_size};
 use super::env::{expand, EnvLookup};
-use super::raw::{RawConfig, RawRoute, RawUpstream, Str};
+use super::raw::{RawConfig, RawConnections, RawRoute, RawUpstream, Str};
 use super::snapshot::AuthRuntime;
 use super::snapshot::{
     Admin, AuditSettings, AuthMode, ConfigVersion, Listener, Route, RouteName, Snapshot, Timeouts,
     Upstream, UpstreamName, UpstreamTarget, DEFAULT_WRITE_BUFFER, MAX_WRITE_BUFFER,
 };
+use crate::connection::ConnectionSettings;
 use crate::policy::OwnerCache;
 use crate::redact::RedactionRule;
 use crate::request::TrustedProxies;
@@ -149,6 +150,10 @@ pub(super) struct Compiler<'a> {
 /// that was read, so renewing a certificate in place (same YAML, new PEM)
 /// is a new version that a reload applies, rather than "unchanged". A
 /// config that names no files keeps the digest of its text alone.
+/// Bounds of `connections.head_timeout`.
+const MIN_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 fn version(text: &str, sources: Option<Sha256>) -> ConfigVersion {
     let mut digest = Sha256::new();
     digest.update(text.as_bytes());
@@ -199,6 +204,7 @@ impl Compiler<'_> {
         let listeners = self.listeners(&raw);
         let admin = self.admin(&raw);
         let trusted_proxies = TrustedProxies::new(self.cidrs(&raw.network.trusted_proxies));
+        let connections = self.connections(&raw.connections);
         let upstreams = self.upstreams(&raw.upstreams);
         let auth = match &raw.auth {
             Some(a) => self.auth(a),
@@ -230,6 +236,7 @@ impl Compiler<'_> {
             listeners,
             admin,
             trusted_proxies,
+            connections,
             upstreams,
             routes: routes?,
             auth,
@@ -291,6 +298,53 @@ impl Compiler<'_> {
                 tls,
                 write_buffer,
             });
+        }
+        out
+    }
+
+    /// `connections`: a head deadline between 100ms and 10m, caps of at
+    /// least 1 (leave a cap out for none).
+    fn connections(&mut self, raw: &RawConnections) -> ConnectionSettings {
+        let mut out = ConnectionSettings::default();
+        if let Some(t) = &raw.head_timeout {
+            match parse_duration(&t.value) {
+                Ok(d) if (MIN_HEAD_TIMEOUT..=MAX_HEAD_TIMEOUT).contains(&d) => out.head_timeout = d,
+                Ok(_) => self.err(
+                    &t.referenced,
+                    "connections.head_timeout must be between 100ms and 10m".to_string(),
+                ),
+                Err(msg) => self.err(&t.referenced, format!("connections.head_timeout: {msg}")),
+            }
+        }
+        for (field, raw_cap, cap) in [
+            ("max", &raw.max, &mut out.max),
+            (
+                "max_per_client",
+                &raw.max_per_client,
+                &mut out.max_per_client,
+            ),
+        ] {
+            if let Some(n) = raw_cap {
+                if n.value == 0 {
+                    self.err(
+                        &n.referenced,
+                        format!("connections.{field} must be at least 1 (leave it out for no cap)"),
+                    );
+                } else {
+                    *cap = Some(n.value);
+                }
+            }
+        }
+        if let (Some(max), Some(per_client)) = (&raw.max, &raw.max_per_client) {
+            if per_client.value > max.value {
+                self.err(
+                    &per_client.referenced,
+                    format!(
+                        "connections.max_per_client ({}) is above connections.max ({})",
+                        per_client.value, max.value
+                    ),
+                );
+            }
         }
         out
     }

@@ -21,6 +21,9 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub network: RawNetwork,
+    /// Head deadline and connection caps.
+    #[serde(default)]
+    pub connections: RawConnections,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub auth: Option<RawAuth>,
@@ -120,6 +123,18 @@ pub struct RawAdmin {
 pub struct RawNetwork {
     #[serde(default)]
     pub trusted_proxies: Vec<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnections {
+    /// How long the rest of a request head may take once the client has
+    /// paused in it.
+    pub head_timeout: Option<Str>,
+    /// Client connections open at once, all listeners together.
+    pub max: Option<Spanned<u32>>,
+    /// Client connections open at once from one address.
+    pub max_per_client: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

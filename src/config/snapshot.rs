@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub listeners: Vec<Listener>,
     pub admin: Option<Admin>,
     pub trusted_proxies: TrustedProxies,
+    /// Head deadline and connection caps, read when a connection arrives.
+    pub connections: crate::connection::ConnectionSettings,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub routes: RouteTable<Arc<Route>>,
     /// Token verification, keys, revocation lists, webhook secret; `None`

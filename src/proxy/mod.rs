@@ -23,6 +23,8 @@ mod filter_tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
+use crate::connection::Paced;
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -79,6 +81,10 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // The head is in: its deadline no longer applies.
+        if let Some(paced) = session.stream().and_then(Paced::of) {
+            paced.head_complete();
+        }
         let snapshot = self.store.load();
         let peer_ip = session
             .client_addr()
@@ -256,6 +262,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // Whatever the client sends next begins a new head.
+        if let Some(paced) = session.stream().and_then(Paced::of) {
+            paced.request_finished();
+        }
         if let Some(snapshot) = &ctx.snapshot {
             for rule in &ctx.rules {
                 if snapshot.policy.is_dry_run(rule) {

@@ -436,3 +436,54 @@ auth:
     let errors = errors_of(&auth("  bad_signatures: {max: -1, window: 1m}\n"));
     assert!(!errors.is_empty(), "{errors:?}");
 }
+
+#[test]
+fn connection_settings_default_and_are_validated() {
+    let with = |extra: &str| format!("listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]\n{extra}");
+    let settings_of = |yaml: &str| {
+        load_str(yaml, Path::new("ok.yaml"), &placeholder_env())
+            .unwrap_or_else(|e| panic!("should compile:\n{e}"))
+            .connections
+    };
+    let default = settings_of(&with(""));
+    assert_eq!(
+        (
+            default.head_timeout.as_secs(),
+            default.max,
+            default.max_per_client
+        ),
+        (10, None, None),
+        "a 10s head deadline and no caps by default"
+    );
+    let set = settings_of(&with(
+        "connections: {head_timeout: 2500ms, max: 20000, max_per_client: 200}\n",
+    ));
+    assert_eq!(
+        (set.head_timeout.as_millis(), set.max, set.max_per_client),
+        (2500, Some(20000), Some(200))
+    );
+
+    expect_errors(
+        &with("connections: {head_timeout: 50ms, max: 0, max_per_client: 0}\n"),
+        Match::Prefix,
+        &[
+            "bad.yaml:2:29: connections.head_timeout must be between 100ms and 10m",
+            "bad.yaml:2:40: connections.max must be at least 1",
+            "bad.yaml:2:59: connections.max_per_client must be at least 1",
+        ],
+    );
+    expect_errors(
+        &with("connections: {max: 10, max_per_client: 11}\n"),
+        Match::Prefix,
+        &["bad.yaml:2:40: connections.max_per_client (11) is above connections.max (10)"],
+    );
+    expect_errors(
+        &with("connections: {head_timeout: soon}\n"),
+        Match::Prefix,
+        &["bad.yaml:2:29: connections.head_timeout: "],
+    );
+    assert!(
+        !errors_of(&with("connections: {idle: 5s}\n")).is_empty(),
+        "unknown keys are errors"
+    );
+}

@@ -10,6 +10,7 @@ mod audit;
 mod authn;
 mod cli;
 mod config_files;
+mod connections;
 mod fetched;
 mod hygiene;
 mod limits;

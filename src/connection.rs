@@ -1,0 +1,598 @@
+//! Client connections before and between requests: a deadline for each
+//! request head and caps on how many connections are open.
+//!
+//! pingora 0.9 times out each read of a request head on its own (60 s), so
+//! a client that sends one byte of its head every 59 s holds a connection,
+//! and the task and buffers behind it, for as long as it likes
+//! (slowloris; pingora issue #447). Every client stream is therefore
+//! wrapped in a [`Paced`] stream before pingora sees it:
+//!
+//! - **Head deadline.** Once part of a request head has arrived and the
+//!   client pauses, the rest must arrive within `connections.head_timeout`
+//!   (counted from that first pause, not reset by later bytes), or the
+//!   connection is closed. A head that arrives whole never starts a timer;
+//!   a keep-alive connection waiting for its next request is not in a head
+//!   (pingora's 60 s idle timeout governs it), and bodies and responses
+//!   keep pingora's own per-read timeouts. The gateway's hooks tell the
+//!   stream where a request begins and ends: `early_request_filter` marks
+//!   the head complete, `logging` the request finished.
+//! - **Connection caps.** `connections.max` bounds the connections open at
+//!   once on all listeners; `connections.max_per_client` bounds those from
+//!   one address (an IPv6 client by its /64). A connection over a cap is
+//!   closed before any request is read from it (on a TLS listener, after
+//!   the handshake: pingora completes it before handing the connection
+//!   over). Connections from `network.trusted_proxies` are exempt from the
+//!   per-client cap: each carries many clients.
+//!
+//! Settings are read from the live snapshot when a connection is accepted,
+//! so a reload applies to new connections. HTTP/2 connections get the caps
+//! but no head deadline: their framing is not a head followed by a body.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::tls::{SslDigest, TlsRef};
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora_core::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use crate::config::ConfigStore;
+use crate::request::client_ip::counted_client;
+
+/// `connections.head_timeout` when the config does not set it: HAProxy's
+/// customary `timeout http-request`, and ample for a head of a few KB.
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `connections` section, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    pub head_timeout: Duration,
+    /// Connections open at once on all listeners; `None`: no cap.
+    pub max: Option<u32>,
+    /// Connections open at once from one client address; `None`: no cap.
+    pub max_per_client: Option<u32>,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
+            max: None,
+            max_per_client: None,
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    open: AtomicUsize,
+    refused_max: AtomicU64,
+    refused_per_client: AtomicU64,
+    head_timeouts: AtomicU64,
+}
+
+impl ConnectionMetrics {
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_connections_open Client connections open now, all listeners.\n\
+             # TYPE chatwarden_connections_open gauge\n\
+             chatwarden_connections_open {}",
+            self.open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_connections_refused_total Client connections closed on arrival, by the cap they were over.\n\
+             # TYPE chatwarden_connections_refused_total counter\n\
+             chatwarden_connections_refused_total{{cap=\"max\"}} {}\n\
+             chatwarden_connections_refused_total{{cap=\"max_per_client\"}} {}",
+            self.refused_max.load(Ordering::Relaxed),
+            self.refused_per_client.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_request_head_timeouts_total Connections closed because a request head did not arrive within connections.head_timeout.\n\
+             # TYPE chatwarden_request_head_timeouts_total counter\n\
+             chatwarden_request_head_timeouts_total {}",
+            self.head_timeouts.load(Ordering::Relaxed)
+        );
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn head_timeouts(&self) -> u64 {
+        self.head_timeouts.load(Ordering::Relaxed)
+    }
+}
+
+/// Shards of the per-client table: accepting a connection locks one.
+const SHARDS: usize = 16;
+
+/// Who holds how many connections.
+#[derive(Debug)]
+pub struct ConnectionTable {
+    metrics: Arc<ConnectionMetrics>,
+    per_client: [Mutex<HashMap<IpAddr, u32>>; SHARDS],
+}
+
+/// Why a connection was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverCap {
+    Max,
+    PerClient,
+}
+
+impl ConnectionTable {
+    pub fn new(metrics: Arc<ConnectionMetrics>) -> Self {
+        ConnectionTable {
+            metrics,
+            per_client: Default::default(),
+        }
+    }
+
+    /// A slot for a new connection from `client` (`None`: exempt from the
+    /// per-client cap), or the cap it is over.
+    pub fn admit(
+        self: &Arc<Self>,
+        client: Option<IpAddr>,
+        settings: &ConnectionSettings,
+    ) -> Result<Slot, OverCap> {
+        let open = self.metrics.open.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut slot = Slot {
+            table: self.clone(),
+            client: None,
+        };
+        if settings.max.is_some_and(|max| open > max as usize) {
+            self.metrics.refused_max.fetch_add(1, Ordering::Relaxed);
+            return Err(OverCap::Max);
+        }
+        if let (Some(max), Some(ip)) = (settings.max_per_client, client) {
+            let key = counted_client(ip);
+            let mut shard = self.shard(key);
+            let held = shard.entry(key).or_insert(0);
+            if *held >= max {
+                if *held == 0 {
+                    shard.remove(&key);
+                }
+                drop(shard);
+                self.metrics
+                    .refused_per_client
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(OverCap::PerClient);
+            }
+            *held += 1;
+            slot.client = Some(key);
+        }
+        Ok(slot)
+    }
+
+    fn shard(&self, key: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
+        let n = match key {
+            IpAddr::V4(v4) => u32::from(v4) as usize,
+            IpAddr::V6(v6) => (u128::from(v6) >> 64) as usize,
+        };
+        // A poisoned shard only means a panic elsewhere while it was held;
+        // the counts in it are still whole numbers.
+        match self.per_client[n % SHARDS].lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Clients holding connections now (for tests and bounds).
+    pub fn clients(&self) -> usize {
+        (0..SHARDS)
+            .map(|i| match self.per_client[i].lock() {
+                Ok(g) => g.len(),
+                Err(p) => p.into_inner().len(),
+            })
+            .sum()
+    }
+}
+
+/// One open connection's place in the [`ConnectionTable`]; given back when
+/// dropped. A refused connection's slot is dropped at once.
+pub struct Slot {
+    table: Arc<ConnectionTable>,
+    client: Option<IpAddr>,
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.table.metrics.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(key) = self.client {
+            let mut shard = self.table.shard(key);
+            if let Some(held) = shard.get_mut(&key) {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    shard.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// Where a connection is in its request cycle, as the gateway's hooks see it.
+const AWAITING_HEAD: u8 = 0;
+const IN_REQUEST: u8 = 1;
+/// The request finished: the next read starts a new wait for a head.
+const FINISHED: u8 = 2;
+
+/// A client stream that enforces the head deadline (see the module docs).
+pub struct Paced {
+    inner: Stream,
+    /// `None` on HTTP/2 connections.
+    head_timeout: Option<Duration>,
+    phase: AtomicU8,
+    /// Bytes of the current head have arrived.
+    head_begun: bool,
+    /// Armed at the first pause inside a head.
+    deadline: Option<Pin<Box<Sleep>>>,
+    metrics: Arc<ConnectionMetrics>,
+    _slot: Slot,
+}
+
+impl Paced {
+    pub fn new(
+        inner: Stream,
+        head_timeout: Option<Duration>,
+        metrics: Arc<ConnectionMetrics>,
+        slot: Slot,
+    ) -> Self {
+        Paced {
+            inner,
+            head_timeout,
+            phase: AtomicU8::new(AWAITING_HEAD),
+            head_begun: false,
+            deadline: None,
+            metrics,
+            _slot: slot,
+        }
+    }
+
+    /// The request head has been read and parsed: its deadline is over.
+    pub fn head_complete(&self) {
+        self.phase.store(IN_REQUEST, Ordering::Relaxed);
+    }
+
+    /// The request is finished: the next byte read begins a new head.
+    pub fn request_finished(&self) {
+        self.phase.store(FINISHED, Ordering::Relaxed);
+    }
+
+    /// The `Paced` under a pingora stream, if it is one.
+    pub fn of(stream: &Stream) -> Option<&Paced> {
+        stream.as_any().downcast_ref::<Paced>()
+    }
+
+    fn poll_head_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        timeout: Duration,
+    ) -> Poll<io::Result<()>> {
+        if self.phase.load(Ordering::Relaxed) == FINISHED {
+            self.phase.store(AWAITING_HEAD, Ordering::Relaxed);
+            self.head_begun = false;
+            self.deadline = None;
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                self.head_begun |= buf.filled().len() > before;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if !self.head_begun => Poll::Pending,
+            Poll::Pending => {
+                let deadline = self
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(()) => {
+                        self.metrics.head_timeouts.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            timeout_ms = timeout.as_millis() as u64,
+                            "closing a connection: request head not complete in time"
+                        );
+                        Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head not complete within connections.head_timeout",
+                        )))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Paced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paced")
+            .field("inner", &self.inner)
+            .field("head_timeout", &self.head_timeout)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl AsyncRead for Paced {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.head_timeout {
+            Some(timeout) if this.phase.load(Ordering::Relaxed) != IN_REQUEST => {
+                this.poll_head_read(cx, buf, timeout)
+            }
+            _ => Pin::new(&mut this.inner).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Paced {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Paced {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for Paced {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Paced {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Paced {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Paced {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Paced {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for Paced {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+/// The gateway's pingora app behind the connection caps and head deadline:
+/// every accepted stream is counted, then wrapped in a [`Paced`] stream.
+pub struct Guarded<A> {
+    app: Arc<A>,
+    store: ConfigStore,
+    table: Arc<ConnectionTable>,
+    metrics: Arc<ConnectionMetrics>,
+}
+
+impl<A> Guarded<A> {
+    pub fn new(app: A, store: ConfigStore, metrics: Arc<ConnectionMetrics>) -> Self {
+        Guarded {
+            app: Arc::new(app),
+            store,
+            table: Arc::new(ConnectionTable::new(metrics.clone())),
+            metrics,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let snapshot = self.store.load();
+        let settings = &snapshot.connections;
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let per_client = peer.filter(|ip| !snapshot.trusted_proxies.is_trusted(*ip));
+        let slot = match self.table.admit(per_client, settings) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                tracing::debug!(client = ?peer, ?cap, "connection refused: over a connection cap");
+                return None;
+            }
+        };
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let head_timeout = (!h2).then_some(settings.head_timeout);
+        drop(snapshot);
+        let paced: Stream = Box::new(Paced::new(stream, head_timeout, self.metrics.clone(), slot));
+        // The inner app hands back a stream only to be served again by
+        // this same method, where it would be counted and wrapped twice;
+        // pingora's HTTP app never does, and neither do we.
+        self.app.process_new(paced, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Arc<ConnectionTable> {
+        Arc::new(ConnectionTable::new(Arc::default()))
+    }
+
+    fn capped(max: Option<u32>, max_per_client: Option<u32>) -> ConnectionSettings {
+        ConnectionSettings {
+            max,
+            max_per_client,
+            ..ConnectionSettings::default()
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn the_global_cap_counts_every_open_connection() {
+        let t = table();
+        let s = capped(Some(2), None);
+        let a = t.admit(Some(ip("10.0.0.1")), &s);
+        let b = t.admit(None, &s);
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(t.admit(Some(ip("10.0.0.2")), &s).err(), Some(OverCap::Max));
+        assert_eq!(
+            t.metrics.open(),
+            2,
+            "a refused connection gives its count back"
+        );
+        drop(a);
+        assert!(
+            t.admit(Some(ip("10.0.0.2")), &s).is_ok(),
+            "a closed one frees its place"
+        );
+        assert_eq!(
+            t.metrics.open(),
+            1,
+            "and the admitted one here was dropped at once"
+        );
+    }
+
+    #[test]
+    fn the_per_client_cap_counts_a_v6_client_by_its_64_and_forgets_it_when_gone() {
+        let t = table();
+        let s = capped(None, Some(2));
+        let a = t.admit(Some(ip("2001:db8:1:2::1")), &s);
+        let b = t.admit(Some(ip("2001:db8:1:2::ffff")), &s);
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(
+            t.admit(Some(ip("2001:db8:1:2:aaaa::1")), &s).err(),
+            Some(OverCap::PerClient),
+            "a third address in the same /64 is the same client"
+        );
+        let other = t.admit(Some(ip("2001:db8:1:3::1")), &s);
+        assert!(other.is_ok(), "the next /64 is another client");
+        let exempt: Vec<_> = (0..5).map(|_| t.admit(None, &s)).collect();
+        assert!(
+            exempt.iter().all(Result::is_ok),
+            "exempt connections are not capped per client"
+        );
+        drop((a, b, other, exempt));
+        assert_eq!(t.clients(), 0, "clients with no connection are forgotten");
+        assert_eq!(t.metrics.open(), 0);
+        assert_eq!(t.metrics.refused_per_client.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn without_caps_everything_is_admitted_and_counted() {
+        let t = table();
+        let s = ConnectionSettings::default();
+        let held: Vec<_> = (0..100)
+            .map(|_| t.admit(Some(ip("10.0.0.1")), &s))
+            .collect();
+        assert!(held.iter().all(Result::is_ok));
+        assert_eq!(t.metrics.open(), 100);
+        assert_eq!(t.clients(), 0, "no per-client cap, no per-client table");
+    }
+}

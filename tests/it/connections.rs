@@ -1,0 +1,258 @@
+//! Slow and greedy clients at the socket: a request head that stalls is
+//! cut at `connections.head_timeout` (pingora alone times out each read,
+//! so a head sent a byte at a time would hold the connection forever), and
+//! connections over `connections.max` / `max_per_client` are closed on
+//! arrival.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{self, TestGateway};
+use crate::proxy;
+use crate::upstream::EchoUpstream;
+
+/// Far above any deadline here: a guard against a hang, never a measure.
+const GUARD: Duration = Duration::from_secs(15);
+
+async fn start(connections: &str, trusted: &str) -> (TestGateway, EchoUpstream) {
+    let up = EchoUpstream::start().await;
+    let yaml = proxy::config()
+        .replace(
+            "network:\n  trusted_proxies: [10.0.0.0/8]\n",
+            &format!("network:\n  trusted_proxies: [{trusted}]\nconnections: {connections}\n"),
+        )
+        .replace(
+            "timeouts: {connect: 1s, read: 300ms}",
+            "timeouts: {connect: 1s, read: 5s}",
+        );
+    let gw = harness::start(
+        &yaml,
+        &[
+            ("UP_CRM", up.url()),
+            ("UP_DEAD", format!("http://{}", harness::free_addr())),
+            ("CRM_KEY", proxy::SECRET.to_string()),
+        ],
+    )
+    .await;
+    (gw, up)
+}
+
+/// Reads one response (head and a `Content-Length` body) off `s`; its status.
+async fn read_response(s: &mut TcpStream) -> u16 {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = tokio::time::timeout(GUARD, s.read(&mut chunk))
+            .await
+            .expect("a response in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before a response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("responses here have a length: {head}"));
+    while buf.len() < head_end + length {
+        let n = s.read(&mut chunk).await.expect("read body");
+        assert!(n > 0, "closed inside a body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    harness::status_of(&head)
+}
+
+/// Waits until the gateway closes `s`; how long that took.
+async fn closed_within(s: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut sink = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(GUARD, s.read(&mut sink)).await {
+            Err(_) => panic!("the gateway left a stalled connection open for {GUARD:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+const GET: &[u8] = b"GET /api/v1/accounts/1/contacts HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[tokio::test]
+async fn a_stalled_request_head_is_cut_at_the_deadline_but_idle_and_body_waits_are_not() {
+    let (gw, up) = start("{head_timeout: 400ms}", "10.0.0.0/8").await;
+
+    // Half a head, then nothing.
+    let mut stalled = TcpStream::connect(gw.addr).await.expect("connect");
+    stalled
+        .write_all(b"GET /api/v1/accounts/1/contacts HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let took = closed_within(&mut stalled).await;
+    assert!(
+        took >= Duration::from_millis(300),
+        "closed before the deadline: {took:?}"
+    );
+
+    // A byte every 50ms: each read makes progress, so pingora's per-read
+    // timeout would never fire; the head deadline does.
+    let mut dripping = TcpStream::connect(gw.addr).await.expect("connect");
+    dripping
+        .write_all(b"GET /api/v1/accounts/1/contacts HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut cut = false;
+    while started.elapsed() < GUARD {
+        tick.tick().await;
+        if dripping.write_all(b"x").await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut probe = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), dripping.read(&mut probe)).await
+        {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a head dripped a byte at a time was never cut");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "cut before its deadline: {:?}",
+        started.elapsed()
+    );
+
+    // Keep-alive: the wait for the next request is not a head, and a body
+    // that comes after a pause is not under the head deadline.
+    let mut steady = TcpStream::connect(gw.addr).await.expect("connect");
+    steady.write_all(GET).await.expect("write");
+    assert_eq!(read_response(&mut steady).await, 200);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    steady
+        .write_all(
+            b"PATCH /api/v1/accounts/1/contacts/7 HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 13\r\n\r\n",
+        )
+        .await
+        .expect("write head");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    steady
+        .write_all(b"{\"name\":\"A\"}\n")
+        .await
+        .expect("write body");
+    assert_eq!(
+        read_response(&mut steady).await,
+        200,
+        "a slow body is not a slow head"
+    );
+    steady.write_all(GET).await.expect("write");
+    assert_eq!(read_response(&mut steady).await, 200);
+    // The next head on the same connection is timed afresh.
+    steady.write_all(b"GET /api/v1/acc").await.expect("write");
+    closed_within(&mut steady).await;
+
+    assert_eq!(
+        up.count(),
+        3,
+        "only the three whole requests reached the upstream"
+    );
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("chatwarden_request_head_timeouts_total 3\n"),
+        "every slow head is counted: {metrics}"
+    );
+}
+
+/// `chatwarden_connections_open` from `/metrics`.
+async fn open_connections(gw: &TestGateway) -> u64 {
+    let metrics = gw.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("chatwarden_connections_open "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no open-connections gauge: {metrics}"))
+}
+
+/// Polls until the gateway has seen `n` connections open (a close reaches
+/// it asynchronously).
+async fn until_open(gw: &TestGateway, n: u64) {
+    let started = Instant::now();
+    while open_connections(gw).await != n {
+        assert!(started.elapsed() < GUARD, "never saw {n} open connections");
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn served(gw: &TestGateway) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    s.write_all(GET).await.expect("write");
+    assert_eq!(read_response(&mut s).await, 200);
+    s
+}
+
+/// What a new connection gets for a request before the gateway closes it.
+async fn answer_to_one_more(gw: &TestGateway) -> Vec<u8> {
+    let mut s = TcpStream::connect(gw.addr)
+        .await
+        .expect("the kernel accepts it");
+    let _ = s.write_all(GET).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(GUARD, s.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn connections_over_the_per_client_cap_are_closed_on_arrival() {
+    let (gw, up) = start("{max_per_client: 2}", "10.0.0.0/8").await;
+    let first = served(&gw).await;
+    let _second = served(&gw).await;
+
+    let out = answer_to_one_more(&gw).await;
+    assert!(
+        out.is_empty(),
+        "a connection over the cap gets nothing: {out:?}"
+    );
+    assert_eq!(up.count(), 2, "and its request never reaches the upstream");
+
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("chatwarden_connections_refused_total{cap=\"max_per_client\"} 1\n"),
+        "{metrics}"
+    );
+    assert_eq!(open_connections(&gw).await, 2);
+
+    drop(first);
+    until_open(&gw, 1).await;
+    let _again = served(&gw).await;
+    assert_eq!(up.count(), 3, "a closed connection frees its place");
+}
+
+#[tokio::test]
+async fn trusted_proxies_are_exempt_from_the_per_client_cap_but_not_from_the_total() {
+    let (gw, _up) = start("{max: 3, max_per_client: 1}", "127.0.0.1/32").await;
+    let _held = [served(&gw).await, served(&gw).await, served(&gw).await];
+
+    let out = answer_to_one_more(&gw).await;
+    assert!(
+        out.is_empty(),
+        "the fourth connection is over `max`: {out:?}"
+    );
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("chatwarden_connections_refused_total{cap=\"max\"} 1\n")
+            && metrics.contains("chatwarden_connections_refused_total{cap=\"max_per_client\"} 0\n"),
+        "{metrics}"
+    );
+}
