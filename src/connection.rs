@@ -24,6 +24,11 @@
 //!   over). Connections from `network.trusted_proxies` are exempt from the
 //!   per-client cap: each carries many clients.
 //!
+//! - **Refused heads are audited.** A head pingora's own parser refuses
+//!   (it answers 400 before any gateway phase runs) would otherwise leave
+//!   no audit record: the stream notices a response written while a head
+//!   was still incomplete, and [`HeadRefusals`] writes the record.
+//!
 //! Settings are read from the live snapshot when a connection is accepted,
 //! so a reload applies to new connections. HTTP/2 connections get the caps
 //! but no head deadline: their framing is not a head followed by a body.
@@ -34,7 +39,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -239,6 +244,25 @@ impl Drop for Slot {
     }
 }
 
+/// What a connection's [`Paced`] stream saw, for [`Guarded`] to act on once
+/// the connection is over.
+#[derive(Debug, Default)]
+struct Report {
+    /// pingora answered a head that never reached the gateway's hooks.
+    refused_head: AtomicBool,
+    /// Bytes of that answer.
+    refused_bytes: AtomicU64,
+}
+
+/// Records a request head that pingora refused before any gateway phase
+/// ran (malformed, too large): the gateway's one audit record for it.
+#[async_trait]
+pub trait HeadRefusals: Send + Sync {
+    /// `client`: the TCP peer (its head was never read, so no
+    /// `X-Forwarded-For` either).
+    async fn refused(&self, client: Option<IpAddr>, bytes_out: u64);
+}
+
 /// Where a connection is in its request cycle, as the gateway's hooks see it.
 const AWAITING_HEAD: u8 = 0;
 const IN_REQUEST: u8 = 1;
@@ -256,14 +280,16 @@ pub struct Paced {
     /// Armed at the first pause inside a head.
     deadline: Option<Pin<Box<Sleep>>>,
     metrics: Arc<ConnectionMetrics>,
+    report: Arc<Report>,
     _slot: Slot,
 }
 
 impl Paced {
-    pub fn new(
+    fn new(
         inner: Stream,
         head_timeout: Option<Duration>,
         metrics: Arc<ConnectionMetrics>,
+        report: Arc<Report>,
         slot: Slot,
     ) -> Self {
         Paced {
@@ -273,7 +299,27 @@ impl Paced {
             head_begun: false,
             deadline: None,
             metrics,
+            report,
             _slot: slot,
+        }
+    }
+
+    /// A write while a head is incomplete is pingora answering a head it
+    /// refused (HTTP/1 only: HTTP/2 heads are not tracked). Writes after
+    /// the request finished and before the next read are the tail of its
+    /// response (pingora flushes after `logging`).
+    fn answering_refused_head(&self) -> bool {
+        self.head_timeout.is_some()
+            && self.head_begun
+            && self.phase.load(Ordering::Relaxed) == AWAITING_HEAD
+    }
+
+    fn note_refusal(&self, written: &Poll<io::Result<usize>>) {
+        self.report.refused_head.store(true, Ordering::Relaxed);
+        if let Poll::Ready(Ok(n)) = written {
+            self.report
+                .refused_bytes
+                .fetch_add(*n as u64, Ordering::Relaxed);
         }
     }
 
@@ -366,7 +412,12 @@ impl AsyncWrite for Paced {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if this.answering_refused_head() {
+            this.note_refusal(&written);
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -382,7 +433,12 @@ impl AsyncWrite for Paced {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if this.answering_refused_head() {
+            this.note_refusal(&written);
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -465,15 +521,22 @@ pub struct Guarded<A> {
     store: ConfigStore,
     table: Arc<ConnectionTable>,
     metrics: Arc<ConnectionMetrics>,
+    refusals: Arc<dyn HeadRefusals>,
 }
 
 impl<A> Guarded<A> {
-    pub fn new(app: A, store: ConfigStore, metrics: Arc<ConnectionMetrics>) -> Self {
+    pub fn new(
+        app: A,
+        store: ConfigStore,
+        metrics: Arc<ConnectionMetrics>,
+        refusals: Arc<dyn HeadRefusals>,
+    ) -> Self {
         Guarded {
             app: Arc::new(app),
             store,
             table: Arc::new(ConnectionTable::new(metrics.clone())),
             metrics,
+            refusals,
         }
     }
 }
@@ -501,11 +564,24 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let head_timeout = (!h2).then_some(settings.head_timeout);
         drop(snapshot);
-        let paced: Stream = Box::new(Paced::new(stream, head_timeout, self.metrics.clone(), slot));
+        let report = Arc::new(Report::default());
+        let paced: Stream = Box::new(Paced::new(
+            stream,
+            head_timeout,
+            self.metrics.clone(),
+            report.clone(),
+            slot,
+        ));
         // The inner app hands back a stream only to be served again by
         // this same method, where it would be counted and wrapped twice;
         // pingora's HTTP app never does, and neither do we.
         self.app.process_new(paced, shutdown).await;
+        // pingora closes a connection whose head it refused, so there is
+        // at most one such head per connection.
+        if report.refused_head.load(Ordering::Relaxed) {
+            let bytes_out = report.refused_bytes.load(Ordering::Relaxed);
+            self.refusals.refused(peer, bytes_out).await;
+        }
         None
     }
 

@@ -24,6 +24,7 @@ use crate::config::{ConfigStore, Snapshot};
 use crate::connection::Guarded;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::proxy::ParserRefusals;
 use crate::reload::{ReloadSource, Reloader};
 use crate::revocation::RuntimeRevocations;
 
@@ -129,6 +130,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     let metrics = Arc::new(Metrics::default());
     let (outbox, courier) = crate::alert::outbox(crate::alert::QUEUE, metrics.clone());
     let (alerting, tally) = crate::alert::Alerting::new(outbox, metrics.clone());
+    let alerts = Arc::new(alerting);
 
     let listeners: Vec<_> = snapshot
         .listeners
@@ -166,7 +168,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         jwks: jwks.clone(),
         lookups: pingora_core::connectors::http::Connector::new(None),
         limits: std::sync::Arc::new(crate::limit::Limits::default()),
-        alerts: Arc::new(alerting),
+        alerts: alerts.clone(),
         signature_failures: Arc::default(),
     };
     // The proxy behind the head deadline and connection caps (`connection`).
@@ -176,6 +178,12 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
             pingora_proxy::http_proxy(&server.configuration, gateway),
             store.clone(),
             metrics.connections.clone(),
+            Arc::new(ParserRefusals {
+                store: store.clone(),
+                audit: audit.clone(),
+                metrics: metrics.clone(),
+                alerts: alerts.clone(),
+            }),
         ),
     );
     for (name, addr, tls, write_buffer) in listeners {

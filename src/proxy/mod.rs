@@ -23,8 +23,6 @@ mod filter_tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-
-use crate::connection::Paced;
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -33,12 +31,14 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 pub use context::RequestCtx;
+pub use record::ParserRefusals;
 pub use respond::error_body;
 
 use crate::audit::{AuditSink, Offered};
 use crate::auth::{JwksSource, SignatureFailures};
 use crate::config::ConfigStore;
 use crate::config::Snapshot;
+use crate::connection::Paced;
 use crate::decision::Reason;
 use crate::gate;
 use crate::gate::Pending;
@@ -262,7 +262,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        // Whatever the client sends next begins a new head.
+        // Whatever the client sends next begins a new head. (A request
+        // body is never drained in between: pingora closes a connection
+        // whose response began before its request body was read whole.)
         if let Some(paced) = session.stream().and_then(Paced::of) {
             paced.request_finished();
         }

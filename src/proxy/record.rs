@@ -13,9 +13,58 @@ use pingora_proxy::Session;
 use time::OffsetDateTime;
 
 use super::RequestCtx;
-use crate::audit::{duration_ms, AuditRecord};
-use crate::decision::Decision;
-use crate::request::IpText;
+use crate::alert::Alerting;
+use crate::audit::{duration_ms, AuditRecord, AuditSink, Offered};
+use crate::config::ConfigStore;
+use crate::connection::HeadRefusals;
+use crate::decision::{Decision, Reason};
+use crate::metrics::Metrics;
+use crate::request::{request_id, IpText};
+
+/// Audits the requests pingora's HTTP parser refuses before any gateway
+/// phase runs (malformed or oversized heads): pingora answers them 400 on
+/// its own, and without this they would leave no record. Nothing of the
+/// head is known, so method and path are empty and `detail` says why.
+pub struct ParserRefusals {
+    pub store: ConfigStore,
+    pub audit: AuditSink,
+    pub metrics: Arc<Metrics>,
+    pub alerts: Arc<Alerting>,
+}
+
+#[async_trait::async_trait]
+impl HeadRefusals for ParserRefusals {
+    async fn refused(&self, client: Option<IpAddr>, bytes_out: u64) {
+        let snapshot = self.store.load();
+        let mut rec = AuditRecord::request(
+            OffsetDateTime::now_utc(),
+            request_id::generate(),
+            snapshot.version.0.clone(),
+            client.map(ip_text).unwrap_or_default(),
+            "",
+            "",
+        );
+        rec.set_decision(Decision::Deny(Reason::BadRequest));
+        rec.status = 400;
+        rec.bytes_out = bytes_out;
+        rec.detail = Some("request head refused by the HTTP parser".to_string());
+        self.metrics.record_request(
+            None,
+            rec.decision.as_str(),
+            rec.reason.map(|r| r.code()),
+            Duration::ZERO,
+        );
+        super::alert::observe(&self.alerts, &self.metrics, &snapshot, &rec);
+        let request_id = rec.request_id.clone();
+        let queued = match self.audit.offer(rec) {
+            Offered::Done(result) => result,
+            Offered::Wait(room) => room.await,
+        };
+        if let Err(err) = queued {
+            tracing::error!(%request_id, error = %err, "audit record refused");
+        }
+    }
+}
 
 /// Longest path kept from a refused request; a refused path may be junk
 /// of any length and must not bloat the audit file.

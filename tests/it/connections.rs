@@ -256,3 +256,37 @@ async fn trusted_proxies_are_exempt_from_the_per_client_cap_but_not_from_the_tot
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_refusal_that_leaves_a_request_body_unread_closes_the_connection() {
+    // The head deadline counts on it: no request body is ever drained
+    // between one request and the next head, where its bytes would pass for
+    // that head's. pingora closes a connection whose response began before
+    // its request body was read whole, and says so.
+    let (gw, up) = start("{head_timeout: 10s}", "10.0.0.0/8").await;
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    s.write_all(
+        b"POST /api/v1/accounts/1/nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789",
+    )
+    .await
+    .expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(GUARD, s.read_to_end(&mut out))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert_eq!(harness::status_of(&text), 404, "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert_eq!(text.matches("http/1.1 ").count(), 1, "{text}");
+
+    // Without a body the connection is kept.
+    let mut kept = TcpStream::connect(gw.addr).await.expect("connect");
+    kept.write_all(b"GET /api/v1/accounts/1/nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(read_response(&mut kept).await, 404);
+    kept.write_all(GET).await.expect("write");
+    assert_eq!(read_response(&mut kept).await, 200);
+    assert_eq!(up.count(), 1);
+}

@@ -42,24 +42,48 @@ async fn ambiguous_framing_and_malformed_targets_are_refused() {
     }
     assert_eq!(up.count(), 0, "no malformed request may reach the upstream");
     // Duplicate Host, conflicting Content-Length and raw non-ASCII bytes are
-    // refused by pingora's HTTP parser before any gateway phase runs (no
-    // request exists to audit); the other three reach the gateway's own
-    // checks and are audited.
-    let records = gw.audit_records(3).await;
+    // refused by pingora's HTTP parser before any gateway phase runs; the
+    // gateway notices pingora's 400 at the socket and audits it, with no
+    // method or path (none was read). The other three reach the gateway's
+    // own checks. Every one of the six has its record.
+    let records = gw.audit_records(6).await;
     let bad: Vec<_> = records
         .iter()
         .filter(|r| r["reason"] == "bad_request")
         .collect();
     assert_eq!(
         bad.len(),
-        3,
-        "requests the gateway parsed and refused are audited as bad_request: {records:?}"
+        6,
+        "every refused request is audited: {records:?}"
     );
     for r in &bad {
         assert_eq!(r["decision"], "deny");
         assert_eq!(r["status"], 400);
         assert!(r["route"].is_null(), "a refused request has no route: {r}");
+        assert_eq!(r["client_ip"], "127.0.0.1");
     }
+    let by_parser: Vec<_> = bad
+        .iter()
+        .filter(|r| r["detail"] == "request head refused by the HTTP parser")
+        .collect();
+    assert_eq!(by_parser.len(), 3, "{bad:?}");
+    for r in by_parser {
+        assert_eq!(
+            (r["method"].as_str(), r["path"].as_str()),
+            (Some(""), Some(""))
+        );
+        assert_eq!(r["request_id"].as_str().map(str::len), Some(32), "{r}");
+        assert!(
+            r["bytes_out"].as_u64().is_some_and(|n| n > 0),
+            "pingora's 400 was counted: {r}"
+        );
+    }
+    assert!(
+        gw.metrics().await.contains(
+            "chatwarden_requests_total{route=\"\",decision=\"deny\",reason=\"bad_request\"} 6\n"
+        ),
+        "and counted"
+    );
 }
 
 #[tokio::test]
