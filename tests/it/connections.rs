@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::harness::{self, TestGateway};
 use crate::proxy;
+use crate::tls;
 use crate::upstream::EchoUpstream;
 
 /// Far above any deadline here: a guard against a hang, never a measure.
@@ -289,4 +290,71 @@ async fn a_refusal_that_leaves_a_request_body_unread_closes_the_connection() {
     kept.write_all(GET).await.expect("write");
     assert_eq!(read_response(&mut kept).await, 200);
     assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn over_tls_a_stalled_http1_head_is_cut_and_an_idle_http2_connection_is_not() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let up = EchoUpstream::start().await;
+    let pki = tempfile::tempdir().expect("dir");
+    let ca_pem = harness::make_pki(pki.path());
+    let gw = tls::tls_gateway_with(&up, pki.path(), "connections: {head_timeout: 300ms}\n").await;
+
+    // HTTP/1.1 over TLS: half a head, then nothing.
+    let mut roots = RootCertStore::empty();
+    let ca: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut ca_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("CA PEM");
+    roots.add_parsable_certificates(ca);
+    let mut config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    tls.write_all(b"GET /contacts HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(GUARD, tls.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "a stalled head over TLS was left open");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(sink.is_empty(), "no answer to half a head: {sink:?}");
+
+    // HTTP/2: one request, then the connection idles past the deadline;
+    // its framing is not a head, so nothing is cut.
+    let client = tls::client_trusting(Some(&ca_pem), &gw)
+        .build()
+        .expect("client");
+    let url = format!("https://localhost:{}/contacts", gw.addr.port());
+    let first = client.get(&url).send().await.expect("h2 request");
+    assert_eq!(first.version(), http::Version::HTTP_2);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        client.get(&url).send().await.expect("h2 again").status(),
+        200
+    );
+
+    let metrics = gw
+        .client()
+        .get(format!("http://{}/metrics", gw.admin))
+        .bearer_auth(tls::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("chatwarden_request_head_timeouts_total 1\n"),
+        "only the HTTP/1.1 head timed out: {metrics}"
+    );
 }

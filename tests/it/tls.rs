@@ -19,11 +19,20 @@ routes:
 audit: {path: "${AUDIT}"}
 "#;
 
-const ADMIN_TOKEN: &str = "tls-test-admin-token-0001";
+pub(crate) const ADMIN_TOKEN: &str = "tls-test-admin-token-0001";
 
 async fn tls_gateway(up: &EchoUpstream, pki: &std::path::Path) -> harness::TestGateway {
+    tls_gateway_with(up, pki, "").await
+}
+
+/// [`tls_gateway`] with `extra` YAML appended to its config.
+pub(crate) async fn tls_gateway_with(
+    up: &EchoUpstream,
+    pki: &std::path::Path,
+    extra: &str,
+) -> harness::TestGateway {
     harness::start(
-        TLS_LISTENER,
+        &format!("{TLS_LISTENER}{extra}"),
         &[
             ("UP", up.url()),
             ("PKI", pki.display().to_string()),
