@@ -358,3 +358,39 @@ async fn over_tls_a_stalled_http1_head_is_cut_and_an_idle_http2_connection_is_no
         "only the HTTP/1.1 head timed out: {metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_applies_new_caps_to_new_connections() {
+    let (gw, _up) = start("{max_per_client: 1}", "10.0.0.0/8").await;
+    let _held = served(&gw).await;
+    assert!(
+        answer_to_one_more(&gw).await.is_empty(),
+        "over the cap of 1"
+    );
+
+    let path = gw.dir.path().join("chatwarden.yaml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(
+        &path,
+        text.replace(
+            "connections: {max_per_client: 1}",
+            "connections: {max_per_client: 2}",
+        ),
+    )
+    .expect("write");
+    let resp = gw
+        .client()
+        .post(format!("http://{}/reload", gw.admin))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["reloaded"], true, "{body}");
+
+    let _second = served(&gw).await;
+    assert!(
+        answer_to_one_more(&gw).await.is_empty(),
+        "over the new cap of 2"
+    );
+}
