@@ -23,7 +23,6 @@
 //!   the handshake: pingora completes it before handing the connection
 //!   over). Connections from `network.trusted_proxies` are exempt from the
 //!   per-client cap: each carries many clients.
-//!
 //! - **Refused heads are audited.** A head pingora's own parser refuses
 //!   (it answers 400 before any gateway phase runs) would otherwise leave
 //!   no audit record: the stream notices a response written while a head
