@@ -73,6 +73,43 @@ fn every_shipped_config_compiles() {
     );
 }
 
+/// The configuration shown in README.md and the one in the Kubernetes
+/// example's ConfigMap compile too: examples people copy must not rot.
+#[test]
+fn documented_example_configs_compile() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut env = placeholder_env();
+    env.insert("REDIS_URL".into(), "redis://127.0.0.1:6379/0".into());
+
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let example = readme
+        .split("## Configuration")
+        .nth(1)
+        .and_then(|rest| rest.split("```yaml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("README has a yaml block under ## Configuration");
+    if let Err(e) = load_str(example, Path::new("README.md"), &env) {
+        panic!("README's example should compile:\n{e}");
+    }
+
+    let k8s = std::fs::read_to_string(root.join("deploy/k8s/chatwarden.yaml")).expect("k8s");
+    let config_map: String = k8s
+        .split("chatwarden.yaml: |\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n---").next())
+        .expect("the ConfigMap holds chatwarden.yaml")
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    // The pod mounts its certificate there; here, the test's.
+    let config_map = config_map
+        .replace("/etc/chatwarden/tls/tls.crt", &env["TLS_CERT_FILE"])
+        .replace("/etc/chatwarden/tls/tls.key", &env["TLS_KEY_FILE"]);
+    if let Err(e) = load_str(&config_map, Path::new("deploy/k8s/chatwarden.yaml"), &env) {
+        panic!("the Kubernetes example's config should compile:\n{e}");
+    }
+}
+
 /// How an expected error is found among the reported ones.
 enum Match {
     Prefix,
