@@ -122,10 +122,6 @@ impl ConnectionMetrics {
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
-
-    pub fn head_timeouts(&self) -> u64 {
-        self.head_timeouts.load(Ordering::Relaxed)
-    }
 }
 
 /// Shards of the per-client table: accepting a connection locks one.
@@ -173,10 +169,9 @@ impl ConnectionTable {
             let key = counted_client(ip);
             let mut shard = self.shard(key);
             let held = shard.entry(key).or_insert(0);
+            // `held` is at least 1 here (caps are at least 1), so a refusal
+            // never leaves an empty entry behind.
             if *held >= max {
-                if *held == 0 {
-                    shard.remove(&key);
-                }
                 drop(shard);
                 self.metrics
                     .refused_per_client
