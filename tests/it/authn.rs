@@ -278,17 +278,7 @@ async fn a_valid_token_is_forwarded_without_the_token_and_with_identity() {
         json!(["vpn-dry-run"]),
         "an audit-mode rule that would deny is recorded but does not deny"
     );
-    let metrics = env
-        .gw
-        .client()
-        .get(format!("http://{}/metrics", env.gw.admin))
-        .bearer_auth("admin-token-for-tests-0001")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = env.gw.metrics_as(Some("admin-token-for-tests-0001")).await;
     assert!(
         metrics.contains("chatwarden_dry_run_denials_total{rule=\"vpn-dry-run\"} 1"),
         "the would-be denial is counted for the rule:\n{metrics}"

@@ -343,16 +343,7 @@ async fn over_tls_a_stalled_http1_head_is_cut_and_an_idle_http2_connection_is_no
         200
     );
 
-    let metrics = gw
-        .client()
-        .get(format!("http://{}/metrics", gw.admin))
-        .bearer_auth(tls::ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics_as(Some(tls::ADMIN_TOKEN)).await;
     assert!(
         metrics.contains("chatwarden_request_head_timeouts_total 1\n"),
         "only the HTTP/1.1 head timed out: {metrics}"

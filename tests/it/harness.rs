@@ -114,9 +114,16 @@ impl TestGateway {
     /// The admin listener's `/metrics` text (for gateways without an admin
     /// token).
     pub async fn metrics(&self) -> String {
-        self.client()
-            .get(format!("http://{}/metrics", self.admin))
-            .send()
+        self.metrics_as(None).await
+    }
+
+    /// `/metrics`, presenting `admin_token` when the gateway has one.
+    pub async fn metrics_as(&self, admin_token: Option<&str>) -> String {
+        let mut req = self.client().get(format!("http://{}/metrics", self.admin));
+        if let Some(token) = admin_token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
             .await
             .expect("metrics")
             .text()
