@@ -652,6 +652,9 @@ audit: {path: "${AUDIT}"}
         &[("UP", up.url()), ("JWKS", idp.jwks_url())],
     )
     .await;
+    // A token verified while the first key fetch is being installed is
+    // filed under the old key generation and not reused: keys first.
+    gw.wait_ready().await;
     let client = gw.client();
     // The clients sit behind a trusted proxy, which names them.
     let get = |token: String, from: &'static str| {

@@ -131,6 +131,21 @@ impl TestGateway {
             .expect("metrics body")
     }
 
+    /// Until `/readyz` says ready (its JWKS loaded, among others). A test
+    /// whose first request must not race the first key fetch waits here.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = format!("http://{}/readyz", self.admin);
+        loop {
+            let ready = self.client().get(&url).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the gateway never got ready");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     pub fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .no_proxy()
@@ -150,9 +165,27 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 
 /// A loopback address whose port was free a moment ago. pingora binds its
 /// own listeners, so the port cannot be handed over already bound.
+///
+/// Ports come from below Linux's ephemeral range (32768 and up), each at
+/// most once per test run: a port that the kernel hands out for a `bind` to
+/// port 0 (every test upstream) or for an outgoing connection can never be
+/// one given out here and not yet bound, which used to let a test's
+/// requests reach another test's server now and then.
 pub fn free_addr() -> SocketAddr {
-    let l = StdListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Another test run on this machine starts elsewhere in the range.
+    let start = std::process::id() % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (start + n) % COUNT;
+        if let Ok(l) = StdListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 async fn wait_listening(addr: SocketAddr) {
