@@ -35,6 +35,8 @@ pub enum Reason {
     ScopeDenied,
     SignatureInvalid,
     RateLimited,
+    /// The request body is larger than the route's `max_body`.
+    BodyTooLarge,
     UpstreamError,
     RedactionFailed,
     UpstreamTimeout,
@@ -45,7 +47,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for exhaustive tests and metric pre-registration.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::NoRoute,
         Reason::NotFound,
         Reason::BadRequest,
@@ -61,6 +63,7 @@ impl Reason {
         Reason::ScopeDenied,
         Reason::SignatureInvalid,
         Reason::RateLimited,
+        Reason::BodyTooLarge,
         Reason::UpstreamError,
         Reason::RedactionFailed,
         Reason::UpstreamTimeout,
@@ -85,6 +88,7 @@ impl Reason {
             Reason::ScopeDenied => "scope_denied",
             Reason::SignatureInvalid => "signature_invalid",
             Reason::RateLimited => "rate_limited",
+            Reason::BodyTooLarge => "body_too_large",
             Reason::UpstreamError => "upstream_error",
             Reason::RedactionFailed => "redaction_failed",
             Reason::UpstreamTimeout => "upstream_timeout",
@@ -108,6 +112,7 @@ impl Reason {
             | Reason::OutsideHours
             | Reason::ScopeDenied
             | Reason::SignatureInvalid => 403,
+            Reason::BodyTooLarge => 413,
             Reason::RateLimited => 429,
             Reason::UpstreamError | Reason::RedactionFailed => 502,
             Reason::UpstreamTimeout => 504,

@@ -76,7 +76,10 @@ pub fn answer(
         out.push_str(&format!("rules:    {}\n", rules.join(", ")));
     }
     if let Ok(a) = &outcome {
-        for line in object_rules(snapshot, a) {
+        let bodiless = ["GET", "HEAD"]
+            .iter()
+            .any(|m| q.method.eq_ignore_ascii_case(m));
+        for line in object_rules(snapshot, a, bodiless) {
             out.push_str(&line);
             out.push('\n');
         }
@@ -160,11 +163,27 @@ pub fn parse_instant(text: &str) -> Result<jiff::Timestamp, String> {
         .map_err(|_| format!("`{text}` is not a time (use 2026-11-24T10:00:00Z or 2026-11-24T10:00:00[Europe/London])"))
 }
 
+/// `1MB`, `64KB`, `1500 bytes`: the largest unit that divides it.
+fn size_text(bytes: u64) -> String {
+    for (shift, unit) in [(30, "GB"), (20, "MB"), (10, "KB")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
 /// What the proxy still does after admitting: the ownership lookup before
 /// forwarding and the row filter on the response. Explain states them; it
 /// does not fetch the live object.
-fn object_rules(snapshot: &Snapshot, a: &gate::Admission) -> Vec<String> {
+fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec<String> {
     let mut lines = Vec::new();
+    if !bodiless {
+        lines.push(format!(
+            "body:     at most {} forwarded (413 body_too_large beyond)",
+            size_text(a.route.max_body)
+        ));
+    }
     let Some(caller) = &a.caller else {
         return lines;
     };
@@ -294,14 +313,19 @@ routes:
     owner_check: {field: meta.assignee.id, claim: user_id, unless_permission: conversations.read_all}
     rate_limit: {per: 1m, burst: 120}
     redaction: [pii]
+  - {name: reply, upstream: crm, methods: [POST], path: "/c/{id}/messages", permission: conversations.read, max_body: 40MB}
 "#;
 
     fn ask(roles: &str) -> String {
+        ask_to("GET", "/c/42", roles)
+    }
+
+    fn ask_to(method: &str, path: &str, roles: &str) -> String {
         let snapshot = load_str(CONFIG, Path::new("t.yaml"), &HashMap::new())
             .unwrap_or_else(|e| panic!("{e}"));
         let q = Question {
-            method: "GET".into(),
-            path: "/c/42".into(),
+            method: method.into(),
+            path: path.into(),
             token: None,
             claims: Some(format!(r#"{{"sub": "a", "roles": {roles}, "uid": 7}}"#)),
             ip: "10.0.0.1".into(),
@@ -321,6 +345,10 @@ routes:
         ] {
             assert!(agent.contains(line), "expected `{line}` in:\n{agent}");
         }
+        assert!(!agent.contains("body:"), "a GET has no body:\n{agent}");
+        let reply = ask_to("POST", "/c/42/messages", r#"["agent"]"#);
+        let line = "body:     at most 40MB forwarded (413 body_too_large beyond)";
+        assert!(reply.contains(line), "expected `{line}` in:\n{reply}");
         let supervisor = ask(r#"["supervisor"]"#);
         for line in [
             "owner:    no lookup: the caller may reach every object",
@@ -331,5 +359,14 @@ routes:
                 "expected `{line}` in:\n{supervisor}"
             );
         }
+    }
+
+    #[test]
+    fn sizes_read_in_their_largest_whole_unit() {
+        assert_eq!(size_text(1 << 20), "1MB");
+        assert_eq!(size_text(64 << 10), "64KB");
+        assert_eq!(size_text(4 << 30), "4GB");
+        assert_eq!(size_text(1536 << 10), "1536KB");
+        assert_eq!(size_text(1500), "1500 bytes");
     }
 }

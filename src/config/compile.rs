@@ -22,9 +22,15 @@ use super::raw::{RawConfig, RawConnections, RawRoute, RawUpstream, Str};
 use super::snapshot::AuthRuntime;
 use super::snapshot::{
     Admin, AuditSettings, AuthMode, ConfigVersion, Listener, Route, RouteName, Snapshot, Timeouts,
-    Upstream, UpstreamName, UpstreamTarget, DEFAULT_WRITE_BUFFER, MAX_WRITE_BUFFER,
+    Upstream, UpstreamName, UpstreamTarget, DEFAULT_MAX_BODY, DEFAULT_WRITE_BUFFER,
+    MAX_WRITE_BUFFER,
 };
 use crate::connection::ConnectionSettings;
+
+/// The largest `max_body` a config may set. The APIs behind the gateway
+/// take far less (WhatsApp media is at most 100MB); a larger number is
+/// more likely a slip than an intent.
+const MAX_BODY_LIMIT: u64 = 4 << 30;
 use crate::policy::OwnerCache;
 use crate::redact::RedactionRule;
 use crate::request::TrustedProxies;
@@ -466,6 +472,14 @@ impl Compiler<'_> {
             }
         }
 
+        // A bad limit is reported; the upstream still compiles, so its
+        // routes do not add "unknown upstream" errors.
+        let max_body = u
+            .max_body
+            .as_ref()
+            .and_then(|s| self.body_limit(&format!("upstream `{name}`"), s))
+            .unwrap_or(DEFAULT_MAX_BODY);
+
         let ca = match &u.ca_file {
             Some(f) => {
                 if !tls {
@@ -488,6 +502,7 @@ impl Compiler<'_> {
             host_header,
             inject,
             timeouts,
+            max_body,
             ca,
             pool_key: pool_key(name),
             resolved: std::sync::Mutex::new(None),
@@ -561,6 +576,13 @@ impl Compiler<'_> {
             let Some(rate_limit) = self.rate_limit(r) else {
                 continue;
             };
+            let max_body = match &r.max_body {
+                Some(s) => match self.body_limit(&format!("route `{}`", r.name.value), s) {
+                    Some(n) => n,
+                    None => continue,
+                },
+                None => upstream.max_body,
+            };
             entries.push((
                 methods,
                 template,
@@ -573,6 +595,7 @@ impl Compiler<'_> {
                     owner_check,
                     redactions: route_redactions,
                     rate_limit,
+                    max_body,
                 }),
             ));
         }
@@ -584,6 +607,28 @@ impl Compiler<'_> {
                     .map(|r| r.name.referenced)
                     .unwrap_or(Location::UNKNOWN);
                 self.err(&at, format!("routes: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A `max_body` size: a whole number of bytes, KB, MB or GB, at least
+    /// one byte and at most `MAX_BODY_LIMIT`.
+    fn body_limit(&mut self, owner: &str, s: &Str) -> Option<u64> {
+        match parse_size(&s.value) {
+            Ok(n) if n <= MAX_BODY_LIMIT => Some(n),
+            Ok(_) => {
+                self.err(
+                    &s.referenced,
+                    format!(
+                        "{owner}: max_body can be at most {}GB",
+                        MAX_BODY_LIMIT >> 30
+                    ),
+                );
+                None
+            }
+            Err(msg) => {
+                self.err(&s.referenced, format!("{owner}: max_body: {msg}"));
                 None
             }
         }

@@ -149,6 +149,9 @@ pub struct RawUpstream {
     pub timeouts: RawTimeouts,
     /// Extra PEM CA bundle for a private CRM's certificate.
     pub ca_file: Option<Str>,
+    /// Largest request body forwarded to this upstream (`1MB` unless
+    /// set); a route's own `max_body` overrides it.
+    pub max_body: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +191,8 @@ pub struct RawRoute {
     /// At most `burst` requests at once per key, one more every `per /
     /// burst`.
     pub rate_limit: Option<RawRateLimit>,
+    /// Largest request body forwarded (overrides the upstream's).
+    pub max_body: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -111,6 +111,8 @@ pub struct Upstream {
     /// Injected on every forwarded request, replacing any client copy.
     pub inject: Vec<(HeaderName, HeaderValue)>,
     pub timeouts: Timeouts,
+    /// Largest request body forwarded, for routes that do not set their own.
+    pub max_body: u64,
     pub ca: Option<Arc<[WrappedX509]>>,
     /// Separates this upstream's pooled connections from any other
     /// upstream's at the same address: pingora's pool key ignores the CA,
@@ -181,7 +183,14 @@ pub struct Route {
     /// Masking applied to responses, per caller.
     pub redactions: Vec<Arc<RedactionRule>>,
     pub rate_limit: Option<RateLimit>,
+    /// Largest request body forwarded, in bytes: a declared
+    /// `Content-Length` over it is refused before anything is forwarded,
+    /// and a body that grows past it is cut off.
+    pub max_body: u64,
 }
+
+/// The request body limit when neither the route nor its upstream sets one.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {

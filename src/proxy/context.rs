@@ -35,6 +35,11 @@ pub struct RequestCtx {
     pub refused: Option<Reason>,
     /// Names of the rules that decided (dry-run hits included).
     pub rules: Vec<String>,
+    /// Request body bytes read from the client so far.
+    pub body_bytes: u64,
+    /// The body grew past the route's `max_body` after forwarding began:
+    /// the upstream saw part of the request.
+    pub body_cut: bool,
 }
 
 impl RequestCtx {
@@ -53,6 +58,8 @@ impl RequestCtx {
             rewrite: None,
             refused: None,
             rules: Vec::new(),
+            body_bytes: 0,
+            body_cut: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! that nothing leaves before the body is known to be maskable.
 
 mod alert;
+mod body;
 mod context;
 mod failure;
 mod fetch;
@@ -169,6 +170,39 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(chunk), Some(a)) = (body.as_ref(), &ctx.admitted) else {
+            return Ok(());
+        };
+        // An upgraded connection's bytes are a stream, not a request body.
+        if session.was_upgraded() {
+            return Ok(());
+        }
+        ctx.body_bytes += chunk.len() as u64;
+        if ctx.body_bytes <= a.route.max_body {
+            return Ok(());
+        }
+        // Only a body without a declared length gets here (a declared one
+        // was checked against the limit before forwarding). Its head and
+        // first chunks are upstream, without the final chunk: the upstream
+        // sees an aborted request.
+        tracing::debug!(request_id = %ctx.request_id, route = %a.route.name.0, "request body cut at max_body");
+        ctx.rules.push(body::rule_name(&a.route));
+        ctx.refused = Some(Reason::BodyTooLarge);
+        ctx.body_cut = true;
+        *body = None;
+        Error::e_explain(
+            ErrorType::Custom("body_too_large"),
+            "request body over the route's max_body",
+        )
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,
@@ -226,9 +260,10 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        // A rewrite that failed already named its reason; keep it.
+        // A rewrite that failed, or a body cut at its limit, already named
+        // its reason; keep it.
         let reason = match ctx.refused {
-            Some(Reason::RedactionFailed) => Some(Reason::RedactionFailed),
+            Some(r @ (Reason::RedactionFailed | Reason::BodyTooLarge)) => Some(r),
             _ => failure::classify(e),
         };
         if let (Some(r), Some(admission)) = (reason, &ctx.admitted) {
@@ -318,6 +353,18 @@ impl Gateway {
         snapshot: &Snapshot,
     ) -> Result<bool> {
         let pending = admission.pending.clone();
+        // A body declared too large is refused before it costs a rate-limit
+        // token or an upstream connection. The connection is closed: the
+        // body is not read, let alone drained.
+        if body::declared_over(session.req_header(), admission.route.max_body) {
+            tracing::debug!(request_id = %ctx.request_id, route = %admission.route.name.0, "declared body over max_body");
+            ctx.rules.push(body::rule_name(&admission.route));
+            ctx.refused = Some(Reason::BodyTooLarge);
+            ctx.refused_path = Some(admission.path.clone());
+            ctx.refused_route = Some(admission.route.clone());
+            respond::refuse(session, Reason::BodyTooLarge, &ctx.request_id, None, true).await?;
+            return Ok(true);
+        }
         if let Some(wait) = self.over_rate_limit(&admission, ctx, snapshot).await {
             tracing::debug!(request_id = %ctx.request_id, route = %admission.route.name.0, "rate limited");
             ctx.rules

@@ -110,7 +110,8 @@ pub fn build(
     );
     if let Some(r) = &route {
         // The gateway answered itself: no upstream was contacted.
-        let local = ctx.answered_locally || ctx.refused.is_some_and(|r| !r.is_failure());
+        let local =
+            ctx.answered_locally || (ctx.refused.is_some_and(|r| !r.is_failure()) && !ctx.body_cut);
         rec.route = Some(r.name.0.clone());
         rec.upstream = (!local).then(|| r.upstream.name.0.clone());
     }

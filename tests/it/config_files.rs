@@ -524,3 +524,44 @@ fn connection_settings_default_and_are_validated() {
         "unknown keys are errors"
     );
 }
+
+#[test]
+fn body_limits_are_validated() {
+    let with = |upstream: &str, route: &str| {
+        format!(
+            "listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]\n\
+             upstreams: {{crm: {{url: \"http://127.0.0.1:9\"{upstream}}}}}\n\
+             routes: [{{name: r, upstream: crm, path: /x, auth: none{route}}}]\n"
+        )
+    };
+    for (upstream, route) in [("", ""), (", max_body: 512KB", ", max_body: 4GB")] {
+        let yaml = with(upstream, route);
+        if let Err(e) = load_str(&yaml, Path::new("ok.yaml"), &placeholder_env()) {
+            panic!("should compile:\n{yaml}\n{e}");
+        }
+    }
+    for (upstream, route, error) in [
+        (
+            ", max_body: 0",
+            "",
+            "upstream `crm`: max_body: size `0` must be greater than zero",
+        ),
+        (
+            ", max_body: lots",
+            "",
+            "upstream `crm`: max_body: size `lots` must start with a whole number",
+        ),
+        (
+            "",
+            ", max_body: 5GB",
+            "route `r`: max_body can be at most 4GB",
+        ),
+        (
+            "",
+            ", max_body: 2TB",
+            "route `r`: max_body: size `2TB` has unknown unit `TB`",
+        ),
+    ] {
+        expect_errors(&with(upstream, route), Match::Anywhere, &[error]);
+    }
+}

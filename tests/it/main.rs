@@ -8,6 +8,7 @@ mod upstream;
 mod alerts;
 mod audit;
 mod authn;
+mod bodies;
 mod cli;
 mod config_files;
 mod connections;

@@ -19,6 +19,8 @@ pub struct Seen {
     pub target: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// The body arrived whole (its end was seen, not a dropped connection).
+    pub complete: bool,
 }
 
 #[derive(Clone)]
@@ -111,17 +113,14 @@ async fn handle(
         .map(|p| p.to_string())
         .unwrap_or_default();
     let headers = req.headers().clone();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let collected = req.into_body().collect().await.map(|b| b.to_bytes());
+    let complete = collected.is_ok();
     log.lock().expect("lock").push(Seen {
         method: method.clone(),
         target: target.clone(),
         headers: headers.clone(),
-        body,
+        body: collected.unwrap_or_default(),
+        complete,
     });
     if target.starts_with("/hang") {
         std::future::pending::<()>().await;

@@ -1,0 +1,277 @@
+//! Request body limits through the real proxy: a declared length over a
+//! route's `max_body` is refused before the body is read, a chunked (or
+//! HTTP/2) body is cut where it passes the limit and the upstream never
+//! gets a whole request, a route's limit overrides its upstream's, and the
+//! audit record names the limit that refused.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness;
+use crate::idp::Idp;
+use crate::upstream::EchoUpstream;
+
+const CONFIG: &str = r#"
+listeners: [{name: main, addr: "${LISTEN}"}]
+admin: {addr: "${ADMIN}"}
+upstreams:
+  crm: {url: "${UP}", max_body: 2KB}
+  graph: {url: "${UP}"}
+auth:
+  issuer: https://idp.acme-retail.test/
+  audiences: [chatwarden]
+  algorithms: [EdDSA]
+  jwks_url: "${JWKS}"
+roles:
+  agent: {permissions: [messages.send, media.upload]}
+routes:
+  - name: messages.create
+    upstream: crm
+    methods: [POST]
+    path: "/api/v1/accounts/{account_id}/conversations/{conversation_id}/messages"
+    permission: messages.send
+  - name: contacts.import
+    upstream: crm
+    methods: [POST]
+    path: "/api/v1/accounts/{account_id}/contacts/import"
+    permission: messages.send
+    max_body: 8KB
+  - name: media.upload
+    upstream: graph
+    methods: [POST]
+    path: "/v23.0/{phone_number_id}/media"
+    permission: media.upload
+audit: {path: "${AUDIT}"}
+"#;
+
+const MESSAGES: &str = "/api/v1/accounts/1/conversations/7/messages";
+
+/// Write `bytes`, then read until the gateway closes the connection. Fails
+/// if it is still open after 10 s: a refused body must not be waited for.
+async fn exchange_until_closed(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the gateway closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn body_of(raw: &str) -> Value {
+    let (_, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON body ({e}): {raw}"))
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let gw = harness::start(CONFIG, &[("UP", up.url()), ("JWKS", idp.jwks_url())]).await;
+    let token = idp.token("priya", &["agent"], json!({}));
+
+    // 1 byte over the upstream's 2KB, and asking to be told before the
+    // body is sent: the answer is the refusal, not `100 Continue`, and the
+    // connection is closed without waiting for the body.
+    let head = format!(
+        "POST {MESSAGES} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2049\r\nExpect: 100-continue\r\n\r\n"
+    );
+    let raw = exchange_until_closed(gw.addr, head.as_bytes()).await;
+    assert_eq!(harness::status_of(&raw), 413, "{raw}");
+    assert!(!raw.contains("100 Continue"), "{raw}");
+    assert!(
+        raw.to_ascii_lowercase().contains("connection: close"),
+        "{raw}"
+    );
+    assert_eq!(body_of(&raw)["reason"], "body_too_large");
+    assert_eq!(up.count(), 0, "nothing reached the CRM");
+
+    // Exactly the limit passes, whole.
+    let client = gw.client();
+    let post = |path: &str, len: usize| {
+        client
+            .post(gw.url(path))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(vec![b'x'; len])
+            .send()
+    };
+    assert_eq!(post(MESSAGES, 2048).await.expect("request").status(), 200);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].complete && seen[0].body.len() == 2048);
+
+    // A route's own limit overrides its upstream's.
+    let import = "/api/v1/accounts/1/contacts/import";
+    assert_eq!(post(import, 5000).await.expect("request").status(), 200);
+    assert_eq!(post(import, 8193).await.expect("request").status(), 413);
+
+    // Neither sets one: 1MB.
+    let media = |len: u64| {
+        format!(
+            "POST /v23.0/106540352242922/media HTTP/1.1\r\nHost: gw\r\n\
+             Authorization: Bearer {token}\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+    let raw = exchange_until_closed(gw.addr, media(1024 * 1024 + 1).as_bytes()).await;
+    assert_eq!(harness::status_of(&raw), 413, "{raw}");
+    let resp = client
+        .post(gw.url("/v23.0/106540352242922/media"))
+        .bearer_auth(&token)
+        .body(vec![0u8; 1024 * 1024])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200, "1MB is within the default limit");
+
+    // Who is asking is settled first: no token is a 401, whatever the size.
+    let anonymous =
+        format!("POST {MESSAGES} HTTP/1.1\r\nHost: gw\r\nContent-Length: 999999999\r\n\r\n");
+    let raw = exchange_until_closed(gw.addr, anonymous.as_bytes()).await;
+    assert_eq!(harness::status_of(&raw), 401, "{raw}");
+    assert_eq!(body_of(&raw)["reason"], "token_missing");
+
+    let records = gw.audit_records(7).await;
+    let refused: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["reason"] == "body_too_large")
+        .collect();
+    assert_eq!(refused.len(), 3, "{records:#?}");
+    let first = refused[0];
+    assert_eq!(first["decision"], "deny");
+    assert_eq!(first["status"], 413);
+    assert_eq!(first["sub"], "priya");
+    assert_eq!(first["route"], "messages.create");
+    assert_eq!(first["path"], MESSAGES);
+    assert_eq!(first["rules"], json!(["messages.create.max_body"]));
+    assert_eq!(first["upstream"], Value::Null, "nothing was forwarded");
+    assert_eq!(refused[1]["rules"], json!(["contacts.import.max_body"]));
+    assert_eq!(refused[2]["rules"], json!(["media.upload.max_body"]));
+    let metrics = gw.metrics().await;
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("chatwarden_requests_total") && l.contains("body_too_large"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, 3.0, "counted by reason:\n{metrics}");
+}
+
+/// A chunked body of `chunks` chunks of 1000 bytes, then its end.
+fn chunked(token: &str, chunks: usize) -> Vec<u8> {
+    let mut req = format!(
+        "POST {MESSAGES} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..chunks {
+        req.extend_from_slice(b"3e8\r\n");
+        req.extend_from_slice(&[b'x'; 1000]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_cut_where_it_passes_the_limit() {
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let gw = harness::start(CONFIG, &[("UP", up.url()), ("JWKS", idp.jwks_url())]).await;
+    let token = idp.token("priya", &["agent"], json!({}));
+
+    // 2000 bytes: within 2KB, forwarded whole.
+    let within = chunked(&token, 2);
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(&within).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let raw = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(harness::status_of(&raw), 200, "{raw}");
+    drop(s);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].complete && seen[0].body.len() == 2000);
+
+    // 3000 bytes: cut once the third chunk passes 2KB.
+    let raw = exchange_until_closed(gw.addr, &chunked(&token, 3)).await;
+    assert_eq!(harness::status_of(&raw), 413, "{raw}");
+    assert_eq!(body_of(&raw)["reason"], "body_too_large");
+    assert!(
+        up.seen().iter().skip(1).all(|s| !s.complete),
+        "the CRM never got the whole request: {:?}",
+        up.seen()
+            .iter()
+            .map(|s| (s.body.len(), s.complete))
+            .collect::<Vec<_>>()
+    );
+
+    let records = gw.audit_records(2).await;
+    let cut = &records[1];
+    assert_eq!(cut["decision"], "deny", "{cut}");
+    assert_eq!(cut["reason"], "body_too_large");
+    assert_eq!(cut["status"], 413);
+    assert_eq!(cut["rules"], json!(["messages.create.max_body"]));
+    assert_eq!(
+        cut["upstream"], "crm",
+        "part of the request had been forwarded"
+    );
+}
+
+#[tokio::test]
+async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let pki = tempfile::tempdir().expect("dir");
+    let ca = harness::make_pki(pki.path());
+    let tls = CONFIG.replace(
+        r#"listeners: [{name: main, addr: "${LISTEN}"}]"#,
+        r#"listeners: [{name: tls, addr: "${LISTEN}", tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}}]"#,
+    );
+    let gw = harness::start(
+        &tls,
+        &[
+            ("UP", up.url()),
+            ("JWKS", idp.jwks_url()),
+            ("PKI", pki.path().display().to_string()),
+        ],
+    )
+    .await;
+    let token = idp.token("priya", &["agent"], json!({}));
+    let client = crate::tls::client_trusting(Some(&ca), &gw)
+        .build()
+        .expect("client");
+    let url = format!("https://localhost:{}{MESSAGES}", gw.addr.port());
+    // Data frames with no declared length, 1000 bytes each.
+    let post = |frames: usize| {
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(
+            (0..frames).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1000])),
+        ));
+        client.post(&url).bearer_auth(&token).body(body).send()
+    };
+
+    let resp = post(2).await.expect("request");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200, "2000 bytes are within 2KB");
+
+    let resp = post(5).await.expect("request");
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["reason"], "body_too_large");
+    let seen = up.seen();
+    assert!(seen[0].complete && seen[0].body.len() == 2000);
+    assert!(seen.iter().skip(1).all(|s| !s.complete), "never whole");
+
+    let records = gw.audit_records(2).await;
+    assert_eq!(records[1]["reason"], "body_too_large", "{records:#?}");
+    assert_eq!(records[1]["upstream"], "crm");
+}
