@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
 
 /// Why a webhook was refused (all map to 403 `signature_invalid`, except
-/// an oversized body which is 400 `bad_request`).
+/// an oversized body which is 413 `body_too_large`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
     #[error("X-Hub-Signature-256 header missing")]

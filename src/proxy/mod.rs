@@ -432,7 +432,8 @@ impl Gateway {
                             reason,
                             &ctx.request_id,
                             None,
-                            reason == Reason::BadRequest,
+                            // A body read in part is not drained.
+                            matches!(reason, Reason::BadRequest | Reason::BodyTooLarge),
                         )
                         .await?;
                         Ok(true)

@@ -24,7 +24,7 @@ pub async fn check_signature(
     while let Some(chunk) = session.as_downstream_mut().read_request_body().await? {
         if body.len() + chunk.len() > meta.max_body {
             // Stop reading: nothing of an oversized body is forwarded.
-            return Ok(Err(Reason::BadRequest));
+            return Ok(Err(Reason::BodyTooLarge));
         }
         body.extend_from_slice(&chunk);
     }
@@ -35,7 +35,7 @@ pub async fn check_signature(
         .map(|v| v.as_bytes());
     match meta.verify(signature, &body) {
         Ok(()) => Ok(Ok(())),
-        Err(WebhookError::TooLarge) => Ok(Err(Reason::BadRequest)),
+        Err(WebhookError::TooLarge) => Ok(Err(Reason::BodyTooLarge)),
         Err(e) => {
             tracing::warn!(error = %e, "webhook signature refused");
             Ok(Err(Reason::SignatureInvalid))

@@ -495,6 +495,19 @@ async fn meta_webhooks_are_checked_before_forwarding() {
         0,
         "unsigned or badly signed webhooks never reach the upstream"
     );
+    // Over the webhook's 64KB, signed or not: read no further, forward none.
+    let large = format!("{body}{}", " ".repeat(70_000));
+    let resp = client
+        .post(env.gw.url("/webhooks/whatsapp"))
+        .header(
+            "x-hub-signature-256",
+            hook.signature_header(large.as_bytes()),
+        )
+        .body(large)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 413);
     let good = post(Some(hook.signature_header(body.as_bytes())))
         .await
         .expect("post");
@@ -528,7 +541,7 @@ async fn meta_webhooks_are_checked_before_forwarding() {
         1,
         "the handshake is answered by the gateway"
     );
-    let records = env.gw.audit_records(5).await;
+    let records = env.gw.audit_records(6).await;
     let reasons: Vec<_> = records
         .iter()
         .map(|r| r["reason"].as_str().unwrap_or("-").to_string())
@@ -538,6 +551,7 @@ async fn meta_webhooks_are_checked_before_forwarding() {
         [
             "signature_invalid",
             "signature_invalid",
+            "body_too_large",
             "-",
             "-",
             "signature_invalid"
