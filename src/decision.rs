@@ -34,6 +34,9 @@ pub enum Reason {
     OutsideHours,
     ScopeDenied,
     SignatureInvalid,
+    /// A change authenticated by the token cookie, sent from another
+    /// site's page (cross-site request forgery).
+    OriginDenied,
     RateLimited,
     /// The request body is larger than the route's `max_body`.
     BodyTooLarge,
@@ -47,7 +50,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for exhaustive tests and metric pre-registration.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::NoRoute,
         Reason::NotFound,
         Reason::BadRequest,
@@ -62,6 +65,7 @@ impl Reason {
         Reason::OutsideHours,
         Reason::ScopeDenied,
         Reason::SignatureInvalid,
+        Reason::OriginDenied,
         Reason::RateLimited,
         Reason::BodyTooLarge,
         Reason::UpstreamError,
@@ -87,6 +91,7 @@ impl Reason {
             Reason::OutsideHours => "outside_hours",
             Reason::ScopeDenied => "scope_denied",
             Reason::SignatureInvalid => "signature_invalid",
+            Reason::OriginDenied => "origin_denied",
             Reason::RateLimited => "rate_limited",
             Reason::BodyTooLarge => "body_too_large",
             Reason::UpstreamError => "upstream_error",
@@ -111,7 +116,8 @@ impl Reason {
             | Reason::IpDenied
             | Reason::OutsideHours
             | Reason::ScopeDenied
-            | Reason::SignatureInvalid => 403,
+            | Reason::SignatureInvalid
+            | Reason::OriginDenied => 403,
             Reason::BodyTooLarge => 413,
             Reason::RateLimited => 429,
             Reason::UpstreamError | Reason::RedactionFailed => 502,

@@ -141,6 +141,7 @@ pub fn decide(
         method: &method,
         raw_target: q.path.as_bytes(),
         headers: &headers,
+        authority: None,
         wire: WireFacts::default(),
     };
     let circumstances = Circumstances {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method};
 
+use crate::auth::origin::check_same_origin;
 use crate::auth::{
     bearer_token, challenge, AuthError, Budget, MfaFailure, SignatureFailures, Verified,
 };
@@ -29,6 +30,8 @@ pub struct RequestView<'a> {
     /// optional query), as bytes: invalid UTF-8 is refused, never repaired.
     pub raw_target: &'a [u8],
     pub headers: &'a HeaderMap,
+    /// `:authority` of an HTTP/2 request (HTTP/1.1 has `Host` instead).
+    pub authority: Option<&'a str>,
     pub wire: WireFacts,
 }
 
@@ -231,6 +234,15 @@ fn admit_inner(
                 })?,
             };
             admission.caller = Some(caller.clone());
+            if presented_cookie(auth, req.headers) {
+                if let Err(why) =
+                    check_same_origin(req.method, req.headers, req.authority, &auth.cookie_origins)
+                {
+                    let mut r = refuse(Reason::OriginDenied, why, &admission);
+                    r.rules = vec![CROSS_ORIGIN_RULE.to_string()];
+                    return Err(r);
+                }
+            }
             let subject = Subject {
                 identity: &caller.identity,
                 client_ip: now.client_ip,
@@ -314,6 +326,16 @@ fn step_up(reason: Reason, auth: &AuthRuntime, route_max_age: Option<Duration>) 
     };
     Some(challenge(failure, &auth.settings.mfa, route_max_age))
 }
+
+/// Whether the token came from the cookie: the header wins when both are
+/// there (see [`bearer_token`]).
+fn presented_cookie(auth: &AuthRuntime, headers: &HeaderMap) -> bool {
+    auth.cookie.is_some() && !headers.contains_key(http::header::AUTHORIZATION)
+}
+
+/// The rule an audit record names when a cookie-authenticated change came
+/// from another site's page.
+pub const CROSS_ORIGIN_RULE: &str = "auth.cookie_origins";
 
 /// The rule an audit record names when a client's new token was refused
 /// for its earlier bad signatures.

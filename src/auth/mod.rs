@@ -3,6 +3,8 @@
 //! Read in the order a request meets them:
 //! - [`bearer`]: the one token a request carries (`Authorization: Bearer`
 //!   or a configured cookie).
+//! - [`origin`]: a change authenticated by the cookie must come from a page
+//!   of the gateway's own origin or a trusted one (CSRF protection).
 //! - [`header`]: the JOSE header rules (algorithm allowlist, `crit`, `typ`;
 //!   `jku`/`x5u`/`x5c`/`jwk` never trusted).
 //! - [`keys`]: the verification keys, by `kid` and key family, so an
@@ -33,6 +35,7 @@ pub mod jwks;
 pub mod keys;
 pub mod mfa;
 pub mod mint;
+pub mod origin;
 pub mod prepared;
 pub mod verify;
 

@@ -9,6 +9,7 @@ use super::compile::Compiler;
 use super::duration::{parse_duration, parse_size};
 use super::raw::{RawAuth, RawBadSignatures, Str};
 use super::snapshot::{AuthRuntime, JwksConfig};
+use crate::auth::origin::{parse_origin, TrustedOrigins};
 use crate::auth::{
     AuthSettings, BadSignatureLimit, ClaimPath, JwksOptions, KeySet, KeyStore, Verifier,
 };
@@ -114,6 +115,8 @@ impl Compiler<'_> {
             }
         };
 
+        let cookie_origins = self.cookie_origins(a);
+
         let subjects = self.list_file(a.revoked.subjects_file.as_ref())?;
         let jtis = self.list_file(a.revoked.jti_file.as_ref())?;
         let meta = match &a.meta_webhook {
@@ -152,11 +155,35 @@ impl Compiler<'_> {
             verifier,
             keys: store,
             cookie: a.cookie.as_ref().map(|c| c.value.clone()),
+            cookie_origins,
             settings,
             jwks,
             revoked: RevocationList::new(subjects, jtis),
             meta,
         })
+    }
+
+    /// `auth.cookie_origins`: bare origins, and only beside a token cookie.
+    fn cookie_origins(&mut self, a: &RawAuth) -> TrustedOrigins {
+        let Some(first) = a.cookie_origins.first() else {
+            return TrustedOrigins::default();
+        };
+        if a.cookie.is_none() {
+            self.err(
+                &first.referenced,
+                "auth.cookie_origins needs auth.cookie: without a token cookie there is nothing to protect"
+                    .to_string(),
+            );
+            return TrustedOrigins::default();
+        }
+        let mut origins = Vec::new();
+        for o in &a.cookie_origins {
+            match parse_origin(&o.value) {
+                Ok(origin) => origins.push(origin),
+                Err(msg) => self.err(&o.referenced, format!("auth.cookie_origins: {msg}")),
+            }
+        }
+        TrustedOrigins::new(origins)
     }
 
     fn claim_path(&mut self, s: &Str) -> Option<ClaimPath> {

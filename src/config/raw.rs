@@ -274,6 +274,10 @@ pub struct RawAuth {
     pub leeway: Option<Str>,
     /// Also accept the token from this cookie.
     pub cookie: Option<Str>,
+    /// Origins whose pages may send cookie-authenticated changes, besides
+    /// the gateway's own (cross-site request forgery protection).
+    #[serde(default)]
+    pub cookie_origins: Vec<Str>,
     #[serde(default)]
     pub claims: RawClaims,
     #[serde(default)]

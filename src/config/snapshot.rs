@@ -13,6 +13,7 @@ use pingora_core::tls::sign::CertifiedKey;
 use pingora_core::utils::tls::WrappedX509;
 
 use crate::alert::AlertRule;
+use crate::auth::origin::TrustedOrigins;
 use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
 use crate::limit::{LimitStore, RateLimit};
 use crate::policy::{OwnerCache, OwnerCheck, Policy, RouteRequirement, RowFilter};
@@ -222,6 +223,8 @@ pub struct AuthRuntime {
     pub settings: AuthSettings,
     /// Also accept the token from this cookie.
     pub cookie: Option<String>,
+    /// Other sites' pages that may send cookie-authenticated changes.
+    pub cookie_origins: TrustedOrigins,
     pub jwks: Option<JwksConfig>,
     pub revoked: RevocationList,
     pub meta: Option<MetaWebhook>,

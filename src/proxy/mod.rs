@@ -488,6 +488,7 @@ impl Gateway {
             method: &req.method,
             raw_target: req.raw_path(),
             headers: &req.headers,
+            authority: req.uri.authority().map(http::uri::Authority::as_str),
             wire: wire_facts(session),
         };
         let circumstances = gate::Circumstances {

@@ -565,3 +565,34 @@ fn body_limits_are_validated() {
         expect_errors(&with(upstream, route), Match::Anywhere, &[error]);
     }
 }
+
+#[test]
+fn cookie_origins_are_bare_origins_beside_a_cookie() {
+    let auth = |extra: &str| {
+        format!(
+            "\
+listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]
+auth:
+  issuer: https://idp.example/
+  audiences: [chatwarden]
+  algorithms: [HS256]
+  hmac_secret: \"0123456789abcdef0123456789abcdef\"
+{extra}"
+        )
+    };
+    let ok =
+        auth("  cookie: cw\n  cookie_origins: [https://crm.example, \"http://localhost:3000\"]\n");
+    if let Err(e) = load_str(&ok, Path::new("ok.yaml"), &placeholder_env()) {
+        panic!("should compile:\n{e}");
+    }
+    expect_errors(
+        &auth("  cookie_origins: [https://crm.example]\n"),
+        Match::Prefix,
+        &["bad.yaml:7:20: auth.cookie_origins needs auth.cookie"],
+    );
+    expect_errors(
+        &auth("  cookie: cw\n  cookie_origins: [https://crm.example, https://crm.example/app]\n"),
+        Match::Prefix,
+        &["bad.yaml:8:41: auth.cookie_origins: `https://crm.example/app` is not an origin (it has a path or query"],
+    );
+}

@@ -15,6 +15,7 @@ mod connections;
 mod fetched;
 mod hygiene;
 mod limits;
+mod origins;
 mod ownership;
 mod proxy;
 mod redaction;

@@ -1,0 +1,213 @@
+//! Cross-site request forgery protection for tokens sent in a cookie.
+//!
+//! A browser attaches a cookie to every request to its site, including the
+//! ones another site makes it send: a form posted from `evil.example` to
+//! the gateway carries the staff member's token cookie. (A token in the
+//! `Authorization` header is not ambient: another site cannot add that
+//! header without a CORS preflight, which the gateway never grants.) So a
+//! request that changes something (any method but GET, HEAD and OPTIONS)
+//! and authenticates with the cookie must show it came from a page of the
+//! gateway's own origin, or of one listed in `auth.cookie_origins`:
+//!
+//! 1. `Sec-Fetch-Site` (sent by every current browser): `same-origin` and
+//!    `none` (typed by the user) pass; anything else passes only with an
+//!    `Origin` that is trusted.
+//! 2. Without it (an older browser, or not a browser at all): no `Origin`
+//!    passes (nothing a browser sends cross-site lacks one on these
+//!    methods), an `Origin` naming the request's own host passes, and so
+//!    does a trusted one.
+
+use http::header::{HeaderMap, HOST, ORIGIN};
+use http::{HeaderName, Method};
+
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// Origins (`https://crm.acme-retail.example`) whose pages may send
+/// cookie-authenticated changes, besides the gateway's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedOrigins(Vec<String>);
+
+impl TrustedOrigins {
+    /// Origins as [`parse_origin`] returns them.
+    pub fn new(origins: Vec<String>) -> Self {
+        TrustedOrigins(origins)
+    }
+
+    fn contains(&self, origin: &str) -> bool {
+        self.0.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// A bare `http(s)://host[:port]`, in the form browsers send it in
+/// `Origin`: lower case, without a default port.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!("`{text}` is not an origin ({why}; use https://host or https://host:port)")
+    };
+    let uri: http::Uri = text.parse().map_err(|_| bad("not a URL"))?;
+    let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+    let default_port = match scheme.as_deref() {
+        Some("https") => 443,
+        Some("http") => 80,
+        _ => return Err(bad("the scheme must be http or https")),
+    };
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(bad("it has a path or query"));
+    }
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("it has user information"));
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let scheme = scheme.unwrap_or_default();
+    Ok(match authority.port_u16() {
+        Some(p) if p != default_port => format!("{scheme}://{host}:{p}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// `Err(why)` when a cookie-authenticated request may have been sent by
+/// another site's page. `authority` is the request's `:authority` (HTTP/2);
+/// HTTP/1.1 has `Host` instead.
+pub fn check_same_origin(
+    method: &Method,
+    headers: &HeaderMap,
+    authority: Option<&str>,
+    trusted: &TrustedOrigins,
+) -> Result<(), String> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let origin = headers.get(ORIGIN).map(|v| v.to_str().unwrap_or("?"));
+    let is_trusted = origin.is_some_and(|o| trusted.contains(o));
+    match headers.get(SEC_FETCH_SITE).map(|v| v.as_bytes()) {
+        Some(b"same-origin" | b"none") => return Ok(()),
+        Some(site) if !is_trusted => {
+            return Err(format!(
+                "Sec-Fetch-Site {} with the token cookie",
+                String::from_utf8_lossy(site)
+            ))
+        }
+        Some(_) => return Ok(()),
+        None => {}
+    }
+    let Some(origin) = origin else {
+        return Ok(());
+    };
+    let host = authority.or_else(|| headers.get(HOST).and_then(|v| v.to_str().ok()));
+    let own = host.is_some_and(|h| {
+        origin
+            .split_once("://")
+            .is_some_and(|(_, o)| o.eq_ignore_ascii_case(h))
+    });
+    if own || is_trusted {
+        return Ok(());
+    }
+    Err("Origin is neither this host nor a trusted origin, with the token cookie".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn trusted() -> TrustedOrigins {
+        TrustedOrigins::new(vec![
+            parse_origin("https://CRM.acme-retail.example:443/").unwrap()
+        ])
+    }
+
+    fn post(pairs: &[(&str, &str)]) -> Result<(), String> {
+        check_same_origin(&Method::POST, &headers(pairs), None, &trusted())
+    }
+
+    #[test]
+    fn browsers_saying_where_a_request_came_from_are_believed() {
+        assert!(post(&[("sec-fetch-site", "same-origin")]).is_ok());
+        assert!(post(&[("sec-fetch-site", "none")]).is_ok());
+        for site in ["cross-site", "same-site", "something-new"] {
+            let got = post(&[("sec-fetch-site", site), ("origin", "https://evil.example")]);
+            assert!(got.is_err(), "{site}");
+            // Sec-Fetch-Site wins over an Origin that names this host.
+            let got = post(&[
+                ("sec-fetch-site", site),
+                ("host", "gw.example"),
+                ("origin", "https://gw.example"),
+            ]);
+            assert!(got.is_err(), "{site}");
+        }
+        let from_crm = post(&[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://crm.acme-retail.example"),
+        ]);
+        assert!(from_crm.is_ok(), "a trusted origin: {from_crm:?}");
+    }
+
+    #[test]
+    fn without_sec_fetch_site_the_origin_must_be_this_host_or_trusted() {
+        assert!(post(&[]).is_ok(), "not a browser");
+        assert!(post(&[
+            ("host", "gw.example:8443"),
+            ("origin", "https://GW.example:8443")
+        ])
+        .is_ok());
+        assert!(post(&[
+            ("host", "gw.example"),
+            ("origin", "https://gw.example:8443")
+        ])
+        .is_err());
+        assert!(post(&[("host", "gw.example"), ("origin", "https://evil.example")]).is_err());
+        assert!(post(&[("host", "gw.example"), ("origin", "null")]).is_err());
+        assert!(post(&[("origin", "https://crm.acme-retail.example")]).is_ok());
+        let h2 = check_same_origin(
+            &Method::POST,
+            &headers(&[("origin", "https://gw.example")]),
+            Some("gw.example"),
+            &trusted(),
+        );
+        assert!(h2.is_ok(), "HTTP/2 names the host in :authority");
+    }
+
+    #[test]
+    fn safe_methods_are_not_checked() {
+        for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            let h = headers(&[("sec-fetch-site", "cross-site")]);
+            assert!(check_same_origin(&m, &h, None, &trusted()).is_ok());
+        }
+        for m in [Method::PUT, Method::PATCH, Method::DELETE] {
+            let h = headers(&[("sec-fetch-site", "cross-site")]);
+            assert!(check_same_origin(&m, &h, None, &trusted()).is_err());
+        }
+    }
+
+    #[test]
+    fn trusted_origins_are_bare_origins() {
+        assert_eq!(
+            parse_origin("http://localhost:3000").unwrap(),
+            "http://localhost:3000"
+        );
+        assert_eq!(
+            parse_origin("https://A.example:443").unwrap(),
+            "https://a.example"
+        );
+        for bad in [
+            "crm.example",
+            "ftp://crm.example",
+            "https://crm.example/app",
+            "https://crm.example?x=1",
+            "https://user@crm.example",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
+}
