@@ -431,11 +431,11 @@ listeners:
     );
 }
 
-#[test]
-fn bad_signature_limits_default_on_and_are_validated() {
-    let auth = |extra: &str| {
-        format!(
-            "\
+/// A listener and an HS256 `auth` section, then `extra` lines of `auth`
+/// (indented two spaces) or further sections.
+fn auth(extra: &str) -> String {
+    format!(
+        "\
 listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]
 auth:
   issuer: https://idp.example/
@@ -443,8 +443,11 @@ auth:
   algorithms: [HS256]
   hmac_secret: \"0123456789abcdef0123456789abcdef\"
 {extra}"
-        )
-    };
+    )
+}
+
+#[test]
+fn bad_signature_limits_default_on_and_are_validated() {
     let limit_of = |yaml: &str| {
         let snapshot = load_str(yaml, Path::new("ok.yaml"), &placeholder_env())
             .unwrap_or_else(|e| panic!("should compile:\n{e}"));
@@ -568,18 +571,6 @@ fn body_limits_are_validated() {
 
 #[test]
 fn cookie_origins_are_bare_origins_beside_a_cookie() {
-    let auth = |extra: &str| {
-        format!(
-            "\
-listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]
-auth:
-  issuer: https://idp.example/
-  audiences: [chatwarden]
-  algorithms: [HS256]
-  hmac_secret: \"0123456789abcdef0123456789abcdef\"
-{extra}"
-        )
-    };
     let ok =
         auth("  cookie: cw\n  cookie_origins: [https://crm.example, \"http://localhost:3000\"]\n");
     if let Err(e) = load_str(&ok, Path::new("ok.yaml"), &placeholder_env()) {
