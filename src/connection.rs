@@ -70,6 +70,8 @@ pub struct ConnectionSettings {
     pub max: Option<u32>,
     /// Connections open at once from one client address; `None`: no cap.
     pub max_per_client: Option<u32>,
+    /// How slowly a request body may arrive (see `proxy::body`).
+    pub body_pace: BodyPace,
 }
 
 impl Default for ConnectionSettings {
@@ -78,7 +80,45 @@ impl Default for ConnectionSettings {
             head_timeout: DEFAULT_HEAD_TIMEOUT,
             max: None,
             max_per_client: None,
+            body_pace: BodyPace::default(),
         }
+    }
+}
+
+/// A request body, once its first bytes are in, must keep arriving at
+/// `min_rate` bytes per second on average, after `grace`: its n-th byte is
+/// due `grace + n / min_rate` after the first. A client dripping a body a
+/// few bytes at a time (each read well inside every per-read timeout)
+/// would otherwise hold its connection, and the upstream connection its
+/// request is streamed into, for as long as it likes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPace {
+    pub min_rate: u64,
+    pub grace: Duration,
+}
+
+pub const DEFAULT_BODY_MIN_RATE: u64 = 1024;
+pub const DEFAULT_BODY_GRACE: Duration = Duration::from_secs(10);
+
+impl Default for BodyPace {
+    fn default() -> Self {
+        BodyPace {
+            min_rate: DEFAULT_BODY_MIN_RATE,
+            grace: DEFAULT_BODY_GRACE,
+        }
+    }
+}
+
+impl BodyPace {
+    /// How much longer the body may take to deliver more than `received`
+    /// bytes, `elapsed` after its first bytes came in; `None` when it is
+    /// already behind.
+    pub fn time_left(&self, elapsed: Duration, received: u64) -> Option<Duration> {
+        let rate = self.min_rate.max(1);
+        let earned = Duration::from_secs(received / rate).saturating_add(Duration::from_nanos(
+            (u128::from(received % rate) * 1_000_000_000 / u128::from(rate)) as u64,
+        ));
+        self.grace.saturating_add(earned).checked_sub(elapsed)
     }
 }
 
@@ -587,6 +627,39 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_earns_time_by_the_bytes_it_delivers() {
+        let pace = BodyPace {
+            min_rate: 1000,
+            grace: Duration::from_secs(2),
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(pace.time_left(ms(0), 0), Some(ms(2000)));
+        assert_eq!(pace.time_left(ms(1500), 0), Some(ms(500)));
+        assert_eq!(pace.time_left(ms(2001), 0), None, "nothing after the grace");
+        assert_eq!(
+            pace.time_left(ms(2500), 1000),
+            Some(ms(500)),
+            "1000 bytes earn 1s"
+        );
+        assert_eq!(pace.time_left(ms(2500), 1), None, "one byte earns 1ms");
+        assert_eq!(pace.time_left(ms(2000), 1), Some(ms(1)));
+        assert_eq!(pace.time_left(ms(60_000), 1_000_000), Some(ms(942_000)));
+        let huge = BodyPace {
+            min_rate: 1 << 30,
+            grace: Duration::from_secs(1),
+        };
+        assert_eq!(
+            huge.time_left(ms(0), u64::MAX).map(|d| d > ms(1000)),
+            Some(true)
+        );
+        let slowest = BodyPace {
+            min_rate: 1,
+            grace: Duration::MAX,
+        };
+        assert!(slowest.time_left(ms(0), u64::MAX).is_some(), "no overflow");
+    }
 
     fn table() -> Arc<ConnectionTable> {
         Arc::new(ConnectionTable::new(Arc::default()))

@@ -40,6 +40,8 @@ pub enum Reason {
     RateLimited,
     /// The request body is larger than the route's `max_body`.
     BodyTooLarge,
+    /// The request body arrived slower than `connections.body_min_rate`.
+    BodyTooSlow,
     UpstreamError,
     RedactionFailed,
     UpstreamTimeout,
@@ -50,7 +52,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for exhaustive tests and metric pre-registration.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::NoRoute,
         Reason::NotFound,
         Reason::BadRequest,
@@ -68,6 +70,7 @@ impl Reason {
         Reason::OriginDenied,
         Reason::RateLimited,
         Reason::BodyTooLarge,
+        Reason::BodyTooSlow,
         Reason::UpstreamError,
         Reason::RedactionFailed,
         Reason::UpstreamTimeout,
@@ -94,6 +97,7 @@ impl Reason {
             Reason::OriginDenied => "origin_denied",
             Reason::RateLimited => "rate_limited",
             Reason::BodyTooLarge => "body_too_large",
+            Reason::BodyTooSlow => "body_too_slow",
             Reason::UpstreamError => "upstream_error",
             Reason::RedactionFailed => "redaction_failed",
             Reason::UpstreamTimeout => "upstream_timeout",
@@ -118,6 +122,7 @@ impl Reason {
             | Reason::ScopeDenied
             | Reason::SignatureInvalid
             | Reason::OriginDenied => 403,
+            Reason::BodyTooSlow => 408,
             Reason::BodyTooLarge => 413,
             Reason::RateLimited => 429,
             Reason::UpstreamError | Reason::RedactionFailed => 502,

@@ -152,14 +152,17 @@ pub(super) struct Compiler<'a> {
     sources: Option<Sha256>,
 }
 
+/// Bounds of `connections.head_timeout`.
+const MIN_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// Bounds of `connections.body_grace`.
+const MIN_BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The config's version: a digest of its text and of every file it named
 /// that was read, so renewing a certificate in place (same YAML, new PEM)
 /// is a new version that a reload applies, rather than "unchanged". A
 /// config that names no files keeps the digest of its text alone.
-/// Bounds of `connections.head_timeout`.
-const MIN_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
-const MAX_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
-
 fn version(text: &str, sources: Option<Sha256>) -> ConfigVersion {
     let mut digest = Sha256::new();
     digest.update(text.as_bytes());
@@ -339,6 +342,26 @@ impl Compiler<'_> {
                 } else {
                     *cap = Some(n.value);
                 }
+            }
+        }
+        if let Some(r) = &raw.body_min_rate {
+            match parse_size(&r.value) {
+                Ok(n) if n <= 1 << 30 => out.body_pace.min_rate = n,
+                Ok(_) => self.err(
+                    &r.referenced,
+                    "connections.body_min_rate can be at most 1GB (a second)".to_string(),
+                ),
+                Err(msg) => self.err(&r.referenced, format!("connections.body_min_rate: {msg}")),
+            }
+        }
+        if let Some(g) = &raw.body_grace {
+            match parse_duration(&g.value) {
+                Ok(d) if (MIN_BODY_GRACE..=MAX_BODY_GRACE).contains(&d) => out.body_pace.grace = d,
+                Ok(_) => self.err(
+                    &g.referenced,
+                    "connections.body_grace must be between 1s and 10m".to_string(),
+                ),
+                Err(msg) => self.err(&g.referenced, format!("connections.body_grace: {msg}")),
             }
         }
         if let (Some(max), Some(per_client)) = (&raw.max, &raw.max_per_client) {

@@ -135,6 +135,10 @@ pub struct RawConnections {
     pub max: Option<Spanned<u32>>,
     /// Client connections open at once from one address.
     pub max_per_client: Option<Spanned<u32>>,
+    /// Bytes per second a request body must keep up on average (`1KB`).
+    pub body_min_rate: Option<Str>,
+    /// How long before a request body is held to `body_min_rate`.
+    pub body_grace: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

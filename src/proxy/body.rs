@@ -2,7 +2,9 @@
 //!
 //! A declared `Content-Length` over the limit is refused before anything
 //! is forwarded; a body without one (chunked HTTP/1.1, HTTP/2 data frames)
-//! is counted as it streams and cut where it passes the limit.
+//! is counted as it streams and cut where it passes the limit. A body that
+//! comes in pieces is also held to `connections.body_min_rate` (see
+//! [`crate::connection::BodyPace`]) from its first piece on.
 
 use pingora_http::RequestHeader;
 
@@ -18,6 +20,9 @@ pub fn declared_over(req: &RequestHeader, max: u64) -> bool {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .is_some_and(|len| len > max)
 }
+
+/// The rule an audit record names for a body cut for its pace.
+pub const PACE_RULE: &str = "connections.body_min_rate";
 
 /// The rule named in the audit record of a refusal.
 pub fn rule_name(route: &Route) -> String {

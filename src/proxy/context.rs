@@ -37,6 +37,9 @@ pub struct RequestCtx {
     pub rules: Vec<String>,
     /// Request body bytes read from the client so far.
     pub body_bytes: u64,
+    /// When the first of a body that came in more than one piece arrived,
+    /// and how many bytes that was: the body's pace is counted from there.
+    pub body_started: Option<(Instant, u64)>,
     /// The body grew past the route's `max_body` after forwarding began:
     /// the upstream saw part of the request.
     pub body_cut: bool,
@@ -59,6 +62,7 @@ impl RequestCtx {
             refused: None,
             rules: Vec::new(),
             body_bytes: 0,
+            body_started: None,
             body_cut: false,
         }
     }

@@ -174,10 +174,11 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some(chunk), Some(a)) = (body.as_ref(), &ctx.admitted) else {
+        let (Some(chunk), Some(a), Some(snapshot)) = (body.as_ref(), &ctx.admitted, &ctx.snapshot)
+        else {
             return Ok(());
         };
         // An upgraded connection's bytes are a stream, not a request body.
@@ -185,22 +186,33 @@ impl ProxyHttp for Gateway {
             return Ok(());
         }
         ctx.body_bytes += chunk.len() as u64;
-        if ctx.body_bytes <= a.route.max_body {
+        let over = if ctx.body_bytes > a.route.max_body {
+            // Only a body without a declared length gets here (a declared
+            // one was checked before forwarding).
+            Some((Reason::BodyTooLarge, body::rule_name(&a.route)))
+        } else if end_of_stream {
+            None
+        } else if let Some((first_at, first_bytes)) = ctx.body_started {
+            let pace = snapshot.connections.body_pace;
+            pace.time_left(first_at.elapsed(), ctx.body_bytes - first_bytes)
+                .is_none()
+                .then(|| (Reason::BodyTooSlow, body::PACE_RULE.to_string()))
+        } else {
+            // The clock is read only for bodies that come in pieces.
+            ctx.body_started = Some((std::time::Instant::now(), ctx.body_bytes));
+            None
+        };
+        let Some((reason, rule)) = over else {
             return Ok(());
-        }
-        // Only a body without a declared length gets here (a declared one
-        // was checked against the limit before forwarding). Its head and
-        // first chunks are upstream, without the final chunk: the upstream
-        // sees an aborted request.
-        tracing::debug!(request_id = %ctx.request_id, route = %a.route.name.0, "request body cut at max_body");
-        ctx.rules.push(body::rule_name(&a.route));
-        ctx.refused = Some(Reason::BodyTooLarge);
+        };
+        // The head and the body so far are upstream, without its end: the
+        // upstream sees an aborted request.
+        tracing::debug!(request_id = %ctx.request_id, route = %a.route.name.0, reason = %reason, "request body cut");
+        ctx.rules.push(rule);
+        ctx.refused = Some(reason);
         ctx.body_cut = true;
         *body = None;
-        Error::e_explain(
-            ErrorType::Custom("body_too_large"),
-            "request body over the route's max_body",
-        )
+        Error::e_explain(ErrorType::Custom(reason.code()), "request body cut")
     }
 
     async fn upstream_peer(
@@ -263,7 +275,9 @@ impl ProxyHttp for Gateway {
         // A rewrite that failed, or a body cut at its limit, already named
         // its reason; keep it.
         let reason = match ctx.refused {
-            Some(r @ (Reason::RedactionFailed | Reason::BodyTooLarge)) => Some(r),
+            Some(r @ (Reason::RedactionFailed | Reason::BodyTooLarge | Reason::BodyTooSlow)) => {
+                Some(r)
+            }
             _ => failure::classify(e),
         };
         if let (Some(r), Some(admission)) = (reason, &ctx.admitted) {
@@ -433,7 +447,10 @@ impl Gateway {
                             &ctx.request_id,
                             None,
                             // A body read in part is not drained.
-                            matches!(reason, Reason::BadRequest | Reason::BodyTooLarge),
+                            matches!(
+                                reason,
+                                Reason::BadRequest | Reason::BodyTooLarge | Reason::BodyTooSlow
+                            ),
                         )
                         .await?;
                         Ok(true)

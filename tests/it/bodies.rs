@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -233,7 +234,7 @@ async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
     let idp = Idp::start().await;
     let pki = tempfile::tempdir().expect("dir");
     let ca = harness::make_pki(pki.path());
-    let tls = CONFIG.replace(
+    let tls = paced_config().replace(
         r#"listeners: [{name: main, addr: "${LISTEN}"}]"#,
         r#"listeners: [{name: tls, addr: "${LISTEN}", tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}}]"#,
     );
@@ -271,7 +272,148 @@ async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
     assert!(seen[0].complete && seen[0].body.len() == 2000);
     assert!(seen.iter().skip(1).all(|s| !s.complete), "never whole");
 
-    let records = gw.audit_records(2).await;
+    // A byte every 50ms falls behind 1KB a second after the 1s grace.
+    let drip = futures_util::stream::unfold(0, |n| async move {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (n < 100).then(|| (Ok::<_, std::io::Error>(vec![b'x']), n + 1))
+    });
+    let started = std::time::Instant::now();
+    let resp = client
+        .post(&url)
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(drip))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 408);
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A body that stops altogether: the upstream's read timeout (1s) ends it.
+    let stall = futures_util::stream::iter([Ok::<_, std::io::Error>(vec![b'x'; 10])])
+        .chain(futures_util::stream::pending());
+    let started = std::time::Instant::now();
+    let resp = client
+        .post(&url)
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(stall))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let records = gw.audit_records(4).await;
     assert_eq!(records[1]["reason"], "body_too_large", "{records:#?}");
     assert_eq!(records[1]["upstream"], "crm");
+    assert_eq!(records[2]["reason"], "body_too_slow", "{records:#?}");
+}
+
+/// [`CONFIG`] holding bodies to 1KB a second after a 1s grace, with a
+/// Meta webhook route, and upstream reads timed out after 1s.
+fn paced_config() -> String {
+    CONFIG
+        .replace(
+            "admin: {addr: \"${ADMIN}\"}",
+            "admin: {addr: \"${ADMIN}\"}\nconnections: {body_min_rate: 1KB, body_grace: 1s}",
+        )
+        .replace(
+            "crm: {url: \"${UP}\", max_body: 2KB}",
+            "crm: {url: \"${UP}\", max_body: 2KB, timeouts: {read: 1s}}",
+        )
+        .replace(
+            "  jwks_url: \"${JWKS}\"",
+            "  jwks_url: \"${JWKS}\"\n  meta_webhook: {app_secret: app-secret-for-tests}",
+        )
+        .replace(
+            "routes:",
+            "routes:\n  - {name: webhook, upstream: crm, methods: [POST], path: /webhooks/whatsapp, auth: meta_signature}",
+        )
+}
+
+#[tokio::test]
+async fn a_body_dripped_slower_than_the_minimum_rate_is_cut() {
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let gw = harness::start(
+        &paced_config(),
+        &[("UP", up.url()), ("JWKS", idp.jwks_url())],
+    )
+    .await;
+    let token = idp.token("priya", &["agent"], json!({}));
+    let head = |len: usize| {
+        format!(
+            "POST {MESSAGES} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+
+    // 1000 bytes, then 1000 more 300ms later: well within 1KB a second.
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(head(2000).as_bytes()).await.expect("write");
+    s.write_all(&[b'x'; 1000]).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(&[b'x'; 1000]).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let raw = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(harness::status_of(&raw), 200, "{raw}");
+    drop(s);
+
+    // A byte every 50ms: 20 bytes a second, each read far inside every
+    // per-read timeout (and each resets the upstream's read timeout). Cut
+    // once it falls behind: 1s of grace plus 1ms per byte.
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(head(2000).as_bytes()).await.expect("write");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        if s.write_all(b"x").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut answer)).await;
+    let raw = String::from_utf8_lossy(&answer).into_owned();
+    assert_eq!(harness::status_of(&raw), 408, "{raw}");
+    assert_eq!(body_of(&raw)["reason"], "body_too_slow");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "cut in {took:?}");
+    assert!(
+        up.seen().iter().skip(1).all(|s| !s.complete),
+        "the CRM never got the whole request"
+    );
+
+    // An unauthenticated webhook sender that stops after a few bytes: the
+    // gateway reads webhook bodies itself, and stops waiting at the grace.
+    let raw = exchange_until_closed(
+        gw.addr,
+        b"POST /webhooks/whatsapp HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n{\"object\":",
+    )
+    .await;
+    assert_eq!(harness::status_of(&raw), 408, "{raw}");
+
+    let records = gw.audit_records(3).await;
+    let dripped = &records[1];
+    assert_eq!(dripped["decision"], "deny", "{dripped}");
+    assert_eq!(dripped["reason"], "body_too_slow");
+    assert_eq!(dripped["status"], 408);
+    assert_eq!(dripped["rules"], json!(["connections.body_min_rate"]));
+    assert_eq!(dripped["upstream"], "crm");
+    assert_eq!(records[2]["reason"], "body_too_slow");
+    assert_eq!(records[2]["route"], "webhook");
+    assert_eq!(records[2]["upstream"], Value::Null, "nothing was forwarded");
 }

@@ -495,12 +495,37 @@ fn connection_settings_default_and_are_validated() {
         (10, None, None),
         "a 10s head deadline and no caps by default"
     );
+    assert_eq!(
+        (
+            default.body_pace.min_rate,
+            default.body_pace.grace.as_secs()
+        ),
+        (1024, 10),
+        "bodies held to 1KB a second after 10s by default"
+    );
     let set = settings_of(&with(
-        "connections: {head_timeout: 2500ms, max: 20000, max_per_client: 200}\n",
+        "connections: {head_timeout: 2500ms, max: 20000, max_per_client: 200, body_min_rate: 4KB, body_grace: 30s}\n",
     ));
     assert_eq!(
         (set.head_timeout.as_millis(), set.max, set.max_per_client),
         (2500, Some(20000), Some(200))
+    );
+    assert_eq!(
+        (set.body_pace.min_rate, set.body_pace.grace.as_secs()),
+        (4096, 30)
+    );
+    expect_errors(
+        &with("connections: {body_min_rate: 2GB, body_grace: 500ms}\n"),
+        Match::Prefix,
+        &[
+            "bad.yaml:2:30: connections.body_min_rate can be at most 1GB",
+            "bad.yaml:2:47: connections.body_grace must be between 1s and 10m",
+        ],
+    );
+    expect_errors(
+        &with("connections: {body_min_rate: 0}\n"),
+        Match::Prefix,
+        &["bad.yaml:2:30: connections.body_min_rate: size `0` must be greater than zero"],
     );
 
     expect_errors(
