@@ -6,9 +6,58 @@
 //! comes in pieces is also held to `connections.body_min_rate` (see
 //! [`crate::connection::BodyPace`]) from its first piece on.
 
+use std::time::Instant;
+
 use pingora_http::RequestHeader;
 
 use crate::config::snapshot::Route;
+use crate::connection::BodyPace;
+use crate::decision::Reason;
+
+/// What has come of a request body so far.
+#[derive(Debug, Default)]
+pub struct Progress {
+    bytes: u64,
+    /// When the first piece of a body that came in more than one arrived,
+    /// and its size: the pace is counted from there.
+    started: Option<(Instant, u64)>,
+    /// The body was cut after forwarding began: the upstream saw part of
+    /// the request.
+    pub cut: bool,
+}
+
+impl Progress {
+    /// Count a piece of `len` bytes (`end`: the body's last); the reason to
+    /// cut the body here, if it is over `max` bytes or behind `pace`. The
+    /// clock (`now`) is read only for bodies that come in pieces.
+    pub fn piece(
+        &mut self,
+        len: usize,
+        end: bool,
+        max: u64,
+        pace: &BodyPace,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<Reason> {
+        self.bytes += len as u64;
+        let over = if self.bytes > max {
+            // Only a body without a declared length gets here (a declared
+            // one was checked before forwarding).
+            Some(Reason::BodyTooLarge)
+        } else if end {
+            None
+        } else if let Some((first_at, first_bytes)) = self.started {
+            let elapsed = now().saturating_duration_since(first_at);
+            pace.time_left(elapsed, self.bytes - first_bytes)
+                .is_none()
+                .then_some(Reason::BodyTooSlow)
+        } else {
+            self.started = Some((now(), self.bytes));
+            None
+        };
+        self.cut |= over.is_some();
+        over
+    }
+}
 
 /// Whether the request declares a body longer than `max` bytes. A length
 /// that does not parse never gets here: pingora and the hygiene checks
@@ -24,9 +73,17 @@ pub fn declared_over(req: &RequestHeader, max: u64) -> bool {
 /// The rule an audit record names for a body cut for its pace.
 pub const PACE_RULE: &str = "connections.body_min_rate";
 
-/// The rule named in the audit record of a refusal.
+/// The rule named in the audit record of a body refused for its size.
 pub fn rule_name(route: &Route) -> String {
     format!("{}.max_body", route.name.0)
+}
+
+/// The rule an audit record names for a body cut for `reason`.
+pub fn rule_for(reason: Reason, route: &Route) -> String {
+    match reason {
+        Reason::BodyTooSlow => PACE_RULE.to_string(),
+        _ => rule_name(route),
+    }
 }
 
 #[cfg(test)]
@@ -38,6 +95,48 @@ mod tests {
         req.insert_header(http::header::CONTENT_LENGTH, value)
             .unwrap();
         req
+    }
+
+    #[test]
+    fn a_body_is_cut_where_it_passes_its_limit_or_falls_behind() {
+        use std::time::Duration;
+        let pace = BodyPace {
+            min_rate: 1000,
+            grace: Duration::from_secs(1),
+        };
+        let t0 = Instant::now();
+        let at = |ms: u64| move || t0 + Duration::from_millis(ms);
+        let unread = || -> Instant { panic!("the clock is not read for a body in one piece") };
+
+        let mut whole = Progress::default();
+        assert_eq!(whole.piece(5000, true, 5000, &pace, unread), None);
+        assert!(!whole.cut);
+
+        let mut big = Progress::default();
+        assert_eq!(big.piece(3000, false, 5000, &pace, at(0)), None);
+        assert_eq!(
+            big.piece(3000, false, 5000, &pace, unread),
+            Some(Reason::BodyTooLarge)
+        );
+        assert!(big.cut);
+
+        // The first piece's bytes earn nothing; 500 more earn 0.5s.
+        let mut steady = Progress::default();
+        assert_eq!(steady.piece(100, false, 1 << 20, &pace, at(0)), None);
+        assert_eq!(steady.piece(500, false, 1 << 20, &pace, at(1400)), None);
+        assert_eq!(steady.piece(10, false, 1 << 20, &pace, at(1500)), None);
+        assert_eq!(
+            steady.piece(10, false, 1 << 20, &pace, at(1600)),
+            Some(Reason::BodyTooSlow),
+            "520 bytes after the first piece earn 1.52s"
+        );
+        let mut late_end = Progress::default();
+        assert_eq!(late_end.piece(1, false, 10, &pace, at(0)), None);
+        assert_eq!(
+            late_end.piece(1, true, 10, &pace, unread),
+            None,
+            "a body that is complete is not cut for being late"
+        );
     }
 
     #[test]

@@ -35,14 +35,12 @@ pub struct RequestCtx {
     pub refused: Option<Reason>,
     /// Names of the rules that decided (dry-run hits included).
     pub rules: Vec<String>,
-    /// Request body bytes read from the client so far.
-    pub body_bytes: u64,
-    /// When the first of a body that came in more than one piece arrived,
-    /// and how many bytes that was: the body's pace is counted from there.
-    pub body_started: Option<(Instant, u64)>,
-    /// The body grew past the route's `max_body` after forwarding began:
-    /// the upstream saw part of the request.
-    pub body_cut: bool,
+    /// The request body read so far (size, pace, whether it was cut).
+    /// Boxed, and only for requests with a body: this context lives in
+    /// every connection's task, and a few bytes more there can cost a
+    /// whole allocator size class per connection (10,000 idle keep-alive
+    /// connections took 41 MiB more with it inline).
+    pub body: Option<Box<super::body::Progress>>,
 }
 
 impl RequestCtx {
@@ -61,9 +59,7 @@ impl RequestCtx {
             rewrite: None,
             refused: None,
             rules: Vec::new(),
-            body_bytes: 0,
-            body_started: None,
-            body_cut: false,
+            body: None,
         }
     }
 }
@@ -71,5 +67,18 @@ impl RequestCtx {
 impl Default for RequestCtx {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The context lives inside every connection's task, whose future sits
+    /// just under an allocator size class: 40 bytes more here once cost
+    /// 4 KB per idle keep-alive connection (10,000 connections: 447 → 487
+    /// MiB). Growing it needs the load bench's memory figure re-measured.
+    #[test]
+    fn the_context_does_not_grow_unmeasured() {
+        let size = std::mem::size_of::<super::RequestCtx>();
+        assert!(size <= 304, "RequestCtx is {size} bytes");
     }
 }

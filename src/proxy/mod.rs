@@ -185,32 +185,20 @@ impl ProxyHttp for Gateway {
         if session.was_upgraded() {
             return Ok(());
         }
-        ctx.body_bytes += chunk.len() as u64;
-        let over = if ctx.body_bytes > a.route.max_body {
-            // Only a body without a declared length gets here (a declared
-            // one was checked before forwarding).
-            Some((Reason::BodyTooLarge, body::rule_name(&a.route)))
-        } else if end_of_stream {
-            None
-        } else if let Some((first_at, first_bytes)) = ctx.body_started {
-            let pace = snapshot.connections.body_pace;
-            pace.time_left(first_at.elapsed(), ctx.body_bytes - first_bytes)
-                .is_none()
-                .then(|| (Reason::BodyTooSlow, body::PACE_RULE.to_string()))
-        } else {
-            // The clock is read only for bodies that come in pieces.
-            ctx.body_started = Some((std::time::Instant::now(), ctx.body_bytes));
-            None
-        };
-        let Some((reason, rule)) = over else {
+        let Some(reason) = ctx.body.get_or_insert_default().piece(
+            chunk.len(),
+            end_of_stream,
+            a.route.max_body,
+            &snapshot.connections.body_pace,
+            std::time::Instant::now,
+        ) else {
             return Ok(());
         };
         // The head and the body so far are upstream, without its end: the
         // upstream sees an aborted request.
         tracing::debug!(request_id = %ctx.request_id, route = %a.route.name.0, reason = %reason, "request body cut");
-        ctx.rules.push(rule);
+        ctx.rules.push(body::rule_for(reason, &a.route));
         ctx.refused = Some(reason);
-        ctx.body_cut = true;
         *body = None;
         Error::e_explain(ErrorType::Custom(reason.code()), "request body cut")
     }
