@@ -1,7 +1,8 @@
 //! The decision pipeline before any upstream is contacted, as one pure
 //! function over plain `http` types: request hygiene, one path
 //! normalization, route match (default deny), authentication, revocation,
-//! then the policy (permission, access rules, MFA, scope). The proxy calls
+//! where a cookie-authenticated change came from, then the policy
+//! (permission, access rules, MFA, scope). The proxy calls
 //! it from `request_filter`; `chatwarden explain` calls the very same
 //! function.
 
