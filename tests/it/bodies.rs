@@ -264,6 +264,20 @@ async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), 200, "2000 bytes are within 2KB");
 
+    // A declared content-length over the limit, refused before forwarding.
+    let declared = client
+        .post(&url)
+        .bearer_auth(&token)
+        .body(vec![b'x'; 3000])
+        .send()
+        .await
+        .expect("an HTTP/2 answer, not a protocol error");
+    assert_eq!(declared.status(), 413);
+    assert!(
+        declared.headers().get("connection").is_none(),
+        "no HTTP/1 connection header in HTTP/2"
+    );
+
     let resp = post(5).await.expect("request");
     assert_eq!(resp.status(), 413);
     let body: Value = resp.json().await.expect("json");
@@ -304,10 +318,16 @@ async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
     assert_eq!(resp.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(3));
 
-    let records = gw.audit_records(4).await;
+    let records = gw.audit_records(5).await;
     assert_eq!(records[1]["reason"], "body_too_large", "{records:#?}");
-    assert_eq!(records[1]["upstream"], "crm");
-    assert_eq!(records[2]["reason"], "body_too_slow", "{records:#?}");
+    assert_eq!(
+        records[1]["upstream"],
+        Value::Null,
+        "declared: nothing forwarded"
+    );
+    assert_eq!(records[2]["reason"], "body_too_large", "{records:#?}");
+    assert_eq!(records[2]["upstream"], "crm");
+    assert_eq!(records[3]["reason"], "body_too_slow", "{records:#?}");
 }
 
 /// [`CONFIG`] holding bodies to 1KB a second after a 1s grace, with a
