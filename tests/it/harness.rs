@@ -154,6 +154,14 @@ impl TestGateway {
     }
 }
 
+/// The audit records among `records` refused for `reason`.
+pub fn with_reason<'a>(
+    records: &'a [serde_json::Value],
+    reason: &str,
+) -> Vec<&'a serde_json::Value> {
+    records.iter().filter(|r| r["reason"] == reason).collect()
+}
+
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()

@@ -134,10 +134,7 @@ async fn a_cookie_authenticated_change_from_another_site_is_refused() {
     assert_eq!(up.count(), 6);
 
     let records = gw.audit_records(9).await;
-    let refused: Vec<&Value> = records
-        .iter()
-        .filter(|r| r["reason"] == "origin_denied")
-        .collect();
+    let refused = harness::with_reason(&records, "origin_denied");
     assert_eq!(refused.len(), 3, "{records:#?}");
     let first = refused[0];
     assert_eq!(first["decision"], "deny");
