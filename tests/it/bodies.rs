@@ -63,6 +63,16 @@ async fn exchange_until_closed(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What the gateway first sends back on `s` (a response that fits 4 KB).
+async fn first_answer(s: &mut tokio::net::TcpStream) -> String {
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 fn body_of(raw: &str) -> Value {
     let (_, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON body ({e}): {raw}"))
@@ -188,12 +198,7 @@ async fn a_chunked_body_is_cut_where_it_passes_the_limit() {
         .await
         .expect("connect");
     s.write_all(&within).await.expect("write");
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-        .await
-        .expect("an answer")
-        .expect("read");
-    let raw = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let raw = first_answer(&mut s).await;
     assert_eq!(harness::status_of(&raw), 200, "{raw}");
     drop(s);
     let seen = up.seen();
@@ -364,12 +369,7 @@ async fn a_body_dripped_slower_than_the_minimum_rate_is_cut() {
     s.write_all(&[b'x'; 1000]).await.expect("write");
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.write_all(&[b'x'; 1000]).await.expect("write");
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-        .await
-        .expect("an answer")
-        .expect("read");
-    let raw = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let raw = first_answer(&mut s).await;
     assert_eq!(harness::status_of(&raw), 200, "{raw}");
     drop(s);
 
