@@ -42,6 +42,8 @@ pub enum Reason {
     BodyTooLarge,
     /// The request body arrived slower than `connections.body_min_rate`.
     BodyTooSlow,
+    /// A WebSocket handshake on a route that does not carry WebSockets.
+    UpgradeDenied,
     UpstreamError,
     RedactionFailed,
     UpstreamTimeout,
@@ -52,7 +54,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for exhaustive tests and metric pre-registration.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::NoRoute,
         Reason::NotFound,
         Reason::BadRequest,
@@ -71,6 +73,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::BodyTooLarge,
         Reason::BodyTooSlow,
+        Reason::UpgradeDenied,
         Reason::UpstreamError,
         Reason::RedactionFailed,
         Reason::UpstreamTimeout,
@@ -98,6 +101,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::BodyTooLarge => "body_too_large",
             Reason::BodyTooSlow => "body_too_slow",
+            Reason::UpgradeDenied => "upgrade_denied",
             Reason::UpstreamError => "upstream_error",
             Reason::RedactionFailed => "redaction_failed",
             Reason::UpstreamTimeout => "upstream_timeout",
@@ -121,7 +125,8 @@ impl Reason {
             | Reason::OutsideHours
             | Reason::ScopeDenied
             | Reason::SignatureInvalid
-            | Reason::OriginDenied => 403,
+            | Reason::OriginDenied
+            | Reason::UpgradeDenied => 403,
             Reason::BodyTooSlow => 408,
             Reason::BodyTooLarge => 413,
             Reason::RateLimited => 429,

@@ -142,6 +142,7 @@ pub fn decide(
         raw_target: q.path.as_bytes(),
         headers: &headers,
         authority: None,
+        websocket: false,
         wire: WireFacts::default(),
     };
     let circumstances = Circumstances {
@@ -184,6 +185,12 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
             "body:     at most {} forwarded (413 body_too_large beyond)",
             size_text(a.route.max_body)
         ));
+    }
+    if a.route.websocket && bodiless {
+        lines.push(
+            "stream:   a WebSocket handshake is forwarded; the open stream is decided again as its frames pass"
+                .to_string(),
+        );
     }
     let Some(caller) = &a.caller else {
         return lines;
@@ -315,6 +322,7 @@ routes:
     rate_limit: {per: 1m, burst: 120}
     redaction: [pii]
   - {name: reply, upstream: crm, methods: [POST], path: "/c/{id}/messages", permission: conversations.read, max_body: 40MB}
+  - {name: cable, upstream: crm, methods: [GET], path: "/cable", permission: conversations.read, websocket: true}
 "#;
 
     fn ask(roles: &str) -> String {
@@ -347,6 +355,10 @@ routes:
             assert!(agent.contains(line), "expected `{line}` in:\n{agent}");
         }
         assert!(!agent.contains("body:"), "a GET has no body:\n{agent}");
+        assert!(!agent.contains("stream:"), "no WebSocket here:\n{agent}");
+        let cable = ask_to("GET", "/cable", r#"["agent"]"#);
+        let line = "stream:   a WebSocket handshake is forwarded; the open stream is decided again as its frames pass";
+        assert!(cable.contains(line), "expected `{line}` in:\n{cable}");
         let reply = ask_to("POST", "/c/42/messages", r#"["agent"]"#);
         let line = "body:     at most 40MB forwarded (413 body_too_large beyond)";
         assert!(reply.contains(line), "expected `{line}` in:\n{reply}");

@@ -1,8 +1,9 @@
 //! The decision pipeline before any upstream is contacted, as one pure
 //! function over plain `http` types: request hygiene, one path
 //! normalization, route match (default deny), authentication, revocation,
-//! where a cookie-authenticated change came from, then the policy
-//! (permission, access rules, MFA, scope). The proxy calls
+//! where a cookie-authenticated change (or WebSocket) came from, then the
+//! policy (permission, access rules, MFA, scope), and last whether the route
+//! carries WebSockets. The proxy calls
 //! it from `request_filter`; `chatwarden explain` calls the very same
 //! function.
 
@@ -33,6 +34,10 @@ pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
     /// `:authority` of an HTTP/2 request (HTTP/1.1 has `Host` instead).
     pub authority: Option<&'a str>,
+    /// A WebSocket handshake (HTTP/1.1 `Upgrade: websocket`): refused on
+    /// routes that do not carry WebSockets, and a browser's is judged for
+    /// cross-site use like a change.
+    pub websocket: bool,
     pub wire: WireFacts,
 }
 
@@ -192,7 +197,7 @@ fn admit_inner(
         retry_after: None,
     };
 
-    match route.auth {
+    let admitted = match route.auth {
         AuthMode::None => Ok(admission),
         AuthMode::MetaSignature => {
             let Some(meta) = snapshot.auth.as_ref().and_then(|a| a.meta.as_ref()) else {
@@ -235,9 +240,13 @@ fn admit_inner(
                 })?,
             };
             admission.caller = Some(caller.clone());
-            if presented_cookie(auth, req.headers) {
+            // A WebSocket handshake is a GET, but another site's page can
+            // open one with the cookie and read the stream (cross-site
+            // WebSocket hijacking): it is judged like a change.
+            let guarded = req.websocket || !is_safe(req.method);
+            if guarded && presented_cookie(auth, req.headers) {
                 if let Err(why) =
-                    check_same_origin(req.method, req.headers, req.authority, &auth.cookie_origins)
+                    check_same_origin(req.headers, req.authority, &auth.cookie_origins)
                 {
                     let mut r = refuse(Reason::OriginDenied, why, &admission);
                     r.rules = vec![CROSS_ORIGIN_RULE.to_string()];
@@ -262,7 +271,29 @@ fn admit_inner(
                 }
             }
         }
+    }?;
+    // Who is asking and whether they may are settled first: an anonymous
+    // handshake gets its 401, a forbidden one its 403 for the policy.
+    if req.websocket && !route.websocket {
+        let mut r = refuse(
+            Reason::UpgradeDenied,
+            "WebSocket handshake on a route without `websocket: true`".into(),
+            &admitted,
+        );
+        r.rules.push(websocket_rule(&route));
+        return Err(r);
     }
+    Ok(admitted)
+}
+
+/// GET, HEAD and OPTIONS change nothing (RFC 9110 §9.2.1).
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The rule an audit record names for a route's WebSocket setting.
+pub fn websocket_rule(route: &Route) -> String {
+    format!("{}.websocket", route.name.0)
 }
 
 /// Token → verified caller, revocation checked (cache hits included).

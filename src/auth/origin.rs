@@ -5,8 +5,9 @@
 //! the gateway carries the staff member's token cookie. (A token in the
 //! `Authorization` header is not ambient: another site cannot add that
 //! header without a CORS preflight, which the gateway never grants.) So a
-//! request that changes something (any method but GET, HEAD and OPTIONS)
-//! and authenticates with the cookie must show it came from a page of the
+//! request that changes something (any method but GET, HEAD and OPTIONS),
+//! or opens a WebSocket (another site's page could read the stream), and
+//! authenticates with the cookie must show it came from a page of the
 //! gateway's own origin, or of one listed in `auth.cookie_origins`:
 //!
 //! 1. `Sec-Fetch-Site` (sent by every current browser): `same-origin` and
@@ -18,7 +19,7 @@
 //!    does a trusted one.
 
 use http::header::{HeaderMap, HOST, ORIGIN};
-use http::{HeaderName, Method};
+use http::HeaderName;
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
@@ -67,17 +68,14 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
 }
 
 /// `Err(why)` when a cookie-authenticated request may have been sent by
-/// another site's page. `authority` is the request's `:authority` (HTTP/2);
-/// HTTP/1.1 has `Host` instead.
+/// another site's page. The caller decides which requests need asking
+/// (changes, WebSocket handshakes). `authority` is the request's
+/// `:authority` (HTTP/2); HTTP/1.1 has `Host` instead.
 pub fn check_same_origin(
-    method: &Method,
     headers: &HeaderMap,
     authority: Option<&str>,
     trusted: &TrustedOrigins,
 ) -> Result<(), String> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        return Ok(());
-    }
     let origin = headers.get(ORIGIN).map(|v| v.to_str().unwrap_or("?"));
     let is_trusted = origin.is_some_and(|o| trusted.contains(o));
     match headers.get(SEC_FETCH_SITE).map(|v| v.as_bytes()) {
@@ -128,7 +126,7 @@ mod tests {
     }
 
     fn post(pairs: &[(&str, &str)]) -> Result<(), String> {
-        check_same_origin(&Method::POST, &headers(pairs), None, &trusted())
+        check_same_origin(&headers(pairs), None, &trusted())
     }
 
     #[test]
@@ -170,24 +168,11 @@ mod tests {
         assert!(post(&[("host", "gw.example"), ("origin", "null")]).is_err());
         assert!(post(&[("origin", "https://crm.acme-retail.example")]).is_ok());
         let h2 = check_same_origin(
-            &Method::POST,
             &headers(&[("origin", "https://gw.example")]),
             Some("gw.example"),
             &trusted(),
         );
         assert!(h2.is_ok(), "HTTP/2 names the host in :authority");
-    }
-
-    #[test]
-    fn safe_methods_are_not_checked() {
-        for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
-            let h = headers(&[("sec-fetch-site", "cross-site")]);
-            assert!(check_same_origin(&m, &h, None, &trusted()).is_ok());
-        }
-        for m in [Method::PUT, Method::PATCH, Method::DELETE] {
-            let h = headers(&[("sec-fetch-site", "cross-site")]);
-            assert!(check_same_origin(&m, &h, None, &trusted()).is_err());
-        }
     }
 
     #[test]

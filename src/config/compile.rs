@@ -606,6 +606,9 @@ impl Compiler<'_> {
                 },
                 None => upstream.max_body,
             };
+            let Some(websocket) = self.websocket(r, &methods, mode) else {
+                continue;
+            };
             entries.push((
                 methods,
                 template,
@@ -619,6 +622,7 @@ impl Compiler<'_> {
                     redactions: route_redactions,
                     rate_limit,
                     max_body,
+                    websocket,
                 }),
             ));
         }
@@ -730,6 +734,38 @@ impl Compiler<'_> {
             _ => {}
         }
         Some(mode)
+    }
+
+    /// A route's `websocket`. A stream's frames are passed as they are, so
+    /// a route that masks or filters its answers cannot carry one, and the
+    /// handshake is a GET.
+    fn websocket(&mut self, r: &RawRoute, methods: &MethodSet, mode: AuthMode) -> Option<bool> {
+        let Some(flag) = &r.websocket else {
+            return Some(false);
+        };
+        if !flag.value {
+            return Some(false);
+        }
+        let name = &r.name.value;
+        let problem = if !methods.contains(&Method::GET) {
+            Some("a WebSocket handshake is a GET: add GET to `methods`")
+        } else if r.row_filter.is_some() || !r.redaction.is_empty() {
+            Some("a WebSocket stream's frames are not inspected, so the route cannot also have `row_filter` or `redaction`")
+        } else if mode == AuthMode::MetaSignature {
+            Some("Meta's webhooks are signed POSTs, not WebSockets")
+        } else {
+            None
+        };
+        match problem {
+            Some(why) => {
+                self.err(
+                    &flag.referenced,
+                    format!("route `{name}`: websocket: {why}"),
+                );
+                None
+            }
+            None => Some(true),
+        }
     }
 
     pub(super) fn methods(&mut self, raw: &[Str]) -> Option<MethodSet> {

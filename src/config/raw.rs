@@ -197,6 +197,9 @@ pub struct RawRoute {
     pub rate_limit: Option<RawRateLimit>,
     /// Largest request body forwarded (overrides the upstream's).
     pub max_body: Option<Str>,
+    /// Let WebSocket handshakes through (`Upgrade: websocket`); the open
+    /// stream is decided again as its frames pass.
+    pub websocket: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -188,6 +188,9 @@ pub struct Route {
     /// `Content-Length` over it is refused before anything is forwarded,
     /// and a body that grows past it is cut off.
     pub max_body: u64,
+    /// WebSocket handshakes are forwarded (an open stream is decided
+    /// again as its frames pass); on other routes they are refused.
+    pub websocket: bool,
 }
 
 /// The request body limit when neither the route nor its upstream sets one.

@@ -23,6 +23,15 @@ pub fn classify(e: &Error) -> Option<Reason> {
     }
 }
 
+/// An upgraded stream that ended because neither side sent anything for
+/// the upstream's read timeout.
+pub fn idle_stream(e: &Error) -> bool {
+    e.etype() == &ErrorType::ReadTimedout
+}
+
+/// What the audit record says of a WebSocket stream that idled out.
+pub const IDLE_STREAM: &str = "WebSocket stream idle for longer than the upstream's timeouts.read";
+
 /// A short label for the upstream error metric.
 pub fn kind(e: &Error) -> &'static str {
     match e.etype() {

@@ -16,6 +16,7 @@ mod ownership;
 mod record;
 mod respond;
 mod rewrite;
+mod stream;
 mod webhook;
 
 #[cfg(test)]
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::upstreams::peer::{H1UpgradePolicy, HttpPeer};
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
@@ -181,9 +182,10 @@ impl ProxyHttp for Gateway {
         else {
             return Ok(());
         };
-        // An upgraded connection's bytes are a stream, not a request body.
+        // An upgraded connection's bytes are a stream, not a request body:
+        // no size or pace, but the stream must still be allowed.
         if session.was_upgraded() {
-            return Ok(());
+            return stream::recheck(self, session, ctx);
         }
         let Some(reason) = ctx.body.get_or_insert_default().piece(
             chunk.len(),
@@ -214,7 +216,13 @@ impl ProxyHttp for Gateway {
                 "no admitted route for upstream_peer",
             );
         };
-        forward::peer(&admission.route.upstream).await
+        let mut peer = forward::peer(&admission.route.upstream).await?;
+        if !admission.route.websocket {
+            // The gate refuses WebSocket handshakes here; whatever else asks
+            // to upgrade goes upstream as a plain request.
+            peer.options.http_upstream_request_policy.h1_upgrade = H1UpgradePolicy::Deny;
+        }
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -239,11 +247,15 @@ impl ProxyHttp for Gateway {
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        let websocket = ctx.admitted.as_ref().is_some_and(|a| a.route.websocket);
+        if websocket && body.is_some() && session.was_upgraded() {
+            stream::recheck(self, session, ctx)?;
+        }
         if let Some(state) = ctx.rewrite.as_mut() {
             if let Err(e) = rewrite::body_chunk(state, body, end_of_stream) {
                 tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
@@ -260,12 +272,16 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        // A rewrite that failed, or a body cut at its limit, already named
-        // its reason; keep it.
+        // A rewrite that failed, a body cut at its limit, or a stream no
+        // longer allowed already named its reason; keep it.
         let reason = match ctx.refused {
             Some(r @ (Reason::RedactionFailed | Reason::BodyTooLarge | Reason::BodyTooSlow)) => {
                 Some(r)
             }
+            Some(r) if session.was_upgraded() => Some(r),
+            // A stream quiet for longer than the upstream's read timeout
+            // ends there; nothing failed.
+            None if session.was_upgraded() && failure::idle_stream(e) => None,
             _ => failure::classify(e),
         };
         if let (Some(r), Some(admission)) = (reason, &ctx.admitted) {
@@ -480,6 +496,18 @@ impl Gateway {
         checked.verdict.err()
     }
 
+    /// What the decision needs besides the request, at `now`.
+    fn circumstances(&self, ctx: &RequestCtx, now: jiff::Timestamp) -> gate::Circumstances<'_> {
+        gate::Circumstances {
+            client_ip: ctx
+                .client_ip
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            now,
+            revocations: &self.revocations,
+            signature_failures: Some(&self.signature_failures),
+        }
+    }
+
     /// Run the pure decision; on an unknown `kid`, let the JWKS refresher
     /// refetch (rate-limited) and decide once more.
     async fn decide(
@@ -488,24 +516,11 @@ impl Gateway {
         ctx: &RequestCtx,
         snapshot: &Snapshot,
     ) -> std::result::Result<gate::Admission, gate::Refusal> {
-        let req = session.req_header();
-        let view = gate::RequestView {
-            method: &req.method,
-            raw_target: req.raw_path(),
-            headers: &req.headers,
-            authority: req.uri.authority().map(http::uri::Authority::as_str),
-            wire: wire_facts(session),
-        };
-        let circumstances = gate::Circumstances {
-            client_ip: ctx
-                .client_ip
-                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            // The arrival time, already read: one clock read fewer per request.
-            now: jiff::Timestamp::try_from(ctx.received_at)
-                .unwrap_or_else(|_| jiff::Timestamp::now()),
-            revocations: &self.revocations,
-            signature_failures: Some(&self.signature_failures),
-        };
+        let view = request_view(session.req_header(), wire_facts(session));
+        // The arrival time, already read: one clock read fewer per request.
+        let now =
+            jiff::Timestamp::try_from(ctx.received_at).unwrap_or_else(|_| jiff::Timestamp::now());
+        let circumstances = self.circumstances(ctx, now);
         let first = gate::admit(snapshot, &view, &circumstances);
         match (&first, &self.jwks) {
             (Err(r), Some(jwks)) if r.unknown_kid => {
@@ -582,6 +597,18 @@ fn shape_response(
 /// How long a request whose token names an unknown key waits for the JWKS
 /// refetch it triggered (when the rate limit allows one).
 const UNKNOWN_KID_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The request head as the decision sees it.
+fn request_view(req: &RequestHeader, wire: gate::WireFacts) -> gate::RequestView<'_> {
+    gate::RequestView {
+        method: &req.method,
+        raw_target: req.raw_path(),
+        headers: &req.headers,
+        authority: req.uri.authority().map(http::uri::Authority::as_str),
+        websocket: stream::is_websocket_handshake(req),
+        wire,
+    }
+}
 
 /// Facts about the raw HTTP/1 header block that parsing erased.
 fn wire_facts(session: &Session) -> gate::WireFacts {

@@ -75,7 +75,7 @@ const MAX_RAW_PATH: usize = 512;
 /// `ctx.admitted` and `ctx.refused_path` are `None` and `ctx.rules` is empty.
 pub fn build(
     session: &Session,
-    _error: Option<&Error>,
+    error: Option<&Error>,
     ctx: &mut RequestCtx,
     elapsed: Duration,
 ) -> AuditRecord {
@@ -110,9 +110,9 @@ pub fn build(
     );
     if let Some(r) = &route {
         // The gateway answered itself: no upstream was contacted.
-        let local = ctx.answered_locally
-            || (ctx.refused.is_some_and(|r| !r.is_failure())
-                && !ctx.body.as_ref().is_some_and(|b| b.cut));
+        let forwarded = ctx.body.as_ref().is_some_and(|b| b.cut) || session.was_upgraded();
+        let local =
+            ctx.answered_locally || (ctx.refused.is_some_and(|r| !r.is_failure()) && !forwarded);
         rec.route = Some(r.name.0.clone());
         rec.upstream = (!local).then(|| r.upstream.name.0.clone());
     }
@@ -131,6 +131,12 @@ pub fn build(
     }
     if let Some(r) = &ctx.rewrite {
         rec.redactions = r.removed + r.masked;
+    }
+    if session.was_upgraded()
+        && ctx.refused.is_none()
+        && error.is_some_and(super::failure::idle_stream)
+    {
+        rec.detail = Some(super::failure::IDLE_STREAM.to_string());
     }
     rec.rules = std::mem::take(&mut ctx.rules);
     rec.status = session.response_written().map_or(0, |r| r.status.as_u16());

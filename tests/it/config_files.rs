@@ -612,3 +612,33 @@ fn cookie_origins_are_bare_origins_beside_a_cookie() {
         &["bad.yaml:8:41: auth.cookie_origins: `https://crm.example/app` is not an origin (it has a path or query"],
     );
 }
+
+#[test]
+fn websocket_routes_are_validated_at_load() {
+    let yaml = "\
+listeners: [{name: a, addr: \"127.0.0.1:8080\"}]
+upstreams: {crm: {url: \"http://127.0.0.1:9\"}}
+auth: {issuer: i, audiences: [a], algorithms: [HS256], hmac_secret: 0123456789abcdef0123456789abcdef, meta_webhook: {app_secret: s}}
+roles: {agent: {permissions: [c.read]}}
+redaction:
+  - {name: phones, detect: [phone]}
+routes:
+  - {name: cable, upstream: crm, path: /cable, permission: c.read, websocket: true}
+  - {name: any, upstream: crm, path: /any, methods: ['*'], permission: c.read, websocket: true}
+  - {name: off, upstream: crm, path: /off, methods: [POST], permission: c.read, websocket: false}
+  - {name: post, upstream: crm, path: /post, methods: [POST], permission: c.read, websocket: true}
+  - {name: masked, upstream: crm, path: /masked, methods: [GET], permission: c.read, redaction: [phones], websocket: true}
+  - {name: hook, upstream: crm, path: /hook, methods: [GET], auth: meta_signature, websocket: true}
+";
+    expect_errors(
+        yaml,
+        Match::Prefix,
+        &[
+            "bad.yaml:11:94: route `post`: websocket: a WebSocket handshake is a GET: add GET to `methods`",
+            "bad.yaml:12:118: route `masked`: websocket: a WebSocket stream's frames are not inspected, so the route cannot also have `row_filter` or `redaction`",
+            "bad.yaml:13:95: route `hook`: websocket: Meta's webhooks are signed POSTs, not WebSockets",
+        ],
+    );
+    let word = yaml.replace("websocket: false", "websocket: sometimes");
+    expect_errors(&word, Match::Prefix, &["bad.yaml:10:"]);
+}

@@ -26,3 +26,4 @@ mod reload;
 mod rowfilter;
 mod spec_coverage;
 mod tls;
+mod upgrades;

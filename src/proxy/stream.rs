@@ -1,0 +1,92 @@
+//! WebSocket streams: which handshakes are WebSockets, and the decision
+//! taken again while a stream is open.
+//!
+//! A handshake is admitted like any request, and only on a route with
+//! `websocket: true`. After the `101`, pingora passes the stream's bytes
+//! both ways for as long as the connection lives, which can be hours after
+//! the token that opened it expired, the subject was revoked, or the access
+//! window closed. So each piece passing in either direction is first
+//! decided again, with the live config and the current time: the handshake
+//! request, its token included, goes through the same [`gate::admit`]. The
+//! first refusal ends the stream (the piece is not passed on) and is what
+//! the audit record says. A stream with no traffic is not checked, and has
+//! nothing to pass.
+
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::RequestHeader;
+use pingora_proxy::Session;
+
+use super::{Gateway, RequestCtx};
+use crate::gate;
+
+/// An HTTP/1.1 request asking to become a WebSocket, as pingora would
+/// forward it (`Upgrade: websocket`, any case). Other upgrades (`h2c`) are
+/// stripped by pingora before forwarding and need no decision.
+pub fn is_websocket_handshake(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Decides an open stream again before one of its pieces passes; `Err`
+/// ends the stream, with the refusal's reason and rules in `ctx`.
+pub fn recheck(gateway: &Gateway, session: &Session, ctx: &mut RequestCtx) -> Result<()> {
+    let snapshot = gateway.store.load();
+    // The handshake's framing was judged when it arrived.
+    let view = super::request_view(session.req_header(), gate::WireFacts::default());
+    let circumstances = gateway.circumstances(ctx, jiff::Timestamp::now());
+    let refusal = match gate::admit(&snapshot, &view, &circumstances) {
+        Ok(_) => return Ok(()),
+        Err(refusal) => refusal,
+    };
+    tracing::info!(request_id = %ctx.request_id, reason = %refusal.reason, detail = %refusal.detail, "WebSocket stream ended");
+    for rule in refusal.rules {
+        if !ctx.rules.contains(&rule) {
+            ctx.rules.push(rule);
+        }
+    }
+    ctx.refused = Some(refusal.reason);
+    Error::e_explain(
+        ErrorType::Custom(refusal.reason.code()),
+        "WebSocket stream ended: no longer allowed",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(version: http::Version, upgrade: Option<&str>) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/cable", None).expect("head");
+        req.set_version(version);
+        if let Some(u) = upgrade {
+            req.insert_header("upgrade", u).expect("header");
+            req.insert_header("connection", "Upgrade").expect("header");
+        }
+        req
+    }
+
+    #[test]
+    fn only_http11_websocket_upgrades_are_handshakes() {
+        use http::Version;
+        assert!(is_websocket_handshake(&head(
+            Version::HTTP_11,
+            Some("websocket")
+        )));
+        assert!(is_websocket_handshake(&head(
+            Version::HTTP_11,
+            Some("WebSocket")
+        )));
+        assert!(!is_websocket_handshake(&head(
+            Version::HTTP_11,
+            Some("h2c")
+        )));
+        assert!(!is_websocket_handshake(&head(Version::HTTP_11, None)));
+        assert!(
+            !is_websocket_handshake(&head(Version::HTTP_10, Some("websocket"))),
+            "HTTP/1.0 has no upgrades"
+        );
+    }
+}
