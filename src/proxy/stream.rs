@@ -9,7 +9,7 @@
 //! decided again, with the live config and the current time: the handshake
 //! request, its token included, goes through the same [`gate::admit`]. The
 //! first refusal ends the stream (the piece is not passed on) and is what
-//! the audit record says. A stream with no traffic is not checked, and has
+//! the audit record says, with the version of the config that refused. A stream with no traffic is not checked, and has
 //! nothing to pass.
 
 use pingora_core::{Error, ErrorType, Result};
@@ -48,6 +48,8 @@ pub fn recheck(gateway: &Gateway, session: &Session, ctx: &mut RequestCtx) -> Re
         }
     }
     ctx.refused = Some(refusal.reason);
+    // The record names the config whose decision ended the stream.
+    ctx.snapshot = Some(snapshot);
     Error::e_explain(
         ErrorType::Custom(refusal.reason.code()),
         "WebSocket stream ended: no longer allowed",

@@ -453,6 +453,14 @@ async fn an_open_stream_follows_a_reloaded_policy() {
         .find(|r| r["status"] == 101)
         .expect("the stream's record");
     assert_eq!(ended["reason"], "permission_denied", "{ended}");
+    let reload = records
+        .iter()
+        .find(|r| r["event"] == "reload")
+        .expect("the reload's record");
+    assert_eq!(
+        ended["config_version"], reload["config_version"],
+        "the record names the config that ended the stream"
+    );
 }
 
 #[tokio::test]
