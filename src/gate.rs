@@ -21,6 +21,7 @@ use crate::auth::{
 use crate::config::snapshot::{AuthMode, AuthRuntime, Route, Snapshot};
 use crate::decision::{Decision, Reason};
 use crate::policy::{decide, Explanation, Subject};
+use crate::request::method_override::{header_override, query_override};
 use crate::request::{check_framing, normalize_path, NormalizedPath};
 use crate::revocation::{is_revoked, RuntimeRevocations};
 use crate::route::Params;
@@ -176,6 +177,29 @@ fn admit_inner(
         });
     };
     let route = found.value.clone();
+    // What is checked must be what the upstream does: no asking it to
+    // treat this request as another method.
+    if !matches!(*req.method, Method::GET | Method::HEAD) {
+        if let Some(header) = header_override(req.headers) {
+            return Err(Refusal {
+                detail: format!("method override header {header}"),
+                path: Some(path),
+                route: Some(route),
+                ..refusal(Reason::BadRequest)
+            });
+        }
+    }
+    if let Some(param) =
+        query.and_then(|q| query_override(q, &route.upstream.method_override_params))
+    {
+        return Err(Refusal {
+            detail: format!("method override parameter `{param}` in the query"),
+            rules: vec![override_rule(&route)],
+            path: Some(path),
+            route: Some(route),
+            ..refusal(Reason::BadRequest)
+        });
+    }
     let mut admission = Admission {
         route: route.clone(),
         query: query.map(str::to_string),
@@ -289,6 +313,11 @@ fn admit_inner(
 /// GET, HEAD and OPTIONS change nothing (RFC 9110 §9.2.1).
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The rule an audit record names for a method override parameter.
+pub fn override_rule(route: &Route) -> String {
+    format!("upstreams.{}.method_override_params", route.upstream.name.0)
 }
 
 /// The rule an audit record names for a route's WebSocket setting.

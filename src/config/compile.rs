@@ -33,11 +33,16 @@ use crate::connection::ConnectionSettings;
 const MAX_BODY_LIMIT: u64 = 4 << 30;
 use crate::policy::OwnerCache;
 use crate::redact::RedactionRule;
-use crate::request::TrustedProxies;
+use crate::request::{method_override, TrustedProxies};
 use crate::route::{MethodSet, PathTemplate, RouteTable};
 
-/// Headers that carry the caller's own credentials or identity. They are
-/// dropped before forwarding whatever the config says (invariant 3).
+/// The parameter Rails, Laravel, Symfony and Spring read as a method
+/// override in a form (see [`crate::request::method_override`]).
+pub const DEFAULT_OVERRIDE_PARAM: &str = "_method";
+
+/// Headers that carry the caller's own credentials or identity (invariant
+/// 3), or would have the upstream do other than what was checked. They are
+/// dropped before forwarding whatever the config says.
 pub const ALWAYS_STRIPPED: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -49,6 +54,11 @@ pub const ALWAYS_STRIPPED: &[&str] = &[
     "x-real-ip",
     "x-chatwarden-sub",
     "x-chatwarden-roles",
+    // Method overrides: refused on changes (the gate), dropped here from
+    // GET and HEAD, where they are not refused.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// One problem in a config file, located where it can be found.
@@ -503,6 +513,9 @@ impl Compiler<'_> {
             .and_then(|s| self.body_limit(&format!("upstream `{name}`"), s))
             .unwrap_or(DEFAULT_MAX_BODY);
 
+        let method_override_params =
+            self.override_params(name, u.method_override_params.as_deref());
+
         let ca = match &u.ca_file {
             Some(f) => {
                 if !tls {
@@ -526,6 +539,7 @@ impl Compiler<'_> {
             inject,
             timeouts,
             max_body,
+            method_override_params,
             ca,
             pool_key: pool_key(name),
             resolved: std::sync::Mutex::new(None),
@@ -734,6 +748,35 @@ impl Compiler<'_> {
             _ => {}
         }
         Some(mode)
+    }
+
+    /// An upstream's `method_override_params`: `_method` unless set. A bad
+    /// name is reported and left out.
+    fn override_params(&mut self, upstream: &str, raw: Option<&[Str]>) -> Vec<String> {
+        let Some(raw) = raw else {
+            return vec![DEFAULT_OVERRIDE_PARAM.to_string()];
+        };
+        let mut out: Vec<String> = Vec::new();
+        for p in raw {
+            let name = p.value.as_str();
+            let fine = !name.is_empty()
+                && name.len() <= method_override::MAX_PARAM_LEN
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !fine {
+                self.err(
+                    &p.referenced,
+                    format!(
+                        "upstream `{upstream}`: method_override_params: `{name}` is not a parameter name (letters, digits, `_`, `-`, `.`; at most {} bytes)",
+                        method_override::MAX_PARAM_LEN
+                    ),
+                );
+            } else if !out.iter().any(|o| o == name) {
+                out.push(name.to_string());
+            }
+        }
+        out
     }
 
     /// A route's `websocket`. A stream's frames are passed as they are, so

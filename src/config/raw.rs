@@ -156,6 +156,9 @@ pub struct RawUpstream {
     /// Largest request body forwarded to this upstream (`1MB` unless
     /// set); a route's own `max_body` overrides it.
     pub max_body: Option<Str>,
+    /// Parameters this upstream reads as a method override (`[_method]`
+    /// unless set; `[]` for none): requests carrying them are refused.
+    pub method_override_params: Option<Vec<Str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -114,6 +114,9 @@ pub struct Upstream {
     pub timeouts: Timeouts,
     /// Largest request body forwarded, for routes that do not set their own.
     pub max_body: u64,
+    /// Query or form parameters this upstream reads as a method override;
+    /// a request carrying one is refused.
+    pub method_override_params: Vec<String>,
     pub ca: Option<Arc<[WrappedX509]>>,
     /// Separates this upstream's pooled connections from any other
     /// upstream's at the same address: pingora's pool key ignores the CA,

@@ -4,7 +4,9 @@
 //! is forwarded; a body without one (chunked HTTP/1.1, HTTP/2 data frames)
 //! is counted as it streams and cut where it passes the limit. A body that
 //! comes in pieces is also held to `connections.body_min_rate` (see
-//! [`crate::connection::BodyPace`]) from its first piece on.
+//! [`crate::connection::BodyPace`]) from its first piece on. A form body is
+//! read for method override parameters as it streams (see
+//! [`crate::request::method_override`]).
 
 use std::time::Instant;
 
@@ -13,6 +15,7 @@ use pingora_http::RequestHeader;
 use crate::config::snapshot::Route;
 use crate::connection::BodyPace;
 use crate::decision::Reason;
+use crate::request::method_override::{FormScan, Found};
 
 /// What has come of a request body so far.
 #[derive(Debug, Default)]
@@ -24,6 +27,8 @@ pub struct Progress {
     /// The body was cut after forwarding began: the upstream saw part of
     /// the request.
     pub cut: bool,
+    /// A form body's scan for method override parameters.
+    form: Option<FormScan>,
 }
 
 impl Progress {
@@ -59,6 +64,34 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// A body that is a form, scanned with `scan` as it streams.
+    pub fn scanning(scan: FormScan) -> Progress {
+        Progress {
+            form: Some(scan),
+            ..Progress::default()
+        }
+    }
+
+    /// Read a piece of a form body (`end`: the body's last); what it found
+    /// that must not reach the upstream.
+    pub fn form_piece(&mut self, piece: &[u8], end: bool) -> Option<Found> {
+        let found = self.form.as_mut()?.feed(piece, end);
+        self.cut |= found.is_some();
+        found
+    }
+}
+
+/// A scan for method override parameters, when the request's body is a
+/// form and its upstream names some.
+pub fn form_scan(req: &RequestHeader, params: &[String]) -> Option<FormScan> {
+    if params.is_empty() {
+        return None;
+    }
+    let content_type = req.headers.get(http::header::CONTENT_TYPE)?;
+    FormScan::new(&String::from_utf8_lossy(content_type.as_bytes()), params)
+}
+
 /// Whether the request declares a body longer than `max` bytes. A length
 /// that does not parse never gets here: pingora and the hygiene checks
 /// refuse it first.
@@ -82,6 +115,7 @@ pub fn rule_name(route: &Route) -> String {
 pub fn rule_for(reason: Reason, route: &Route) -> String {
     match reason {
         Reason::BodyTooSlow => PACE_RULE.to_string(),
+        Reason::BadRequest => crate::gate::override_rule(route),
         _ => rule_name(route),
     }
 }

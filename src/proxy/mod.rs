@@ -187,14 +187,23 @@ impl ProxyHttp for Gateway {
         if session.was_upgraded() {
             return stream::recheck(self, session, ctx);
         }
-        let Some(reason) = ctx.body.get_or_insert_default().piece(
+        let progress = ctx.body.get_or_insert_default();
+        let over = progress.piece(
             chunk.len(),
             end_of_stream,
             a.route.max_body,
             &snapshot.connections.body_pace,
             std::time::Instant::now,
-        ) else {
-            return Ok(());
+        );
+        let reason = match over {
+            Some(r) => r,
+            None => match progress.form_piece(chunk, end_of_stream) {
+                Some(found) => {
+                    tracing::debug!(request_id = %ctx.request_id, found = ?found, "method override in a form body");
+                    Reason::BadRequest
+                }
+                None => return Ok(()),
+            },
         };
         // The head and the body so far are upstream, without its end: the
         // upstream sees an aborted request.
@@ -278,7 +287,9 @@ impl ProxyHttp for Gateway {
             Some(r @ (Reason::RedactionFailed | Reason::BodyTooLarge | Reason::BodyTooSlow)) => {
                 Some(r)
             }
-            Some(r) if session.was_upgraded() => Some(r),
+            Some(r) if session.was_upgraded() || ctx.body.as_ref().is_some_and(|b| b.cut) => {
+                Some(r)
+            }
             // A stream quiet for longer than the upstream's read timeout
             // ends there; nothing failed.
             None if session.was_upgraded() && failure::idle_stream(e) => None,
@@ -392,6 +403,12 @@ impl Gateway {
             ctx.refused_route = Some(admission.route.clone());
             respond::rate_limited(session, &ctx.request_id, retry_after_secs(wait)).await?;
             return Ok(true);
+        }
+        if let Some(scan) = body::form_scan(
+            session.req_header(),
+            &admission.route.upstream.method_override_params,
+        ) {
+            ctx.body = Some(Box::new(body::Progress::scanning(scan)));
         }
         ctx.admitted = Some(admission);
         match pending {

@@ -3,6 +3,8 @@
 //! - [`normalize`]: the one canonical path that policy matches and the
 //!   upstream receives (invariant 2).
 //! - [`hygiene`]: framing that two HTTP parsers could disagree on.
+//! - [`method_override`]: requests asking the upstream to treat them as
+//!   another method.
 //! - [`client_ip`]: the client address, believing `X-Forwarded-For` only
 //!   from trusted proxies (invariant 3).
 //! - [`request_id`]: the id that ties the audit record, the error body and
@@ -12,6 +14,7 @@
 
 pub mod client_ip;
 pub mod hygiene;
+pub mod method_override;
 pub mod normalize;
 pub mod request_id;
 

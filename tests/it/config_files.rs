@@ -642,3 +642,32 @@ routes:
     let word = yaml.replace("websocket: false", "websocket: sometimes");
     expect_errors(&word, Match::Prefix, &["bad.yaml:10:"]);
 }
+
+#[test]
+fn method_override_params_are_parameter_names() {
+    let with = |params: &str| {
+        format!(
+            "listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]\n\
+             upstreams: {{crm: {{url: \"http://127.0.0.1:9\"{params}}}}}\n\
+             routes: [{{name: r, upstream: crm, path: /x, auth: none}}]\n"
+        )
+    };
+    for params in [
+        "",
+        ", method_override_params: []",
+        ", method_override_params: [_method, method, x-verb]",
+    ] {
+        let yaml = with(params);
+        if let Err(e) = load_str(&yaml, Path::new("ok.yaml"), &placeholder_env()) {
+            panic!("should compile:\n{yaml}\n{e}");
+        }
+    }
+    expect_errors(
+        &with(", method_override_params: [_method, \"a=b\", \"\"]"),
+        Match::Anywhere,
+        &[
+            "upstream `crm`: method_override_params: `a=b` is not a parameter name",
+            "upstream `crm`: method_override_params: `` is not a parameter name",
+        ],
+    );
+}

@@ -16,6 +16,7 @@ mod fetched;
 mod hygiene;
 mod limits;
 mod origins;
+mod overrides;
 mod ownership;
 mod proxy;
 mod redaction;

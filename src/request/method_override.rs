@@ -1,0 +1,558 @@
+//! Method overrides: a request that asks the upstream to treat it as
+//! another method.
+//!
+//! Many web frameworks let a POST stand in for another method: Rails and
+//! every Rack app (`Rack::MethodOverride`, on by default in a full Rails
+//! app such as Chatwoot) read a `_method` form field or an
+//! `X-HTTP-Method-Override` header; Laravel, Symfony and Spring read
+//! `_method`; ASP.NET and many Java stacks read `X-HTTP-Method(-Override)`.
+//! The gateway decides on the method it sees, so an override would let a
+//! caller allowed to `POST /contacts` (create one) run `GET /contacts` (the
+//! whole list, outside the masking its list route applies) or a `DELETE`
+//! nobody granted. What is checked must be what the upstream does: a request
+//! carrying an override is refused (400 `bad_request`), whichever way it
+//! carries it.
+//!
+//! - [`header_override`]: the override headers, on any method but GET and
+//!   HEAD (on those they are only dropped, with every other header the
+//!   upstream must not see).
+//! - [`query_override`]: a query parameter the upstream reads as one
+//!   (`upstreams.<name>.method_override_params`, `_method` by default).
+//! - [`FormScan`]: the same parameter in a form body (urlencoded or
+//!   multipart), found as the body streams: the upstream never receives a
+//!   whole request that carries it.
+//!
+//! Parameter names are matched as a form parser would decode them
+//! (percent-encoding, `+`, quoted and RFC 2231 multipart names) and also
+//! as the first part of a nested name (`_method[x]`): stricter than any
+//! one framework, never looser.
+
+use http::{HeaderMap, HeaderName};
+
+/// Headers that ask for another method.
+pub static OVERRIDE_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// The longest override parameter name a config may list.
+pub const MAX_PARAM_LEN: usize = 32;
+
+/// The override header `headers` carry, if any.
+pub fn header_override(headers: &HeaderMap) -> Option<&'static str> {
+    OVERRIDE_HEADERS
+        .iter()
+        .find(|h| headers.contains_key(*h))
+        .map(HeaderName::as_str)
+}
+
+/// The override parameter (one of `params`) named in a query string.
+pub fn query_override<'p>(query: &str, params: &'p [String]) -> Option<&'p str> {
+    if params.is_empty() {
+        return None;
+    }
+    let mut keys = UrlencodedKeys::default();
+    keys.feed(query.as_bytes(), params)
+        .or_else(|| keys.finish(params))
+}
+
+/// Whether `name`, as decoded, is one of `params` or nests under one
+/// (`_method[]`, `_method[x]`).
+fn names_param<'p>(name: &[u8], params: &'p [String]) -> Option<&'p str> {
+    params
+        .iter()
+        .find(|p| {
+            let p = p.as_bytes();
+            name.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest[0] == b'[')
+        })
+        .map(String::as_str)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes `raw` (`+` as a space when `plus`); an invalid escape
+/// is kept as it is, as form parsers do.
+fn percent_decode(raw: &[u8], plus: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' if plus => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Keys of an `application/x-www-form-urlencoded` text fed in pieces.
+/// Separators are `&` and `;` (older Rack splits on both), and spaces after
+/// a separator are skipped (as Rack 2 does).
+#[derive(Debug, Default)]
+struct UrlencodedKeys {
+    key: Vec<u8>,
+    /// The key so far is longer than any encoded parameter name can be.
+    long: bool,
+    /// Between `=` and the next separator.
+    in_value: bool,
+}
+
+impl UrlencodedKeys {
+    /// The longest raw key that can decode to a parameter name (each byte
+    /// percent-encoded), plus the `[` that may follow it, encoded too.
+    const MAX_RAW_KEY: usize = 3 * (MAX_PARAM_LEN + 1);
+
+    fn feed<'p>(&mut self, bytes: &[u8], params: &'p [String]) -> Option<&'p str> {
+        for &b in bytes {
+            match b {
+                b'&' | b';' => {
+                    if let Some(found) = self.end_key(params) {
+                        return Some(found);
+                    }
+                    self.in_value = false;
+                }
+                _ if self.in_value => {}
+                b'=' => {
+                    if let Some(found) = self.end_key(params) {
+                        return Some(found);
+                    }
+                    self.in_value = true;
+                }
+                b' ' if self.key.is_empty() && !self.long => {}
+                _ if self.long => {}
+                _ => {
+                    if self.key.len() == Self::MAX_RAW_KEY {
+                        self.long = true;
+                        self.key.clear();
+                    } else {
+                        self.key.push(b);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The text ended: its last key counts too.
+    fn finish<'p>(&mut self, params: &'p [String]) -> Option<&'p str> {
+        let found = if self.in_value {
+            None
+        } else {
+            self.end_key(params)
+        };
+        self.in_value = false;
+        found
+    }
+
+    fn end_key<'p>(&mut self, params: &'p [String]) -> Option<&'p str> {
+        let found = if self.long || self.key.is_empty() {
+            None
+        } else {
+            names_param(&percent_decode(&self.key, true), params)
+        };
+        self.key.clear();
+        self.long = false;
+        found
+    }
+}
+
+/// The longest multipart part head read; a longer one is refused (form
+/// parsers cap it too, and the gateway will not forward what it could not
+/// read).
+const MAX_PART_HEAD: usize = 16 * 1024;
+
+/// A form body's override parameter, found as the body streams.
+#[derive(Debug)]
+pub struct FormScan {
+    params: Vec<String>,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Urlencoded(UrlencodedKeys),
+    Multipart(Multipart),
+}
+
+/// What a form body scan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A field named as this override parameter.
+    Param(String),
+    /// A multipart part head longer than the gateway reads.
+    UnreadablePart,
+}
+
+impl FormScan {
+    /// A scan for a body of `content_type`, when it is a form and `params`
+    /// is not empty.
+    pub fn new(content_type: &str, params: &[String]) -> Option<FormScan> {
+        if params.is_empty() {
+            return None;
+        }
+        let mut parts = content_type.split(';');
+        let media = parts.next()?.trim();
+        let kind = if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            Kind::Urlencoded(UrlencodedKeys::default())
+        } else if media.eq_ignore_ascii_case("multipart/form-data") {
+            let boundary = parts.find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("boundary")
+                    .then(|| v.trim().trim_matches('"').to_string())
+            });
+            Kind::Multipart(Multipart::new(boundary.filter(|b| !b.is_empty())?))
+        } else {
+            return None;
+        };
+        Some(FormScan {
+            params: params.to_vec(),
+            kind,
+        })
+    }
+
+    /// Reads the next piece of the body (`end`: its last).
+    pub fn feed(&mut self, piece: &[u8], end: bool) -> Option<Found> {
+        let params = &self.params;
+        let found = match &mut self.kind {
+            Kind::Urlencoded(keys) => {
+                let found = keys.feed(piece, params);
+                let found = if found.is_none() && end {
+                    keys.finish(params)
+                } else {
+                    found
+                };
+                found.map(|p| Found::Param(p.to_string()))
+            }
+            Kind::Multipart(m) => m.feed(piece, params),
+        };
+        found
+    }
+}
+
+/// Multipart part heads, found between a delimiter line and the blank line
+/// after it. Every occurrence of the delimiter counts, wherever it is: a
+/// parser may not agree on preambles, and reading more heads than there
+/// are is only stricter.
+#[derive(Debug)]
+struct Multipart {
+    /// `--` and the boundary.
+    delimiter: Vec<u8>,
+    /// Bytes not yet settled: while looking for a delimiter, the end of the
+    /// last piece (a delimiter may span two); inside a head, the head so far.
+    pending: Vec<u8>,
+    in_head: bool,
+    /// How much of a head has been searched for its end already.
+    searched: usize,
+}
+
+impl Multipart {
+    fn new(boundary: String) -> Multipart {
+        let mut delimiter = b"--".to_vec();
+        delimiter.extend_from_slice(boundary.as_bytes());
+        Multipart {
+            delimiter,
+            pending: Vec::new(),
+            in_head: false,
+            searched: 0,
+        }
+    }
+
+    fn feed(&mut self, piece: &[u8], params: &[String]) -> Option<Found> {
+        self.pending.extend_from_slice(piece);
+        loop {
+            if self.in_head {
+                let Some(end) = head_end(&self.pending, self.searched) else {
+                    if self.pending.len() > MAX_PART_HEAD {
+                        return Some(Found::UnreadablePart);
+                    }
+                    self.searched = self.pending.len();
+                    return None;
+                };
+                if end > MAX_PART_HEAD {
+                    return Some(Found::UnreadablePart);
+                }
+                let named = part_field_names(&self.pending[..end])
+                    .iter()
+                    .find_map(|n| names_param(n, params));
+                if let Some(name) = named {
+                    return Some(Found::Param(name.to_string()));
+                }
+                self.pending.drain(..end);
+                self.in_head = false;
+                self.searched = 0;
+                continue;
+            }
+            match memchr::memmem::find(&self.pending, &self.delimiter) {
+                Some(at) => {
+                    self.pending.drain(..at + self.delimiter.len());
+                    self.in_head = true;
+                }
+                None => {
+                    let keep = (self.delimiter.len() - 1).min(self.pending.len());
+                    self.pending.drain(..self.pending.len() - keep);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Where the blank line ending a part head is (the index just past it),
+/// searching from a little before `from` (a blank line may span pieces).
+fn head_end(head: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    (start..head.len()).find_map(|i| {
+        if head[i..].starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else if head[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else {
+            None
+        }
+    })
+}
+
+/// The field names a part head gives in `Content-Disposition`, decoded: a
+/// quoted name unescaped, an RFC 2231 `name*` percent-decoded. A head that
+/// names more than one is checked for each.
+fn part_field_names(head: &[u8]) -> Vec<Vec<u8>> {
+    let mut names = Vec::new();
+    let text = String::from_utf8_lossy(head);
+    for line in text.lines() {
+        let Some((field, value)) = line.split_once(':') else {
+            continue;
+        };
+        if !field.trim().eq_ignore_ascii_case("content-disposition") {
+            continue;
+        }
+        for param in split_params(value).into_iter().skip(1) {
+            let Some((key, val)) = param.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            let val = val.trim();
+            if key.eq_ignore_ascii_case("name") {
+                names.push(unquote(val));
+            } else if key.eq_ignore_ascii_case("name*") {
+                // charset'language'percent-encoded
+                let encoded = val.splitn(3, '\'').nth(2).unwrap_or(val);
+                names.push(percent_decode(unquote(encoded).as_slice(), false));
+            }
+        }
+    }
+    names
+}
+
+/// `;`-separated parameters, with `;` inside quotes kept.
+fn split_params(value: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && quoted {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if c == ';' && !quoted {
+            out.push(String::new());
+            continue;
+        }
+        if let Some(last) = out.last_mut() {
+            last.push(c);
+        }
+    }
+    out
+}
+
+/// A quoted string's content with its backslash escapes resolved; a bare
+/// token as it is.
+fn unquote(value: &str) -> Vec<u8> {
+    let Some(inner) = value.strip_prefix('"') else {
+        return value.as_bytes().to_vec();
+    };
+    let inner = inner.strip_suffix('"').unwrap_or(inner);
+    let mut out = Vec::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        let c = if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        };
+        let mut buf = [0; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> Vec<String> {
+        vec!["_method".to_string()]
+    }
+
+    #[test]
+    fn override_headers_are_found() {
+        let mut h = HeaderMap::new();
+        assert_eq!(header_override(&h), None);
+        h.insert("X-HTTP-Method-Override", "GET".parse().unwrap());
+        assert_eq!(header_override(&h), Some("x-http-method-override"));
+        let mut h = HeaderMap::new();
+        h.insert("x-method-override", "DELETE".parse().unwrap());
+        assert_eq!(header_override(&h), Some("x-method-override"));
+    }
+
+    #[test]
+    fn query_parameters_are_decoded_as_a_form_parser_would() {
+        let p = params();
+        for q in [
+            "_method=GET",
+            "page=2&_method=DELETE",
+            "a=1;_method=PATCH",
+            "a=1&  _method=GET",
+            "%5Fmethod=GET",
+            "%5f%6D%65thod=GET",
+            "_method[]=GET",
+            "_method%5Bx%5D=1",
+            "_method",
+            "a&_method&b",
+        ] {
+            assert_eq!(query_override(q, &p), Some("_method"), "{q}");
+        }
+        for q in [
+            "",
+            "page=2",
+            "q=_method",
+            "x_method=GET",
+            "_methods=GET",
+            "_method%=GET",
+            "+_method=GET",
+            "a=%26_method%3DGET",
+        ] {
+            assert_eq!(query_override(q, &p), None, "{q}");
+        }
+        assert_eq!(query_override("_method=GET", &[]), None, "no parameters");
+    }
+
+    #[test]
+    fn a_very_long_key_is_skipped_whole() {
+        let long = format!("{}_method=GET&_method=GET", "x".repeat(500));
+        assert_eq!(query_override(&long, &params()), Some("_method"));
+        let long = format!("{}_method=GET", "x".repeat(500));
+        assert_eq!(query_override(&long, &params()), None);
+    }
+
+    /// Feeds `body` in pieces of `size` bytes.
+    fn scan(content_type: &str, body: &[u8], size: usize) -> Option<Found> {
+        let mut s = FormScan::new(content_type, &params()).expect("a form");
+        let pieces: Vec<&[u8]> = body.chunks(size.max(1)).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            if let Some(found) = s.feed(piece, i + 1 == pieces.len()) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    fn found() -> Option<Found> {
+        Some(Found::Param("_method".into()))
+    }
+
+    #[test]
+    fn urlencoded_bodies_are_scanned_across_pieces() {
+        let ct = "application/x-www-form-urlencoded; charset=utf-8";
+        for size in [1, 2, 3, 7, 1000] {
+            assert_eq!(scan(ct, b"content=hi&_method=GET", size), found(), "{size}");
+            assert_eq!(scan(ct, b"_method=GET&content=hi", size), found(), "{size}");
+            assert_eq!(scan(ct, b"content=hi&%5Fmethod", size), found(), "{size}");
+            assert_eq!(scan(ct, b"content=_method&x=1", size), None, "{size}");
+        }
+        assert!(FormScan::new("application/json", &params()).is_none());
+        assert!(FormScan::new(ct, &[]).is_none(), "nothing to look for");
+    }
+
+    fn multipart(parts: &[(&str, &str)]) -> Vec<u8> {
+        let mut body = b"preamble\r\n".to_vec();
+        for (head, content) in parts {
+            body.extend_from_slice(b"--XyZ\r\n");
+            body.extend_from_slice(head.as_bytes());
+            body.extend_from_slice(b"\r\n\r\n");
+            body.extend_from_slice(content.as_bytes());
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--XyZ--\r\n");
+        body
+    }
+
+    #[test]
+    fn multipart_part_names_are_read_as_a_form_parser_would() {
+        let ct = "multipart/form-data; boundary=XyZ";
+        let file = (
+            "Content-Disposition: form-data; name=\"attachments[]\"; filename=\"payment_method.pdf\"\r\nContent-Type: application/pdf",
+            "%PDF name=\"_method\" --XyZ is not at a line start here",
+        );
+        for head in [
+            "Content-Disposition: form-data; name=\"_method\"",
+            "content-disposition: form-data; NAME=_method",
+            "Content-Disposition: form-data; name = \"_method\"",
+            "Content-Disposition: form-data; name=\"_me\\thod\"",
+            "Content-Disposition: form-data; name*=UTF-8''%5Fmethod",
+            "Content-Disposition: form-data; filename=\"x;y\"; name=\"_method[a]\"",
+        ] {
+            let body = multipart(&[
+                ("Content-Disposition: form-data; name=\"content\"", "hi"),
+                (head, "GET"),
+            ]);
+            for size in [1, 5, 64, 10_000] {
+                assert_eq!(scan(ct, &body, size), found(), "{head} in pieces of {size}");
+            }
+        }
+        let innocent = multipart(&[
+            (
+                "Content-Disposition: form-data; name=\"content\"",
+                "the _method field",
+            ),
+            file,
+        ]);
+        for size in [1, 5, 64, 10_000] {
+            assert_eq!(scan(ct, &innocent, size), None, "pieces of {size}");
+        }
+        let quoted = "multipart/form-data; boundary=\"XyZ\"";
+        let body = multipart(&[("Content-Disposition: form-data; name=_method", "GET")]);
+        assert_eq!(scan(quoted, &body, 3), found());
+        assert!(
+            FormScan::new("multipart/form-data", &params()).is_none(),
+            "no boundary: not a form anyone can parse"
+        );
+    }
+
+    #[test]
+    fn a_part_head_without_an_end_is_unreadable() {
+        let ct = "multipart/form-data; boundary=XyZ";
+        let mut body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"; x=\"".to_vec();
+        body.extend(std::iter::repeat_n(b'y', MAX_PART_HEAD + 10));
+        assert_eq!(scan(ct, &body, 4096), Some(Found::UnreadablePart));
+    }
+}
