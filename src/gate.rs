@@ -2,8 +2,9 @@
 //! function over plain `http` types: request hygiene, one path
 //! normalization, route match (default deny), authentication, revocation,
 //! where a cookie-authenticated change (or WebSocket) came from, then the
-//! policy (permission, access rules, MFA, scope), and last whether the route
-//! carries WebSockets. The proxy calls
+//! policy (permission, access rules, MFA, scope), and last whether the
+//! request asks for another method than the one decided on and whether the
+//! route carries WebSockets. The proxy calls
 //! it from `request_filter`; `chatwarden explain` calls the very same
 //! function.
 
@@ -177,29 +178,6 @@ fn admit_inner(
         });
     };
     let route = found.value.clone();
-    // What is checked must be what the upstream does: no asking it to
-    // treat this request as another method.
-    if !matches!(*req.method, Method::GET | Method::HEAD) {
-        if let Some(header) = header_override(req.headers) {
-            return Err(Refusal {
-                detail: format!("method override header {header}"),
-                path: Some(path),
-                route: Some(route),
-                ..refusal(Reason::BadRequest)
-            });
-        }
-    }
-    if let Some(param) =
-        query.and_then(|q| query_override(q, &route.upstream.method_override_params))
-    {
-        return Err(Refusal {
-            detail: format!("method override parameter `{param}` in the query"),
-            rules: vec![override_rule(&route)],
-            path: Some(path),
-            route: Some(route),
-            ..refusal(Reason::BadRequest)
-        });
-    }
     let mut admission = Admission {
         route: route.clone(),
         query: query.map(str::to_string),
@@ -297,7 +275,34 @@ fn admit_inner(
         }
     }?;
     // Who is asking and whether they may are settled first: an anonymous
-    // handshake gets its 401, a forbidden one its 403 for the policy.
+    // caller gets its 401, a forbidden one its 403 for the policy, and the
+    // record of what follows names the caller.
+    //
+    // What is checked must be what the upstream does: no asking it to
+    // treat this request as another method.
+    if !matches!(*req.method, Method::GET | Method::HEAD) {
+        if let Some(header) = header_override(req.headers) {
+            return Err(refuse(
+                Reason::BadRequest,
+                format!("method override header {header}"),
+                &admitted,
+            ));
+        }
+    }
+    let params = &route.upstream.method_override_params;
+    if let Some(param) = admitted
+        .query
+        .as_deref()
+        .and_then(|q| query_override(q, params))
+    {
+        let mut r = refuse(
+            Reason::BadRequest,
+            format!("method override parameter `{param}` in the query"),
+            &admitted,
+        );
+        r.rules.push(override_rule(&route));
+        return Err(r);
+    }
     if req.websocket && !route.websocket {
         let mut r = refuse(
             Reason::UpgradeDenied,

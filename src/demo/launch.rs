@@ -193,11 +193,13 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
   curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $CONTRACTOR"; echo
   curl -s $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $FINANCE"; echo
 
-  # No token, a forged one, default deny, and a path trick (normalized, then decided)
+  # No token, a forged one, default deny, a path trick (normalized, then decided), and a method
+  # override (Chatwoot, a Rails app, would run this reply as a read of every message, unmasked)
   curl -s $GW/api/v1/accounts/1/conversations; echo
   curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT"x; echo
   curl -s $GW/api/v1/accounts/1/contacts/1/destroy_all -H "Authorization: Bearer $ADMIN"; echo
   curl -s $GW/api/v1/accounts/1/contacts%2F1 -H "Authorization: Bearer $ADMIN"; echo
+  curl -s -X POST $GW/api/v1/accounts/1/conversations/{mine}/messages -H "Authorization: Bearer $AGENT" -d '_method=GET'; echo
 
   # Instant revocation: Amelia leaves; her still-valid token stops working on the next request
   curl -s -X POST {adm}/revoke -H "Authorization: Bearer $ADMIN_API" -d '{{"sub":"amelia.clarke@acme-retail.example"}}'; echo

@@ -318,11 +318,19 @@ impl ProxyHttp for Gateway {
             }
             None => 0,
         };
-        tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
+        if ended_on_purpose(session, ctx) {
+            tracing::debug!(request_id = %ctx.request_id, error = %e, "request ended by the gateway");
+        } else {
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
+        }
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    fn suppress_error_log(&self, session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        ended_on_purpose(session, ctx)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -614,6 +622,14 @@ fn shape_response(
 /// How long a request whose token names an unknown key waits for the JWKS
 /// refetch it triggered (when the rate limit allows one).
 const UNKNOWN_KID_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether the gateway itself ended a request it had begun to forward (a
+/// body cut, a stream no longer allowed): a refusal, audited as one, not a
+/// proxying failure for the error log.
+fn ended_on_purpose(session: &Session, ctx: &RequestCtx) -> bool {
+    let forwarded = session.was_upgraded() || ctx.body.as_ref().is_some_and(|b| b.cut);
+    forwarded && ctx.refused.is_some_and(|r| !r.is_failure())
+}
 
 /// The request head as the decision sees it.
 fn request_view(req: &RequestHeader, wire: gate::WireFacts) -> gate::RequestView<'_> {

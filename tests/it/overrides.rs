@@ -231,7 +231,7 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
     assert_eq!(refused_records.len(), refused.len() + 1, "{records:#?}");
     let header = refused_records[0];
     assert_eq!(header["route"], "contacts.create");
-    assert_eq!(header["sub"], Value::Null, "refused before authentication");
+    assert_eq!(header["sub"], "priya", "the record names who asked");
     assert_eq!(header["upstream"], Value::Null);
     let query = refused_records[2];
     assert_eq!(
