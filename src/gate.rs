@@ -22,7 +22,7 @@ use crate::auth::{
 use crate::config::snapshot::{AuthMode, AuthRuntime, Route, Snapshot};
 use crate::decision::{Decision, Reason};
 use crate::policy::{decide, Explanation, Subject};
-use crate::request::method_override::{header_override, query_override};
+use crate::request::method_override::{encoded_form, header_override, query_override};
 use crate::request::{check_framing, normalize_path, NormalizedPath};
 use crate::revocation::{is_revoked, RuntimeRevocations};
 use crate::route::Params;
@@ -290,6 +290,15 @@ fn admit_inner(
         }
     }
     let params = &route.upstream.method_override_params;
+    if encoded_form(req.headers, params) {
+        let mut r = refuse(
+            Reason::BadRequest,
+            "a form body with a Content-Encoding cannot be read for method overrides".into(),
+            &admitted,
+        );
+        r.rules.push(override_rule(&route));
+        return Err(r);
+    }
     if let Some(param) = admitted
         .query
         .as_deref()

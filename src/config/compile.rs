@@ -59,6 +59,10 @@ pub const ALWAYS_STRIPPED: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    // Path overrides some servers honour (IIS, older Symfony): the path
+    // forwarded is the one checked.
+    "x-original-url",
+    "x-rewrite-url",
 ];
 
 /// One problem in a config file, located where it can be found.

@@ -20,7 +20,8 @@
 //!   (`upstreams.<name>.method_override_params`, `_method` by default).
 //! - [`FormScan`]: the same parameter in a form body (urlencoded or
 //!   multipart), found as the body streams: the upstream never receives a
-//!   whole request that carries it.
+//!   whole request that carries it. A form body with a `Content-Encoding`
+//!   cannot be read that way and is refused ([`encoded_form`]).
 //!
 //! Parameter names are matched as a form parser would decode them
 //! (percent-encoding, `+`, quoted and RFC 2231 multipart names) and also
@@ -55,6 +56,20 @@ pub fn query_override<'p>(query: &str, params: &'p [String]) -> Option<&'p str> 
     let mut keys = UrlencodedKeys::default();
     keys.feed(query.as_bytes(), params)
         .or_else(|| keys.finish(params))
+}
+
+/// Whether `headers` announce a form body encoded (`Content-Encoding`) so
+/// that it cannot be read for `params` as it streams. Such a body is
+/// refused rather than forwarded unread.
+pub fn encoded_form(headers: &HeaderMap, params: &[String]) -> bool {
+    let encoded = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+    encoded
+        && headers.get(http::header::CONTENT_TYPE).is_some_and(|ct| {
+            FormScan::new(&String::from_utf8_lossy(ct.as_bytes()), params).is_some()
+        })
 }
 
 /// Whether `name`, as decoded, is one of `params` or nests under one
@@ -546,6 +561,23 @@ mod tests {
             FormScan::new("multipart/form-data", &params()).is_none(),
             "no boundary: not a form anyone can parse"
         );
+    }
+
+    #[test]
+    fn an_encoded_form_cannot_be_read() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "content-type",
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        assert!(!encoded_form(&h, &params()));
+        h.insert("content-encoding", "identity".parse().unwrap());
+        assert!(!encoded_form(&h, &params()));
+        h.insert("content-encoding", "gzip".parse().unwrap());
+        assert!(encoded_form(&h, &params()));
+        assert!(!encoded_form(&h, &[]), "nothing to look for");
+        h.insert("content-type", "application/json".parse().unwrap());
+        assert!(!encoded_form(&h, &params()), "not a form");
     }
 
     #[test]

@@ -148,6 +148,15 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
                 b"x",
             ),
         ),
+        (
+            "a form the gateway cannot read",
+            post(
+                &token,
+                CONTACTS,
+                &format!("{form}Content-Encoding: gzip\r\n"),
+                b"\x1f\x8b",
+            ),
+        ),
     ];
     for (how, request) in &refused {
         let (status, raw) = answer(&gw, request).await;
@@ -218,6 +227,7 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
         .get(gw.url(CONTACTS))
         .bearer_auth(&token)
         .header("x-http-method-override", "DELETE")
+        .header("x-original-url", "/api/v1/accounts/2/contacts")
         .send()
         .await
         .expect("request");
@@ -225,8 +235,12 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
     let last = up.seen().pop().expect("forwarded");
     assert_eq!(last.method, "GET");
     assert!(last.headers.get("x-http-method-override").is_none());
+    assert!(
+        last.headers.get("x-original-url").is_none(),
+        "nor a path other than the one checked"
+    );
 
-    let records = gw.audit_records(14).await;
+    let records = gw.audit_records(15).await;
     let refused_records = harness::with_reason(&records, "bad_request");
     assert_eq!(refused_records.len(), refused.len() + 1, "{records:#?}");
     let header = refused_records[0];
