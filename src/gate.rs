@@ -280,6 +280,9 @@ fn admit_inner(
     //
     // What is checked must be what the upstream does: no asking it to
     // treat this request as another method.
+    let params = &route.upstream.method_override_params;
+    // GET and HEAD are never overridden (frameworks override POSTs), and
+    // the headers are dropped from them before forwarding.
     if !matches!(*req.method, Method::GET | Method::HEAD) {
         if let Some(header) = header_override(req.headers) {
             return Err(refuse(
@@ -288,16 +291,15 @@ fn admit_inner(
                 &admitted,
             ));
         }
-    }
-    let params = &route.upstream.method_override_params;
-    if encoded_form(req.headers, params) {
-        let mut r = refuse(
-            Reason::BadRequest,
-            "a form body with a Content-Encoding cannot be read for method overrides".into(),
-            &admitted,
-        );
-        r.rules.push(override_rule(&route));
-        return Err(r);
+        if encoded_form(req.headers, params) {
+            let mut r = refuse(
+                Reason::BadRequest,
+                "a form body with a Content-Encoding cannot be read for method overrides".into(),
+                &admitted,
+            );
+            r.rules.push(override_rule(&route));
+            return Err(r);
+        }
     }
     if let Some(param) = admitted
         .query
