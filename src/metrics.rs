@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ pub struct Metrics {
     pub alerts: AlertMetrics,
     /// Client connections: open, refused over a cap, closed for a slow head.
     pub connections: Arc<crate::connection::ConnectionMetrics>,
+    /// WebSocket streams open now (each holds an upstream connection).
+    streams_open: AtomicI64,
 }
 
 /// Values that live elsewhere (the audit writer's own counters) and are
@@ -85,6 +87,16 @@ impl Metrics {
     /// Count one failed attempt to reach an upstream.
     pub fn record_upstream_error(&self, upstream: &str, kind: &'static str) {
         self.upstream_errors.inc((upstream.to_string(), kind));
+    }
+
+    /// A WebSocket stream was opened (its `101` is on its way).
+    pub fn stream_opened(&self) {
+        self.streams_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A WebSocket stream ended, however it ended.
+    pub fn stream_closed(&self) {
+        self.streams_open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Render everything in the Prometheus text format.
@@ -174,6 +186,11 @@ impl Metrics {
             out,
             "# HELP chatwarden_config_info The loaded configuration.\n# TYPE chatwarden_config_info gauge\nchatwarden_config_info{{version=\"{}\"}} 1",
             escape_label(&ext.config_version)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_websocket_streams_open WebSocket streams open now.\n# TYPE chatwarden_websocket_streams_open gauge\nchatwarden_websocket_streams_open {}",
+            self.streams_open.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

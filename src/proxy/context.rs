@@ -27,6 +27,8 @@ pub struct RequestCtx {
     pub caller: Option<Arc<Verified>>,
     /// The gateway answered itself (webhook handshake): no upstream.
     pub answered_locally: bool,
+    /// A WebSocket stream was opened and is counted as open.
+    pub streaming: bool,
     /// The response body must be rewritten (row filters) before it leaves.
     /// Boxed: it is large and most requests have none, and the context
     /// is moved with pingora's session on every request.
@@ -56,6 +58,7 @@ impl RequestCtx {
             refused_route: None,
             caller: None,
             answered_locally: false,
+            streaming: false,
             rewrite: None,
             refused: None,
             rules: Vec::new(),

@@ -251,6 +251,11 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let head = session.req_header().method == http::Method::HEAD;
         let h2 = session.as_downstream().is_http2();
+        let websocket = ctx.admitted.as_ref().is_some_and(|a| a.route.websocket);
+        if websocket && upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            self.metrics.stream_opened();
+            ctx.streaming = true;
+        }
         shape_response(ctx, upstream_response, h2, head)
     }
 
@@ -334,6 +339,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.streaming {
+            self.metrics.stream_closed();
+        }
         // Whatever the client sends next begins a new head. (A request
         // body is never drained in between: pingora closes a connection
         // whose response began before its request body was read whole.)

@@ -123,12 +123,11 @@ impl TestGateway {
         if let Some(token) = admin_token {
             req = req.bearer_auth(token);
         }
-        req.send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body")
+        let resp = req.send().await.expect("metrics");
+        // A refused scrape must not pass for metrics without the line
+        // a test looks for.
+        assert_eq!(resp.status(), 200, "/metrics refused: pass the admin token");
+        resp.text().await.expect("metrics body")
     }
 
     /// Until `/readyz` says ready (its JWKS loaded, among others). A test

@@ -272,6 +272,16 @@ async fn a_websocket_is_forwarded_only_where_a_route_carries_one() {
         next_text(&mut stream).await.as_deref(),
         Some("conversation.created")
     );
+    let open_streams = |metrics: String| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("chatwarden_websocket_streams_open "))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        open_streams(gw.metrics_as(Some(ADMIN_TOKEN)).await).as_deref(),
+        Some("1")
+    );
     stream.close(None).await.expect("close");
     while stream.next().await.is_some() {}
     let seen = ws.handshakes();
@@ -317,6 +327,11 @@ async fn a_websocket_is_forwarded_only_where_a_route_carries_one() {
     assert_eq!(denied[0]["upstream"], Value::Null);
     let streamed: Vec<&Value> = records.iter().filter(|r| r["status"] == 101).collect();
     assert_eq!(streamed.len(), 1, "{records:#?}");
+    assert_eq!(
+        open_streams(gw.metrics_as(Some(ADMIN_TOKEN)).await).as_deref(),
+        Some("0"),
+        "the stream's record is written as it ends"
+    );
     assert_eq!(streamed[0]["decision"], "allow");
     assert_eq!(streamed[0]["route"], "cable");
     assert_eq!(streamed[0]["upstream"], "crm");
@@ -487,7 +502,11 @@ async fn a_quiet_stream_ends_at_the_upstreams_read_timeout_without_an_error() {
         r["detail"],
         "WebSocket stream idle for longer than the upstream's timeouts.read"
     );
-    let metrics = gw.metrics().await;
+    let metrics = gw.metrics_as(Some(ADMIN_TOKEN)).await;
+    assert!(
+        metrics.contains("chatwarden_websocket_streams_open 0"),
+        "{metrics}"
+    );
     assert!(
         !metrics.contains("chatwarden_upstream_errors_total{"),
         "{metrics}"
