@@ -22,7 +22,7 @@ use crate::auth::{
 use crate::config::snapshot::{AuthMode, AuthRuntime, Route, Snapshot};
 use crate::decision::{Decision, Reason};
 use crate::policy::{decide, Explanation, Subject};
-use crate::request::method_override::{encoded_form, header_override, query_override};
+use crate::request::method_override::{form_body, header_override, query_override, FormBody};
 use crate::request::{check_framing, normalize_path, NormalizedPath};
 use crate::revocation::{is_revoked, RuntimeRevocations};
 use crate::route::Params;
@@ -291,10 +291,10 @@ fn admit_inner(
                 &admitted,
             ));
         }
-        if encoded_form(req.headers, params) {
+        if let FormBody::Unreadable(why) = form_body(req.method, req.headers, params) {
             let mut r = refuse(
                 Reason::BadRequest,
-                "a form body with a Content-Encoding cannot be read for method overrides".into(),
+                format!("{why} cannot be read for method overrides"),
                 &admitted,
             );
             r.rules.push(override_rule(&route));

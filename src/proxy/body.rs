@@ -15,7 +15,7 @@ use pingora_http::RequestHeader;
 use crate::config::snapshot::Route;
 use crate::connection::BodyPace;
 use crate::decision::Reason;
-use crate::request::method_override::{FormScan, Found};
+use crate::request::method_override::{form_body, FormBody, FormScan, Found};
 
 /// What has come of a request body so far.
 #[derive(Debug, Default)]
@@ -85,11 +85,11 @@ impl Progress {
 /// A scan for method override parameters, when the request's body is a
 /// form and its upstream names some.
 pub fn form_scan(req: &RequestHeader, params: &[String]) -> Option<FormScan> {
-    if params.is_empty() {
-        return None;
+    match form_body(&req.method, &req.headers, params) {
+        FormBody::Scan(scan) => Some(scan),
+        // An unreadable form was refused by the gate.
+        FormBody::NotAForm | FormBody::Unreadable(_) => None,
     }
-    let content_type = req.headers.get(http::header::CONTENT_TYPE)?;
-    FormScan::new(&String::from_utf8_lossy(content_type.as_bytes()), params)
 }
 
 /// Whether the request declares a body longer than `max` bytes. A length

@@ -20,8 +20,9 @@
 //!   (`upstreams.<name>.method_override_params`, `_method` by default).
 //! - [`FormScan`]: the same parameter in a form body (urlencoded or
 //!   multipart), found as the body streams: the upstream never receives a
-//!   whole request that carries it. A form body with a `Content-Encoding`
-//!   cannot be read that way and is refused ([`encoded_form`]).
+//!   whole request that carries it. A form the gateway cannot read as it
+//!   streams (a `Content-Encoding`, two multipart boundaries) is refused
+//!   ([`form_body`]).
 //!
 //! Parameter names are matched as a form parser would decode them
 //! (percent-encoding, `+`, quoted and RFC 2231 multipart names) and also
@@ -58,18 +59,110 @@ pub fn query_override<'p>(query: &str, params: &'p [String]) -> Option<&'p str> 
         .or_else(|| keys.finish(params))
 }
 
-/// Whether `headers` announce a form body encoded (`Content-Encoding`) so
-/// that it cannot be read for `params` as it streams. Such a body is
-/// refused rather than forwarded unread.
-pub fn encoded_form(headers: &HeaderMap, params: &[String]) -> bool {
+/// How a request body is read for method override parameters.
+#[derive(Debug)]
+pub enum FormBody {
+    /// Not a body a form parser reads (JSON, say), or nothing to look for.
+    NotAForm,
+    /// A form: scan it as it streams.
+    Scan(FormScan),
+    /// A form the gateway cannot read as it streams; refused before
+    /// anything is forwarded.
+    Unreadable(&'static str),
+}
+
+/// How the body of a `method` request with `headers` is read for
+/// `params`. Content types are read as Rack reads them: repeated
+/// `Content-Type` fields joined with `, ` (as an HTTP/1 server joins
+/// them), the media type up to the first `;` or `,`, a POST without one
+/// read as a urlencoded form, every `multipart/*` as multipart, and the
+/// boundary from any `boundary=` in the value (Rack takes the last; a value
+/// with two different ones is unreadable).
+pub fn form_body(method: &http::Method, headers: &HeaderMap, params: &[String]) -> FormBody {
+    if params.is_empty() {
+        return FormBody::NotAForm;
+    }
+    let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let joined = match types.next() {
+        None => None,
+        Some(first) => {
+            let mut text = String::from_utf8_lossy(first.as_bytes()).into_owned();
+            for more in types {
+                text.push_str(", ");
+                text.push_str(&String::from_utf8_lossy(more.as_bytes()));
+            }
+            Some(text)
+        }
+    };
     let encoded = headers
         .get_all(http::header::CONTENT_ENCODING)
         .iter()
         .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
-    encoded
-        && headers.get(http::header::CONTENT_TYPE).is_some_and(|ct| {
-            FormScan::new(&String::from_utf8_lossy(ct.as_bytes()), params).is_some()
+    form_body_of(
+        joined.as_deref(),
+        *method == http::Method::POST,
+        encoded,
+        params,
+    )
+}
+
+fn form_body_of(
+    content_type: Option<&str>,
+    post: bool,
+    encoded: bool,
+    params: &[String],
+) -> FormBody {
+    if params.is_empty() {
+        return FormBody::NotAForm;
+    }
+    let kind = match content_type {
+        None if post => Kind::Urlencoded(UrlencodedKeys::default()),
+        None => return FormBody::NotAForm,
+        Some(ct) => {
+            let media = ct.split([';', ',']).next().unwrap_or_default().trim();
+            if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+                Kind::Urlencoded(UrlencodedKeys::default())
+            } else if media
+                .get(..10)
+                .is_some_and(|m| m.eq_ignore_ascii_case("multipart/"))
+            {
+                let mut found = boundaries(ct);
+                found.dedup();
+                match found.as_slice() {
+                    [] => return FormBody::Unreadable("a multipart body without a boundary"),
+                    [one] => Kind::Multipart(Multipart::new(one.clone())),
+                    _ => return FormBody::Unreadable("a multipart body with two boundaries"),
+                }
+            } else {
+                return FormBody::NotAForm;
+            }
+        }
+    };
+    if encoded {
+        return FormBody::Unreadable("a form body with a Content-Encoding");
+    }
+    FormBody::Scan(FormScan {
+        params: params.to_vec(),
+        kind,
+    })
+}
+
+/// Every `boundary=` value in a content type, anywhere in it and in any
+/// case (as Rack's pattern finds it), unquoted and trimmed, sorted.
+fn boundaries(content_type: &str) -> Vec<String> {
+    let lower = content_type.to_ascii_lowercase();
+    let mut out: Vec<String> = lower
+        .match_indices("boundary=")
+        .filter_map(|(at, key)| {
+            let rest = &content_type[at + key.len()..];
+            let rest = rest.strip_prefix('"').unwrap_or(rest);
+            let end = rest.find(['"', ';', ',']).unwrap_or(rest.len());
+            let value = rest[..end].trim();
+            (!value.is_empty()).then(|| value.to_string())
         })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Whether `name`, as decoded, is one of `params` or nests under one
@@ -216,33 +309,6 @@ pub enum Found {
 }
 
 impl FormScan {
-    /// A scan for a body of `content_type`, when it is a form and `params`
-    /// is not empty.
-    pub fn new(content_type: &str, params: &[String]) -> Option<FormScan> {
-        if params.is_empty() {
-            return None;
-        }
-        let mut parts = content_type.split(';');
-        let media = parts.next()?.trim();
-        let kind = if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            Kind::Urlencoded(UrlencodedKeys::default())
-        } else if media.eq_ignore_ascii_case("multipart/form-data") {
-            let boundary = parts.find_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case("boundary")
-                    .then(|| v.trim().trim_matches('"').to_string())
-            });
-            Kind::Multipart(Multipart::new(boundary.filter(|b| !b.is_empty())?))
-        } else {
-            return None;
-        };
-        Some(FormScan {
-            params: params.to_vec(),
-            kind,
-        })
-    }
-
     /// Reads the next piece of the body (`end`: its last).
     pub fn feed(&mut self, piece: &[u8], end: bool) -> Option<Found> {
         let params = &self.params;
@@ -345,74 +411,70 @@ fn head_end(head: &[u8], from: usize) -> Option<usize> {
     })
 }
 
-/// The field names a part head gives in `Content-Disposition`, decoded: a
-/// quoted name unescaped, an RFC 2231 `name*` percent-decoded. A head that
-/// names more than one is checked for each.
+/// The field names a part head gives, decoded: every `name=` (or RFC 2231
+/// `name*=`) parameter after a `;`, anywhere in the head. Rack finds the
+/// name with a pattern over the whole head (`Content-Disposition:[^:]*;
+/// \s*name=…`), which also reads a header folded over lines, so this reads
+/// the whole head too; a `name` parameter of another header counts as well,
+/// which is only stricter. A quoted name has its backslash escapes
+/// resolved; a `name*` value is percent-decoded.
 fn part_field_names(head: &[u8]) -> Vec<Vec<u8>> {
-    let mut names = Vec::new();
     let text = String::from_utf8_lossy(head);
-    for line in text.lines() {
-        let Some((field, value)) = line.split_once(':') else {
-            continue;
-        };
-        if !field.trim().eq_ignore_ascii_case("content-disposition") {
-            continue;
-        }
-        for param in split_params(value).into_iter().skip(1) {
-            let Some((key, val)) = param.split_once('=') else {
-                continue;
-            };
-            let key = key.trim();
-            let val = val.trim();
-            if key.eq_ignore_ascii_case("name") {
-                names.push(unquote(val));
-            } else if key.eq_ignore_ascii_case("name*") {
-                // charset'language'percent-encoded
-                let encoded = val.splitn(3, '\'').nth(2).unwrap_or(val);
-                names.push(percent_decode(unquote(encoded).as_slice(), false));
+    let bytes = text.as_bytes();
+    let mut names = Vec::new();
+    for (semicolon, _) in text.match_indices(';') {
+        let mut at = semicolon + 1;
+        let skip_space = |mut at: usize| {
+            while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+                at += 1;
             }
+            at
+        };
+        at = skip_space(at);
+        if !bytes
+            .get(at..at + 4)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"name"))
+        {
+            continue;
         }
+        at += 4;
+        let extended = bytes.get(at) == Some(&b'*');
+        if extended {
+            at += 1;
+        }
+        at = skip_space(at);
+        if bytes.get(at) != Some(&b'=') {
+            continue;
+        }
+        at = skip_space(at + 1);
+        let value = param_value(&text[at..]);
+        names.push(if extended {
+            // charset'language'percent-encoded
+            let encoded = value.splitn(3, |b| *b == b'\'').nth(2).unwrap_or(&value);
+            percent_decode(encoded, false)
+        } else {
+            value
+        });
     }
     names
 }
 
-/// `;`-separated parameters, with `;` inside quotes kept.
-fn split_params(value: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut quoted = false;
-    let mut escaped = false;
-    for c in value.chars() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' && quoted {
-            escaped = true;
-        } else if c == '"' {
-            quoted = !quoted;
-        } else if c == ';' && !quoted {
-            out.push(String::new());
-            continue;
-        }
-        if let Some(last) = out.last_mut() {
-            last.push(c);
-        }
-    }
-    out
-}
-
-/// A quoted string's content with its backslash escapes resolved; a bare
-/// token as it is.
-fn unquote(value: &str) -> Vec<u8> {
-    let Some(inner) = value.strip_prefix('"') else {
-        return value.as_bytes().to_vec();
+/// A parameter value at the start of `rest`: a quoted string with its
+/// backslash escapes resolved, or a token up to `;` or white space.
+fn param_value(rest: &str) -> Vec<u8> {
+    let Some(quoted) = rest.strip_prefix('"') else {
+        let end = rest
+            .find(|c: char| c == ';' || c.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        return rest.as_bytes()[..end].to_vec();
     };
-    let inner = inner.strip_suffix('"').unwrap_or(inner);
-    let mut out = Vec::with_capacity(inner.len());
-    let mut chars = inner.chars();
+    let mut out = Vec::new();
+    let mut chars = quoted.chars();
     while let Some(c) = chars.next() {
-        let c = if c == '\\' {
-            chars.next().unwrap_or(c)
-        } else {
-            c
+        let c = match c {
+            '"' => break,
+            '\\' => chars.next().unwrap_or(c),
+            c => c,
         };
         let mut buf = [0; 4];
         out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -480,8 +542,14 @@ mod tests {
     }
 
     /// Feeds `body` in pieces of `size` bytes.
+    fn body_of(content_type: Option<&str>, encoded: bool) -> FormBody {
+        form_body_of(content_type, true, encoded, &params())
+    }
+
     fn scan(content_type: &str, body: &[u8], size: usize) -> Option<Found> {
-        let mut s = FormScan::new(content_type, &params()).expect("a form");
+        let FormBody::Scan(mut s) = body_of(Some(content_type), false) else {
+            panic!("{content_type} should be scanned");
+        };
         let pieces: Vec<&[u8]> = body.chunks(size.max(1)).collect();
         for (i, piece) in pieces.iter().enumerate() {
             if let Some(found) = s.feed(piece, i + 1 == pieces.len()) {
@@ -504,8 +572,26 @@ mod tests {
             assert_eq!(scan(ct, b"content=hi&%5Fmethod", size), found(), "{size}");
             assert_eq!(scan(ct, b"content=_method&x=1", size), None, "{size}");
         }
-        assert!(FormScan::new("application/json", &params()).is_none());
-        assert!(FormScan::new(ct, &[]).is_none(), "nothing to look for");
+        assert!(matches!(
+            body_of(Some("application/json"), false),
+            FormBody::NotAForm
+        ));
+        assert!(matches!(
+            form_body_of(Some(ct), true, false, &[]),
+            FormBody::NotAForm
+        ));
+        // Read as Rack reads them: the media type ends at `,` too, and a
+        // POST without a type is a form.
+        let both = "application/x-www-form-urlencoded, text/plain";
+        assert_eq!(scan(both, b"_method=GET", 4), found());
+        let FormBody::Scan(mut untyped) = body_of(None, false) else {
+            panic!("a POST without a type is read as a form");
+        };
+        assert_eq!(untyped.feed(b"_method=GET", true), found());
+        assert!(matches!(
+            form_body_of(None, false, false, &params()),
+            FormBody::NotAForm
+        ));
     }
 
     fn multipart(parts: &[(&str, &str)]) -> Vec<u8> {
@@ -535,6 +621,8 @@ mod tests {
             "Content-Disposition: form-data; name=\"_me\\thod\"",
             "Content-Disposition: form-data; name*=UTF-8''%5Fmethod",
             "Content-Disposition: form-data; filename=\"x;y\"; name=\"_method[a]\"",
+            "Content-Disposition: form-data;\r\n name=\"_method\"",
+            "Content-Disposition: form-data;\r\n\tname=_method",
         ] {
             let body = multipart(&[
                 ("Content-Disposition: form-data; name=\"content\"", "hi"),
@@ -557,27 +645,63 @@ mod tests {
         let quoted = "multipart/form-data; boundary=\"XyZ\"";
         let body = multipart(&[("Content-Disposition: form-data; name=_method", "GET")]);
         assert_eq!(scan(quoted, &body, 3), found());
-        assert!(
-            FormScan::new("multipart/form-data", &params()).is_none(),
-            "no boundary: not a form anyone can parse"
+        let mixed = "multipart/mixed; BOUNDARY=XyZ";
+        assert_eq!(scan(mixed, &body, 7), found(), "every multipart type");
+        for (ct, why) in [
+            ("multipart/form-data", "no boundary"),
+            (
+                "multipart/form-data; boundary=XyZ; boundary=Other",
+                "two boundaries",
+            ),
+            (
+                "multipart/form-data; boundary=XyZ, text/plain; boundary=Other",
+                "two fields",
+            ),
+        ] {
+            assert!(
+                matches!(body_of(Some(ct), false), FormBody::Unreadable(_)),
+                "{why}: {ct}"
+            );
+        }
+        assert_eq!(
+            scan(
+                "multipart/form-data; boundary=XyZ; x=\"boundary=XyZ\"",
+                &body,
+                9
+            ),
+            found(),
+            "the same boundary twice is one"
         );
     }
 
     #[test]
     fn an_encoded_form_cannot_be_read() {
+        let ct = Some("application/x-www-form-urlencoded");
+        assert!(matches!(body_of(ct, false), FormBody::Scan(_)));
+        assert!(matches!(body_of(ct, true), FormBody::Unreadable(_)));
+        assert!(matches!(
+            body_of(Some("application/json"), true),
+            FormBody::NotAForm
+        ));
         let mut h = HeaderMap::new();
         h.insert(
             "content-type",
             "application/x-www-form-urlencoded".parse().unwrap(),
         );
-        assert!(!encoded_form(&h, &params()));
         h.insert("content-encoding", "identity".parse().unwrap());
-        assert!(!encoded_form(&h, &params()));
+        assert!(matches!(
+            form_body(&http::Method::POST, &h, &params()),
+            FormBody::Scan(_)
+        ));
         h.insert("content-encoding", "gzip".parse().unwrap());
-        assert!(encoded_form(&h, &params()));
-        assert!(!encoded_form(&h, &[]), "nothing to look for");
-        h.insert("content-type", "application/json".parse().unwrap());
-        assert!(!encoded_form(&h, &params()), "not a form");
+        assert!(matches!(
+            form_body(&http::Method::POST, &h, &params()),
+            FormBody::Unreadable(_)
+        ));
+        assert!(matches!(
+            form_body(&http::Method::POST, &h, &[]),
+            FormBody::NotAForm
+        ));
     }
 
     #[test]

@@ -157,6 +157,40 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
                 b"\x1f\x8b",
             ),
         ),
+        // Read as Rack reads a content type: a POST without one is a
+        // form, the media type ends at a comma, every multipart type is
+        // multipart, and two boundaries leave no single reading.
+        (
+            "an untyped POST",
+            post(&token, CONTACTS, "", b"_method=GET"),
+        ),
+        (
+            "a media type list",
+            post(
+                &token,
+                CONTACTS,
+                "Content-Type: application/x-www-form-urlencoded, text/plain\r\n",
+                b"_method=GET",
+            ),
+        ),
+        (
+            "multipart/mixed",
+            post(
+                &token,
+                CONTACTS,
+                "Content-Type: multipart/mixed; boundary=b0und\r\n",
+                &multipart("\"_method\"", "GET"),
+            ),
+        ),
+        (
+            "two boundaries",
+            post(
+                &token,
+                CONTACTS,
+                "Content-Type: multipart/form-data; boundary=other; boundary=b0und\r\n",
+                &multipart("\"note\"", "hi"),
+            ),
+        ),
     ];
     for (how, request) in &refused {
         let (status, raw) = answer(&gw, request).await;
@@ -240,7 +274,7 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
         "nor a path other than the one checked"
     );
 
-    let records = gw.audit_records(15).await;
+    let records = gw.audit_records(19).await;
     let refused_records = harness::with_reason(&records, "bad_request");
     assert_eq!(refused_records.len(), refused.len() + 1, "{records:#?}");
     let header = refused_records[0];
