@@ -62,9 +62,7 @@ impl Progress {
         self.cut |= over.is_some();
         over
     }
-}
 
-impl Progress {
     /// A body that is a form, scanned with `scan` as it streams.
     pub fn scanning(scan: FormScan) -> Progress {
         Progress {

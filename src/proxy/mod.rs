@@ -286,15 +286,12 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        // A rewrite that failed, a body cut at its limit, or a stream no
-        // longer allowed already named its reason; keep it.
+        // A rewrite that failed, a body cut (its size, pace or a method
+        // override), or a stream no longer allowed already named its
+        // reason; keep it.
         let reason = match ctx.refused {
-            Some(r @ (Reason::RedactionFailed | Reason::BodyTooLarge | Reason::BodyTooSlow)) => {
-                Some(r)
-            }
-            Some(r) if session.was_upgraded() || ctx.body.as_ref().is_some_and(|b| b.cut) => {
-                Some(r)
-            }
+            Some(r @ Reason::RedactionFailed) => Some(r),
+            Some(r) if forwarded_in_part(session, ctx) => Some(r),
             // A stream quiet for longer than the upstream's read timeout
             // ends there; nothing failed.
             None if session.was_upgraded() && failure::idle_stream(e) => None,
@@ -635,8 +632,13 @@ const UNKNOWN_KID_WAIT: std::time::Duration = std::time::Duration::from_millis(5
 /// body cut, a stream no longer allowed): a refusal, audited as one, not a
 /// proxying failure for the error log.
 fn ended_on_purpose(session: &Session, ctx: &RequestCtx) -> bool {
-    let forwarded = session.was_upgraded() || ctx.body.as_ref().is_some_and(|b| b.cut);
-    forwarded && ctx.refused.is_some_and(|r| !r.is_failure())
+    forwarded_in_part(session, ctx) && ctx.refused.is_some_and(|r| !r.is_failure())
+}
+
+/// Whether some of the request reached the upstream before the gateway
+/// ended it: a body cut on its way, or a stream that was opened.
+fn forwarded_in_part(session: &Session, ctx: &RequestCtx) -> bool {
+    session.was_upgraded() || ctx.body.as_ref().is_some_and(|b| b.cut)
 }
 
 /// The request head as the decision sees it.

@@ -110,9 +110,9 @@ pub fn build(
     );
     if let Some(r) = &route {
         // The gateway answered itself: no upstream was contacted.
-        let forwarded = ctx.body.as_ref().is_some_and(|b| b.cut) || session.was_upgraded();
-        let local =
-            ctx.answered_locally || (ctx.refused.is_some_and(|r| !r.is_failure()) && !forwarded);
+        let local = ctx.answered_locally
+            || (ctx.refused.is_some_and(|r| !r.is_failure())
+                && !super::forwarded_in_part(session, ctx));
         rec.route = Some(r.name.0.clone());
         rec.upstream = (!local).then(|| r.upstream.name.0.clone());
     }
