@@ -38,6 +38,7 @@ audit: {path: "${AUDIT}"}
 
 const CONTACTS: &str = "/api/v1/accounts/1/contacts";
 
+/// Sends `request` on a new connection; the status and the whole answer.
 async fn answer(gw: &harness::TestGateway, request: &[u8]) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(gw.addr)
         .await
@@ -45,8 +46,8 @@ async fn answer(gw: &harness::TestGateway, request: &[u8]) -> (u16, String) {
     s.write_all(request).await.expect("write");
     let mut out = Vec::new();
     // The gateway answers and closes (a refused body is not drained), or
-    // answers and keeps the connection: read what comes within a moment
-    // of the head.
+    // answers and keeps the connection open: read until the answer's
+    // Content-Length is in, or the connection closes.
     let mut buf = vec![0u8; 8192];
     loop {
         let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
