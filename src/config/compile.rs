@@ -34,7 +34,7 @@ const MAX_BODY_LIMIT: u64 = 4 << 30;
 use crate::policy::OwnerCache;
 use crate::redact::RedactionRule;
 use crate::request::{method_override, TrustedProxies};
-use crate::route::{MethodSet, PathTemplate, RouteTable};
+use crate::route::{never_routed, MethodSet, PathTemplate, RouteTable};
 
 /// The parameter Rails, Laravel, Symfony and Spring read as a method
 /// override in a form (see [`crate::request::method_override`]).
@@ -823,6 +823,16 @@ impl Compiler<'_> {
         for m in raw {
             let upper = m.value.to_ascii_uppercase();
             match Method::from_bytes(upper.as_bytes()) {
+                Ok(method) if upper == m.value && never_routed(&method) => {
+                    self.err(
+                        &m.referenced,
+                        format!(
+                            "{} is never routed: TRACE and TRACK echo the request, injected credentials included, and CONNECT asks for a tunnel",
+                            m.value
+                        ),
+                    );
+                    return None;
+                }
                 Ok(method) if upper == m.value => out.push(method),
                 _ => {
                     self.err(

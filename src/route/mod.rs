@@ -13,5 +13,5 @@
 pub mod table;
 pub mod template;
 
-pub use table::{MethodSet, RouteMatch, RouteTable, TableError};
+pub use table::{never_routed, MethodSet, RouteMatch, RouteTable, TableError};
 pub use template::{Params, PathTemplate, TemplateError, MAX_TEMPLATE_SEGMENTS};

@@ -63,9 +63,20 @@ pub enum TableError {
     EmptyMethodSet { template: String },
 }
 
+/// Whether no route ever matches `method`, whatever its methods say:
+/// `TRACE` (and IIS's `TRACK`) echo the request back, injected upstream
+/// credentials included, and `CONNECT` asks for a tunnel.
+pub fn never_routed(method: &Method) -> bool {
+    *method == Method::TRACE || *method == Method::CONNECT || method.as_str() == "TRACK"
+}
+
 impl MethodSet {
-    /// Whether `method` is in the set.
+    /// Whether `method` is in the set. A method that is
+    /// [`never_routed`] is in none.
     pub fn contains(&self, method: &Method) -> bool {
+        if never_routed(method) {
+            return false;
+        }
         match self {
             MethodSet::Any => true,
             MethodSet::Only(methods) => methods.contains(method),
@@ -647,5 +658,16 @@ mod tests {
             per.as_micros() < 20,
             "lookup took {per:?}, expected well under 20 µs even unoptimized"
         );
+    }
+
+    #[test]
+    fn echoing_and_tunnelling_methods_are_in_no_set() {
+        let track = Method::from_bytes(b"TRACK").unwrap();
+        for m in [Method::TRACE, Method::CONNECT, track] {
+            assert!(!MethodSet::Any.contains(&m), "{m}");
+            assert!(!MethodSet::Only(vec![m.clone()]).contains(&m), "{m}");
+        }
+        assert!(MethodSet::Any.contains(&Method::GET));
+        assert!(MethodSet::Any.contains(&Method::from_bytes(b"PROPFIND").unwrap()));
     }
 }

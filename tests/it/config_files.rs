@@ -671,3 +671,19 @@ fn method_override_params_are_parameter_names() {
         ],
     );
 }
+
+#[test]
+fn echoing_and_tunnelling_methods_cannot_be_routed() {
+    for method in ["TRACE", "TRACK", "CONNECT"] {
+        let yaml = format!(
+            "listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]\n\
+             upstreams: {{crm: {{url: \"http://127.0.0.1:9\"}}}}\n\
+             routes: [{{name: r, upstream: crm, methods: [GET, {method}], path: /x, auth: none}}]\n"
+        );
+        expect_errors(
+            &yaml,
+            Match::Anywhere,
+            &[&format!("{method} is never routed")],
+        );
+    }
+}

@@ -108,3 +108,40 @@ async fn a_bad_request_closes_the_connection() {
         "the smuggled request must not reach the upstream"
     );
 }
+
+#[tokio::test]
+async fn echoing_methods_are_never_routed() {
+    // A route without `methods` takes any method, but never TRACE or TRACK:
+    // an upstream that answered one would echo the request back, the
+    // injected credential with it.
+    let up = crate::upstream::EchoUpstream::start().await;
+    let gw = harness::start(
+        r#"
+listeners: [{name: main, addr: "${LISTEN}"}]
+admin: {addr: "${ADMIN}"}
+upstreams:
+  crm: {url: "${UP}", headers: {api_access_token: "never-echoed-secret"}}
+routes: [{name: anything, upstream: crm, path: "/status", auth: none}]
+audit: {path: "${AUDIT}"}
+"#,
+        &[("UP", up.url())],
+    )
+    .await;
+    for method in ["TRACE", "TRACK"] {
+        let raw = format!("{method} /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let resp = harness::raw_request(gw.addr, raw.as_bytes()).await;
+        assert_eq!(harness::status_of(&resp), 404, "{method}: {resp}");
+        assert!(resp.contains("no_route"), "{resp}");
+    }
+    let resp = harness::raw_request(
+        gw.addr,
+        b"PROPFIND /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        harness::status_of(&resp),
+        200,
+        "other methods still match: {resp}"
+    );
+    assert_eq!(up.count(), 1, "only the PROPFIND reached the upstream");
+}
