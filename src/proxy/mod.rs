@@ -600,16 +600,21 @@ fn shape_response(
 ) -> Result<()> {
     if let Some(admission) = &ctx.admitted {
         // An upstream that echoes request headers must not hand the
-        // injected credential to the client.
+        // injected credential to the client. Nor may it set cookies:
+        // client cookies are never forwarded, so one could never come back
+        // as a session, and it could overwrite the gateway's own token
+        // cookie in a browser (session fixation).
         let upstream = &admission.route.upstream;
-        let leaking: Vec<http::HeaderName> = resp
+        let dropped: Vec<http::HeaderName> = resp
             .headers
             .iter()
-            .filter(|(_, v)| upstream.leaks_secret(v.as_bytes()))
+            .filter(|(n, v)| **n == http::header::SET_COOKIE || upstream.leaks_secret(v.as_bytes()))
             .map(|(n, _)| n.clone())
             .collect();
-        for name in leaking {
-            tracing::warn!(request_id = %ctx.request_id, header = %name, "dropped a response header carrying an upstream credential");
+        for name in dropped {
+            if name != http::header::SET_COOKIE {
+                tracing::warn!(request_id = %ctx.request_id, header = %name, "dropped a response header carrying an upstream credential");
+            }
             resp.remove_header(&name);
         }
     }

@@ -227,7 +227,7 @@ async fn path_tricks_are_decided_on_the_forwarded_path() {
 }
 
 #[tokio::test]
-async fn upstream_credentials_echoed_in_response_headers_are_dropped() {
+async fn upstream_credentials_and_cookies_in_response_headers_are_dropped() {
     let (gw, up) = start().await;
     let resp = gw
         .client()
@@ -246,6 +246,11 @@ async fn upstream_credentials_echoed_in_response_headers_are_dropped() {
             "response header {name} leaks the upstream credential"
         );
     }
+    assert!(
+        resp.headers().get("set-cookie").is_none(),
+        "the upstream's cookies never reach the client: {:?}",
+        resp.headers()
+    );
 }
 
 #[tokio::test]

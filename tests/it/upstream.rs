@@ -32,7 +32,8 @@ pub struct EchoUpstream {
 impl EchoUpstream {
     /// Start on port 0. Every request is recorded and answered with a JSON
     /// echo. Special paths: `/leak` echoes the injected credential header
-    /// back as a response header; `/hang` never answers.
+    /// back as a response header and sets two cookies; `/hang` never
+    /// answers.
     pub async fn start() -> Self {
         Self::serve(None).await
     }
@@ -132,6 +133,9 @@ async fn handle(
         if let Some(v) = headers.get("x-api-key") {
             builder = builder.header("x-debug-echo", v.clone());
         }
+        builder = builder
+            .header("set-cookie", "_crm_session=for-the-gateways-key; Path=/")
+            .header("set-cookie", "cw_session=fixated; Path=/");
     }
     let body = serde_json::json!({"method": method, "target": target}).to_string();
     Ok(builder
