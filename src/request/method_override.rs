@@ -165,16 +165,25 @@ fn boundaries(content_type: &str) -> Vec<String> {
     out
 }
 
-/// Whether `name`, as decoded, is one of `params` or nests under one
-/// (`_method[]`, `_method[x]`).
+/// Whether `name`, as decoded, names one of `params`, as Rack 2 reads a
+/// parameter name: brackets before it are skipped, and it ends at the
+/// next bracket (`[_method]`, `_method]`, `_method[x]` all name
+/// `_method`). Rack 3 is stricter; reading names the older way refuses
+/// more, never less.
 fn names_param<'p>(name: &[u8], params: &'p [String]) -> Option<&'p str> {
+    let start = name
+        .iter()
+        .position(|b| !matches!(b, b'[' | b']'))
+        .unwrap_or(name.len());
+    let rest = &name[start..];
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'[' | b']'))
+        .unwrap_or(rest.len());
+    let key = &rest[..end];
     params
         .iter()
-        .find(|p| {
-            let p = p.as_bytes();
-            name.strip_prefix(p)
-                .is_some_and(|rest| rest.is_empty() || rest[0] == b'[')
-        })
+        .find(|p| p.as_bytes() == key)
         .map(String::as_str)
 }
 
@@ -412,7 +421,8 @@ fn head_end(head: &[u8], from: usize) -> Option<usize> {
 }
 
 /// The field names a part head gives, decoded: every `name=` (or RFC 2231
-/// `name*=`) parameter after a `;`, anywhere in the head. Rack finds the
+/// `name*=`) parameter after a `;`, anywhere in the head, and every
+/// `Content-ID`. Rack finds the
 /// name with a pattern over the whole head (`Content-Disposition:[^:]*;
 /// \s*name=…`), which also reads a header folded over lines, so this reads
 /// the whole head too; a `name` parameter of another header counts as well,
@@ -422,6 +432,15 @@ fn part_field_names(head: &[u8]) -> Vec<Vec<u8>> {
     let text = String::from_utf8_lossy(head);
     let bytes = text.as_bytes();
     let mut names = Vec::new();
+    // A part without a name is named by its Content-ID (Rack:
+    // `head[CONTENT_DISPOSITION] || head[CONTENT_ID]`).
+    for line in text.lines() {
+        if let Some((field, value)) = line.split_once(':') {
+            if field.trim().eq_ignore_ascii_case("content-id") {
+                names.push(value.trim().as_bytes().to_vec());
+            }
+        }
+    }
     for (semicolon, _) in text.match_indices(';') {
         let mut at = semicolon + 1;
         let skip_space = |mut at: usize| {
@@ -513,6 +532,9 @@ mod tests {
             "%5f%6D%65thod=GET",
             "_method[]=GET",
             "_method%5Bx%5D=1",
+            "[_method]=GET",
+            "_method]=GET",
+            "%5B%5D_method=GET",
             "_method",
             "a&_method&b",
         ] {
@@ -623,6 +645,8 @@ mod tests {
             "Content-Disposition: form-data; filename=\"x;y\"; name=\"_method[a]\"",
             "Content-Disposition: form-data;\r\n name=\"_method\"",
             "Content-Disposition: form-data;\r\n\tname=_method",
+            "Content-Disposition: form-data\r\nContent-ID: _method",
+            "Content-Disposition: form-data; name=\"[_method]\"",
         ] {
             let body = multipart(&[
                 ("Content-Disposition: form-data; name=\"content\"", "hi"),

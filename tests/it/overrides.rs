@@ -158,6 +158,21 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
                 b"\x1f\x8b",
             ),
         ),
+        // Rack 2 skips brackets before a name, and names a part without
+        // one by its Content-ID.
+        (
+            "a bracketed name",
+            post(&token, CONTACTS, form, b"contact=1&%5B_method%5D=GET"),
+        ),
+        (
+            "a part named by its Content-ID",
+            post(
+                &token,
+                CONTACTS,
+                multi,
+                b"--b0und\r\nContent-Disposition: form-data\r\nContent-ID: _method\r\n\r\nGET\r\n--b0und--\r\n",
+            ),
+        ),
         // Read as Rack reads a content type: a POST without one is a
         // form, the media type ends at a comma, every multipart type is
         // multipart, and two boundaries leave no single reading.
@@ -275,7 +290,7 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
         "nor a path other than the one checked"
     );
 
-    let records = gw.audit_records(19).await;
+    let records = gw.audit_records(21).await;
     let refused_records = harness::with_reason(&records, "bad_request");
     assert_eq!(refused_records.len(), refused.len() + 1, "{records:#?}");
     let header = refused_records[0];
