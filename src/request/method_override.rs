@@ -421,8 +421,8 @@ fn head_end(head: &[u8], from: usize) -> Option<usize> {
 }
 
 /// The field names a part head gives, decoded: every `name=` (or RFC 2231
-/// `name*=`) parameter after a `;`, anywhere in the head, and every
-/// `Content-ID`. Rack finds the
+/// `name*=`) parameter after a `;` or white space, anywhere in the head,
+/// and every `Content-ID`. Rack finds the
 /// name with a pattern over the whole head (`Content-Disposition:[^:]*;
 /// \s*name=…`), which also reads a header folded over lines, so this reads
 /// the whole head too; a `name` parameter of another header counts as well,
@@ -441,22 +441,23 @@ fn part_field_names(head: &[u8]) -> Vec<Vec<u8>> {
             }
         }
     }
-    for (semicolon, _) in text.match_indices(';') {
-        let mut at = semicolon + 1;
-        let skip_space = |mut at: usize| {
-            while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
-                at += 1;
-            }
-            at
-        };
-        at = skip_space(at);
-        if !bytes
-            .get(at..at + 4)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"name"))
+    let skip_space = |mut at: usize| {
+        while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+            at += 1;
+        }
+        at
+    };
+    // Every `name` after a `;` or white space (older Rack reads
+    // `\s+name=` without the `;`); `filename` has neither before `name`.
+    for at in 1..bytes.len() {
+        if !(bytes[at - 1] == b';' || bytes[at - 1].is_ascii_whitespace())
+            || !bytes
+                .get(at..at + 4)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"name"))
         {
             continue;
         }
-        at += 4;
+        let mut at = at + 4;
         let extended = bytes.get(at) == Some(&b'*');
         if extended {
             at += 1;
@@ -646,6 +647,7 @@ mod tests {
             "Content-Disposition: form-data;\r\n name=\"_method\"",
             "Content-Disposition: form-data;\r\n\tname=_method",
             "Content-Disposition: form-data\r\nContent-ID: _method",
+            "Content-Disposition: form-data name=_method",
             "Content-Disposition: form-data; name=\"[_method]\"",
         ] {
             let body = multipart(&[
