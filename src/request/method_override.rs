@@ -115,11 +115,15 @@ fn form_body_of(
     if params.is_empty() {
         return FormBody::NotAForm;
     }
-    let kind = match content_type {
-        None if post => Kind::Urlencoded(UrlencodedKeys::default()),
-        None => return FormBody::NotAForm,
-        Some(ct) => {
-            let media = ct.split([';', ',']).next().unwrap_or_default().trim();
+    // The media type, up to the first `;` or `,`. Rack reads an empty
+    // Content-Type as none, and a POST without one as a form; an empty
+    // media type before parameters (`; charset=…`) is read so too, which
+    // is stricter than Rack.
+    let media = content_type.map(|ct| ct.split([';', ',']).next().unwrap_or_default().trim());
+    let kind = match (content_type, media) {
+        (None, _) | (_, Some("")) if post => Kind::Urlencoded(UrlencodedKeys::default()),
+        (None, _) | (_, None) | (_, Some("")) => return FormBody::NotAForm,
+        (Some(ct), Some(media)) => {
             if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
                 Kind::Urlencoded(UrlencodedKeys::default())
             } else if media
@@ -607,10 +611,12 @@ mod tests {
         // POST without a type is a form.
         let both = "application/x-www-form-urlencoded, text/plain";
         assert_eq!(scan(both, b"_method=GET", 4), found());
-        let FormBody::Scan(mut untyped) = body_of(None, false) else {
-            panic!("a POST without a type is read as a form");
-        };
-        assert_eq!(untyped.feed(b"_method=GET", true), found());
+        for ct in [None, Some(""), Some("; charset=utf-8")] {
+            let FormBody::Scan(mut untyped) = body_of(ct, false) else {
+                panic!("a POST without a type ({ct:?}) is read as a form");
+            };
+            assert_eq!(untyped.feed(b"_method=GET", true), found());
+        }
         assert!(matches!(
             form_body_of(None, false, false, &params()),
             FormBody::NotAForm

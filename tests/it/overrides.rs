@@ -177,6 +177,10 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
         // form, the media type ends at a comma, every multipart type is
         // multipart, and two boundaries leave no single reading.
         (
+            "an empty Content-Type",
+            post(&token, CONTACTS, "Content-Type: \r\n", b"_method=GET"),
+        ),
+        (
             "an untyped POST",
             post(&token, CONTACTS, "", b"_method=GET"),
         ),
@@ -290,7 +294,7 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
         "nor a path other than the one checked"
     );
 
-    let records = gw.audit_records(21).await;
+    let records = gw.audit_records(22).await;
     let refused_records = harness::with_reason(&records, "bad_request");
     assert_eq!(refused_records.len(), refused.len() + 1, "{records:#?}");
     let header = refused_records[0];
