@@ -252,6 +252,20 @@ impl Compiler<'_> {
                 }
             }
         }
+        // A server that maps headers to CGI names (Rack, PHP) reads
+        // `api-access-token` and `api_access_token` as one header, so a
+        // client's copy under the other spelling is dropped too (the other
+        // direction is in `forward::strip_headers`).
+        let aliases: Vec<HeaderName> = strip
+            .iter()
+            .filter(|n| n.as_str().contains('_'))
+            .filter_map(|n| HeaderName::from_bytes(n.as_str().replace('_', "-").as_bytes()).ok())
+            .collect();
+        for alias in aliases {
+            if !strip.contains(&alias) {
+                strip.push(alias);
+            }
+        }
 
         Some(Snapshot {
             version,

@@ -157,7 +157,11 @@ pub fn tag_response(resp: &mut ResponseHeader, request_id: &str) -> Result<()> {
 /// fit falls back to removing by name.
 fn strip_headers(headers: &mut HeaderMap, strip: &[HeaderName]) {
     const HELD: usize = 8;
-    let doomed = |n: &HeaderName| strip.contains(n) || n.as_str().starts_with(IDENTITY_PREFIX);
+    let doomed = |n: &HeaderName| {
+        strip.contains(n)
+            || n.as_str().starts_with(IDENTITY_PREFIX)
+            || (n.as_str().contains('_') && doomed_as_cgi(n.as_str(), strip))
+    };
     let mut held: [Option<HeaderName>; HELD] = Default::default();
     let mut found = 0;
     for name in headers.keys().filter(|n| doomed(n)) {
@@ -176,6 +180,15 @@ fn strip_headers(headers: &mut HeaderMap, strip: &[HeaderName]) {
     for name in held.iter().flatten() {
         headers.remove(name);
     }
+}
+
+/// Whether `name` (with an `_`) names a stripped header once `_` reads as
+/// `-`: servers that map headers to CGI names (Rack, PHP) read
+/// `X_Chatwarden_Sub` as `X-Chatwarden-Sub`, and a patched Puma keeps the
+/// underscore spelling whenever the other is absent.
+fn doomed_as_cgi(name: &str, strip: &[HeaderName]) -> bool {
+    let dashed = name.replace('_', "-");
+    dashed.starts_with(IDENTITY_PREFIX) || strip.iter().any(|s| s.as_str() == dashed)
 }
 
 /// Points the request at `path` (normalized) and `query` (as received).

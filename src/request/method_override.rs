@@ -41,12 +41,26 @@ pub static OVERRIDE_HEADERS: [HeaderName; 3] = [
 /// The longest override parameter name a config may list.
 pub const MAX_PARAM_LEN: usize = 32;
 
-/// The override header `headers` carry, if any.
+/// The override header `headers` carry, if any, also under a name with
+/// `_` for `-` (a server mapping headers to CGI names reads
+/// `X_HTTP_Method_Override` as the same header).
 pub fn header_override(headers: &HeaderMap) -> Option<&'static str> {
-    OVERRIDE_HEADERS
+    let named = OVERRIDE_HEADERS
         .iter()
         .find(|h| headers.contains_key(*h))
-        .map(HeaderName::as_str)
+        .map(HeaderName::as_str);
+    named.or_else(|| {
+        headers
+            .keys()
+            .filter(|k| k.as_str().contains('_'))
+            .find_map(|k| {
+                let dashed = k.as_str().replace('_', "-");
+                OVERRIDE_HEADERS
+                    .iter()
+                    .find(|h| h.as_str() == dashed)
+                    .map(HeaderName::as_str)
+            })
+    })
 }
 
 /// The override parameter (one of `params`) named in a query string.
@@ -523,6 +537,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-method-override", "DELETE".parse().unwrap());
         assert_eq!(header_override(&h), Some("x-method-override"));
+        let mut h = HeaderMap::new();
+        h.insert("X_HTTP_Method-Override", "GET".parse().unwrap());
+        assert_eq!(header_override(&h), Some("x-http-method-override"));
+        let mut h = HeaderMap::new();
+        h.insert("x_api_key", "k".parse().unwrap());
+        assert_eq!(header_override(&h), None);
     }
 
     #[test]

@@ -125,6 +125,10 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
             post(&token, CONTACTS, "X-Method-Override: DELETE\r\n", b"{}"),
         ),
         (
+            "header, CGI spelling",
+            post(&token, CONTACTS, "X_HTTP_Method_Override: GET\r\n", b"{}"),
+        ),
+        (
             "query",
             post(&token, &format!("{CONTACTS}?_method=GET"), "", b"{}"),
         ),
@@ -294,26 +298,26 @@ async fn a_request_asking_for_another_method_never_reaches_the_upstream() {
         "nor a path other than the one checked"
     );
 
-    let records = gw.audit_records(22).await;
+    let records = gw.audit_records(23).await;
     let refused_records = harness::with_reason(&records, "bad_request");
     assert_eq!(refused_records.len(), refused.len() + 1, "{records:#?}");
     let header = refused_records[0];
     assert_eq!(header["route"], "contacts.create");
     assert_eq!(header["sub"], "priya", "the record names who asked");
     assert_eq!(header["upstream"], Value::Null);
-    let query = refused_records[2];
+    let query = refused_records[3];
     assert_eq!(
         query["rules"],
         json!(["upstreams.crm.method_override_params"])
     );
-    let body = refused_records[3];
+    let body = refused_records[4];
     assert_eq!(
         body["rules"],
         json!(["upstreams.crm.method_override_params"])
     );
     assert_eq!(body["sub"], "priya");
     assert_eq!(
-        refused_records[6]["rules"],
+        refused_records[7]["rules"],
         json!(["upstreams.graph.method_override_params"])
     );
 }

@@ -62,6 +62,11 @@ async fn allowed_request_reaches_the_upstream_with_injected_credential() {
         .header("x-api-key", "client-forged-key")
         .header("x-chatwarden-sub", "forged-admin")
         .header("x-forwarded-for", "6.6.6.6")
+        // The same headers as a server mapping headers to CGI names
+        // (Rack, PHP) reads them: `_` for `-`.
+        .header("x_chatwarden_sub", "forged-admin")
+        .header("x_api_key", "client-forged-key")
+        .header("X_Forwarded_For", "6.6.6.6")
         .send()
         .await
         .expect("request");
@@ -103,6 +108,12 @@ async fn allowed_request_reaches_the_upstream_with_injected_credential() {
         h.get("x-chatwarden-sub").is_none(),
         "identity headers from the client must not be forwarded"
     );
+    for name in ["x_chatwarden_sub", "x_api_key", "x_forwarded_for"] {
+        assert!(
+            h.get(name).is_none(),
+            "{name} would read as a stripped header upstream"
+        );
+    }
     assert_eq!(
         h.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
         Some("127.0.0.1"),

@@ -260,9 +260,16 @@ async fn a_websocket_is_forwarded_only_where_a_route_carries_one() {
 
     // The route that does: the stream works both ways, the token stays
     // here and the CRM gets its own key.
-    let mut stream = open(gw.addr, "/cable", &[("authorization", &auth)])
-        .await
-        .expect("opened");
+    // A client's copy of the injected credential under the other
+    // spelling (`-` for `_`) is dropped too: a CGI-mapping server reads
+    // both as one header.
+    let mut stream = open(
+        gw.addr,
+        "/cable",
+        &[("authorization", &auth), ("api-access-token", "client-key")],
+    )
+    .await
+    .expect("opened");
     assert_eq!(
         round_trip(&mut stream, "subscribe").await.as_deref(),
         Some("subscribe")
@@ -288,6 +295,7 @@ async fn a_websocket_is_forwarded_only_where_a_route_carries_one() {
     assert_eq!(seen.len(), 1);
     assert!(seen[0].get("authorization").is_none(), "{seen:?}");
     assert_eq!(seen[0]["api_access_token"], CRM_KEY);
+    assert!(seen[0].get("api-access-token").is_none(), "{seen:?}");
     assert_eq!(seen[0]["x-chatwarden-sub"], "priya");
 
     // Other upgrades are not forwarded: `h2c` would let a client speak
