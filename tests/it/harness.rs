@@ -130,6 +130,20 @@ impl TestGateway {
         resp.text().await.expect("metrics body")
     }
 
+    /// `POST /reload` on the admin listener with `admin_token`; its JSON
+    /// answer (the reload must be accepted).
+    pub async fn reload(&self, admin_token: &str) -> serde_json::Value {
+        let resp = self
+            .client()
+            .post(format!("http://{}/reload", self.admin))
+            .bearer_auth(admin_token)
+            .send()
+            .await
+            .expect("reload");
+        assert_eq!(resp.status(), 200, "the reload should be accepted");
+        resp.json().await.expect("a JSON answer")
+    }
+
     /// Until `/readyz` says ready (its JWKS loaded, among others). A test
     /// whose first request must not race the first key fetch waits here.
     pub async fn wait_ready(&self) {

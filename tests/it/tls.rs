@@ -42,19 +42,6 @@ pub(crate) async fn tls_gateway_with(
     .await
 }
 
-/// `POST /reload` on the admin listener; its JSON answer (200 expected).
-async fn reload(gw: &harness::TestGateway) -> serde_json::Value {
-    let resp = gw
-        .client()
-        .post(format!("http://{}/reload", gw.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("reload");
-    assert_eq!(resp.status(), 200, "the reload should be accepted");
-    resp.json().await.expect("a JSON answer")
-}
-
 /// A client trusting only `ca_pem` (none if `None`), reaching `localhost`
 /// at the gateway; every client is a new TLS handshake.
 pub(crate) fn client_trusting(
@@ -210,7 +197,7 @@ async fn a_certificate_renewed_in_place_is_served_after_a_reload() {
         &pki_dir.path().join("cert.pem"),
         &pki_dir.path().join("key.pem"),
     );
-    let body = reload(&gw).await;
+    let body = gw.reload(ADMIN_TOKEN).await;
     assert_eq!(
         body["reloaded"], true,
         "renewed certificate files are a change to apply, not `unchanged`: {body}"
@@ -228,6 +215,6 @@ async fn a_certificate_renewed_in_place_is_served_after_a_reload() {
     );
 
     // A second reload with nothing renewed changes nothing.
-    let body = reload(&gw).await;
+    let body = gw.reload(ADMIN_TOKEN).await;
     assert_eq!(body["reloaded"], false, "{body}");
 }

@@ -459,14 +459,7 @@ async fn an_open_stream_follows_a_reloaded_policy() {
         ),
     )
     .expect("write");
-    let resp = gw
-        .client()
-        .post(format!("http://{}/reload", gw.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("reload");
-    assert_eq!(resp.status(), 200);
+    gw.reload(ADMIN_TOKEN).await;
 
     assert_eq!(round_trip(&mut stream, "after").await, None);
     assert_eq!(ws.received(), ["a"]);
