@@ -281,6 +281,11 @@ fn admit_inner(
     // What is checked must be what the upstream does: no asking it to
     // treat this request as another method.
     let params = &route.upstream.method_override_params;
+    let override_refusal = |detail: String| {
+        let mut r = refuse(Reason::BadRequest, detail, &admitted);
+        r.rules.push(override_rule(&route));
+        r
+    };
     // GET and HEAD are never overridden (frameworks override POSTs), and
     // the headers are dropped from them before forwarding.
     if !matches!(*req.method, Method::GET | Method::HEAD) {
@@ -292,13 +297,9 @@ fn admit_inner(
             ));
         }
         if let FormBody::Unreadable(why) = form_body(req.method, req.headers, params) {
-            let mut r = refuse(
-                Reason::BadRequest,
-                format!("{why} cannot be read for method overrides"),
-                &admitted,
-            );
-            r.rules.push(override_rule(&route));
-            return Err(r);
+            return Err(override_refusal(format!(
+                "{why} cannot be read for method overrides"
+            )));
         }
     }
     if let Some(param) = admitted
@@ -306,13 +307,9 @@ fn admit_inner(
         .as_deref()
         .and_then(|q| query_override(q, params))
     {
-        let mut r = refuse(
-            Reason::BadRequest,
-            format!("method override parameter `{param}` in the query"),
-            &admitted,
-        );
-        r.rules.push(override_rule(&route));
-        return Err(r);
+        return Err(override_refusal(format!(
+            "method override parameter `{param}` in the query"
+        )));
     }
     if req.websocket && !route.websocket {
         let mut r = refuse(

@@ -31,6 +31,8 @@
 
 use http::{HeaderMap, HeaderName};
 
+use super::normalize::decode_escape;
+
 /// Headers that ask for another method.
 pub static OVERRIDE_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("x-http-method-override"),
@@ -205,15 +207,6 @@ fn names_param<'p>(name: &[u8], params: &'p [String]) -> Option<&'p str> {
         .map(String::as_str)
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Percent-decodes `raw` (`+` as a space when `plus`); an invalid escape
 /// is kept as it is, as form parsers do.
 fn percent_decode(raw: &[u8], plus: bool) -> Vec<u8> {
@@ -221,13 +214,13 @@ fn percent_decode(raw: &[u8], plus: bool) -> Vec<u8> {
     let mut i = 0;
     while i < raw.len() {
         match raw[i] {
-            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
+            b'%' => match decode_escape(raw, i) {
+                Some(byte) => {
+                    out.push(byte);
                     i += 3;
                     continue;
                 }
-                _ => out.push(b'%'),
+                None => out.push(b'%'),
             },
             b'+' if plus => out.push(b' '),
             b => out.push(b),

@@ -186,7 +186,7 @@ fn canonicalize_escapes(raw: &str) -> Result<String, PathError> {
 }
 
 /// The byte value of the `%XX` escape starting at `at`, if well formed.
-fn decode_escape(bytes: &[u8], at: usize) -> Option<u8> {
+pub(crate) fn decode_escape(bytes: &[u8], at: usize) -> Option<u8> {
     let hi = hex_value(*bytes.get(at + 1)?)?;
     let lo = hex_value(*bytes.get(at + 2)?)?;
     Some(hi << 4 | lo)
