@@ -44,6 +44,9 @@ pub enum Reason {
     BodyTooSlow,
     /// A WebSocket handshake on a route that does not carry WebSockets.
     UpgradeDenied,
+    /// A browser's preflight from an origin `cors` does not list, or
+    /// asking to send a header it does not allow.
+    CorsDenied,
     UpstreamError,
     RedactionFailed,
     UpstreamTimeout,
@@ -54,7 +57,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for exhaustive tests and metric pre-registration.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 24] = [
         Reason::NoRoute,
         Reason::NotFound,
         Reason::BadRequest,
@@ -74,6 +77,7 @@ impl Reason {
         Reason::BodyTooLarge,
         Reason::BodyTooSlow,
         Reason::UpgradeDenied,
+        Reason::CorsDenied,
         Reason::UpstreamError,
         Reason::RedactionFailed,
         Reason::UpstreamTimeout,
@@ -102,6 +106,7 @@ impl Reason {
             Reason::BodyTooLarge => "body_too_large",
             Reason::BodyTooSlow => "body_too_slow",
             Reason::UpgradeDenied => "upgrade_denied",
+            Reason::CorsDenied => "cors_denied",
             Reason::UpstreamError => "upstream_error",
             Reason::RedactionFailed => "redaction_failed",
             Reason::UpstreamTimeout => "upstream_timeout",
@@ -126,7 +131,8 @@ impl Reason {
             | Reason::ScopeDenied
             | Reason::SignatureInvalid
             | Reason::OriginDenied
-            | Reason::UpgradeDenied => 403,
+            | Reason::UpgradeDenied
+            | Reason::CorsDenied => 403,
             Reason::BodyTooSlow => 408,
             Reason::BodyTooLarge => 413,
             Reason::RateLimited => 429,

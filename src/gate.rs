@@ -1,12 +1,13 @@
 //! The decision pipeline before any upstream is contacted, as one pure
 //! function over plain `http` types: request hygiene, one path
-//! normalization, route match (default deny), authentication, revocation,
-//! where a cookie-authenticated change (or WebSocket) came from, then the
-//! policy (permission, access rules, MFA, scope), and last whether the
-//! request asks for another method than the one decided on and whether the
-//! route carries WebSockets. The proxy calls
-//! it from `request_filter`; `chatwarden explain` calls the very same
-//! function.
+//! normalization, a browser's CORS preflight (decided by the CORS policy
+//! alone: it carries no credentials), route match (default deny),
+//! authentication, revocation, where a cookie-authenticated change (or
+//! WebSocket) came from, then the policy (permission, access rules, MFA,
+//! scope), and last whether the request asks for another method than the
+//! one decided on and whether the route carries WebSockets. The proxy
+//! calls it from `request_filter`; `chatwarden explain` calls the very
+//! same function.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -20,6 +21,7 @@ use crate::auth::{
     bearer_token, challenge, AuthError, Budget, MfaFailure, SignatureFailures, Verified,
 };
 use crate::config::snapshot::{AuthMode, AuthRuntime, Route, Snapshot};
+use crate::cors::{preflight_method, CorsPolicy, PREFLIGHT_RULE};
 use crate::decision::{Decision, Reason};
 use crate::policy::{decide, Explanation, Subject};
 use crate::request::method_override::{form_body, header_override, query_override, FormBody};
@@ -88,6 +90,9 @@ pub enum Pending {
     WebhookSignature,
     /// Meta's subscription handshake: answer 200 with this challenge.
     WebhookChallenge(String),
+    /// A browser's preflight the CORS policy allows: the gateway answers
+    /// it (`cors`), nothing is forwarded.
+    Preflight,
 }
 
 /// Why a request was refused, with the detail an operator needs in the
@@ -170,6 +175,11 @@ fn admit_inner(
         }
     }
     let path = normalize_path(raw_path).map_err(|e| bad_request(e.to_string()))?;
+    if let Some(cors) = &snapshot.cors {
+        if let Some(asked) = preflight_method(req.method, req.headers) {
+            return preflight(snapshot, cors, req.headers, asked, path, query);
+        }
+    }
     let Some(found) = snapshot.routes.find(req.method, &path) else {
         return Err(Refusal {
             detail: format!("no route for {} {}", req.method, path.as_str()),
@@ -321,6 +331,50 @@ fn admit_inner(
         return Err(r);
     }
     Ok(admitted)
+}
+
+/// A browser's preflight, when the config has a CORS policy: answered for
+/// a listed origin and allowed headers, on a path a route takes the asked
+/// method for. It carries no credentials, so no one is authenticated and
+/// nothing is forwarded; the request it precedes is decided on its own.
+fn preflight(
+    snapshot: &Snapshot,
+    cors: &CorsPolicy,
+    headers: &HeaderMap,
+    asked: Result<Method, String>,
+    path: NormalizedPath,
+    query: Option<&str>,
+) -> Result<Admission, Refusal> {
+    let asked = asked.map_err(|why| Refusal {
+        path: Some(path.clone()),
+        ..bad_request(why)
+    })?;
+    let Some(found) = snapshot.routes.find(&asked, &path) else {
+        return Err(Refusal {
+            detail: format!("preflight: no route for {asked} {}", path.as_str()),
+            path: Some(path),
+            ..refusal(Reason::NoRoute)
+        });
+    };
+    let route = found.value.clone();
+    if let Err(no) = cors.check_preflight(headers) {
+        return Err(Refusal {
+            detail: no.detail,
+            path: Some(path),
+            route: Some(route),
+            rules: vec![no.rule.to_string()],
+            ..refusal(Reason::CorsDenied)
+        });
+    }
+    Ok(Admission {
+        route,
+        path,
+        query: query.map(str::to_string),
+        params: found.params,
+        caller: None,
+        rules: vec![PREFLIGHT_RULE.to_string()],
+        pending: Pending::Preflight,
+    })
 }
 
 /// GET, HEAD and OPTIONS change nothing (RFC 9110 §9.2.1).

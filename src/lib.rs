@@ -2,7 +2,7 @@
 //! CRM and WhatsApp Cloud API traffic of a business.
 //!
 //! The modules read bottom-up as the request's path through the gateway:
-//! pure cores (`request`, `route`, `decision`, `gate`, `policy`) know nothing of
+//! pure cores (`request`, `route`, `decision`, `gate`, `policy`, `cors`) know nothing of
 //! pingora or of the config file; `config` compiles the YAML into an
 //! immutable snapshot of those cores' types; `audit` records every
 //! decision and `alert` counts it against the alert rules; `proxy` and
@@ -17,6 +17,7 @@ pub mod request;
 pub mod route;
 
 pub mod auth;
+pub mod cors;
 pub mod gate;
 pub mod limit;
 pub mod policy;
@@ -40,3 +41,6 @@ pub mod server;
 
 pub mod cli;
 pub mod demo;
+
+#[cfg(test)]
+mod test_support;

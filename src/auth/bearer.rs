@@ -128,21 +128,9 @@ fn is_b64token(token: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            let name = http::HeaderName::from_bytes(k.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-            h.append(
-                name,
-                HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
-            );
-        }
-        h
-    }
+    use crate::test_support::header_map as headers;
 
     const MAX: usize = 8192;
 

@@ -34,6 +34,15 @@ impl TrustedOrigins {
         TrustedOrigins(origins)
     }
 
+    /// Trust these too (origins whose pages `cors` lets send the cookie).
+    pub fn extend<'a>(&mut self, more: impl IntoIterator<Item = &'a str>) {
+        for o in more {
+            if !self.contains(o) {
+                self.0.push(o.to_string());
+            }
+        }
+    }
+
     fn contains(&self, origin: &str) -> bool {
         self.0.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
@@ -108,16 +117,7 @@ pub fn check_same_origin(
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
-    }
+    use crate::test_support::header_map as headers;
 
     fn trusted() -> TrustedOrigins {
         TrustedOrigins::new(vec![

@@ -229,10 +229,11 @@ impl Compiler<'_> {
         let trusted_proxies = TrustedProxies::new(self.cidrs(&raw.network.trusted_proxies));
         let connections = self.connections(&raw.connections);
         let upstreams = self.upstreams(&raw.upstreams);
-        let auth = match &raw.auth {
+        let mut auth = match &raw.auth {
             Some(a) => self.auth(a),
             None => None,
         };
+        let cors = self.cors(&raw, auth.as_mut());
         let redactions = self.redactions(&raw);
         let routes = self.routes(&raw, &upstreams, auth.as_ref(), &redactions);
         let route_names: Vec<&str> = raw.routes.iter().map(|r| r.name.value.as_str()).collect();
@@ -282,6 +283,7 @@ impl Compiler<'_> {
             alerts,
             strip_request_headers: strip,
             rate_limits,
+            cors,
         })
     }
 

@@ -178,7 +178,10 @@ impl Compiler<'_> {
         }
         let mut origins = Vec::new();
         for o in &a.cookie_origins {
-            match parse_origin(&o.value) {
+            let Some(value) = self.string(o) else {
+                continue;
+            };
+            match parse_origin(&value) {
                 Ok(origin) => origins.push(origin),
                 Err(msg) => self.err(&o.referenced, format!("auth.cookie_origins: {msg}")),
             }

@@ -5,6 +5,7 @@
 pub mod compile;
 mod compile_alerts;
 mod compile_auth;
+mod compile_cors;
 mod compile_limits;
 mod compile_policy;
 pub mod duration;

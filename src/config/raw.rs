@@ -43,6 +43,25 @@ pub struct RawConfig {
     pub audit: RawAudit,
     /// Where rate-limit counters live.
     pub rate_limits: Option<RawRateLimits>,
+    /// Which other sites' pages may call the gateway from a browser.
+    pub cors: Option<RawCors>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// Bare origins (`https://crm.example`) whose pages may read responses.
+    pub origins: Spanned<Vec<Str>>,
+    /// Their pages may send the token cookie (needs `auth.cookie`).
+    pub credentials: Option<Spanned<bool>>,
+    /// Request headers a page may send, besides the ones always allowed.
+    #[serde(default)]
+    pub allow_headers: Vec<Str>,
+    /// Response headers a page may read, besides the ones always exposed.
+    #[serde(default)]
+    pub expose_headers: Vec<Str>,
+    /// How long a browser may reuse a preflight's answer.
+    pub max_age: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

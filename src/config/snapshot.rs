@@ -67,6 +67,9 @@ pub struct Snapshot {
     pub strip_request_headers: Vec<HeaderName>,
     /// Where route rate limits count: this process, or a shared Redis.
     pub rate_limits: LimitStore,
+    /// Which other sites' pages may call the gateway from a browser;
+    /// `None`: none may (no preflight is answered, no response readable).
+    pub cors: Option<crate::cors::CorsPolicy>,
 }
 
 pub struct Listener {

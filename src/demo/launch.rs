@@ -201,6 +201,12 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
   curl -s $GW/api/v1/accounts/1/contacts%2F1 -H "Authorization: Bearer $ADMIN"; echo
   curl -s -X POST $GW/api/v1/accounts/1/conversations/{mine}/messages -H "Authorization: Bearer $AGENT" -d '_method=GET'; echo
 
+  # Browsers: the agent console's origin may call the gateway from a page; another site's page
+  # may not, and reads nothing, though the CRM itself answers `Access-Control-Allow-Origin: *`
+  curl -si -X OPTIONS $GW/api/v1/accounts/1/conversations -H 'Origin: https://desk.acme-retail.example' -H 'Access-Control-Request-Method: GET' -H 'Access-Control-Request-Headers: authorization' | grep -i -e '^HTTP' -e '^access-control-allow'
+  curl -si -X OPTIONS $GW/api/v1/accounts/1/conversations -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: GET' | grep -i -e '^HTTP' -e reason; echo
+  curl -si $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT" -H 'Origin: https://evil.example' | grep -i -e '^HTTP' -e '^access-control' -e '^vary'
+
   # Instant revocation: Amelia leaves; her still-valid token stops working on the next request
   curl -s -X POST {adm}/revoke -H "Authorization: Bearer $ADMIN_API" -d '{{"sub":"amelia.clarke@acme-retail.example"}}'; echo
   curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT"; echo

@@ -120,12 +120,12 @@ pub async fn answer(
     } = exchange;
 
     let h2 = session.as_downstream().is_http2();
-    if let Err(e) = super::shape_response(ctx, &mut head, h2, false) {
+    if let Err(e) = super::shape_response(session, ctx, &mut head, h2, false) {
         // Logged there; `refused` is set when the body could never be
         // rewritten, otherwise the head itself was unusable.
         let reason = *ctx.refused.get_or_insert(Reason::UpstreamError);
         tracing::debug!(request_id = %ctx.request_id, error = %e, "response head refused");
-        return respond::refuse(session, reason, &ctx.request_id, None, false).await;
+        return respond::refuse(session, ctx, reason, None, false).await;
     }
     let holds_body = ctx.rewrite.as_ref().is_some_and(|r| r.holds_body());
     if !holds_body {
@@ -293,19 +293,12 @@ async fn upstream_failed(
     metrics.record_upstream_error(&upstream.name.0, failure::kind(e));
     tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
     ctx.refused = Some(reason);
-    respond::refuse(session, reason, &ctx.request_id, None, false).await
+    respond::refuse(session, ctx, reason, None, false).await
 }
 
 /// Nothing was sent: the client gets a clean 502 `redaction_failed`.
 async fn redaction_failed(session: &mut Session, ctx: &mut RequestCtx, e: &Error) -> Result<()> {
     tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
     ctx.refused = Some(Reason::RedactionFailed);
-    respond::refuse(
-        session,
-        Reason::RedactionFailed,
-        &ctx.request_id,
-        None,
-        false,
-    )
-    .await
+    respond::refuse(session, ctx, Reason::RedactionFailed, None, false).await
 }

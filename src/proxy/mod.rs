@@ -41,6 +41,7 @@ use crate::auth::{JwksSource, SignatureFailures};
 use crate::config::ConfigStore;
 use crate::config::Snapshot;
 use crate::connection::Paced;
+use crate::cors;
 use crate::decision::Reason;
 use crate::gate;
 use crate::gate::Pending;
@@ -126,14 +127,7 @@ impl ProxyHttp for Gateway {
             // request would flood the log of a gateway refusing them all.
             tracing::debug!(request_id = %ctx.request_id, reason = %why, "refused: audit unavailable");
             ctx.refused = Some(Reason::AuditUnavailable);
-            respond::refuse(
-                session,
-                Reason::AuditUnavailable,
-                &ctx.request_id,
-                None,
-                false,
-            )
-            .await?;
+            respond::refuse(session, ctx, Reason::AuditUnavailable, None, false).await?;
             return Ok(true);
         }
         let outcome = self.decide(session, ctx, &snapshot).await;
@@ -152,14 +146,12 @@ impl ProxyHttp for Gateway {
                 ctx.caller = refusal.caller;
                 ctx.rules = refusal.rules;
                 match refusal.retry_after {
-                    Some(secs) => {
-                        respond::rate_limited(session, &ctx.request_id, secs.get().into()).await?
-                    }
+                    Some(secs) => respond::rate_limited(session, ctx, secs.get().into()).await?,
                     None => {
                         respond::refuse(
                             session,
+                            ctx,
                             refusal.reason,
-                            &ctx.request_id,
                             refusal.challenge.as_deref(),
                             false,
                         )
@@ -256,7 +248,7 @@ impl ProxyHttp for Gateway {
             self.metrics.stream_opened();
             ctx.streaming = true;
         }
-        shape_response(ctx, upstream_response, h2, head)
+        shape_response(session, ctx, upstream_response, h2, head)
     }
 
     fn response_body_filter(
@@ -310,9 +302,7 @@ impl ProxyHttp for Gateway {
                 // failure; say so, or the client may send its next request
                 // into a closing socket.
                 if session.response_written().is_none() {
-                    if let Err(write_err) =
-                        respond::refuse(session, r, &ctx.request_id, None, true).await
-                    {
+                    if let Err(write_err) = respond::refuse(session, ctx, r, None, true).await {
                         tracing::debug!(request_id = %ctx.request_id, error = %write_err, "could not write error response");
                     }
                 }
@@ -395,6 +385,14 @@ impl Gateway {
         snapshot: &Snapshot,
     ) -> Result<bool> {
         let pending = admission.pending.clone();
+        if pending == Pending::Preflight {
+            // Answered here: a preflight costs no rate-limit token and
+            // reaches no upstream.
+            ctx.answered_locally = true;
+            ctx.admitted = Some(admission);
+            respond::preflight(session, ctx).await?;
+            return Ok(true);
+        }
         // A body declared too large is refused before it costs a rate-limit
         // token or an upstream connection. The connection is closed: the
         // body is not read, let alone drained.
@@ -404,7 +402,7 @@ impl Gateway {
             ctx.refused = Some(Reason::BodyTooLarge);
             ctx.refused_path = Some(admission.path.clone());
             ctx.refused_route = Some(admission.route.clone());
-            respond::refuse(session, Reason::BodyTooLarge, &ctx.request_id, None, true).await?;
+            respond::refuse(session, ctx, Reason::BodyTooLarge, None, true).await?;
             return Ok(true);
         }
         if let Some(wait) = self.over_rate_limit(&admission, ctx, snapshot).await {
@@ -414,7 +412,7 @@ impl Gateway {
             ctx.refused = Some(Reason::RateLimited);
             ctx.refused_path = Some(admission.path.clone());
             ctx.refused_route = Some(admission.route.clone());
-            respond::rate_limited(session, &ctx.request_id, retry_after_secs(wait)).await?;
+            respond::rate_limited(session, ctx, retry_after_secs(wait)).await?;
             return Ok(true);
         }
         if let Some(scan) = body::form_scan(
@@ -453,7 +451,7 @@ impl Gateway {
                         ctx.rules.push(format!("{}.owner_check", a.route.name.0));
                     }
                     ctx.refused = Some(reason);
-                    respond::refuse(session, reason, &ctx.request_id, None, false).await?;
+                    respond::refuse(session, ctx, reason, None, false).await?;
                     return Ok(true);
                 }
                 ctx.rewrite = rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles())
@@ -465,9 +463,11 @@ impl Gateway {
                 }
                 Ok(false)
             }
+            // Answered above.
+            Pending::Preflight => Ok(true),
             Pending::WebhookChallenge(challenge) => {
                 ctx.answered_locally = true;
-                respond::text(session, 200, &challenge, &ctx.request_id).await?;
+                respond::text(session, ctx, 200, &challenge).await?;
                 Ok(true)
             }
             Pending::WebhookSignature => {
@@ -477,8 +477,8 @@ impl Gateway {
                         ctx.refused = Some(reason);
                         respond::refuse(
                             session,
+                            ctx,
                             reason,
-                            &ctx.request_id,
                             None,
                             // A body read in part is not drained.
                             matches!(
@@ -588,11 +588,13 @@ fn shape_request(session: &Session, ctx: &RequestCtx, req: &mut RequestHeader) -
 }
 
 /// The upstream's response head as the client gets it: a header that
-/// carries the upstream's credential is dropped, `X-Request-Id` added, and
-/// a head whose body is rewritten loses its length and validators
-/// (`head`: the request was a HEAD). Shared by `response_filter` and the
-/// fetched path.
+/// carries the upstream's credential is dropped, and so are its cookies and
+/// CORS answers; `X-Request-Id` and the gateway's own CORS headers are
+/// added, and a head whose body is rewritten loses its length and
+/// validators (`head`: the request was a HEAD). Shared by
+/// `response_filter` and the fetched path.
 fn shape_response(
+    session: &Session,
     ctx: &mut RequestCtx,
     resp: &mut ResponseHeader,
     h2: bool,
@@ -603,22 +605,29 @@ fn shape_response(
         // injected credential to the client. Nor may it set cookies:
         // client cookies are never forwarded, so one could never come back
         // as a session, and it could overwrite the gateway's own token
-        // cookie in a browser (session fixation).
+        // cookie in a browser (session fixation). Nor may it say which
+        // other sites' pages may read the response: that is the gateway's
+        // CORS policy.
         let upstream = &admission.route.upstream;
         let dropped: Vec<http::HeaderName> = resp
             .headers
             .iter()
-            .filter(|(n, v)| **n == http::header::SET_COOKIE || upstream.leaks_secret(v.as_bytes()))
+            .filter(|(n, v)| {
+                **n == http::header::SET_COOKIE
+                    || cors::is_cors_header(n)
+                    || upstream.leaks_secret(v.as_bytes())
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for name in dropped {
-            if name != http::header::SET_COOKIE {
+            if name != http::header::SET_COOKIE && !cors::is_cors_header(&name) {
                 tracing::warn!(request_id = %ctx.request_id, header = %name, "dropped a response header carrying an upstream credential");
             }
             resp.remove_header(&name);
         }
     }
     forward::tag_response(resp, &ctx.request_id)?;
+    respond::allow_reading(session, ctx, resp)?;
     if let Some(state) = ctx.rewrite.as_mut() {
         if let Err(e) = rewrite::prepare_response(state, resp, h2, head) {
             tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");

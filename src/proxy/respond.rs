@@ -1,5 +1,8 @@
 //! Answers the gateway writes itself: JSON error bodies (DESIGN.md "Error
-//! responses"). They say which rule family refused, never the policy.
+//! responses"), which say which rule family refused, never the policy; a
+//! webhook handshake's challenge; a browser preflight's answer. Each
+//! carries the request id and, for a page of an origin the CORS policy
+//! lists, what lets that page read it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,6 +12,7 @@ use pingora_core::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
+use super::RequestCtx;
 use crate::decision::Reason;
 
 /// A response being written. Boxed: writing one holds a response header
@@ -21,26 +25,24 @@ pub type Writing<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 /// `close`, the connection is not reused (the client is told so).
 pub fn refuse<'a>(
     session: &'a mut Session,
+    ctx: &'a RequestCtx,
     reason: Reason,
-    request_id: &'a str,
     challenge: Option<&'a str>,
     close: bool,
 ) -> Writing<'a> {
-    Box::pin(write_error(
-        session, reason, request_id, challenge, close, None,
-    ))
+    Box::pin(write_error(session, ctx, reason, challenge, close, None))
 }
 
 /// 429 `rate_limited` with `Retry-After` (seconds, RFC 9110 §10.2.3).
 pub fn rate_limited<'a>(
     session: &'a mut Session,
-    request_id: &'a str,
+    ctx: &'a RequestCtx,
     retry_after: u64,
 ) -> Writing<'a> {
     Box::pin(write_error(
         session,
+        ctx,
         Reason::RateLimited,
-        request_id,
         None,
         false,
         Some(retry_after),
@@ -49,18 +51,19 @@ pub fn rate_limited<'a>(
 
 async fn write_error(
     session: &mut Session,
+    ctx: &RequestCtx,
     reason: Reason,
-    request_id: &str,
     challenge: Option<&str>,
     close: bool,
     retry_after: Option<u64>,
 ) -> Result<()> {
-    let body = Bytes::from(error_body(reason, request_id));
+    let body = Bytes::from(error_body(reason, &ctx.request_id));
     let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    allow_reading(session, ctx, &mut resp)?;
     if let Some(secs) = retry_after {
         resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
     }
@@ -83,31 +86,71 @@ async fn write_error(
 /// A plain-text answer the gateway gives itself (Meta's webhook handshake).
 pub fn text<'a>(
     session: &'a mut Session,
+    ctx: &'a RequestCtx,
     status: u16,
     body: &str,
-    request_id: &'a str,
 ) -> Writing<'a> {
     Box::pin(write_text(
         session,
+        ctx,
         status,
         Bytes::from(body.to_string()),
-        request_id,
     ))
 }
 
 async fn write_text(
     session: &mut Session,
+    ctx: &RequestCtx,
     status: u16,
     body: Bytes,
-    request_id: &str,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    allow_reading(session, ctx, &mut resp)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
+}
+
+/// The answer to a browser's preflight that the CORS policy allows: `204`,
+/// no body, and what the page may send.
+pub fn preflight<'a>(session: &'a mut Session, ctx: &'a RequestCtx) -> Writing<'a> {
+    Box::pin(write_preflight(session, ctx))
+}
+
+async fn write_preflight(session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+    let mut resp = ResponseHeader::build(204, Some(8))?;
+    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    if let Some(cors) = ctx.snapshot.as_ref().and_then(|s| s.cors.as_ref()) {
+        for (name, value) in cors.preflight_headers(&session.req_header().headers) {
+            resp.insert_header(name, value)?;
+        }
+    }
+    session.write_response_header(Box::new(resp), true).await
+}
+
+/// The CORS policy's headers for a response to this request (see
+/// [`crate::cors`]): `Vary: Origin`, and for a listed origin's page what
+/// lets it read the response. Nothing without a policy.
+pub(super) fn allow_reading(
+    session: &Session,
+    ctx: &RequestCtx,
+    resp: &mut ResponseHeader,
+) -> Result<()> {
+    let Some(cors) = ctx.snapshot.as_ref().and_then(|s| s.cors.as_ref()) else {
+        return Ok(());
+    };
+    let req = session.req_header();
+    for (name, value) in cors.response_headers(&req.method, &req.headers) {
+        if name == http::header::VARY {
+            resp.append_header(name, value)?;
+        } else {
+            resp.insert_header(name, value)?;
+        }
+    }
+    Ok(())
 }
 
 fn bearer_challenge(reason: Reason) -> &'static str {

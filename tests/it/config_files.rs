@@ -614,6 +614,51 @@ fn cookie_origins_are_bare_origins_beside_a_cookie() {
 }
 
 #[test]
+fn cors_lists_origins_and_headers_and_needs_a_cookie_for_credentials() {
+    let ok = auth(
+        "  cookie: cw\n\
+         cors:\n  origins: [https://app.example, \"http://localhost:3000\"]\n  credentials: true\n  \
+         allow_headers: [X-Requested-With]\n  expose_headers: [x-total-count]\n  max_age: 2h\n",
+    );
+    if let Err(e) = load_str(&ok, Path::new("ok.yaml"), &placeholder_env()) {
+        panic!("should compile:\n{ok}\n{e}");
+    }
+    expect_errors(
+        &auth("cors: {origins: [https://app.example], credentials: true}\n"),
+        Match::Prefix,
+        &["bad.yaml:7:53: cors.credentials needs auth.cookie"],
+    );
+    expect_errors(
+        &auth("cors: {origins: []}\n"),
+        Match::Prefix,
+        &["bad.yaml:7:17: cors.origins lists no origin"],
+    );
+    expect_errors(
+        &auth(
+            "cors:\n  origins: [\"*\", \"null\", https://app.example/app, https://app.example]\n  \
+             allow_headers: [\"*\", \"bad header\"]\n  expose_headers: [\"*\"]\n  max_age: 2d\n",
+        ),
+        Match::Prefix,
+        &[
+            "bad.yaml:8:13: cors.origins: `*` is not allowed",
+            "bad.yaml:8:18: cors.origins: `null` is not allowed",
+            "bad.yaml:8:26: cors.origins: `https://app.example/app` is not an origin",
+            "bad.yaml:9:19: cors.allow_headers: `*` is not allowed",
+            "bad.yaml:9:24: cors.allow_headers: `bad header` is not a valid header name",
+            "bad.yaml:10:20: cors.expose_headers: `*` is not allowed",
+            "bad.yaml:11:12: cors.max_age `2d` is over 24h",
+        ],
+    );
+    assert!(
+        !errors_of(&auth(
+            "cors: {origins: [https://app.example], methods: [GET]}\n"
+        ))
+        .is_empty(),
+        "unknown keys are errors"
+    );
+}
+
+#[test]
 fn websocket_routes_are_validated_at_load() {
     let yaml = "\
 listeners: [{name: a, addr: \"127.0.0.1:8080\"}]

@@ -33,7 +33,8 @@ impl EchoUpstream {
     /// Start on port 0. Every request is recorded and answered with a JSON
     /// echo. Special paths: `/leak` echoes the injected credential header
     /// back as a response header and sets two cookies; `/hang` never
-    /// answers.
+    /// answers. A request with an `Origin` gets the answer of a permissive
+    /// CORS middleware (any origin, with credentials).
     pub async fn start() -> Self {
         Self::serve(None).await
     }
@@ -136,6 +137,20 @@ async fn handle(
         builder = builder
             .header("set-cookie", "_crm_session=for-the-gateways-key; Path=/")
             .header("set-cookie", "cw_session=fixated; Path=/");
+    }
+    // A permissive CORS middleware, as some frameworks' defaults are: any
+    // origin may read, with credentials. The gateway must not pass it on.
+    if let Some(origin) = headers.get("origin") {
+        builder = builder
+            .header("access-control-allow-origin", origin.clone())
+            .header("access-control-allow-credentials", "true")
+            .header(
+                "access-control-allow-methods",
+                "GET, POST, PUT, PATCH, DELETE",
+            )
+            .header("access-control-allow-headers", "*")
+            .header("access-control-expose-headers", "*")
+            .header("vary", "Accept-Encoding");
     }
     let body = serde_json::json!({"method": method, "target": target}).to_string();
     Ok(builder

@@ -134,8 +134,25 @@ impl Crm {
     }
 
     fn handle(&mut self, req: &Request) -> Response {
-        self.route(req)
-            .unwrap_or_else(|failure| failure.into_response())
+        let mut response = self
+            .route(req)
+            .unwrap_or_else(|failure| failure.into_response());
+        // Chatwoot run with CW_API_ONLY_SERVER answers CORS for every path
+        // (rack-cors, `origins '*'`, its session headers exposed): any
+        // site's page may read. The gateway drops this and answers for
+        // itself.
+        if req.header("origin").is_some() {
+            let h = response.headers_mut();
+            h.insert(
+                http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                http::HeaderValue::from_static("*"),
+            );
+            h.insert(
+                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                http::HeaderValue::from_static("access-token, client, uid, expiry"),
+            );
+        }
+        response
     }
 
     fn route(&mut self, req: &Request) -> Outcome {
