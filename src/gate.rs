@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method};
 
-use crate::auth::origin::check_same_origin;
+use crate::auth::origin::{check_cross_site_read, check_same_origin};
 use crate::auth::{
     bearer_token, challenge, AuthError, Budget, MfaFailure, SignatureFailures, Verified,
 };
@@ -254,12 +254,15 @@ fn admit_inner(
             admission.caller = Some(caller.clone());
             // A WebSocket handshake is a GET, but another site's page can
             // open one with the cookie and read the stream (cross-site
-            // WebSocket hijacking): it is judged like a change.
-            let guarded = req.websocket || !is_safe(req.method);
-            if guarded && presented_cookie(auth, req.headers) {
-                if let Err(why) =
+            // WebSocket hijacking): it is judged like a change. A read
+            // another site's page sent passes only as a navigation.
+            if presented_cookie(auth, req.headers) {
+                let from = if req.websocket || !is_safe(req.method) {
                     check_same_origin(req.headers, req.authority, &auth.cookie_origins)
-                {
+                } else {
+                    check_cross_site_read(req.headers, &auth.cookie_origins)
+                };
+                if let Err(why) = from {
                     let mut r = refuse(Reason::OriginDenied, why, &admission);
                     r.rules = vec![CROSS_ORIGIN_RULE.to_string()];
                     return Err(r);

@@ -17,11 +17,21 @@
 //!    passes (nothing a browser sends cross-site lacks one on these
 //!    methods), an `Origin` naming the request's own host passes, and so
 //!    does a trusted one.
+//!
+//! A read (GET, HEAD) that another site's page makes the browser send
+//! with the cookie (an `<img>`, a `<script>`, a `fetch`) is refused too,
+//! unless it is the browser's own navigation (a link followed) or comes
+//! from a trusted origin ([`check_cross_site_read`]). That page could not
+//! read the answer, but the request would still count: audited under the
+//! staff member's name, spending their rate limit (an export a minute
+//! from a hidden `<img>`), and a `<script>` could include a JSON answer.
 
 use http::header::{HeaderMap, HOST, ORIGIN};
 use http::HeaderName;
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 
 /// Origins (`https://crm.acme-retail.example`) whose pages may send
 /// cookie-authenticated changes, besides the gateway's own.
@@ -113,6 +123,37 @@ pub fn check_same_origin(
     Err("Origin is neither this host nor a trusted origin, with the token cookie".to_string())
 }
 
+/// `Err(why)` when a cookie-authenticated read was sent by another site's
+/// page, as its browser says (`Sec-Fetch-Site`): `same-origin` and `none`
+/// pass, and so does the browser's own navigation (a link followed, not an
+/// `<object>` or `<embed>`) and a request whose `Origin` is trusted (a
+/// trusted page's `fetch`, or an element marked `crossorigin`). A request
+/// without `Sec-Fetch-Site` passes: an older browser sends no `Origin` on
+/// an `<img>` either, so nothing would tell its page's site.
+pub fn check_cross_site_read(headers: &HeaderMap, trusted: &TrustedOrigins) -> Result<(), String> {
+    let site = match headers.get(SEC_FETCH_SITE).map(|v| v.as_bytes()) {
+        None | Some(b"same-origin" | b"none") => return Ok(()),
+        Some(site) => site,
+    };
+    let navigation = headers
+        .get(SEC_FETCH_MODE)
+        .is_some_and(|m| m.as_bytes() == b"navigate")
+        && !headers
+            .get(SEC_FETCH_DEST)
+            .is_some_and(|d| matches!(d.as_bytes(), b"object" | b"embed"));
+    let origin_trusted = headers
+        .get(ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| trusted.contains(o));
+    if navigation || origin_trusted {
+        return Ok(());
+    }
+    Err(format!(
+        "Sec-Fetch-Site {} read with the token cookie, neither a navigation nor from a trusted origin",
+        String::from_utf8_lossy(site)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +214,44 @@ mod tests {
             &trusted(),
         );
         assert!(h2.is_ok(), "HTTP/2 names the host in :authority");
+    }
+
+    #[test]
+    fn a_cross_site_read_passes_only_as_a_navigation_or_from_a_trusted_origin() {
+        let read = |pairs: &[(&str, &str)]| check_cross_site_read(&headers(pairs), &trusted());
+        assert!(read(&[]).is_ok(), "not a browser, or one that does not say");
+        assert!(read(&[("sec-fetch-site", "same-origin")]).is_ok());
+        assert!(read(&[("sec-fetch-site", "none"), ("sec-fetch-mode", "navigate")]).is_ok());
+        for site in ["cross-site", "same-site"] {
+            let link = [
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "document"),
+            ];
+            assert!(read(&link).is_ok(), "{site}: a link followed");
+            let image = [
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "image"),
+            ];
+            assert!(read(&image).is_err(), "{site}: an <img>");
+            let embed = [
+                ("sec-fetch-site", site),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "embed"),
+            ];
+            assert!(read(&embed).is_err(), "{site}: an <embed>");
+            let fetch = |origin| {
+                read(&[
+                    ("sec-fetch-site", site),
+                    ("sec-fetch-mode", "cors"),
+                    ("sec-fetch-dest", "empty"),
+                    ("origin", origin),
+                ])
+            };
+            assert!(fetch("https://evil.example").is_err(), "{site}");
+            assert!(fetch("https://crm.acme-retail.example").is_ok(), "{site}");
+        }
     }
 
     #[test]

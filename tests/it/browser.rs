@@ -4,10 +4,13 @@
 //! so this is the test that says those headers do what `cors` promises.
 //!
 //! Two pages: one on the origin `cors` lists (its calls, preflighted ones
-//! included, succeed and it reads the answers, refusals too) and one on
-//! another origin (its preflights are refused, and it reads nothing, not
-//! even from a public route whose upstream lets any origin read with
-//! credentials).
+//! included, succeed and it reads the answers, refusals too, and its
+//! `fetch` may send the token cookie) and one on another origin (its
+//! preflights are refused, its cookie-authenticated read too, and it reads
+//! nothing, not even from a public route whose upstream lets any origin
+//! read with credentials). Both also hide an `<img>` pointing at the
+//! gateway, which the browser sends with the cookie; the gateway refuses
+//! it, since it is neither a navigation nor from a trusted origin.
 //!
 //! `./dev test` installs Chromium where the package manager has it. Where
 //! it cannot (`CHATWARDEN_SKIP_BROWSER` says why), the test says it was
@@ -35,6 +38,7 @@ auth:
   audiences: [chatwarden]
   algorithms: [EdDSA]
   jwks_url: "${JWKS}"
+  cookie: cw_session
 roles:
   agent: {permissions: [messages.send, conversations.read]}
 routes:
@@ -51,14 +55,18 @@ routes:
   - {name: status, upstream: crm, methods: [GET], path: /public/status, auth: none}
 cors:
   origins: ["${APP_ORIGIN}"]
+  credentials: true
 audit: {path: "${AUDIT}"}
 "#;
 
 /// The page's script: each call's outcome as `name=status` (or
 /// `name=blocked` when the browser refused to let the page see it), and
-/// whether the request id header was readable.
+/// whether the request id header was readable. The token cookie is set
+/// for the page's host, which the gateway shares (cookies ignore ports).
 const SCRIPT: &str = r#"
+document.cookie = 'cw_session=' + TOKEN + '; path=/';
 const calls = [
+  ['cookie', '/api/v1/accounts/1/conversations', {credentials: 'include'}],
   ['read', '/api/v1/accounts/1/conversations', {headers: {authorization: 'Bearer ' + TOKEN}}],
   ['send', '/api/v1/accounts/1/conversations/7/messages', {method: 'POST',
     headers: {authorization: 'Bearer ' + TOKEN, 'content-type': 'application/json'},
@@ -77,6 +85,13 @@ const calls = [
       out.push(name + '=blocked');
     }
   }
+  // An <img> sends the cookie and no Origin; the page learns nothing.
+  await new Promise((done) => {
+    const img = new Image();
+    img.onload = img.onerror = done;
+    img.src = GATEWAY + '/api/v1/accounts/1/conversations?hidden=image';
+  });
+  out.push('image=sent');
   document.body.textContent = 'RESULT ' + out.join(' ') + ' END';
 })();
 "#;
@@ -203,52 +218,71 @@ async fn a_browser_lets_only_the_listed_origins_page_read_the_gateway() {
     serve_page(other_listener, page);
 
     // The listed origin's page: preflighted calls (a token header, a JSON
-    // body) go through; it reads each answer, the gateway's 401 and the
-    // request id included.
+    // body) and a cookie-authenticated read go through; it reads each
+    // answer, the gateway's 401 and the request id included.
     let seen = visit(&browser, &format!("http://{app}/console")).await;
     assert_eq!(
         seen,
         [
+            "cookie=200+id",
             "read=200+id",
             "send=200+id",
             "anonymous=401+id",
-            "public=200+id"
+            "public=200+id",
+            "image=sent"
         ],
         "the listed origin's page"
     );
-    assert_eq!(up.count(), 3, "its three admitted calls were forwarded");
+    assert_eq!(up.count(), 4, "its four admitted calls were forwarded");
 
     // Another origin's page: the browser stops the preflighted calls at
-    // the gateway's refusal, and lets the page read nothing, not even the
-    // public route whose upstream said any origin may read.
+    // the gateway's refusal, the gateway refuses its cookie read, and the
+    // page reads nothing, not even the public route whose upstream said
+    // any origin may read.
     let seen = visit(&browser, &format!("http://{other}/phish")).await;
     assert_eq!(
         seen,
         [
+            "cookie=blocked",
             "read=blocked",
             "send=blocked",
             "anonymous=blocked",
-            "public=blocked"
+            "public=blocked",
+            "image=sent"
         ],
         "another origin's page"
     );
     let forwarded = up.seen();
     assert_eq!(
         forwarded.len(),
-        4,
+        5,
         "of its calls only the public one was forwarded: {forwarded:?}"
     );
-    let last = &forwarded[3];
+    let last = &forwarded[4];
     assert_eq!(last.target, "/public/status");
     assert_eq!(
         last.headers.get("origin").and_then(|v| v.to_str().ok()),
         Some(format!("http://{other}").as_str()),
         "the upstream was asked from the other origin, and its answer let that origin read"
     );
-    let records = gw.audit_records(10).await;
+    assert!(
+        forwarded.iter().all(|s| !s.target.contains("hidden=image")),
+        "no hidden image was forwarded"
+    );
+    let records = gw.audit_records(14).await;
     assert_eq!(
         harness::with_reason(&records, "cors_denied").len(),
         2,
         "the other page's two preflights: {records:#?}"
+    );
+    let from_elsewhere = harness::with_reason(&records, "origin_denied");
+    assert_eq!(
+        from_elsewhere.len(),
+        3,
+        "both hidden images and the other page's cookie read: {records:#?}"
+    );
+    assert!(
+        from_elsewhere.iter().all(|r| r["sub"] == "amelia"),
+        "each was sent with her cookie: {from_elsewhere:#?}"
     );
 }

@@ -270,13 +270,13 @@ async fn only_a_listed_origins_page_may_read_a_response() {
         }
     }
 
-    // Another site's page, with the staff member's cookie: the read is
-    // forwarded (it changes nothing) but nothing lets that page see it,
-    // whatever the upstream said.
+    // Another site's page, with a token it got hold of: nothing lets that
+    // page see the answer, whatever the upstream said. (With the cookie,
+    // its read would not be forwarded at all: see `origins`.)
     for path in [CONVERSATIONS, "/api/v1/accounts/1/contacts"] {
         let resp = client
             .get(gw.url(path))
-            .header("cookie", &cookie)
+            .bearer_auth(&token)
             .header("origin", EVIL)
             .header("sec-fetch-site", "cross-site")
             .send()

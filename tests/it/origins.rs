@@ -122,20 +122,49 @@ async fn a_cookie_authenticated_change_from_another_site_is_refused() {
         let resp = post(headers).await.expect("request");
         assert_eq!(resp.status(), 200, "{what}");
     }
-    let read = client
-        .get(gw.url("/api/v1/accounts/1/conversations"))
-        .header("cookie", &cookie)
-        .header("sec-fetch-site", "cross-site")
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(read.status(), 200, "a read changes nothing");
-    assert_eq!(up.count(), 6);
+    // Reads: another site's page cannot see the answer, but an <img> it
+    // hid would still be forwarded, audited under the staff member's name
+    // and counted against their rate limits. A link followed to the
+    // gateway is the browser's own navigation; a trusted page's fetch
+    // says where it came from.
+    let read = |headers: &[(&'static str, &'static str)]| {
+        let mut req = client
+            .get(gw.url("/api/v1/accounts/1/conversations"))
+            .header("cookie", &cookie);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    let hidden_image = read(&[
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "no-cors"),
+        ("sec-fetch-dest", "image"),
+    ]);
+    assert_eq!(status(hidden_image.await.expect("request")), 403);
+    let evil_fetch = read(&[
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "cors"),
+        ("origin", "https://evil.example"),
+    ]);
+    assert_eq!(status(evil_fetch.await.expect("request")), 403);
+    let link = read(&[
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-dest", "document"),
+    ]);
+    assert_eq!(status(link.await.expect("request")), 200, "a link followed");
+    let crm_fetch = read(&[
+        ("sec-fetch-site", "same-site"),
+        ("sec-fetch-mode", "cors"),
+        ("origin", "https://crm.acme-retail.example"),
+    ]);
+    assert_eq!(status(crm_fetch.await.expect("request")), 200, "trusted");
+    assert_eq!(up.count(), 7);
 
-    let records = gw.audit_records(9).await;
+    let records = gw.audit_records(12).await;
     let refused = harness::with_reason(&records, "origin_denied");
-    assert_eq!(refused.len(), 3, "{records:#?}");
+    assert_eq!(refused.len(), 5, "{records:#?}");
     let first = refused[0];
     assert_eq!(first["decision"], "deny");
     assert_eq!(first["status"], 403);
