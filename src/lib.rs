@@ -18,6 +18,7 @@ pub mod route;
 
 pub mod auth;
 pub mod cors;
+pub mod echo;
 pub mod gate;
 pub mod limit;
 pub mod policy;

@@ -549,7 +549,9 @@ impl Compiler<'_> {
             None => None,
         };
 
+        let credentials = crate::echo::Credentials::new(inject.iter().map(|(_, v)| v.as_bytes()));
         Some(Upstream {
+            credentials,
             name: UpstreamName(name.into()),
             target,
             tls,

@@ -114,6 +114,9 @@ pub struct Upstream {
     pub host_header: HeaderValue,
     /// Injected on every forwarded request, replacing any client copy.
     pub inject: Vec<(HeaderName, HeaderValue)>,
+    /// The injected credentials as searched for in responses: they never
+    /// reach a client (see [`crate::echo`]).
+    pub credentials: crate::echo::Credentials,
     pub timeouts: Timeouts,
     /// Largest request body forwarded, for routes that do not set their own.
     pub max_body: u64,
@@ -140,13 +143,9 @@ pub const DNS_TTL: Duration = Duration::from_secs(30);
 
 impl Upstream {
     /// Whether `value` (a response header value) contains one of this
-    /// upstream's injected secrets, so it must not reach the client.
+    /// upstream's injected credentials, so it must not reach the client.
     pub fn leaks_secret(&self, value: &[u8]) -> bool {
-        self.inject.iter().any(|(_, secret)| {
-            let s = secret.as_bytes();
-            // The first-byte test skips the slice compare almost always.
-            s.len() >= 8 && value.windows(s.len()).any(|w| w[0] == s[0] && w == s)
-        })
+        self.credentials.found_in(value)
     }
 }
 

@@ -29,10 +29,12 @@ pub struct RequestCtx {
     pub answered_locally: bool,
     /// A WebSocket stream was opened and is counted as open.
     pub streaming: bool,
-    /// The response body must be rewritten (row filters) before it leaves.
-    /// Boxed: it is large and most requests have none, and the context
-    /// is moved with pingora's session on every request.
-    pub rewrite: Option<Box<super::rewrite::RewriteState>>,
+    /// What is done to the response body before it leaves: rewritten (row
+    /// filters, redaction), and searched for the upstream's credential when
+    /// a piece ends like the start of one. Boxed: it is large and most
+    /// requests need none, and the context is moved with pingora's session
+    /// on every request.
+    pub response: Option<Box<ResponseWork>>,
     /// Set when the gateway refused the request or failed to proxy it.
     pub refused: Option<Reason>,
     /// Names of the rules that decided (dry-run hits included).
@@ -59,11 +61,34 @@ impl RequestCtx {
             caller: None,
             answered_locally: false,
             streaming: false,
-            rewrite: None,
+            response: None,
             refused: None,
             rules: Vec::new(),
             body: None,
         }
+    }
+}
+
+/// The response body's work (see [`RequestCtx::response`]).
+#[derive(Default)]
+pub struct ResponseWork {
+    pub rewrite: Option<super::rewrite::RewriteState>,
+    pub scrub: crate::echo::Scrub,
+}
+
+impl RequestCtx {
+    /// The response's rewrite, when it has one.
+    pub fn rewriting(&self) -> Option<&super::rewrite::RewriteState> {
+        self.response.as_ref().and_then(|w| w.rewrite.as_ref())
+    }
+
+    pub fn rewriting_mut(&mut self) -> Option<&mut super::rewrite::RewriteState> {
+        self.response.as_mut().and_then(|w| w.rewrite.as_mut())
+    }
+
+    /// Credentials masked in the response body so far.
+    pub fn credentials_masked(&self) -> usize {
+        self.response.as_ref().map_or(0, |w| w.scrub.masked)
     }
 }
 

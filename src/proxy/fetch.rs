@@ -127,11 +127,11 @@ pub async fn answer(
         tracing::debug!(request_id = %ctx.request_id, error = %e, "response head refused");
         return respond::refuse(session, ctx, reason, None, false).await;
     }
-    let holds_body = ctx.rewrite.as_ref().is_some_and(|r| r.holds_body());
+    let holds_body = ctx.rewriting().is_some_and(|r| r.holds_body());
     if !holds_body {
         // Passed as it is (an error answer for a caller under row filters
         // only, a 204): streamed, as the proxy would.
-        return pass(connector, session, up, &peer, upstream, head).await;
+        return pass(connector, session, ctx, up, &peer, upstream, head).await;
     }
 
     let body = match read_whole(&mut up).await {
@@ -150,11 +150,12 @@ pub async fn answer(
         .await;
 
     let mut out = Some(body);
-    if let Some(state) = ctx.rewrite.as_mut() {
+    if let Some(state) = ctx.rewriting_mut() {
         if let Err(e) = rewrite::body_chunk(state, &mut out, true) {
             return redaction_failed(session, ctx, &e).await;
         }
     }
+    super::scrub_credentials(ctx, &mut out, true);
     let out = out.unwrap_or_default();
     head.remove_header(&TRANSFER_ENCODING);
     head.insert_header(CONTENT_LENGTH, out.len().to_string())?;
@@ -254,6 +255,7 @@ async fn read_whole(up: &mut UpstreamSession) -> Result<Option<Bytes>> {
 async fn pass(
     connector: &Connector,
     session: &mut Session,
+    ctx: &mut RequestCtx,
     mut up: UpstreamSession,
     peer: &HttpPeer,
     upstream: &Upstream,
@@ -269,9 +271,14 @@ async fn pass(
                 return Err(e);
             }
         };
-        match chunk {
-            Some(chunk) => session.write_response_body(Some(chunk), false).await?,
-            None => break,
+        let end = chunk.is_none();
+        let mut out = chunk;
+        super::scrub_credentials(ctx, &mut out, end);
+        if let Some(piece) = out {
+            session.write_response_body(Some(piece), false).await?;
+        }
+        if end {
+            break;
         }
     }
     connector

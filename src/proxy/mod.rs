@@ -33,6 +33,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 pub use context::RequestCtx;
+use context::ResponseWork;
 pub use record::ParserRefusals;
 pub use respond::error_body;
 
@@ -262,12 +263,16 @@ impl ProxyHttp for Gateway {
         if websocket && body.is_some() && session.was_upgraded() {
             stream::recheck(self, session, ctx)?;
         }
-        if let Some(state) = ctx.rewrite.as_mut() {
+        if let Some(state) = ctx.rewriting_mut() {
             if let Err(e) = rewrite::body_chunk(state, body, end_of_stream) {
                 tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
                 ctx.refused = Some(Reason::RedactionFailed);
                 return Err(e);
             }
+        }
+        // A stream's frames are not inspected (see `stream`).
+        if !session.was_upgraded() {
+            scrub_credentials(ctx, body, end_of_stream);
         }
         Ok(None)
     }
@@ -352,6 +357,10 @@ impl ProxyHttp for Gateway {
             if wrote && ctx.refused.is_none() && (200..300).contains(&status) {
                 a.route.upstream.owners.forget(a.path.as_str());
             }
+        }
+        let masked = ctx.credentials_masked();
+        if masked > 0 {
+            tracing::warn!(request_id = %ctx.request_id, masked, "masked the upstream's credential in a response body");
         }
         let elapsed = ctx.started.elapsed();
         let rec = record::build(session, e, ctx, elapsed);
@@ -454,9 +463,16 @@ impl Gateway {
                     respond::refuse(session, ctx, reason, None, false).await?;
                     return Ok(true);
                 }
-                ctx.rewrite = rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles())
-                    .map(Box::new);
-                if ctx.rewrite.is_some() && fetch::eligible(session) {
+                ctx.response =
+                    rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles()).map(
+                        |r| {
+                            Box::new(ResponseWork {
+                                rewrite: Some(r),
+                                ..ResponseWork::default()
+                            })
+                        },
+                    );
+                if ctx.rewriting().is_some() && fetch::eligible(session) {
                     // Boxed, like the lookup: a whole exchange.
                     Box::pin(fetch::answer(&self.lookups, &self.metrics, session, ctx)).await?;
                     return Ok(true);
@@ -581,8 +597,11 @@ fn shape_request(session: &Session, ctx: &RequestCtx, req: &mut RequestHeader) -
         &ctx.request_id,
         client_tls,
     )?;
-    if ctx.rewrite.is_some() {
+    if ctx.rewriting().is_some() {
         rewrite::prepare_request(req)?;
+    } else if !admission.route.upstream.credentials.is_empty() {
+        // An encoded body could not be searched for the credential.
+        req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
     }
     Ok(())
 }
@@ -628,14 +647,54 @@ fn shape_response(
     }
     forward::tag_response(resp, &ctx.request_id)?;
     respond::allow_reading(session, ctx, resp)?;
-    if let Some(state) = ctx.rewrite.as_mut() {
+    if let Some(state) = ctx.rewriting_mut() {
         if let Err(e) = rewrite::prepare_response(state, resp, h2, head) {
             tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
             ctx.refused = Some(Reason::RedactionFailed);
             return Err(e);
         }
     }
+    // The upstream was asked for `identity`: an encoded body could not be
+    // searched for its credential, so it does not leave (fail closed). A
+    // body the rewrite holds is refused for its encoding there.
+    let creds = ctx
+        .admitted
+        .as_ref()
+        .is_some_and(|a| !a.route.upstream.credentials.is_empty());
+    let encoded = resp
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if creds && encoded && !head && ctx.rewriting().is_none_or(|r| !r.holds_body()) {
+        tracing::error!(request_id = %ctx.request_id, "response not sent: encoded, so it could not be searched for the upstream's credential");
+        ctx.refused = Some(Reason::RedactionFailed);
+        return Error::e_explain(
+            ErrorType::InternalError,
+            "encoded response from an upstream with a credential",
+        );
+    }
     Ok(())
+}
+
+/// Masks the upstream's credential in a piece of the response body (see
+/// [`crate::echo`]). Nothing is allocated until a piece needs it.
+pub(super) fn scrub_credentials(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>, end: bool) {
+    let RequestCtx {
+        admitted, response, ..
+    } = ctx;
+    let Some(a) = admitted else {
+        return;
+    };
+    let creds = &a.route.upstream.credentials;
+    if creds.is_empty() {
+        return;
+    }
+    let holding = response.as_ref().is_some_and(|w| w.scrub.holding());
+    if !holding && creds.passes(body.as_ref(), end) {
+        return;
+    }
+    let work = response.get_or_insert_default();
+    *body = work.scrub.piece(creds, body.take(), end);
 }
 
 /// How long a request whose token names an unknown key waits for the JWKS

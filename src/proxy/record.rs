@@ -129,8 +129,14 @@ pub fn build(
     if let Some(d) = decision {
         rec.set_decision(d);
     }
-    if let Some(r) = &ctx.rewrite {
+    if let Some(r) = ctx.rewriting() {
         rec.redactions = r.removed + r.masked;
+    }
+    let masked = ctx.credentials_masked();
+    if masked > 0 {
+        rec.detail = Some(format!(
+            "the upstream's credential was in the response body {masked} time(s): masked"
+        ));
     }
     if session.was_upgraded()
         && ctx.refused.is_none()

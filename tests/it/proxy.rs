@@ -26,6 +26,8 @@ routes:
   - {name: contacts, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts", auth: none}
   - {name: contact, upstream: crm, methods: [GET, PATCH], path: "/api/v1/accounts/{account_id}/contacts/{id}", auth: none}
   - {name: leak, upstream: crm, methods: [GET], path: "/leak", auth: none}
+  - {name: dump, upstream: crm, methods: [GET], path: "/dump", auth: none}
+  - {name: gzip, upstream: crm, methods: [GET], path: "/gzip", auth: none}
   - {name: hang, upstream: crm, methods: [GET], path: "/hang", auth: none}
   - {name: dead, upstream: dead, methods: [GET], path: "/dead", auth: none}
 audit:
@@ -262,6 +264,52 @@ async fn upstream_credentials_and_cookies_in_response_headers_are_dropped() {
         "the upstream's cookies never reach the client: {:?}",
         resp.headers()
     );
+}
+
+#[tokio::test]
+async fn an_upstream_credential_in_a_response_body_is_masked() {
+    let (gw, up) = start().await;
+    let resp = gw
+        .client()
+        .get(gw.url("/dump"))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    let seen = up.seen();
+    assert_eq!(
+        seen[0].headers.get("accept-encoding").map(|v| v.as_bytes()),
+        Some(&b"identity"[..]),
+        "the upstream is asked for a body that can be searched"
+    );
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains(SECRET), "the credential reached the client");
+    let stars = "*".repeat(SECRET.len());
+    assert_eq!(text.matches(&stars).count(), 3000);
+    let parsed: serde_json::Value = serde_json::from_slice(&body).expect("still JSON");
+    assert_eq!(parsed["debug"][2999]["x-api-key"], stars.as_str());
+
+    let records = gw.audit_records(1).await;
+    assert_eq!(records[0]["decision"], "allow");
+    assert_eq!(
+        records[0]["detail"],
+        "the upstream's credential was in the response body 3000 time(s): masked"
+    );
+    let log = std::fs::read_to_string(&gw.audit_path).expect("audit file");
+    assert!(!log.contains(SECRET), "nor the audit file");
+
+    // An encoded body could not be searched: it does not leave.
+    let resp = gw
+        .client()
+        .get(gw.url("/gzip"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 502);
+    let body: serde_json::Value = resp.json().await.expect("JSON body");
+    assert_eq!(body["reason"], "redaction_failed");
 }
 
 #[tokio::test]

@@ -32,7 +32,10 @@ pub struct EchoUpstream {
 impl EchoUpstream {
     /// Start on port 0. Every request is recorded and answered with a JSON
     /// echo. Special paths: `/leak` echoes the injected credential header
-    /// back as a response header and sets two cookies; `/hang` never
+    /// back as a response header and sets two cookies; `/dump` answers with
+    /// a debug dump of the request headers, the credential in it 3,000
+    /// times (about 200 KB, so it reaches the gateway in many pieces);
+    /// `/gzip` answers with a `Content-Encoding: gzip` body; `/hang` never
     /// answers. A request with an `Origin` gets the answer of a permissive
     /// CORS middleware (any origin, with credentials).
     pub async fn start() -> Self {
@@ -152,7 +155,25 @@ async fn handle(
             .header("access-control-expose-headers", "*")
             .header("vary", "Accept-Encoding");
     }
-    let body = serde_json::json!({"method": method, "target": target}).to_string();
+    let mut body = serde_json::json!({"method": method, "target": target}).to_string();
+    if target.starts_with("/dump") {
+        let key = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let rows: Vec<String> = (0..3000)
+            .map(|i| {
+                format!(
+                    r#"{{"n":{i},"pad":"{}","x-api-key":"{key}"}}"#,
+                    "p".repeat(i % 7)
+                )
+            })
+            .collect();
+        body = format!(r#"{{"debug":[{}]}}"#, rows.join(","));
+    }
+    if target.starts_with("/gzip") {
+        builder = builder.header("content-encoding", "gzip");
+    }
     Ok(builder
         .body(Full::new(Bytes::from(body)))
         .expect("response"))

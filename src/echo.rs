@@ -1,0 +1,237 @@
+//! An upstream that echoes its own credential back.
+//!
+//! The gateway injects each upstream's credential (the CRM's API key,
+//! Meta's access token) and staff must never see it. An upstream that
+//! echoes request headers (a debug endpoint, an error page that dumps the
+//! request, a framework's development mode) would hand it to whoever made
+//! the request. Response headers that carry one are dropped; a response
+//! body has each occurrence overwritten with `*`, byte for byte, so that
+//! its length and framing still hold.
+//!
+//! A body arrives in pieces, and a credential may straddle two: a piece
+//! that ends with what could be the start of one keeps that tail back
+//! until the next piece shows whether it is. The body can only be read if
+//! it is not encoded, so the gateway asks such upstreams for `identity`
+//! and refuses an encoded answer (fail closed).
+
+use bytes::Bytes;
+use memchr::memmem;
+
+/// Shorter values are not searched for: a short string would be found by
+/// chance (and masked) in ordinary text.
+pub const MIN_SECRET: usize = 8;
+
+/// The byte strings of one upstream's credentials that must not reach a
+/// client.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    needles: Vec<Vec<u8>>,
+}
+
+impl Credentials {
+    /// From the injected header values: each value, its credential without
+    /// an auth scheme (`Bearer EAAG…` → `EAAG…`), and the JSON spelling of
+    /// either with `/` escaped (`\/`, as PHP and others write it). Values
+    /// under [`MIN_SECRET`] bytes are left out.
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Credentials {
+        let mut needles: Vec<Vec<u8>> = Vec::new();
+        let mut add = |n: &[u8]| {
+            if n.len() >= MIN_SECRET && !needles.iter().any(|have| have.as_slice() == n) {
+                needles.push(n.to_vec());
+            }
+        };
+        for value in values {
+            // A scheme is one token before the credential (RFC 9110 §11.4).
+            let credential = match value.iter().position(|b| *b == b' ') {
+                Some(i) => value[i + 1..].trim_ascii(),
+                None => value,
+            };
+            for v in [value, credential] {
+                add(v);
+                if v.contains(&b'/') {
+                    add(&escape_slashes(v));
+                }
+            }
+        }
+        // A needle that contains another is found through the other; only
+        // the shortest ones are searched.
+        let kept: Vec<Vec<u8>> = needles
+            .iter()
+            .filter(|n| {
+                !needles
+                    .iter()
+                    .any(|m| m.len() < n.len() && memmem::find(n, m).is_some())
+            })
+            .cloned()
+            .collect();
+        Credentials { needles: kept }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// Whether `value` (a header value) contains a credential.
+    pub fn found_in(&self, value: &[u8]) -> bool {
+        self.needles
+            .iter()
+            .any(|n| memmem::find(value, n).is_some())
+    }
+
+    /// Overwrites every credential in `data` with `*`; how many there were.
+    fn mask(&self, data: &mut [u8]) -> usize {
+        let mut spans = Vec::new();
+        for n in &self.needles {
+            spans.extend(memmem::find_iter(data, n).map(|at| at..at + n.len()));
+        }
+        for span in &spans {
+            data[span.clone()].fill(b'*');
+        }
+        spans.len()
+    }
+
+    /// How many bytes at the end of `data` could begin a credential that
+    /// the next piece completes.
+    fn open_tail(&self, data: &[u8]) -> usize {
+        let mut longest = 0;
+        for n in &self.needles {
+            let window = &data[data.len().saturating_sub(n.len() - 1)..];
+            for at in memchr::memchr_iter(n[0], window) {
+                let tail = &window[at..];
+                if tail.len() > longest && n.starts_with(tail) {
+                    longest = tail.len();
+                    break;
+                }
+            }
+        }
+        longest
+    }
+}
+
+fn escape_slashes(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() + 4);
+    for b in v {
+        if *b == b'/' {
+            out.push(b'\\');
+        }
+        out.push(*b);
+    }
+    out
+}
+
+impl Credentials {
+    /// Whether `piece` can pass as it is, with nothing held before it: it
+    /// contains no credential and (unless it is the last) does not end like
+    /// the start of one. The caller then needs no [`Scrub`] yet.
+    pub fn passes(&self, piece: Option<&Bytes>, end: bool) -> bool {
+        piece.is_none_or(|p| !self.found_in(p) && (end || self.open_tail(p) == 0))
+    }
+}
+
+/// A body on its way: the tail kept back from the last piece, and how
+/// many credentials were masked.
+#[derive(Debug, Default)]
+pub struct Scrub {
+    held: Vec<u8>,
+    pub masked: usize,
+}
+
+impl Scrub {
+    /// Whether a tail is held back, waiting for the next piece.
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// One piece of the body in (`None` at its end), what may leave out.
+    /// Untouched pieces are passed on as they are, without a copy.
+    pub fn piece(&mut self, creds: &Credentials, piece: Option<Bytes>, end: bool) -> Option<Bytes> {
+        if self.held.is_empty() && creds.passes(piece.as_ref(), end) {
+            return piece;
+        }
+        let mut data = std::mem::take(&mut self.held);
+        data.extend_from_slice(piece.as_deref().unwrap_or_default());
+        self.masked += creds.mask(&mut data);
+        let open = if end { 0 } else { creds.open_tail(&data) };
+        self.held = data.split_off(data.len() - open);
+        (!data.is_empty()).then(|| Bytes::from(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "EAAGm0PX4ZCpsBAbc123";
+
+    fn creds() -> Credentials {
+        let bearer = format!("Bearer {TOKEN}");
+        Credentials::new([
+            bearer.as_bytes(),
+            b"crm-key/with+slash=".as_slice(),
+            b"short".as_slice(),
+        ])
+    }
+
+    /// Sends `body` through a scrub in pieces of `size` bytes.
+    fn through(body: &[u8], size: usize) -> (Vec<u8>, usize) {
+        let c = creds();
+        let mut s = Scrub::default();
+        let mut out = Vec::new();
+        for piece in body.chunks(size) {
+            if let Some(b) = s.piece(&c, Some(Bytes::copy_from_slice(piece)), false) {
+                out.extend_from_slice(&b);
+            }
+        }
+        if let Some(b) = s.piece(&c, None, true) {
+            out.extend_from_slice(&b);
+        }
+        (out, s.masked)
+    }
+
+    #[test]
+    fn credentials_are_the_values_and_what_follows_their_scheme() {
+        let c = creds();
+        assert!(c.found_in(TOKEN.as_bytes()));
+        assert!(c.found_in(format!("x: Bearer {TOKEN}").as_bytes()));
+        assert!(c.found_in(br#"{"key":"crm-key\/with+slash="}"#));
+        assert!(
+            !c.found_in(b"short and Bearer"),
+            "short values are not searched"
+        );
+        assert!(Credentials::new([b"tiny".as_slice()]).is_empty());
+    }
+
+    #[test]
+    fn a_credential_is_masked_wherever_the_pieces_split_it() {
+        let body = format!(
+            r#"{{"debug":{{"headers":{{"authorization":"Bearer {TOKEN}","api_access_token":"crm-key\/with+slash="}}}},"again":"{TOKEN}"}}"#
+        );
+        let want = body
+            .replace(TOKEN, &"*".repeat(TOKEN.len()))
+            .replace(r"crm-key\/with+slash=", &"*".repeat(20));
+        for size in [1, 2, 3, 5, 7, 19, 20, 21, 64, body.len()] {
+            let (out, masked) = through(body.as_bytes(), size);
+            assert_eq!(String::from_utf8_lossy(&out), want, "pieces of {size}");
+            assert_eq!(masked, 3, "pieces of {size}");
+        }
+    }
+
+    #[test]
+    fn clean_pieces_pass_as_they_are() {
+        let c = creds();
+        let mut s = Scrub::default();
+        let piece = Bytes::from_static(b"{\"conversations\":[1,2,3]}");
+        let out = s.piece(&c, Some(piece.clone()), false).unwrap();
+        assert_eq!(out.as_ptr(), piece.as_ptr(), "not copied");
+        // A piece ending like the start of a credential is held back, then
+        // let go when the next shows it is not one.
+        let out = s.piece(&c, Some(Bytes::from_static(b"tail EAAGm0")), false);
+        assert_eq!(out.as_deref(), Some(&b"tail "[..]));
+        let out = s.piece(&c, Some(Bytes::from_static(b"-not")), false);
+        assert_eq!(out.as_deref(), Some(&b"EAAGm0-not"[..]));
+        // What is held at the end leaves with it.
+        let _ = s.piece(&c, Some(Bytes::from_static(b" EAAG")), false);
+        assert_eq!(s.piece(&c, None, true).as_deref(), Some(&b"EAAG"[..]));
+        assert_eq!(s.masked, 0);
+    }
+}
