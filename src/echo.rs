@@ -25,7 +25,9 @@ pub const MIN_SECRET: usize = 8;
 /// client.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
-    needles: Vec<Vec<u8>>,
+    /// Built once per load: building a searcher costs more than most
+    /// searches.
+    needles: Vec<memmem::Finder<'static>>,
 }
 
 impl Credentials {
@@ -64,7 +66,12 @@ impl Credentials {
             })
             .cloned()
             .collect();
-        Credentials { needles: kept }
+        Credentials {
+            needles: kept
+                .into_iter()
+                .map(|n| memmem::Finder::new(&n).into_owned())
+                .collect(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,16 +80,15 @@ impl Credentials {
 
     /// Whether `value` (a header value) contains a credential.
     pub fn found_in(&self, value: &[u8]) -> bool {
-        self.needles
-            .iter()
-            .any(|n| memmem::find(value, n).is_some())
+        self.needles.iter().any(|n| n.find(value).is_some())
     }
 
     /// Overwrites every credential in `data` with `*`; how many there were.
     fn mask(&self, data: &mut [u8]) -> usize {
         let mut spans = Vec::new();
         for n in &self.needles {
-            spans.extend(memmem::find_iter(data, n).map(|at| at..at + n.len()));
+            let len = n.needle().len();
+            spans.extend(n.find_iter(data).map(|at| at..at + len));
         }
         for span in &spans {
             data[span.clone()].fill(b'*');
@@ -94,7 +100,7 @@ impl Credentials {
     /// the next piece completes.
     fn open_tail(&self, data: &[u8]) -> usize {
         let mut longest = 0;
-        for n in &self.needles {
+        for n in self.needles.iter().map(memmem::Finder::needle) {
             let window = &data[data.len().saturating_sub(n.len() - 1)..];
             for at in memchr::memchr_iter(n[0], window) {
                 let tail = &window[at..];

@@ -599,8 +599,12 @@ fn shape_request(session: &Session, ctx: &RequestCtx, req: &mut RequestHeader) -
     )?;
     if ctx.rewriting().is_some() {
         rewrite::prepare_request(req)?;
-    } else if !admission.route.upstream.credentials.is_empty() {
+    } else if !admission.route.upstream.credentials.is_empty()
+        && req.headers.contains_key(http::header::ACCEPT_ENCODING)
+    {
         // An encoded body could not be searched for the credential.
+        // (Without the header, servers do not encode; one that did anyway
+        // is refused in `shape_response`.)
         req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
     }
     Ok(())
