@@ -16,6 +16,7 @@ admin: {addr: "${ADMIN}"}
 upstreams:
   crm: {url: "${CRM}", headers: {api_access_token: "${CRM_TOKEN}"}}
   echo: {url: "${ECHO}"}
+  echoing: {url: "${ECHO}", headers: {x-api-key: echo-secret-0123456789}}
 auth:
   issuer: https://idp.acme-retail.test/
   audiences: [chatwarden]
@@ -49,6 +50,7 @@ routes:
   - {name: contact, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts/{id}", permission: contacts.read, redaction: [contact]}
   - {name: messages, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/conversations/{conversation_id}/messages", permission: messages.read, redaction: [messages]}
   - {name: echo, upstream: echo, methods: [GET], path: "/echo/{rest*}", permission: contacts.read, redaction: [shaped]}
+  - {name: dump, upstream: echoing, methods: [GET], path: "/dump/{rest*}", permission: contacts.read, redaction: [messages]}
 audit: {path: "${AUDIT}"}
 "#;
 
@@ -71,6 +73,38 @@ fn leaks(body: &str) -> Vec<String> {
         .into_iter()
         .filter(|pii| body.contains(pii.as_str()))
         .collect()
+}
+
+#[tokio::test]
+async fn a_rewritten_body_never_carries_the_upstreams_credential() {
+    // The echo's debug dump holds its injected key 3,000 times; the body
+    // is fetched whole, rewritten, then searched.
+    let echo = EchoUpstream::start().await;
+    let (gw, idp) = harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url())]).await;
+    let agent = idp.token("amelia", &["agent"], json!({"uid": 3}));
+    let resp = gw
+        .client()
+        .get(gw.url("/dump/all"))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("body");
+    assert!(
+        !text.contains("echo-secret-0123456789"),
+        "the credential leaked"
+    );
+    assert_eq!(text.matches("**********************").count(), 3000);
+    let records = gw.audit_records(1).await;
+    let record = records
+        .iter()
+        .find(|r| r["route"] == "dump")
+        .expect("a record");
+    assert_eq!(
+        record["detail"],
+        "the upstream's credential was in the response body 3000 time(s): masked"
+    );
 }
 
 #[tokio::test]
