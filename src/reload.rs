@@ -66,12 +66,14 @@ impl Reloader {
         }
     }
 
-    /// Read, compile, check and publish; audit the attempt.
-    pub async fn reload(&self, trigger: &str) -> ReloadOutcome {
+    /// Read, compile, check and publish; audit the attempt. `trigger` says
+    /// what asked (`SIGHUP`, or the admin request and its caller);
+    /// `client_ip` is the admin caller's address (empty for a signal).
+    pub async fn reload(&self, trigger: &str, client_ip: &str) -> ReloadOutcome {
         let _one = self.busy.lock().await;
         let current = self.store.load();
         let outcome = self.attempt(&current);
-        self.record(trigger, &current, &outcome).await;
+        self.record(trigger, client_ip, &current, &outcome).await;
         outcome
     }
 
@@ -120,6 +122,10 @@ impl Reloader {
         if current.admin.as_ref().map(|a| a.addr) != next.admin.as_ref().map(|a| a.addr) {
             problems.push("admin.addr changed: restart to apply");
         }
+        let admin_tls = |s: &Snapshot| s.admin.as_ref().is_some_and(|a| a.tls.is_some());
+        if admin_tls(current) != admin_tls(&next) {
+            problems.push("admin.tls added or removed: restart to apply (a certificate, key or client_ca change reloads)");
+        }
         let a = (&current.audit, &next.audit);
         if a.0.path != a.1.path
             || a.0.hash_chain != a.1.hash_chain
@@ -157,7 +163,13 @@ impl Reloader {
         Ok(next)
     }
 
-    async fn record(&self, trigger: &str, current: &Snapshot, outcome: &ReloadOutcome) {
+    async fn record(
+        &self,
+        trigger: &str,
+        client_ip: &str,
+        current: &Snapshot,
+        outcome: &ReloadOutcome,
+    ) {
         let (verdict, detail, version) = match outcome {
             ReloadOutcome::Applied { from, to } => {
                 tracing::info!(from = %from, to = %to, trigger, "config reloaded");
@@ -181,13 +193,14 @@ impl Reloader {
                 )
             }
         };
-        let rec = AuditRecord::event(
+        let mut rec = AuditRecord::event(
             OffsetDateTime::now_utc(),
             AuditEvent::Reload,
             verdict,
             detail,
         )
         .config_version(version);
+        rec.client_ip = client_ip.to_string();
         if let Err(e) = self.audit.submit(rec).await {
             tracing::error!(error = %e, "reload audit record refused");
         }

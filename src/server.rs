@@ -137,7 +137,10 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         .iter()
         .map(|l| (l.name.clone(), l.addr, l.tls.clone(), l.write_buffer))
         .collect();
-    let admin_addr = snapshot.admin.as_ref().map(|a| a.addr);
+    let admin_listener = snapshot
+        .admin
+        .as_ref()
+        .map(|a| (a.addr, a.tls.as_ref().map(|t| t.key.clone())));
     let jwks = match snapshot
         .auth
         .as_ref()
@@ -208,7 +211,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     }
     server.add_service(proxy);
 
-    if let Some(addr) = admin_addr {
+    if let Some((addr, tls)) = admin_listener {
         let mut admin = Service::new(
             "chatwarden admin".to_string(),
             AdminApp {
@@ -221,7 +224,22 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
                 reloader: reloader.clone(),
             },
         );
-        admin.add_tcp(&addr.to_string());
+        match tls {
+            Some(key) => {
+                let settings =
+                    crate::admin::tls::settings(&store, key).map_err(StartError::Pingora)?;
+                admin.add_tls_with_settings(&addr.to_string(), None, settings);
+            }
+            None => {
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        addr = %addr,
+                        "the admin listener is reachable from the network without TLS: the admin token and /reload, /revoke cross it in clear; set admin.tls"
+                    );
+                }
+                admin.add_tcp(&addr.to_string());
+            }
+        }
         server.add_service(admin);
     }
     server.add_service(background_service("chatwarden audit writer", writer));
@@ -280,7 +298,7 @@ impl BackgroundService for SighupReload {
                     if got.is_none() {
                         return;
                     }
-                    self.0.reload("SIGHUP").await;
+                    self.0.reload("SIGHUP", "").await;
                 }
                 _ = shutdown.changed() => return,
             }

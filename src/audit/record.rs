@@ -93,6 +93,10 @@ pub enum AuditEvent {
     /// published, `deny` when the file was rejected (and the old snapshot
     /// kept); `detail` says why.
     Reload,
+    /// A subject revoked through the admin `POST /revoke` (`allow`), or an
+    /// attempt the admin listener refused for want of credentials
+    /// (`deny`); `detail` names the subject and who asked.
+    Revoke,
     /// The writer could not continue the chain of an existing file (its last
     /// line was unreadable or unchained) and started a new segment from the
     /// genesis hash.
@@ -294,6 +298,7 @@ impl AuditEvent {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditEvent::Reload => "reload",
+            AuditEvent::Revoke => "revoke",
             AuditEvent::ChainRestart => "chain_restart",
             AuditEvent::RecordsLost => "records_lost",
         }

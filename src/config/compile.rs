@@ -11,7 +11,10 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Method};
 use ipnetwork::IpNetwork;
 use pingora_core::tls::sign::CertifiedKey;
-use pingora_core::tls::{CertificateDer, CryptoProvider, PrivateKeyDer, RootCertStore};
+use pingora_core::tls::{
+    CertificateDer, ClientCertVerifier, CryptoProvider, PrivateKeyDer, RootCertStore,
+    WebPkiClientVerifier,
+};
 use pingora_core::utils::tls::{parse_x509, WrappedX509};
 use serde_saphyr::Location;
 use sha2::{Digest, Sha256};
@@ -21,8 +24,8 @@ use super::env::{expand, EnvLookup};
 use super::raw::{RawConfig, RawConnections, RawRoute, RawUpstream, Str};
 use super::snapshot::AuthRuntime;
 use super::snapshot::{
-    Admin, AuditSettings, AuthMode, ConfigVersion, Listener, Route, RouteName, Snapshot, Timeouts,
-    Upstream, UpstreamName, UpstreamTarget, DEFAULT_MAX_BODY, DEFAULT_WRITE_BUFFER,
+    Admin, AdminTls, AuditSettings, AuthMode, ConfigVersion, Listener, Route, RouteName, Snapshot,
+    Timeouts, Upstream, UpstreamName, UpstreamTarget, DEFAULT_MAX_BODY, DEFAULT_WRITE_BUFFER,
     MAX_WRITE_BUFFER,
 };
 use crate::connection::ConnectionSettings;
@@ -434,7 +437,40 @@ impl Compiler<'_> {
             },
             None => None,
         };
-        Some(Admin { addr, token })
+        let tls = match &a.tls {
+            None => None,
+            Some(t) => {
+                let key = self.certified_key(&t.cert, &t.key);
+                let clients = match &t.client_ca {
+                    None => None,
+                    Some(ca) => Some(self.client_verifier(ca)?),
+                };
+                Some(AdminTls { key: key?, clients })
+            }
+        };
+        Some(Admin { addr, token, tls })
+    }
+
+    /// Checks client certificates against the CA bundle in `f`. A client
+    /// may still connect without one (the admin listener's probes need
+    /// none; its other endpoints refuse such a client).
+    fn client_verifier(&mut self, f: &Str) -> Option<Arc<dyn ClientCertVerifier>> {
+        let (roots, _) = self.ca_certs(f)?;
+        pingora_core::tls::install_default_crypto_provider();
+        let provider = CryptoProvider::get_default()?.clone();
+        match WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .allow_unauthenticated()
+            .build()
+        {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err(
+                    &f.referenced,
+                    format!("cannot check client certificates against {}: {e}", f.value),
+                );
+                None
+            }
+        }
     }
 
     pub(super) fn cidrs(&mut self, list: &[Str]) -> Vec<IpNetwork> {
@@ -990,6 +1026,18 @@ impl Compiler<'_> {
     }
 
     fn ca_bundle(&mut self, f: &Str) -> Option<Arc<[WrappedX509]>> {
+        let (_, certs) = self.ca_certs(f)?;
+        let out: Vec<_> = certs
+            .iter()
+            .map(|der| WrappedX509::new(der.as_ref().to_vec(), parse_x509))
+            .collect();
+        Some(Arc::from(out))
+    }
+
+    /// The CA certificates in the PEM file `f`, each one checked by rustls'
+    /// root store (pingora's `WrappedX509` panics on DER it cannot parse,
+    /// so only well-formed certificates get there).
+    fn ca_certs(&mut self, f: &Str) -> Option<(RootCertStore, Vec<CertificateDer<'static>>)> {
         let text = self.string(f)?;
         let path = self.resolve_path(&text);
         let certs = match self.read_pem_certs(&path) {
@@ -999,21 +1047,17 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        let mut out = Vec::new();
-        for der in certs {
-            // pingora's WrappedX509 panics on DER it cannot parse; rustls'
-            // root store parses it first so only well-formed certs get there.
-            let mut probe = RootCertStore::empty();
-            if let Err(e) = probe.add(der.clone()) {
+        let mut roots = RootCertStore::empty();
+        for der in &certs {
+            if let Err(e) = roots.add(der.clone()) {
                 self.err(
                     &f.referenced,
                     format!("{}: not a usable CA certificate: {e}", path.display()),
                 );
                 return None;
             }
-            out.push(WrappedX509::new(der.as_ref().to_vec(), parse_x509));
         }
-        Some(Arc::from(out))
+        Some((roots, certs))
     }
 
     /// Expand `${VAR}`s in a scalar, recording an error at its location.

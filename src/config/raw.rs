@@ -135,6 +135,18 @@ pub struct RawAdmin {
     /// Name of the environment variable holding the bearer token that
     /// protects the admin endpoints (all but `/healthz` and `/readyz`).
     pub token_env: Option<Str>,
+    /// HTTPS on the admin listener, and optionally client certificates.
+    pub tls: Option<RawAdminTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminTls {
+    pub cert: Str,
+    pub key: Str,
+    /// PEM bundle of the CA(s) whose client certificates may call the
+    /// admin endpoints (all but the probes).
+    pub client_ca: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use pingora_core::tls::sign::CertifiedKey;
+use pingora_core::tls::ClientCertVerifier;
 use pingora_core::utils::tls::WrappedX509;
 
 use crate::alert::AlertRule;
@@ -101,6 +102,17 @@ pub struct Admin {
     pub addr: SocketAddr,
     /// Bearer token for everything but `/healthz` and `/readyz`.
     pub token: Option<String>,
+    /// `None`: the admin listener speaks plain HTTP.
+    pub tls: Option<AdminTls>,
+}
+
+pub struct AdminTls {
+    pub key: Arc<CertifiedKey>,
+    /// Verifies client certificates against `admin.tls.client_ca`; `None`:
+    /// none are asked for. It lets a client without one finish the
+    /// handshake (the probes need none); the admin endpoints then refuse
+    /// it.
+    pub clients: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 pub struct Upstream {

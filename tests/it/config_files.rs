@@ -104,7 +104,16 @@ fn documented_example_configs_compile() {
     // The pod mounts its certificate there; here, the test's.
     let config_map = config_map
         .replace("/etc/chatwarden/tls/tls.crt", &env["TLS_CERT_FILE"])
-        .replace("/etc/chatwarden/tls/tls.key", &env["TLS_KEY_FILE"]);
+        .replace("/etc/chatwarden/tls/tls.key", &env["TLS_KEY_FILE"])
+        .replace("/etc/chatwarden/admin/tls.crt", &env["TLS_CERT_FILE"])
+        .replace("/etc/chatwarden/admin/tls.key", &env["TLS_KEY_FILE"])
+        .replace(
+            "/etc/chatwarden/admin-clients/ca.crt",
+            &Path::new(&env["TLS_CERT_FILE"])
+                .with_file_name("ca.pem")
+                .display()
+                .to_string(),
+        );
     if let Err(e) = load_str(&config_map, Path::new("deploy/k8s/chatwarden.yaml"), &env) {
         panic!("the Kubernetes example's config should compile:\n{e}");
     }

@@ -299,6 +299,20 @@ impl TestCa {
         std::fs::write(cert, leaf.pem()).expect("write cert");
         std::fs::write(key, leaf_key.serialize_pem()).expect("write key");
     }
+
+    /// A client certificate for `CN=<common_name>`, as one PEM holding the
+    /// certificate and its key (what `reqwest::Identity::from_pem` reads).
+    pub fn client_identity(&self, common_name: &str) -> Vec<u8> {
+        let leaf_key = rcgen::KeyPair::generate().expect("client key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let leaf = params.signed_by(&leaf_key, &issuer).expect("client cert");
+        format!("{}{}", leaf.pem(), leaf_key.serialize_pem()).into_bytes()
+    }
 }
 
 /// A gateway in front of the demo CRM (realistic Chatwoot data, fresh

@@ -5,6 +5,7 @@ mod harness;
 mod idp;
 mod upstream;
 
+mod admin_tls;
 mod alerts;
 mod audit;
 mod authn;

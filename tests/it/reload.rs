@@ -144,13 +144,19 @@ async fn reload_publishes_good_files_and_keeps_serving_on_bad_ones() {
         "reloading needs the admin token"
     );
 
-    let records = gw.audit_records(8).await;
+    let records = gw.audit_records(9).await;
     let reloads: Vec<_> = records.iter().filter(|r| r["event"] == "reload").collect();
     assert_eq!(
         reloads.len(),
-        4,
-        "every reload attempt is an audit record: {records:?}"
+        5,
+        "every reload attempt is an audit record, the one without a token too: {records:?}"
     );
+    assert_eq!(reloads[4]["decision"], "deny");
+    assert_eq!(
+        reloads[4]["detail"],
+        "POST /reload from 127.0.0.1: refused: no admin token"
+    );
+    assert!(reloads.iter().all(|r| r["client_ip"] == "127.0.0.1"));
     assert_eq!(reloads[0]["decision"], "allow");
     assert_eq!(reloads[1]["decision"], "deny");
     assert!(

@@ -1,7 +1,11 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `POST /revoke`,
 //! `POST /reload`, `POST /explain`. A thin pingora `ServeHttp` app over the
 //! config store, metrics and audit counters. Everything but the two probes
-//! requires the admin bearer token when one is configured.
+//! requires the admin bearer token when one is configured, and a client
+//! certificate from `admin.tls.client_ca` when that is configured (see
+//! [`tls`]).
+
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -10,24 +14,53 @@ use http::{Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
-use crate::audit::{AuditSink, AuditStats};
+use crate::audit::{AuditEvent, AuditRecord, AuditSink, AuditStats};
 use crate::auth::JwksSource;
 use crate::config::ConfigStore;
+use crate::decision::Verdict;
 use crate::explain::{self, Question};
 use crate::metrics::{External, Metrics};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::revocation::RuntimeRevocations;
+use tls::{ClientCert, Presented};
 
 pub struct AdminApp {
     pub store: ConfigStore,
     pub metrics: Arc<Metrics>,
     pub audit_stats: Arc<AuditStats>,
-    /// For readiness: under `fail_closed`, not ready while it refuses.
+    /// For readiness (under `fail_closed`, not ready while it refuses), and
+    /// for the records of revocations.
     pub audit: AuditSink,
     pub revocations: Arc<RuntimeRevocations>,
     pub jwks: Option<Arc<JwksSource>>,
     pub reloader: Option<Arc<Reloader>>,
+}
+
+/// Who made an admin request: its address, and its client certificate
+/// when `admin.tls.client_ca` asks for one.
+struct Caller {
+    ip: String,
+    cert: Option<ClientCert>,
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "from {}", self.ip)?;
+        if let Some(cert) = &self.cert {
+            write!(f, " with {cert}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an admin request is refused: the answer, and the reason for the
+/// audit record.
+struct Refusal {
+    status: StatusCode,
+    body: String,
+    why: &'static str,
 }
 
 #[async_trait]
@@ -36,18 +69,25 @@ impl ServeHttp for AdminApp {
         let req = session.req_header();
         let path = req.uri.path().to_string();
         let method = req.method.clone();
-        let authorized = self.authorized(req.headers.get(http::header::AUTHORIZATION));
         match (method.as_str(), path.as_str()) {
-            ("GET", "/healthz") => text(StatusCode::OK, "ok\n"),
-            ("GET", "/readyz") if self.ready() => text(StatusCode::OK, "ready\n"),
-            ("GET", "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-            ("POST", "/revoke") if authorized => self.revoke(session).await,
-            ("POST", "/revoke") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
-            ("POST", "/reload") if authorized => self.reload().await,
-            ("POST", "/reload") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
-            ("POST", "/explain") if authorized => self.explain(session).await,
-            ("POST", "/explain") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
-            ("GET", "/metrics") if authorized => {
+            ("GET", "/healthz") => return text(StatusCode::OK, "ok\n"),
+            ("GET", "/readyz") if self.ready() => return text(StatusCode::OK, "ready\n"),
+            ("GET", "/readyz") => return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            ("POST", "/revoke" | "/reload" | "/explain") | ("GET", "/metrics") => {}
+            _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+        let (caller, refused) = self.admit(session);
+        if let Some(refusal) = refused {
+            if method == "POST" && (path == "/revoke" || path == "/reload") {
+                self.record_refusal(&path, &caller, refusal.why).await;
+            }
+            return text(refusal.status, &refusal.body);
+        }
+        match path.as_str() {
+            "/revoke" => self.revoke(session, &caller).await,
+            "/reload" => self.reload(&caller).await,
+            "/explain" => self.explain(session).await,
+            _ => {
                 let snapshot = self.store.load();
                 let body = self.metrics.render(&External {
                     audit_written: self.audit_stats.written(),
@@ -63,8 +103,6 @@ impl ServeHttp for AdminApp {
                     body.into_bytes(),
                 )
             }
-            ("GET", "/metrics") => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
-            _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
 }
@@ -81,14 +119,17 @@ impl AdminApp {
 
     /// `POST /reload`: re-read the config file; 200 with the version, or
     /// 400 with every problem (the running config stays).
-    async fn reload(&self) -> Response<Vec<u8>> {
+    async fn reload(&self, caller: &Caller) -> Response<Vec<u8>> {
         let Some(reloader) = &self.reloader else {
             return text(
                 StatusCode::CONFLICT,
                 "this instance runs an embedded config; nothing to reload\n",
             );
         };
-        let (status, body) = match reloader.reload("POST /reload").await {
+        let (status, body) = match reloader
+            .reload(&format!("POST /reload {caller}"), &caller.ip)
+            .await
+        {
             ReloadOutcome::Applied { from, to } => (
                 StatusCode::OK,
                 serde_json::json!({"reloaded": true, "from": from, "version": to}),
@@ -164,7 +205,7 @@ impl AdminApp {
 
     /// `POST /revoke` with `{"sub": "…"}`: the subject is refused from its
     /// next request on, whatever its tokens say.
-    async fn revoke(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+    async fn revoke(&self, session: &mut ServerSession, caller: &Caller) -> Response<Vec<u8>> {
         let body = match read_body(session, 4096).await {
             Ok(b) => b,
             Err(resp) => return resp,
@@ -180,7 +221,13 @@ impl AdminApp {
             );
         };
         let newly = self.revocations.revoke(&sub);
-        tracing::warn!(subject = %sub, "subject revoked through the admin endpoint");
+        tracing::warn!(subject = %sub, caller = %caller, "subject revoked through the admin endpoint");
+        let detail = format!(
+            "POST /revoke {caller}: subject {sub} refused from its next request on{}",
+            if newly { "" } else { " (already revoked)" }
+        );
+        self.write(AuditEvent::Revoke, Verdict::Allow, caller, detail)
+            .await;
         let body = serde_json::json!({"revoked": sub, "new": newly, "runtime_revocations": self.revocations.count()});
         respond(
             StatusCode::OK,
@@ -189,18 +236,85 @@ impl AdminApp {
         )
     }
 
-    fn authorized(&self, header: Option<&http::HeaderValue>) -> bool {
+    /// Who is calling an admin endpoint, and why they may not (if so): a
+    /// client certificate first (when `client_ca` asks for one), then the
+    /// token (when one is set).
+    fn admit(&self, session: &ServerSession) -> (Caller, Option<Refusal>) {
         let snapshot = self.store.load();
+        let ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let mut caller = Caller { ip, cert: None };
+        match tls::presented(session, &snapshot) {
+            Presented::NotRequired => {}
+            Presented::Valid(cert) => caller.cert = Some(cert),
+            Presented::Missing => {
+                let refusal = Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    body: "a client certificate from admin.tls.client_ca is required\n".into(),
+                    why: "no client certificate",
+                };
+                return (caller, Some(refusal));
+            }
+            Presented::Invalid(why) => {
+                tracing::warn!(caller = %caller, error = %why, "admin client certificate no longer valid");
+                let refusal = Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    body: format!("the client certificate is no longer accepted: {why}\n"),
+                    why: "client certificate no longer accepted",
+                };
+                return (caller, Some(refusal));
+            }
+        }
         let Some(expected) = snapshot.admin.as_ref().and_then(|a| a.token.as_deref()) else {
-            return true;
+            return (caller, None);
         };
-        let presented = header
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .unwrap_or_default();
         // Compare digests so the comparison time does not depend on how
         // much of the token an attacker has guessed.
-        Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.as_bytes())
+        if Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.as_bytes()) {
+            return (caller, None);
+        }
+        let refusal = Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            body: "admin token required\n".into(),
+            why: if presented.is_empty() {
+                "no admin token"
+            } else {
+                "wrong admin token"
+            },
+        };
+        (caller, Some(refusal))
+    }
+
+    /// The audit record of a `POST /revoke` or `/reload` refused at the
+    /// door (a reload that gets in writes its own).
+    async fn record_refusal(&self, path: &str, caller: &Caller, why: &str) {
+        tracing::warn!(caller = %caller, path, reason = why, "admin request refused");
+        let detail = format!("POST {path} {caller}: refused: {why}");
+        let event = if path == "/reload" {
+            AuditEvent::Reload
+        } else {
+            AuditEvent::Revoke
+        };
+        self.write(event, Verdict::Deny, caller, detail).await;
+    }
+
+    async fn write(&self, event: AuditEvent, verdict: Verdict, caller: &Caller, detail: String) {
+        let mut rec = AuditRecord::event(OffsetDateTime::now_utc(), event, verdict, detail)
+            .config_version(self.store.load().version.0.clone());
+        rec.client_ip = caller.ip.clone();
+        if let Err(e) = self.audit.submit(rec).await {
+            tracing::error!(error = %e, "admin audit record refused");
+        }
     }
 }
 

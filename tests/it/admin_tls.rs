@@ -1,0 +1,250 @@
+//! The admin listener over HTTPS (`admin.tls`), with client certificates
+//! from an operations CA (`admin.tls.client_ca`): certificates made at
+//! test time, a real TLS client.
+
+use std::path::Path;
+
+use crate::harness::{self, TestCa, TestGateway};
+use crate::upstream::EchoUpstream;
+
+const ADMIN_TOKEN: &str = "admin-tls-test-token-0001";
+
+const CONFIG: &str = r#"
+listeners:
+  - {name: plain, addr: "${LISTEN}"}
+admin:
+  addr: "${ADMIN}"
+  token_env: ADMIN_TOKEN
+  tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem", client_ca: "${PKI}/ops-ca.pem"}
+upstreams:
+  crm: {url: "${UP}"}
+routes:
+  - {name: contacts, upstream: crm, methods: [GET], path: /contacts, auth: none}
+audit: {path: "${AUDIT}"}
+"#;
+
+/// A gateway on [`CONFIG`]: its admin certificate from the CA it returns
+/// (PEM), its client certificates from `ops`.
+async fn gateway(pki: &Path, ops: &TestCa) -> (TestGateway, String, EchoUpstream) {
+    let up = EchoUpstream::start().await;
+    let server_ca = harness::make_pki(pki);
+    std::fs::write(pki.join("ops-ca.pem"), ops.pem()).expect("write the ops CA");
+    let gw = harness::start(
+        CONFIG,
+        &[
+            ("UP", up.url()),
+            ("PKI", pki.display().to_string()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ],
+    )
+    .await;
+    (gw, server_ca, up)
+}
+
+/// A client of the admin listener (as `localhost`) trusting `server_ca`,
+/// presenting `identity` (certificate and key, PEM) if given. One client
+/// keeps its connection between requests.
+fn admin_client(gw: &TestGateway, server_ca: &str, identity: Option<&[u8]>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", gw.admin)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(server_ca.as_bytes()).expect("a CA certificate"),
+        );
+    if let Some(pem) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(pem).expect("an identity"));
+    }
+    builder.build().expect("client")
+}
+
+fn url(gw: &TestGateway, path: &str) -> String {
+    format!("https://localhost:{}{path}", gw.admin.port())
+}
+
+async fn status(req: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = req.send().await.expect("an answer");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("a body"))
+}
+
+/// The admin records (`event` set) among the audit file's first `n`.
+async fn admin_records(gw: &TestGateway, event: &str, n: usize) -> Vec<serde_json::Value> {
+    gw.audit_records(n)
+        .await
+        .into_iter()
+        .filter(|r| r["event"] == event)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_admin_listener_speaks_https_and_asks_for_a_client_certificate() {
+    let pki = tempfile::tempdir().expect("dir");
+    let ops = TestCa::new();
+    let (gw, server_ca, _up) = gateway(pki.path(), &ops).await;
+
+    // No plain HTTP: the token would cross the network in clear.
+    let plain = gw
+        .client()
+        .get(format!("http://{}/healthz", gw.admin))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP must not be answered: {plain:?}");
+
+    // The probes need no certificate (a load balancer has none).
+    let anonymous = admin_client(&gw, &server_ca, None);
+    for probe in ["/healthz", "/readyz"] {
+        let (code, _) = status(anonymous.get(url(&gw, probe))).await;
+        assert_eq!(code, 200, "{probe} without a client certificate");
+    }
+    // Everything else does, the token notwithstanding.
+    let (code, body) = status(anonymous.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("admin.tls.client_ca"), "{body}");
+    let (code, _) = status(
+        anonymous
+            .post(url(&gw, "/revoke"))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(r#"{"sub": "mallory"}"#),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(gw.handles.revocations.count(), 0, "nothing was revoked");
+
+    // A certificate from another CA ends the handshake.
+    let stranger = TestCa::new().client_identity("ops-alice");
+    let outsider = admin_client(&gw, &server_ca, Some(&stranger));
+    let refused = outsider.get(url(&gw, "/healthz")).send().await;
+    assert!(
+        refused.is_err(),
+        "a certificate the CA did not issue: {refused:?}"
+    );
+
+    // The operations CA's certificate, and the token too: both are needed.
+    let alice = admin_client(&gw, &server_ca, Some(&ops.client_identity("ops-alice")));
+    let (code, _) = status(alice.get(url(&gw, "/metrics"))).await;
+    assert_eq!(code, 401, "a certificate does not replace the token");
+    let (code, body) = status(alice.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("chatwarden_ready 1"), "{body}");
+
+    // A revocation is audited with who asked.
+    let (code, body) = status(
+        alice
+            .post(url(&gw, "/revoke"))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(r#"{"sub": "mallory"}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(gw.handles.revocations.count(), 1);
+    let (code, body) = status(alice.post(url(&gw, "/reload")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+
+    let revokes = admin_records(&gw, "revoke", 3).await;
+    assert_eq!(revokes.len(), 2, "{revokes:#?}");
+    let refused = &revokes[0];
+    assert_eq!(refused["decision"], "deny");
+    assert_eq!(refused["client_ip"], "127.0.0.1");
+    assert_eq!(
+        refused["detail"],
+        "POST /revoke from 127.0.0.1: refused: no client certificate"
+    );
+    let done = &revokes[1];
+    assert_eq!(done["decision"], "allow");
+    let detail = done["detail"].as_str().expect("detail");
+    assert!(
+        detail.starts_with(
+            "POST /revoke from 127.0.0.1 with client certificate CN=ops-alice (sha256 "
+        ) && detail.ends_with("): subject mallory refused from its next request on"),
+        "{detail}"
+    );
+    let reloads = admin_records(&gw, "reload", 3).await;
+    let reload = reloads[0]["detail"].as_str().expect("detail");
+    assert!(
+        reload.starts_with("POST /reload from 127.0.0.1 with client certificate CN=ops-alice"),
+        "{reload}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_renews_certificates_and_a_new_ca_holds_for_open_connections() {
+    let pki = tempfile::tempdir().expect("dir");
+    let ops = TestCa::new();
+    let (gw, server_ca, _up) = gateway(pki.path(), &ops).await;
+    let alice = admin_client(&gw, &server_ca, Some(&ops.client_identity("ops-alice")));
+    let (code, _) = status(alice.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200);
+
+    // The operations CA is replaced and the server certificate renewed
+    // (by a new server CA), in place; alice asks for the reload on the
+    // connection she holds.
+    let new_ops = TestCa::new();
+    std::fs::write(pki.path().join("ops-ca.pem"), new_ops.pem()).expect("rotate the ops CA");
+    let new_server_ca = harness::make_pki(pki.path());
+    let (code, body) = status(alice.post(url(&gw, "/reload")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+
+    // Her connection is still open, and her certificate is checked again
+    // on it: the old CA no longer vouches for her. (A new connection would
+    // fail the handshake, which is not what this asserts.)
+    let (code, body) = status(alice.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("no longer accepted"), "{body}");
+
+    // New connections see the renewed server certificate and the new CA.
+    let stale = admin_client(&gw, &server_ca, Some(&new_ops.client_identity("ops-bob")));
+    assert!(
+        stale.get(url(&gw, "/healthz")).send().await.is_err(),
+        "the old server certificate is no longer served"
+    );
+    let bob = admin_client(
+        &gw,
+        &new_server_ca,
+        Some(&new_ops.client_identity("ops-bob")),
+    );
+    let (code, body) = status(bob.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+
+    // Turning TLS off needs a restart; a reload that tries is refused and
+    // the running listener keeps asking for certificates.
+    let config = gw.dir.path().join("chatwarden.yaml");
+    let yaml = std::fs::read_to_string(&config).expect("config");
+    let without = yaml.replace(
+        r#"  tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem", client_ca: "${PKI}/ops-ca.pem"}"#,
+        "",
+    );
+    assert_ne!(yaml, without);
+    std::fs::write(&config, without).expect("rewrite config");
+    let (code, body) = status(bob.post(url(&gw, "/reload")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("admin.tls added or removed"), "{body}");
+    let anonymous = admin_client(&gw, &new_server_ca, None);
+    let (code, _) = status(anonymous.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 403);
+}
+
+#[test]
+fn a_client_ca_that_cannot_be_used_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    harness::make_pki(dir.path());
+    std::fs::write(dir.path().join("not-a-cert.pem"), "hello\n").expect("write");
+    let env = crate::config_files::placeholder_env();
+    for (client_ca, want) in [
+        ("missing.pem", "cannot read certificate"),
+        ("not-a-cert.pem", "holds no PEM certificate"),
+    ] {
+        let yaml = format!(
+            "admin:\n  addr: 127.0.0.1:1\n  tls: {{cert: cert.pem, key: key.pem, client_ca: {client_ca}}}\n"
+        );
+        let errors =
+            match chatwarden::config::load_str(&yaml, &dir.path().join("chatwarden.yaml"), &env) {
+                Ok(_) => panic!("{client_ca} should be refused"),
+                Err(e) => e.to_string(),
+            };
+        assert!(
+            errors.contains("chatwarden.yaml:3:50: ") && errors.contains(want),
+            "{client_ca}: {errors}"
+        );
+    }
+}
