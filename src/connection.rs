@@ -19,10 +19,17 @@
 //! - **Connection caps.** `connections.max` bounds the connections open at
 //!   once on all listeners; `connections.max_per_client` bounds those from
 //!   one address (an IPv6 client by its /64). A connection over a cap is
-//!   closed before any request is read from it (on a TLS listener, after
-//!   the handshake: pingora completes it before handing the connection
-//!   over). Connections from `network.trusted_proxies` are exempt from the
-//!   per-client cap: each carries many clients.
+//!   closed before any request is read from it, and on a TLS listener
+//!   before its handshake. Connections from `network.trusted_proxies` are
+//!   exempt from the per-client cap: each carries many clients.
+//! - **TLS handshakes after the caps, within the head deadline.** pingora
+//!   would complete a TLS listener's handshake before handing the
+//!   connection over, allowing it 60 s, so a client could hold any number
+//!   of connections in their handshakes, past both caps. The proxy's TLS
+//!   listeners are therefore plain TCP listeners to pingora, and
+//!   [`Guarded`] runs the handshake itself (pingora's own acceptor, the same
+//!   settings) once the connection has its slot, cut at
+//!   `connections.head_timeout`.
 //! - **Refused heads are audited.** A head pingora's own parser refuses
 //!   (it answers 400 before any gateway phase runs) would otherwise leave
 //!   no audit record: the stream notices a response written while a head
@@ -36,7 +43,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +52,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
+use pingora_core::listeners::tls::Acceptor;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::tls::{SslDigest, TlsRef};
 use pingora_core::protocols::{
@@ -129,6 +138,9 @@ pub struct ConnectionMetrics {
     refused_max: AtomicU64,
     refused_per_client: AtomicU64,
     head_timeouts: AtomicU64,
+    tls_handshake_timeouts: AtomicU64,
+    tls_handshake_closed: AtomicU64,
+    tls_handshake_failures: AtomicU64,
 }
 
 impl ConnectionMetrics {
@@ -156,6 +168,17 @@ impl ConnectionMetrics {
              # TYPE chatwarden_request_head_timeouts_total counter\n\
              chatwarden_request_head_timeouts_total {}",
             self.head_timeouts.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_tls_handshakes_failed_total TLS handshakes on the proxy listeners that did not finish: not within connections.head_timeout, the client closed the connection before its first byte, or a TLS error (e.g. a client that does not trust the certificate).\n\
+             # TYPE chatwarden_tls_handshakes_failed_total counter\n\
+             chatwarden_tls_handshakes_failed_total{{why=\"timeout\"}} {}\n\
+             chatwarden_tls_handshakes_failed_total{{why=\"closed\"}} {}\n\
+             chatwarden_tls_handshakes_failed_total{{why=\"error\"}} {}",
+            self.tls_handshake_timeouts.load(Ordering::Relaxed),
+            self.tls_handshake_closed.load(Ordering::Relaxed),
+            self.tls_handshake_failures.load(Ordering::Relaxed)
         );
     }
 
@@ -556,6 +579,7 @@ pub struct Guarded<A> {
     table: Arc<ConnectionTable>,
     metrics: Arc<ConnectionMetrics>,
     refusals: Arc<dyn HeadRefusals>,
+    handshakes: Handshakes,
 }
 
 impl<A> Guarded<A> {
@@ -564,6 +588,7 @@ impl<A> Guarded<A> {
         store: ConfigStore,
         metrics: Arc<ConnectionMetrics>,
         refusals: Arc<dyn HeadRefusals>,
+        handshakes: Handshakes,
     ) -> Self {
         Guarded {
             app: Arc::new(app),
@@ -571,6 +596,94 @@ impl<A> Guarded<A> {
             table: Arc::new(ConnectionTable::new(metrics.clone())),
             metrics,
             refusals,
+            handshakes,
+        }
+    }
+}
+
+/// The proxy's TLS listeners, by address: their connections arrive as
+/// plain TCP and [`Guarded`] runs the handshake (see the module docs).
+#[derive(Default)]
+pub struct Handshakes {
+    listeners: Vec<(SocketAddr, Acceptor)>,
+}
+
+impl Handshakes {
+    /// Connections accepted on `addr` are to be TLS, with `acceptor`.
+    pub fn add(&mut self, addr: SocketAddr, acceptor: Acceptor) {
+        self.listeners.push((addr, acceptor));
+    }
+
+    /// The acceptor of the listener a connection to `local` came in on: the
+    /// one bound to that address, else one bound to every address on its
+    /// port.
+    fn for_local(&self, local: SocketAddr) -> Option<&Acceptor> {
+        let exact = self.listeners.iter().find(|(addr, _)| *addr == local);
+        exact
+            .or_else(|| {
+                self.listeners
+                    .iter()
+                    .find(|(addr, _)| addr.ip().is_unspecified() && addr.port() == local.port())
+            })
+            .map(|(_, acceptor)| acceptor)
+    }
+
+    /// `stream` as a TLS stream when it came in on a TLS listener (`None`
+    /// when its handshake failed or did not finish within `deadline`),
+    /// else as it is.
+    async fn complete(
+        &self,
+        stream: Stream,
+        deadline: Duration,
+        metrics: &ConnectionMetrics,
+    ) -> Option<Stream> {
+        if self.listeners.is_empty() {
+            return Some(stream);
+        }
+        let local = stream
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet().copied()));
+        let Some(acceptor) = local.and_then(|l| self.for_local(l)) else {
+            return Some(stream);
+        };
+        // pingora hands a plain listener's connection over as its own L4
+        // stream, which is what its TLS acceptor takes.
+        let mut l4 = match stream.into_any().downcast::<L4Stream>() {
+            Ok(l4) => *l4,
+            Err(_) => {
+                tracing::error!("a TLS listener's connection is not a TCP stream; closed");
+                return None;
+            }
+        };
+        let handshake = async {
+            // A client that closes before its first byte (a load balancer's
+            // TCP check) is not a failed handshake. The byte is put back.
+            let mut first = [0u8; 1];
+            if l4.try_peek(&mut first).await.is_err() {
+                return Err(None);
+            }
+            acceptor.tls_handshake(l4).await.map_err(Some)
+        };
+        match tokio::time::timeout(deadline, handshake).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(None)) => {
+                metrics.tls_handshake_closed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(Err(Some(e))) => {
+                metrics
+                    .tls_handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                metrics
+                    .tls_handshake_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("TLS handshake not done within connections.head_timeout; closed");
+                None
+            }
         }
     }
 }
@@ -595,9 +708,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 return None;
             }
         };
-        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
-        let head_timeout = (!h2).then_some(settings.head_timeout);
+        let deadline = settings.head_timeout;
         drop(snapshot);
+        let stream = self
+            .handshakes
+            .complete(stream, deadline, &self.metrics)
+            .await?;
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let head_timeout = (!h2).then_some(deadline);
         let report = Arc::new(Report::default());
         let paced: Stream = Box::new(Paced::new(
             stream,

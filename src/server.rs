@@ -21,7 +21,7 @@ use crate::audit::{
 };
 use crate::auth::JwksSource;
 use crate::config::{ConfigStore, Snapshot};
-use crate::connection::Guarded;
+use crate::connection::{Guarded, Handshakes};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::proxy::ParserRefusals;
@@ -174,7 +174,30 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         alerts: alerts.clone(),
         signature_failures: Arc::default(),
     };
-    // The proxy behind the head deadline and connection caps (`connection`).
+    // TLS listeners are plain TCP to pingora; `Guarded` runs their
+    // handshakes once a connection is within the caps (`connection`).
+    let mut handshakes = Handshakes::default();
+    let mut endpoints = Vec::new();
+    for (name, addr, tls, write_buffer) in listeners {
+        // Reads keep pingora's default buffer; see DEFAULT_WRITE_BUFFER for
+        // the write side.
+        endpoints.push(
+            ListenerConfig::tcp(addr.to_string())
+                .l4_buffer(L4BufferSettings::default().write(write_buffer)),
+        );
+        if let Some(key) = tls {
+            let mut settings = TlsSettings::intermediate("", "")
+                .map_err(|e| StartError::Pingora(e.to_string()))?;
+            settings.set_cert_resolver(Arc::new(ListenerCert {
+                store: store.clone(),
+                listener: name,
+                initial: key,
+            }));
+            settings.enable_h2();
+            handshakes.add(addr, settings.build());
+        }
+    }
+    // The proxy behind the head deadline and connection caps.
     let mut proxy = Service::new(
         "chatwarden".to_string(),
         Guarded::new(
@@ -187,27 +210,11 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
                 metrics: metrics.clone(),
                 alerts: alerts.clone(),
             }),
+            handshakes,
         ),
     );
-    for (name, addr, tls, write_buffer) in listeners {
-        // Reads keep pingora's default buffer; see DEFAULT_WRITE_BUFFER for
-        // the write side.
-        let endpoint = ListenerConfig::tcp(addr.to_string())
-            .l4_buffer(L4BufferSettings::default().write(write_buffer));
-        match tls {
-            None => proxy.add_listener(endpoint),
-            Some(key) => {
-                let mut settings = TlsSettings::intermediate("", "")
-                    .map_err(|e| StartError::Pingora(e.to_string()))?;
-                settings.set_cert_resolver(Arc::new(ListenerCert {
-                    store: store.clone(),
-                    listener: name,
-                    initial: key,
-                }));
-                settings.enable_h2();
-                proxy.add_listener(endpoint.tls(settings));
-            }
-        }
+    for endpoint in endpoints {
+        proxy.add_listener(endpoint);
     }
     server.add_service(proxy);
 

@@ -385,3 +385,81 @@ async fn a_reload_applies_new_caps_to_new_connections() {
         "over the new cap of 2"
     );
 }
+
+#[tokio::test]
+async fn over_tls_the_caps_come_before_the_handshake_and_a_stalled_one_is_cut() {
+    let up = EchoUpstream::start().await;
+    let pki = tempfile::tempdir().expect("dir");
+    let ca_pem = harness::make_pki(pki.path());
+    let gw = tls::tls_gateway_with(
+        &up,
+        pki.path(),
+        "connections: {head_timeout: 300ms, max_per_client: 2}\n",
+    )
+    .await;
+    let metric = |name: &'static str| {
+        let gw = &gw;
+        async move {
+            let metrics = gw.metrics_as(Some(tls::ADMIN_TOKEN)).await;
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        }
+    };
+
+    // Two connections that never begin their handshakes hold both of this
+    // client's places.
+    let opened = Instant::now();
+    let mut stalled = [
+        TcpStream::connect(gw.addr).await.expect("connect"),
+        TcpStream::connect(gw.addr).await.expect("connect"),
+    ];
+    let started = Instant::now();
+    while metric("chatwarden_connections_open ").await != 2 {
+        assert!(
+            started.elapsed() < GUARD,
+            "the stalled handshakes were never counted"
+        );
+        tokio::task::yield_now().await;
+    }
+    // So a third gets no handshake at all.
+    let client = tls::client_trusting(Some(&ca_pem), &gw)
+        .build()
+        .expect("client");
+    let url = format!("https://localhost:{}/contacts", gw.addr.port());
+    assert!(client.get(&url).send().await.is_err(), "over the cap");
+    assert_eq!(
+        metric("chatwarden_connections_refused_total{cap=\"max_per_client\"} ").await,
+        1
+    );
+
+    // The stalled handshakes are cut at the head deadline, not pingora's 60 s.
+    for s in &mut stalled {
+        closed_within(s).await;
+        let took = opened.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+    }
+    // Bytes that are not TLS end the handshake at once.
+    let mut plain = TcpStream::connect(gw.addr).await.expect("connect");
+    plain.write_all(GET).await.expect("write");
+    closed_within(&mut plain).await;
+    assert_eq!(
+        metric("chatwarden_tls_handshakes_failed_total{why=\"timeout\"} ").await,
+        2
+    );
+    assert_eq!(
+        metric("chatwarden_tls_handshakes_failed_total{why=\"error\"} ").await,
+        1
+    );
+    // (The harness's check that the port listens closed one.)
+    assert!(metric("chatwarden_tls_handshakes_failed_total{why=\"closed\"} ").await >= 1);
+
+    // With the places free again, a client is served.
+    let client = tls::client_trusting(Some(&ca_pem), &gw)
+        .build()
+        .expect("client");
+    assert_eq!(client.get(&url).send().await.expect("served").status(), 200);
+    assert_eq!(up.count(), 1);
+}
