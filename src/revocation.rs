@@ -8,7 +8,6 @@
 //! token is verified (cached or not), so no cache needs flushing.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::RwLock;
 
 use crate::identity::Identity;
@@ -31,16 +30,13 @@ impl RevocationList {
         }
     }
 
-    /// Read one entry per line; blank lines and `#` comments are skipped.
-    pub fn read_lines(path: &Path) -> Result<Vec<String>, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read revocation list {}: {e}", path.display()))?;
-        Ok(text
-            .lines()
+    /// One entry per line; blank lines and `#` comments are skipped.
+    pub fn parse_lines(text: &str) -> Vec<String> {
+        text.lines()
             .map(|l| l.split('#').next().unwrap_or_default().trim())
             .filter(|l| !l.is_empty())
             .map(str::to_string)
-            .collect())
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -137,17 +133,10 @@ mod tests {
 
     #[test]
     fn list_files_skip_comments_and_blanks() {
-        let dir = tempfile::tempdir().expect("dir");
-        let p = dir.path().join("revoked.txt");
-        std::fs::write(
-            &p,
-            "# leavers\nbob@acme  # left 2026-11-20\n\n  carol@acme\n",
-        )
-        .expect("write");
         assert_eq!(
-            RevocationList::read_lines(&p),
-            Ok(vec!["bob@acme".to_string(), "carol@acme".to_string()])
+            RevocationList::parse_lines("# leavers\nbob@acme  # left 2026-11-20\n\n  carol@acme\n"),
+            vec!["bob@acme".to_string(), "carol@acme".to_string()]
         );
-        assert!(RevocationList::read_lines(&dir.path().join("missing")).is_err());
+        assert!(RevocationList::parse_lines("# nobody yet\n\n").is_empty());
     }
 }

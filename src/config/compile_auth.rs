@@ -247,10 +247,25 @@ impl Compiler<'_> {
     fn list_file(&mut self, f: Option<&Str>) -> Option<Vec<String>> {
         let Some(f) = f else { return Some(Vec::new()) };
         let text = self.string(f)?;
-        match RevocationList::read_lines(&self.resolve_path(&text)) {
-            Ok(lines) => Some(lines),
-            Err(msg) => {
-                self.err(&f.referenced, msg);
+        let path = self.resolve_path(&text);
+        // Read as a source: its bytes are part of the config's version, so
+        // a reload after an edit of the list applies it.
+        match self.read_source(&path) {
+            Ok(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => Some(RevocationList::parse_lines(text)),
+                Err(e) => {
+                    self.err(
+                        &f.referenced,
+                        format!("revocation list {}: not UTF-8: {e}", path.display()),
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                self.err(
+                    &f.referenced,
+                    format!("cannot read revocation list {}: {e}", path.display()),
+                );
                 None
             }
         }

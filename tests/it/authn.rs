@@ -432,6 +432,24 @@ async fn revocation_through_the_admin_endpoint_takes_effect_on_the_next_request(
 }
 
 #[tokio::test]
+async fn a_subject_added_to_the_revocation_file_is_refused_after_a_reload() {
+    let env = start().await;
+    let token = agent(&env.idp);
+    let (s, _, _) = get(&env, "/api/v1/accounts/1/conversations", Some(&token)).await;
+    assert_eq!(s, 200);
+    // Only the list changes, not the YAML: the reload must still see a new
+    // config, not "unchanged".
+    let list = env.gw.dir.path().join("revoked-subjects.txt");
+    let mut text = std::fs::read_to_string(&list).expect("list");
+    text.push_str("amelia@acme  # left on 2026-11-30\n");
+    std::fs::write(&list, text).expect("write list");
+    let answer = env.gw.reload("admin-token-for-tests-0001").await;
+    assert_eq!(answer["reloaded"], true, "{answer}");
+    let (s, b, _) = get(&env, "/api/v1/accounts/1/conversations", Some(&token)).await;
+    assert_eq!((s, b["reason"].as_str()), (401, Some("token_revoked")));
+}
+
+#[tokio::test]
 async fn key_rotation_at_the_idp_needs_no_reload() {
     let env = start().await;
     let before = env.idp.hits();
