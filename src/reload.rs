@@ -11,14 +11,18 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use pingora_core::server::ShutdownWatch;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::audit::{AuditEvent, AuditRecord, AuditSink};
 use crate::auth::{JwksSource, Verifier};
 use crate::config::env::Overlay;
+use crate::config::snapshot::ConfigVersion;
 use crate::config::{load_file, ConfigStore, ProcessEnv, Snapshot};
 use crate::decision::Verdict;
 
@@ -48,6 +52,8 @@ pub struct Reloader {
     jwks: Option<Arc<JwksSource>>,
     /// One reload at a time: two overlapping reloads must not interleave.
     busy: Mutex<()>,
+    /// Checks `watch` has made.
+    checks: AtomicU64,
 }
 
 impl Reloader {
@@ -63,6 +69,7 @@ impl Reloader {
             audit,
             jwks,
             busy: Mutex::new(()),
+            checks: AtomicU64::new(0),
         }
     }
 
@@ -75,6 +82,60 @@ impl Reloader {
         let outcome = self.attempt(&current);
         self.record(trigger, client_ip, &current, &outcome).await;
         outcome
+    }
+
+    /// Reload whenever the config file, or a file it names, changes:
+    /// checked every `every` by digest (a Kubernetes ConfigMap or Secret
+    /// volume swaps its files atomically; an editor may write in place, in
+    /// which case a half-written file is rejected and the finished one
+    /// applied on a later check). A version that was tried and rejected is
+    /// not tried again until the files change again.
+    pub async fn watch(&self, every: Duration, mut shutdown: ShutdownWatch) {
+        let mut tried: Option<ConfigVersion> = None;
+        let mut unreadable = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let (running, files) = {
+                let current = self.store.load();
+                (current.version.clone(), current.files.clone())
+            };
+            let path = self.source.path.clone();
+            let seen =
+                tokio::task::spawn_blocking(move || crate::config::fingerprint(&path, &files))
+                    .await;
+            let seen = match seen {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    // Between the steps of a swap, or gone: say so once,
+                    // and keep watching.
+                    if !unreadable {
+                        tracing::warn!(path = %self.source.path.display(), error = %e, "config watch: cannot read the config or a file it names; the running config stays");
+                    }
+                    unreadable = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "config watch: the check did not finish");
+                    continue;
+                }
+            };
+            unreadable = false;
+            self.checks.fetch_add(1, Ordering::Relaxed);
+            if seen == running || tried.as_ref() == Some(&seen) {
+                continue;
+            }
+            tried = Some(seen);
+            self.reload("config file changed", "").await;
+        }
+    }
+
+    /// How many times [`watch`](Self::watch) has compared the files with
+    /// the running config.
+    pub fn watch_checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 
     fn attempt(&self, current: &Snapshot) -> ReloadOutcome {

@@ -44,6 +44,9 @@ pub struct RunOptions {
     /// Also reload on SIGHUP (the process's own signal: only one server
     /// per process should ask for it).
     pub reload_on_sighup: bool,
+    /// Also reload when the config file or a file it names changes,
+    /// checked this often (`run --watch`).
+    pub watch: Option<std::time::Duration>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +57,7 @@ impl Default for RunOptions {
             upgrade: false,
             reload: None,
             reload_on_sighup: false,
+            watch: None,
         }
     }
 }
@@ -264,6 +268,12 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
             SighupReload(r.clone()),
         ));
     }
+    if let (Some(r), Some(every)) = (&reloader, opts.watch) {
+        server.add_service(background_service(
+            "chatwarden config watch",
+            ConfigWatch(r.clone(), every),
+        ));
+    }
     if let Some(j) = &jwks {
         // Fetches at once, then as Cache-Control says; /readyz waits for
         // the first good key set.
@@ -310,6 +320,16 @@ impl BackgroundService for SighupReload {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Reload when the config files change (`run --watch`).
+struct ConfigWatch(Arc<Reloader>, std::time::Duration);
+
+#[async_trait::async_trait]
+impl BackgroundService for ConfigWatch {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.watch(self.1, shutdown).await;
     }
 }
 

@@ -41,6 +41,12 @@ enum Command {
         /// Proxy worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Reload when the config file or a file it names (certificates,
+        /// keys, CA bundles, revocation lists) changes, checked this often
+        /// (`--watch` alone: every 2s). For Kubernetes ConfigMap and Secret
+        /// volumes.
+        #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s", value_parser = watch_interval)]
+        watch: Option<std::time::Duration>,
     },
     /// Validate a config file; prints `file:line:col: message` per problem.
     Check {
@@ -161,7 +167,8 @@ pub fn main() -> ExitCode {
             daemon,
             upgrade,
             threads,
-        } => run(&config, daemon, upgrade, threads),
+            watch,
+        } => run(&config, daemon, upgrade, threads, watch),
         Command::Check { config } => check::run(&config),
         Command::Demo { listen, admin } => crate::demo::run(&listen, &admin),
         Command::Explain {
@@ -241,7 +248,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(config: &std::path::Path, daemon: bool, upgrade: bool, threads: Option<usize>) -> ExitCode {
+/// `--watch`: from 100ms to 10m.
+fn watch_interval(text: &str) -> Result<std::time::Duration, String> {
+    let every = crate::config::duration::parse_duration(text)?;
+    if every < std::time::Duration::from_millis(100) || every > std::time::Duration::from_secs(600)
+    {
+        return Err(format!("`{text}` is outside 100ms..10m"));
+    }
+    Ok(every)
+}
+
+fn run(
+    config: &std::path::Path,
+    daemon: bool,
+    upgrade: bool,
+    threads: Option<usize>,
+    watch: Option<std::time::Duration>,
+) -> ExitCode {
     let snapshot = match load_file(config, &ProcessEnv) {
         Ok(s) => s,
         Err(errors) => {
@@ -257,6 +280,7 @@ fn run(config: &std::path::Path, daemon: bool, upgrade: bool, threads: Option<us
             overrides: Default::default(),
         }),
         reload_on_sighup: true,
+        watch,
         ..RunOptions::default()
     };
     if let Some(t) = threads {

@@ -145,11 +145,13 @@ pub fn load_str(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Snapshot
         base_dir,
         errors: Vec::new(),
         sources: None,
+        files: Vec::new(),
     };
     let snapshot = c.compile(raw, ConfigVersion(Arc::from("")), path);
     match snapshot {
         Some(mut s) if c.errors.is_empty() => {
             s.version = version(text, c.sources);
+            s.files = c.files;
             Ok(s)
         }
         _ => {
@@ -167,6 +169,8 @@ pub(super) struct Compiler<'a> {
     /// Digest of every file the config names and the compile read
     /// (certificates, keys, CA bundles), in reading order; `None` if none.
     sources: Option<Sha256>,
+    /// Those files, in the same order.
+    files: Vec<PathBuf>,
 }
 
 /// Bounds of `connections.head_timeout`.
@@ -180,6 +184,29 @@ const MAX_BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 /// that was read, so renewing a certificate in place (same YAML, new PEM)
 /// is a new version that a reload applies, rather than "unchanged". A
 /// config that names no files keeps the digest of its text alone.
+fn count_source(digest: &mut Sha256, path: &Path, bytes: &[u8]) {
+    let name = path.as_os_str().as_encoded_bytes();
+    // Length-prefixed, so no two lists of files hash alike.
+    digest.update((name.len() as u64).to_be_bytes());
+    digest.update(name);
+    digest.update((bytes.len() as u64).to_be_bytes());
+    digest.update(bytes);
+}
+
+/// The version the config file at `path` would load as, if it still names
+/// `files` (those a snapshot read: [`Snapshot::files`]): whether a reload
+/// has anything to do, found without compiling. A changed text may name
+/// other files; its digest differs all the same.
+pub fn fingerprint(path: &Path, files: &[PathBuf]) -> std::io::Result<ConfigVersion> {
+    let text = std::fs::read_to_string(path)?;
+    let mut sources = None;
+    for file in files {
+        let bytes = std::fs::read(file)?;
+        count_source(sources.get_or_insert_with(Sha256::new), file, &bytes);
+    }
+    Ok(version(&text, sources))
+}
+
 fn version(text: &str, sources: Option<Sha256>) -> ConfigVersion {
     let mut digest = Sha256::new();
     digest.update(text.as_bytes());
@@ -274,6 +301,7 @@ impl Compiler<'_> {
         Some(Snapshot {
             version,
             source: path.to_path_buf(),
+            files: Vec::new(),
             listeners,
             admin,
             trusted_proxies,
@@ -1117,13 +1145,8 @@ impl Compiler<'_> {
     /// config's version.
     pub(super) fn read_source(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
         let bytes = std::fs::read(path)?;
-        let digest = self.sources.get_or_insert_with(Sha256::new);
-        let name = path.as_os_str().as_encoded_bytes();
-        // Length-prefixed, so no two lists of files hash alike.
-        digest.update((name.len() as u64).to_be_bytes());
-        digest.update(name);
-        digest.update((bytes.len() as u64).to_be_bytes());
-        digest.update(&bytes);
+        count_source(self.sources.get_or_insert_with(Sha256::new), path, &bytes);
+        self.files.push(path.to_path_buf());
         Ok(bytes)
     }
 

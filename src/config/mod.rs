@@ -15,7 +15,7 @@ pub mod raw_alerts;
 pub mod snapshot;
 pub mod store;
 
-pub use compile::{load_file, load_str, ConfigError, ConfigErrors};
+pub use compile::{fingerprint, load_file, load_str, ConfigError, ConfigErrors};
 pub use env::{EnvLookup, ProcessEnv};
 pub use snapshot::Snapshot;
 pub use store::ConfigStore;

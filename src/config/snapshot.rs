@@ -49,6 +49,11 @@ pub struct UpstreamName(pub Arc<str>);
 pub struct Snapshot {
     pub version: ConfigVersion,
     pub source: PathBuf,
+    /// The files the config named and this load read (certificates, keys,
+    /// CA bundles, revocation lists), in reading order: with the YAML, what
+    /// [`fingerprint`](crate::config::fingerprint) reads to see whether
+    /// anything changed.
+    pub files: Vec<PathBuf>,
     pub listeners: Vec<Listener>,
     pub admin: Option<Admin>,
     pub trusted_proxies: TrustedProxies,

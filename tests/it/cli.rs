@@ -52,6 +52,25 @@ fn check_accepts_the_example_and_rejects_a_broken_file() {
     );
 }
 
+#[test]
+fn a_watch_interval_out_of_bounds_is_refused_before_anything_starts() {
+    for (arg, want) in [
+        ("--watch=10ms", "`10ms` is outside 100ms..10m"),
+        ("--watch=soon", "soon"),
+    ] {
+        let out = bin()
+            .args(["run", "-c", "/nonexistent/chatwarden.yaml", arg])
+            .output()
+            .expect("run chatwarden");
+        assert_eq!(out.status.code(), Some(2), "a usage error: {arg}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--watch") && stderr.contains(want),
+            "{arg}: {stderr}"
+        );
+    }
+}
+
 /// Kills the demo when the test ends, however it ends.
 struct Child(std::process::Child);
 

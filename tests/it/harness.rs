@@ -34,6 +34,17 @@ pub async fn start_with_files(
     vars: &[(&str, String)],
     files: &[(&str, &str)],
 ) -> TestGateway {
+    start_watching(yaml, vars, files, None).await
+}
+
+/// `start_with_files`, reloading on its own when the files change,
+/// checked every `watch` (`run --watch`).
+pub async fn start_watching(
+    yaml: &str,
+    vars: &[(&str, String)],
+    files: &[(&str, &str)],
+    watch: Option<Duration>,
+) -> TestGateway {
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, content) in files {
         std::fs::write(dir.path().join(name), content).expect("write test file");
@@ -71,6 +82,7 @@ pub async fn start_with_files(
                 overrides: env.clone(),
             }),
             reload_on_sighup: false,
+            watch,
         },
     )
     .expect("server should build");

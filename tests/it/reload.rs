@@ -177,3 +177,128 @@ async fn reload_publishes_good_files_and_keeps_serving_on_bad_ones() {
         "requests after the reload carry the new version"
     );
 }
+
+/// `run --watch`: a renewed certificate and an edited file are applied
+/// with no signal and no admin call; a broken edit is rejected once and
+/// the running config keeps serving.
+#[tokio::test]
+async fn a_watched_config_reloads_itself_when_its_files_change() {
+    use std::time::{Duration, Instant};
+
+    let up = EchoUpstream::start().await;
+    let pki = tempfile::tempdir().expect("dir");
+    let old_ca = harness::make_pki(pki.path());
+    let gw = harness::start_watching(
+        crate::tls::TLS_LISTENER,
+        &[
+            ("UP", up.url()),
+            ("PKI", pki.path().display().to_string()),
+            ("ADMIN_TOKEN", crate::tls::ADMIN_TOKEN.into()),
+        ],
+        &[],
+        Some(Duration::from_millis(20)),
+    )
+    .await;
+    let status = |ca: String, path: &'static str| {
+        let gw = &gw;
+        async move {
+            let client = crate::tls::client_trusting(Some(&ca), gw)
+                .build()
+                .expect("client");
+            let url = format!("https://localhost:{}{path}", gw.addr.port());
+            client.get(&url).send().await.map(|r| r.status().as_u16())
+        }
+    };
+    let until = |what: &'static str, ca: String, path: &'static str, want: u16| {
+        let status = &status;
+        async move {
+            let started = Instant::now();
+            while status(ca.clone(), path).await.ok() != Some(want) {
+                assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    assert_eq!(status(old_ca.clone(), "/contacts").await.ok(), Some(200));
+
+    // cert-manager renews the certificate in place.
+    let new_ca = harness::TestCa::new();
+    new_ca.issue(
+        &["localhost", "127.0.0.1"],
+        &pki.path().join("cert.pem"),
+        &pki.path().join("key.pem"),
+    );
+    until(
+        "the renewed certificate is served",
+        new_ca.pem(),
+        "/contacts",
+        200,
+    )
+    .await;
+
+    // An edit that adds a route.
+    let config = gw.dir.path().join("chatwarden.yaml");
+    let yaml = std::fs::read_to_string(&config).expect("config");
+    let with_agents = yaml.replace(
+        "routes:\n",
+        "routes:\n  - {name: agents, upstream: crm, methods: [GET], path: /agents, auth: none}\n",
+    );
+    std::fs::write(&config, &with_agents).expect("edit");
+    until("the new route is served", new_ca.pem(), "/agents", 200).await;
+
+    // A broken edit is rejected; the running config stays.
+    std::fs::write(
+        &config,
+        with_agents.replace("upstream: crm", "upstream: nope"),
+    )
+    .expect("break");
+    let started = Instant::now();
+    let rejected = |records: &[serde_json::Value]| {
+        records
+            .iter()
+            .filter(|r| r["event"] == "reload" && r["decision"] == "deny")
+            .count()
+    };
+    loop {
+        let records = harness::read_jsonl(&gw.audit_path);
+        if rejected(&records) == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no rejection on record"
+        );
+        let _ = gw.handles.audit.flush().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(status(new_ca.pem(), "/agents").await.ok(), Some(200));
+    // Further checks of the same broken files do not try it again.
+    let reloader = gw.handles.reloader.clone().expect("a reloader");
+    let checked = reloader.watch_checks();
+    while reloader.watch_checks() < checked + 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the watch stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Fixed: applied, and the broken version was tried once only.
+    std::fs::write(&config, &yaml).expect("fix");
+    until("the fixed file is applied", new_ca.pem(), "/agents", 404).await;
+    let _ = gw.handles.audit.flush().await;
+    let records = harness::read_jsonl(&gw.audit_path);
+    assert_eq!(rejected(&records), 1, "tried once: {records:#?}");
+    let applied: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == "reload" && r["decision"] == "allow")
+        .map(|r| r["detail"].as_str().expect("detail"))
+        .collect();
+    assert_eq!(applied.len(), 3, "{applied:?}");
+    assert!(
+        applied
+            .iter()
+            .all(|d| d.starts_with("config file changed: applied ")),
+        "{applied:?}"
+    );
+}

@@ -6,7 +6,7 @@ use crate::upstream::EchoUpstream;
 
 /// A gateway with one TLS listener on `${PKI}/cert.pem` and `key.pem`, an
 /// admin listener (token `ADMIN_TOKEN`) and one open route to `up`.
-const TLS_LISTENER: &str = r#"
+pub(crate) const TLS_LISTENER: &str = r#"
 listeners:
   - name: tls
     addr: "${LISTEN}"
