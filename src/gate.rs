@@ -439,7 +439,12 @@ fn authenticate(
                 ..refusal(e.reason())
             }
         })?;
-    if is_revoked(&auth.revoked, now.revocations, &verified.identity) {
+    if is_revoked(
+        &auth.revoked,
+        now.revocations,
+        &verified.identity,
+        now.now.as_millisecond(),
+    ) {
         return Err(Refusal {
             detail: "subject or token id revoked".to_string(),
             caller: Some(verified),

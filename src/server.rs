@@ -268,6 +268,12 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
             SighupReload(r.clone()),
         ));
     }
+    // Runtime revocations through the shared Redis store, when the live
+    // config has one.
+    server.add_service(background_service(
+        "chatwarden revocation sync",
+        RevocationSync(revocations.clone(), store.clone()),
+    ));
     if let (Some(r), Some(every)) = (&reloader, opts.watch) {
         server.add_service(background_service(
             "chatwarden config watch",
@@ -320,6 +326,16 @@ impl BackgroundService for SighupReload {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Runtime revocations synced with the other replicas.
+struct RevocationSync(Arc<RuntimeRevocations>, ConfigStore);
+
+#[async_trait::async_trait]
+impl BackgroundService for RevocationSync {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::revocation::shared::run(self.0.clone(), self.1.clone(), shutdown).await;
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod tls;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -18,12 +19,14 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditRecord, AuditSink, AuditStats};
 use crate::auth::JwksSource;
+use crate::config::duration::parse_duration;
 use crate::config::ConfigStore;
 use crate::decision::Verdict;
 use crate::explain::{self, Question};
+use crate::limit::LimitStore;
 use crate::metrics::{External, Metrics};
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::revocation::RuntimeRevocations;
+use crate::revocation::{self, shared, RuntimeRevocations};
 use tls::{ClientCert, Presented};
 
 pub struct AdminApp {
@@ -203,37 +206,95 @@ impl AdminApp {
         json(StatusCode::OK, &body)
     }
 
-    /// `POST /revoke` with `{"sub": "…"}`: the subject is refused from its
-    /// next request on, whatever its tokens say.
+    /// `POST /revoke` with `{"sub": "…", "ttl": "…"}`: the subject is
+    /// refused from its next request on, whatever its tokens say, for `ttl`
+    /// (default `auth.revoked.runtime_ttl`). With the shared Redis store the
+    /// other replicas are told at once: 200 when they were, 202 when the
+    /// store did not answer (they learn it when it does).
     async fn revoke(&self, session: &mut ServerSession, caller: &Caller) -> Response<Vec<u8>> {
         let body = match read_body(session, 4096).await {
             Ok(b) => b,
             Err(resp) => return resp,
         };
-        let sub = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("sub").and_then(|s| s.as_str()).map(str::to_string))
-            .filter(|s| !s.is_empty());
-        let Some(sub) = sub else {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "expected {\"sub\": \"<subject>\"}\n",
-            );
+        let ask = match serde_json::from_slice::<RevokeRequest>(&body) {
+            Ok(a) if !a.sub.is_empty() => a,
+            Ok(_) => return text(StatusCode::BAD_REQUEST, "`sub` is empty\n"),
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "expected {{\"sub\": \"<subject>\", \"ttl\": \"12h\" (optional)}}: {e}\n"
+                    ),
+                )
+            }
         };
-        let newly = self.revocations.revoke(&sub);
-        tracing::warn!(subject = %sub, caller = %caller, "subject revoked through the admin endpoint");
+        let snapshot = self.store.load();
+        let ttl = match &ask.ttl {
+            None => snapshot
+                .auth
+                .as_ref()
+                .map_or(revocation::DEFAULT_RUNTIME_TTL, |a| a.revoked_ttl),
+            Some(t) => match parse_duration(t) {
+                Ok(d) if d >= Duration::from_secs(1) && d <= revocation::MAX_RUNTIME_TTL => d,
+                Ok(_) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "`ttl` must be between 1s and 30d\n",
+                    )
+                }
+                Err(e) => return text(StatusCode::BAD_REQUEST, &format!("`ttl`: {e}\n")),
+            },
+        };
+        let shared = match &snapshot.rate_limits {
+            LimitStore::Redis(r) if snapshot.auth.is_some() => Some(r.clone()),
+            _ => None,
+        };
+        drop(snapshot);
+        let sub = ask.sub;
+        let now = shared::now_ms();
+        let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let newly = match self.revocations.revoke(&sub, until, now) {
+            Ok(n) => n,
+            Err(e) => return text(StatusCode::CONFLICT, &format!("{e}\n")),
+        };
+        let pending = match &shared {
+            None => None,
+            Some(store) => shared::sync(store, &self.revocations, now)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+        };
+        let until_text = jiff::Timestamp::from_millisecond(until)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        tracing::warn!(subject = %sub, caller = %caller, until = %until_text, "subject revoked through the admin endpoint");
+        let reach = match (&shared, &pending) {
+            (None, _) => String::new(),
+            (Some(_), None) => ", on every replica".to_string(),
+            (Some(_), Some(e)) => {
+                format!(", on this replica; the others when the shared store answers ({e})")
+            }
+        };
         let detail = format!(
-            "POST /revoke {caller}: subject {sub} refused from its next request on{}",
+            "POST /revoke {caller}: subject {sub} refused from its next request on until {until_text}{}{reach}",
             if newly { "" } else { " (already revoked)" }
         );
         self.write(AuditEvent::Revoke, Verdict::Allow, caller, detail)
             .await;
-        let body = serde_json::json!({"revoked": sub, "new": newly, "runtime_revocations": self.revocations.count()});
-        respond(
-            StatusCode::OK,
-            "application/json",
-            body.to_string().into_bytes(),
-        )
+        let body = serde_json::json!({
+            "revoked": sub,
+            "new": newly,
+            "until": until_text,
+            "shared": shared.is_some() && pending.is_none(),
+            "pending": pending,
+            "runtime_revocations": self.revocations.count(),
+        });
+        let status = if pending.is_some() {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        respond(status, "application/json", body.to_string().into_bytes())
     }
 
     /// Who is calling an admin endpoint, and why they may not (if so): a
@@ -316,6 +377,15 @@ impl AdminApp {
             tracing::error!(error = %e, "admin audit record refused");
         }
     }
+}
+
+/// The body of `POST /revoke`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    sub: String,
+    /// How long, e.g. `12h` (default `auth.revoked.runtime_ttl`).
+    ttl: Option<String>,
 }
 
 /// The body of `POST /explain`.

@@ -2,6 +2,7 @@
 //! JWKS endpoint at start), revocation lists and Meta's webhook secret.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
@@ -13,7 +14,8 @@ use crate::auth::origin::{parse_origin, TrustedOrigins};
 use crate::auth::{
     AuthSettings, BadSignatureLimit, ClaimPath, JwksOptions, KeySet, KeyStore, Verifier,
 };
-use crate::revocation::RevocationList;
+use crate::revocation::shared::DEFAULT_SYNC_EVERY;
+use crate::revocation::{RevocationList, DEFAULT_RUNTIME_TTL, MAX_RUNTIME_TTL};
 use crate::webhook::{MetaWebhook, MAX_WEBHOOK_BODY};
 
 impl Compiler<'_> {
@@ -159,8 +161,53 @@ impl Compiler<'_> {
             settings,
             jwks,
             revoked: RevocationList::new(subjects, jtis),
+            revoked_ttl: self
+                .bounded(
+                    a.revoked.runtime_ttl.as_ref(),
+                    "auth.revoked.runtime_ttl",
+                    (Duration::from_secs(1), MAX_RUNTIME_TTL, "1s", "30d"),
+                )?
+                .unwrap_or(DEFAULT_RUNTIME_TTL),
+            revoked_sync_every: self
+                .bounded(
+                    a.revoked.sync_every.as_ref(),
+                    "auth.revoked.sync_every",
+                    (
+                        Duration::from_millis(50),
+                        Duration::from_secs(60),
+                        "50ms",
+                        "1m",
+                    ),
+                )?
+                .unwrap_or(DEFAULT_SYNC_EVERY),
             meta,
         })
+    }
+
+    /// An optional duration within `(min, max, min text, max text)`;
+    /// `Some(None)` when absent, `None` (with the error recorded) when it
+    /// is not a duration or out of bounds.
+    fn bounded(
+        &mut self,
+        value: Option<&Str>,
+        name: &str,
+        (min, max, min_text, max_text): (Duration, Duration, &str, &str),
+    ) -> Option<Option<Duration>> {
+        let Some(v) = value else { return Some(None) };
+        match parse_duration(&v.value) {
+            Ok(d) if (min..=max).contains(&d) => Some(Some(d)),
+            Ok(_) => {
+                self.err(
+                    &v.referenced,
+                    format!("{name} must be between {min_text} and {max_text}"),
+                );
+                None
+            }
+            Err(msg) => {
+                self.err(&v.referenced, format!("{name}: {msg}"));
+                None
+            }
+        }
     }
 
     /// `auth.cookie_origins`: bare origins, and only beside a token cookie.

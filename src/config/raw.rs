@@ -369,6 +369,12 @@ pub struct RawRevoked {
     pub subjects_file: Option<Str>,
     /// One `jti` per line; `#` comments.
     pub jti_file: Option<Str>,
+    /// How long a subject revoked through the admin endpoint stays
+    /// revoked, unless the request says (default 24h, at most 30d).
+    pub runtime_ttl: Option<Str>,
+    /// How often runtime revocations are synced with the other replicas
+    /// through the shared Redis store (default 1s, 50ms to 1m).
+    pub sync_every: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -252,6 +252,10 @@ pub struct AuthRuntime {
     pub cookie_origins: TrustedOrigins,
     pub jwks: Option<JwksConfig>,
     pub revoked: RevocationList,
+    /// How long an admin `POST /revoke` lasts unless it says.
+    pub revoked_ttl: Duration,
+    /// How often runtime revocations are synced through the shared store.
+    pub revoked_sync_every: Duration,
     pub meta: Option<MetaWebhook>,
 }
 

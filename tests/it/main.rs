@@ -25,6 +25,7 @@ mod proxy;
 mod redaction;
 mod redis_alerts;
 mod redis_limits;
+mod redis_revocations;
 mod redis_tls;
 mod reload;
 mod rowfilter;

@@ -58,8 +58,19 @@ impl RedisServer {
     /// PING on the plain port: Redis opens all its listeners before it
     /// accepts on any.
     pub(crate) async fn start_with(extra: &[&std::ffi::OsStr]) -> RedisServer {
+        RedisServer::start_at(harness::free_addr(), extra).await
+    }
+
+    /// A new, empty server where this one was (after [`stop`](Self::stop)):
+    /// a Redis restarted without persistence.
+    pub(crate) async fn restart(&mut self) {
+        self.stop();
+        let addr = self.addr;
+        *self = RedisServer::start_at(addr, &[]).await;
+    }
+
+    async fn start_at(addr: SocketAddr, extra: &[&std::ffi::OsStr]) -> RedisServer {
         let dir = tempfile::tempdir().expect("redis dir");
-        let addr = harness::free_addr();
         let port = addr.port().to_string();
         let child = Command::new("redis-server")
             .args(["--port", &port, "--bind", "127.0.0.1"])
