@@ -255,7 +255,12 @@ impl AdminApp {
         let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
         let newly = match self.revocations.revoke(&sub, until, now) {
             Ok(n) => n,
-            Err(e) => return text(StatusCode::CONFLICT, &format!("{e}\n")),
+            Err(e @ revocation::RevokeError::Full) => {
+                return text(StatusCode::CONFLICT, &format!("{e}\n"))
+            }
+            Err(e @ revocation::RevokeError::TooLong) => {
+                return text(StatusCode::BAD_REQUEST, &format!("{e}\n"))
+            }
         };
         let pending = match &shared {
             None => None,

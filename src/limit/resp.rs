@@ -34,8 +34,9 @@ pub enum ProtocolError {
 /// Largest bulk string accepted (a script reply is a few bytes; anything
 /// near this is not a reply to a rate-limit command).
 pub const MAX_BULK: i64 = 64 * 1024;
-/// Most elements in one array.
-pub const MAX_ITEMS: i64 = 1024;
+/// Most elements in one array (the shared revocation set's reply: two per
+/// revocation, see `revocation::MAX_RUNTIME`).
+pub const MAX_ITEMS: i64 = 2048;
 /// Deepest nesting of arrays.
 pub const MAX_DEPTH: usize = 4;
 /// Longest simple line (`+…`, `-…`, `:…`, a length).

@@ -59,8 +59,12 @@ pub const DEFAULT_RUNTIME_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The longest a runtime revocation may be asked to last.
 pub const MAX_RUNTIME_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Most runtime revocations held at once; beyond this they belong in
-/// `subjects_file`.
-pub const MAX_RUNTIME: usize = 2000;
+/// `subjects_file`. With the longest subjects, the shared set's reply
+/// stays within what the Redis client reads (`limit::resp::MAX_ITEMS`,
+/// 256 KiB buffered).
+pub const MAX_RUNTIME: usize = 1000;
+/// Longest subject a runtime revocation takes, in bytes.
+pub const MAX_SUBJECT: usize = 128;
 
 /// Subjects revoked at runtime (admin `POST /revoke`, or learnt from the
 /// other replicas), shared by every config snapshot, each until its expiry
@@ -75,12 +79,17 @@ pub struct RuntimeRevocations {
 pub enum RevokeError {
     #[error("{MAX_RUNTIME} runtime revocations are held already; put long-lived ones in auth.revoked.subjects_file")]
     Full,
+    #[error("a subject longer than {MAX_SUBJECT} bytes cannot be revoked at runtime; list it in auth.revoked.subjects_file")]
+    TooLong,
 }
 
 impl RuntimeRevocations {
     /// Revoke `subject` until `until_ms`; whether it was not revoked
     /// before. A subject revoked already keeps the later of its expiries.
     pub fn revoke(&self, subject: &str, until_ms: i64, now_ms: i64) -> Result<bool, RevokeError> {
+        if subject.len() > MAX_SUBJECT {
+            return Err(RevokeError::TooLong);
+        }
         let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(subject) {
             Some(until) if *until > now_ms => {
@@ -105,7 +114,7 @@ impl RuntimeRevocations {
         let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
         let mut new = 0;
         for (subject, until) in entries {
-            if until <= now_ms {
+            if until <= now_ms || subject.len() > MAX_SUBJECT {
                 continue;
             }
             let held = map.get(&subject).copied();
@@ -266,6 +275,10 @@ mod tests {
         assert_eq!(
             runtime.revoke("one-more", NOW + 10, NOW),
             Err(RevokeError::Full)
+        );
+        assert_eq!(
+            runtime.revoke(&"x".repeat(MAX_SUBJECT + 1), NOW + 10, NOW),
+            Err(RevokeError::TooLong)
         );
         let learnt = runtime.merge((0..10).map(|i| (format!("t{i}"), NOW + 100)), NOW);
         assert_eq!(learnt, 0, "nor learnt from another replica");

@@ -244,3 +244,37 @@ async fn a_revocation_ends_with_its_ttl_and_bad_requests_are_refused() {
     }
     assert_eq!(status(&a, &lena).await, 200, "nothing was revoked");
 }
+
+#[tokio::test]
+async fn a_full_shared_set_of_the_longest_subjects_still_syncs() {
+    let redis = RedisServer::start().await;
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    // Another replica's work: the most revocations a replica holds, the
+    // longest subjects, put straight into Redis; the last one is ours.
+    let expiry = (jiff::Timestamp::now().as_millisecond() + 3_600_000).to_string();
+    let subjects: Vec<String> = (0..999)
+        .map(|i| format!("{i:0>128}"))
+        .chain(["zoe".to_string()])
+        .collect();
+    let mut args: Vec<&[u8]> = vec![b"ZADD", b"test:rv:revoked"];
+    for s in &subjects {
+        args.push(expiry.as_bytes());
+        args.push(s.as_bytes());
+    }
+    assert_eq!(
+        redis.command(&args).await,
+        chatwarden::limit::resp::Reply::Integer(1000)
+    );
+    let a = gateway(&up, &idp, &redis).await;
+    let zoe = idp.token("zoe", &["agent"], json!({}));
+    until(&a, &zoe, 401, "the replica never took in the full set").await;
+    let full = a
+        .client()
+        .post(format!("http://{}/revoke", a.admin))
+        .json(&json!({"sub": "one-more"}))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(full.status(), 409, "the replica holds as many as it may");
+}
