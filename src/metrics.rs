@@ -49,6 +49,11 @@ pub struct External {
     /// `backpressure`; under `fail_closed`, false while requests are
     /// refused with `audit_unavailable`).
     pub audit_available: bool,
+    /// Runtime revocations held (admin `POST /revoke`, or learnt from the
+    /// other replicas).
+    pub runtime_revocations: usize,
+    /// Syncs of runtime revocations with the shared store that failed.
+    pub revocation_sync_failures: u64,
 }
 
 impl Metrics {
@@ -202,6 +207,11 @@ impl Metrics {
             "# HELP chatwarden_audit_available Whether the audit sink takes records (0: fail_closed is refusing requests).\n# TYPE chatwarden_audit_available gauge\nchatwarden_audit_available {}",
             u8::from(ext.audit_available)
         );
+        let _ = writeln!(
+            out,
+            "# HELP chatwarden_runtime_revocations Subjects revoked at runtime and still refused (admin POST /revoke, here or on another replica).\n# TYPE chatwarden_runtime_revocations gauge\nchatwarden_runtime_revocations {}\n# HELP chatwarden_revocation_sync_failures_total Syncs of runtime revocations with the shared Redis store that failed.\n# TYPE chatwarden_revocation_sync_failures_total counter\nchatwarden_revocation_sync_failures_total {}",
+            ext.runtime_revocations, ext.revocation_sync_failures
+        );
         out
     }
 }
@@ -343,6 +353,8 @@ mod tests {
             config_version: "abc".into(),
             ready: true,
             audit_available: true,
+            runtime_revocations: 2,
+            revocation_sync_failures: 1,
         }
     }
 
@@ -407,6 +419,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("chatwarden_audit_available 1"), "{text}");
+        assert!(
+            text.contains("chatwarden_runtime_revocations 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatwarden_revocation_sync_failures_total 1\n"),
+            "{text}"
+        );
         let down = m.render(&External {
             audit_available: false,
             ..ext()

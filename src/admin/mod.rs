@@ -99,6 +99,8 @@ impl ServeHttp for AdminApp {
                     config_version: snapshot.version.0.to_string(),
                     ready: self.ready(),
                     audit_available: self.audit.admission().is_ok(),
+                    runtime_revocations: self.revocations.in_force(shared::now_ms()),
+                    revocation_sync_failures: self.revocations.sync_failures(),
                 });
                 respond(
                     StatusCode::OK,

@@ -324,6 +324,8 @@ mod tests {
                 config_version: String::new(),
                 ready: true,
                 audit_available: true,
+                runtime_revocations: 0,
+                revocation_sync_failures: 0,
             });
             text.contains("chatwarden_alert_delivery_failures_total{sink=\"soc\"} 1")
         };

@@ -12,6 +12,7 @@
 pub mod shared;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -72,6 +73,8 @@ pub const MAX_SUBJECT: usize = 128;
 #[derive(Debug, Default)]
 pub struct RuntimeRevocations {
     subjects: RwLock<HashMap<String, i64>>,
+    /// Syncs with the shared store that failed ([`shared`]).
+    sync_failures: AtomicU64,
 }
 
 /// Why a subject could not be revoked.
@@ -151,6 +154,16 @@ impl RuntimeRevocations {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+
+    /// Held and not expired at `now_ms`.
+    pub fn in_force(&self, now_ms: i64) -> usize {
+        let map = self.subjects.read().unwrap_or_else(|e| e.into_inner());
+        map.values().filter(|until| **until > now_ms).count()
+    }
+
+    pub fn sync_failures(&self) -> u64 {
+        self.sync_failures.load(Ordering::Relaxed)
     }
 
     fn contains(&self, subject: &str, now_ms: i64) -> bool {

@@ -66,7 +66,14 @@ pub async fn sync(
         args.push(until.to_string().into_bytes());
     }
     let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    let remote = store.eval(&SYNC, &key, &refs, read_set).await?;
+    let remote = store
+        .eval(&SYNC, &key, &refs, read_set)
+        .await
+        .inspect_err(|_| {
+            revocations
+                .sync_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })?;
     Ok(revocations.merge(remote, now_ms))
 }
 

@@ -183,6 +183,15 @@ async fn a_revocation_while_redis_is_down_holds_here_and_reaches_the_others_late
         200,
         "the other replica cannot know yet"
     );
+    let metrics = a.metrics().await;
+    assert!(
+        metrics.contains("chatwarden_runtime_revocations 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("chatwarden_revocation_sync_failures_total 0\n"),
+        "the failed sync is counted: {metrics}"
+    );
 
     redis.restart().await;
     until(
