@@ -76,18 +76,19 @@ impl ServeHttp for AdminApp {
             ("GET", "/healthz") => return text(StatusCode::OK, "ok\n"),
             ("GET", "/readyz") if self.ready() => return text(StatusCode::OK, "ready\n"),
             ("GET", "/readyz") => return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-            ("POST", "/revoke" | "/reload" | "/explain") | ("GET", "/metrics") => {}
+            ("POST", "/revoke" | "/unrevoke" | "/reload" | "/explain") | ("GET", "/metrics") => {}
             _ => return text(StatusCode::NOT_FOUND, "not found\n"),
         }
         let (caller, refused) = self.admit(session);
         if let Some(refusal) = refused {
-            if method == "POST" && (path == "/revoke" || path == "/reload") {
+            if method == "POST" && matches!(path.as_str(), "/revoke" | "/unrevoke" | "/reload") {
                 self.record_refusal(&path, &caller, refusal.why).await;
             }
             return text(refusal.status, &refusal.body);
         }
         match path.as_str() {
             "/revoke" => self.revoke(session, &caller).await,
+            "/unrevoke" => self.unrevoke(session, &caller).await,
             "/reload" => self.reload(&caller).await,
             "/explain" => self.explain(session).await,
             _ => {
@@ -247,10 +248,6 @@ impl AdminApp {
                 Err(e) => return text(StatusCode::BAD_REQUEST, &format!("`ttl`: {e}\n")),
             },
         };
-        let shared = match &snapshot.rate_limits {
-            LimitStore::Redis(r) if snapshot.auth.is_some() => Some(r.clone()),
-            _ => None,
-        };
         drop(snapshot);
         let sub = ask.sub;
         let now = shared::now_ms();
@@ -264,27 +261,15 @@ impl AdminApp {
                 return text(StatusCode::BAD_REQUEST, &format!("{e}\n"))
             }
         };
-        let pending = match &shared {
-            None => None,
-            Some(store) => shared::sync(store, &self.revocations, now)
-                .await
-                .err()
-                .map(|e| e.to_string()),
-        };
+        let sharing = self.share(now).await;
         let until_text = jiff::Timestamp::from_millisecond(until)
             .map(|t| t.to_string())
             .unwrap_or_default();
         tracing::warn!(subject = %sub, caller = %caller, until = %until_text, "subject revoked through the admin endpoint");
-        let reach = match (&shared, &pending) {
-            (None, _) => String::new(),
-            (Some(_), None) => ", on every replica".to_string(),
-            (Some(_), Some(e)) => {
-                format!(", on this replica; the others when the shared store answers ({e})")
-            }
-        };
         let detail = format!(
-            "POST /revoke {caller}: subject {sub} refused from its next request on until {until_text}{}{reach}",
-            if newly { "" } else { " (already revoked)" }
+            "POST /revoke {caller}: subject {sub} refused from its next request on until {until_text}{}{}",
+            if newly { "" } else { " (already revoked)" },
+            sharing.reach()
         );
         self.write(AuditEvent::Revoke, Verdict::Allow, caller, detail)
             .await;
@@ -292,16 +277,96 @@ impl AdminApp {
             "revoked": sub,
             "new": newly,
             "until": until_text,
-            "shared": shared.is_some() && pending.is_none(),
-            "pending": pending,
-            "runtime_revocations": self.revocations.count(),
+            "shared": sharing.shared(),
+            "pending": sharing.pending(),
+            "runtime_revocations": self.revocations.in_force(now),
         });
-        let status = if pending.is_some() {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
+        respond(
+            sharing.status(),
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+    }
+
+    /// `POST /unrevoke` with `{"sub": "…"}`: lift the subject's runtime
+    /// revocation, on every replica when they share a store (what a
+    /// subject file lists stays: that is the file's to change).
+    async fn unrevoke(&self, session: &mut ServerSession, caller: &Caller) -> Response<Vec<u8>> {
+        let body = match read_body(session, 4096).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
         };
-        respond(status, "application/json", body.to_string().into_bytes())
+        let sub = match serde_json::from_slice::<UnrevokeRequest>(&body) {
+            Ok(a) if !a.sub.is_empty() => a.sub,
+            Ok(_) => return text(StatusCode::BAD_REQUEST, "`sub` is empty\n"),
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected {{\"sub\": \"<subject>\"}}: {e}\n"),
+                )
+            }
+        };
+        // What the other replicas revoked counts too: hear of it first.
+        self.share(shared::now_ms()).await;
+        let now = shared::now_ms();
+        let listed = self
+            .store
+            .load()
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.revoked.lists_subject(&sub));
+        if !self.revocations.lift(&sub, now) {
+            let why = if listed {
+                format!("{sub} has no runtime revocation in force; it is listed in auth.revoked.subjects_file: remove it there and reload\n")
+            } else {
+                format!("{sub} has no runtime revocation in force\n")
+            };
+            return text(StatusCode::NOT_FOUND, &why);
+        }
+        let sharing = self.share(now).await;
+        tracing::warn!(subject = %sub, caller = %caller, "runtime revocation lifted through the admin endpoint");
+        let detail = format!(
+            "POST /unrevoke {caller}: subject {sub}'s runtime revocation lifted{}{}",
+            sharing.reach(),
+            if listed {
+                "; still listed in auth.revoked.subjects_file"
+            } else {
+                ""
+            }
+        );
+        self.write(AuditEvent::Revoke, Verdict::Allow, caller, detail)
+            .await;
+        let body = serde_json::json!({
+            "lifted": sub,
+            "still_listed_in_file": listed,
+            "shared": sharing.shared(),
+            "pending": sharing.pending(),
+            "runtime_revocations": self.revocations.in_force(now),
+        });
+        respond(
+            sharing.status(),
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+    }
+
+    /// Sync runtime revocations with the other replicas now, if the live
+    /// config shares them.
+    async fn share(&self, now_ms: i64) -> Sharing {
+        let store = {
+            let snapshot = self.store.load();
+            match &snapshot.rate_limits {
+                LimitStore::Redis(r) if snapshot.auth.is_some() => Some(r.clone()),
+                _ => None,
+            }
+        };
+        match store {
+            None => Sharing::NoStore,
+            Some(store) => match shared::sync(&store, &self.revocations, now_ms).await {
+                Ok(_) => Sharing::Done,
+                Err(e) => Sharing::Pending(e.to_string()),
+            },
+        }
     }
 
     /// Who is calling an admin endpoint, and why they may not (if so): a
@@ -393,6 +458,55 @@ struct RevokeRequest {
     sub: String,
     /// How long, e.g. `12h` (default `auth.revoked.runtime_ttl`).
     ttl: Option<String>,
+}
+
+/// The body of `POST /unrevoke`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnrevokeRequest {
+    sub: String,
+}
+
+/// How far a runtime revocation (or its lifting) got.
+enum Sharing {
+    /// No shared store: this replica is all there is.
+    NoStore,
+    /// Every replica will see it at its next sync.
+    Done,
+    /// The shared store did not answer: this replica only, until it does.
+    Pending(String),
+}
+
+impl Sharing {
+    fn shared(&self) -> bool {
+        matches!(self, Sharing::Done)
+    }
+
+    fn pending(&self) -> Option<&str> {
+        match self {
+            Sharing::Pending(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// 202 when the other replicas are still to learn it.
+    fn status(&self) -> StatusCode {
+        match self {
+            Sharing::Pending(_) => StatusCode::ACCEPTED,
+            _ => StatusCode::OK,
+        }
+    }
+
+    /// For the audit record's detail.
+    fn reach(&self) -> String {
+        match self {
+            Sharing::NoStore => String::new(),
+            Sharing::Done => ", on every replica".to_string(),
+            Sharing::Pending(e) => {
+                format!(", on this replica; the others when the shared store answers ({e})")
+            }
+        }
+    }
 }
 
 /// The body of `POST /explain`.

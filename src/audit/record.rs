@@ -93,9 +93,10 @@ pub enum AuditEvent {
     /// published, `deny` when the file was rejected (and the old snapshot
     /// kept); `detail` says why.
     Reload,
-    /// A subject revoked through the admin `POST /revoke` (`allow`), or an
-    /// attempt the admin listener refused for want of credentials
-    /// (`deny`); `detail` names the subject and who asked.
+    /// A subject revoked through the admin `POST /revoke`, or a runtime
+    /// revocation lifted through `POST /unrevoke` (`allow`), or an attempt
+    /// at either the admin listener refused for want of credentials
+    /// (`deny`); `detail` names the endpoint, the subject and who asked.
     Revoke,
     /// The writer could not continue the chain of an existing file (its last
     /// line was unreadable or unchained) and started a new segment from the

@@ -45,6 +45,11 @@ impl RevocationList {
             .collect()
     }
 
+    /// Whether the subject file lists `subject`.
+    pub fn lists_subject(&self, subject: &str) -> bool {
+        self.subjects.contains(subject)
+    }
+
     pub fn len(&self) -> usize {
         self.subjects.len() + self.token_ids.len()
     }
@@ -69,12 +74,55 @@ pub const MAX_SUBJECT: usize = 128;
 
 /// Subjects revoked at runtime (admin `POST /revoke`, or learnt from the
 /// other replicas), shared by every config snapshot, each until its expiry
-/// (milliseconds since the Unix epoch).
+/// (milliseconds since the Unix epoch); and revocations lifted
+/// (`POST /unrevoke`), remembered as long as the revocation they lift
+/// would have lasted, so no replica that still holds it brings it back.
 #[derive(Debug, Default)]
 pub struct RuntimeRevocations {
-    subjects: RwLock<HashMap<String, i64>>,
+    subjects: RwLock<HashMap<String, Entry>>,
     /// Syncs with the shared store that failed ([`shared`]).
     sync_failures: AtomicU64,
+}
+
+/// One subject's runtime state. Of two entries for one subject (here and
+/// on another replica), the later decision (`at`) stands; at the same
+/// millisecond, the revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// When it was decided (ms since the epoch).
+    pub at: i64,
+    /// When it ends (ms since the epoch).
+    pub until: i64,
+    /// Revoked; `false`: a revocation lifted.
+    pub revoked: bool,
+}
+
+impl Entry {
+    fn supersedes(&self, other: &Entry) -> bool {
+        self.at > other.at || (self.at == other.at && self.revoked && !other.revoked)
+    }
+
+    /// `at:until:r` (revoked) or `at:until:l` (lifted): how the shared
+    /// store holds it.
+    pub fn encode(&self) -> String {
+        let state = if self.revoked { 'r' } else { 'l' };
+        format!("{}:{}:{state}", self.at, self.until)
+    }
+
+    pub fn decode(text: &str) -> Option<Entry> {
+        let mut parts = text.split(':');
+        let at = parts.next()?.parse().ok()?;
+        let until = parts.next()?.parse().ok()?;
+        let revoked = match parts.next()? {
+            "r" => true,
+            "l" => false,
+            _ => return None,
+        };
+        parts
+            .next()
+            .is_none()
+            .then_some(Entry { at, until, revoked })
+    }
 }
 
 /// Why a subject could not be revoked.
@@ -94,60 +142,78 @@ impl RuntimeRevocations {
             return Err(RevokeError::TooLong);
         }
         let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
+        let held = map.get(subject).filter(|e| e.until > now_ms).copied();
+        if held.is_none() && !map.contains_key(subject) && map.len() >= MAX_RUNTIME {
+            map.retain(|_, e| e.until > now_ms);
+            if map.len() >= MAX_RUNTIME {
+                return Err(RevokeError::Full);
+            }
+        }
+        let (newly, until) = match held {
+            Some(e) if e.revoked => (false, e.until.max(until_ms)),
+            _ => (true, until_ms),
+        };
+        map.insert(
+            subject.to_string(),
+            Entry {
+                at: now_ms,
+                until,
+                revoked: true,
+            },
+        );
+        Ok(newly)
+    }
+
+    /// Lift `subject`'s runtime revocation; whether it had one in force.
+    /// The lifting is remembered until the revocation would have ended.
+    pub fn lift(&self, subject: &str, now_ms: i64) -> bool {
+        let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(subject) {
-            Some(until) if *until > now_ms => {
-                *until = (*until).max(until_ms);
-                Ok(false)
+            Some(e) if e.revoked && e.until > now_ms => {
+                *e = Entry {
+                    at: now_ms.max(e.at + 1),
+                    until: e.until,
+                    revoked: false,
+                };
+                true
             }
-            _ => {
-                if map.len() >= MAX_RUNTIME {
-                    map.retain(|_, until| *until > now_ms);
-                    if map.len() >= MAX_RUNTIME {
-                        return Err(RevokeError::Full);
-                    }
-                }
-                map.insert(subject.to_string(), until_ms);
-                Ok(true)
-            }
+            _ => false,
         }
     }
 
-    /// Adds what another replica revoked; how many subjects were new here.
-    pub fn merge(&self, entries: impl IntoIterator<Item = (String, i64)>, now_ms: i64) -> usize {
+    /// Takes in the entries of the other replicas (a later decision
+    /// replaces this one's); how many subjects became revoked here.
+    pub fn merge(&self, entries: impl IntoIterator<Item = (String, Entry)>, now_ms: i64) -> usize {
         let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
         let mut new = 0;
-        for (subject, until) in entries {
-            if until <= now_ms || subject.len() > MAX_SUBJECT {
+        for (subject, entry) in entries {
+            if entry.until <= now_ms || subject.len() > MAX_SUBJECT {
                 continue;
             }
-            let held = map.get(&subject).copied();
-            match held {
-                Some(held) if held > now_ms => {
-                    map.insert(subject, held.max(until));
-                }
-                // An expired entry's place, or room for one more.
-                Some(_) => {
-                    map.insert(subject, until);
+            let held = map.get(&subject).filter(|e| e.until > now_ms).copied();
+            let take = match held {
+                Some(h) => entry.supersedes(&h),
+                None => map.contains_key(&subject) || map.len() < MAX_RUNTIME,
+            };
+            if take {
+                if entry.revoked && !held.is_some_and(|h| h.revoked) {
                     new += 1;
                 }
-                None if map.len() < MAX_RUNTIME => {
-                    map.insert(subject, until);
-                    new += 1;
-                }
-                None => {}
+                map.insert(subject, entry);
             }
         }
         new
     }
 
-    /// The revocations still in force, expired ones dropped.
-    pub fn entries(&self, now_ms: i64) -> Vec<(String, i64)> {
+    /// Every entry still in force, lifted ones included; expired ones are
+    /// dropped.
+    pub fn entries(&self, now_ms: i64) -> Vec<(String, Entry)> {
         let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, until| *until > now_ms);
-        map.iter().map(|(s, until)| (s.clone(), *until)).collect()
+        map.retain(|_, e| e.until > now_ms);
+        map.iter().map(|(s, e)| (s.clone(), *e)).collect()
     }
 
-    /// Runtime revocations held, expired ones that were not dropped yet
+    /// Entries held (revoked and lifted), expired ones not dropped yet
     /// included.
     pub fn count(&self) -> usize {
         self.subjects
@@ -156,10 +222,12 @@ impl RuntimeRevocations {
             .len()
     }
 
-    /// Held and not expired at `now_ms`.
+    /// Subjects revoked and not expired at `now_ms`.
     pub fn in_force(&self, now_ms: i64) -> usize {
         let map = self.subjects.read().unwrap_or_else(|e| e.into_inner());
-        map.values().filter(|until| **until > now_ms).count()
+        map.values()
+            .filter(|e| e.revoked && e.until > now_ms)
+            .count()
     }
 
     pub fn sync_failures(&self) -> u64 {
@@ -168,7 +236,10 @@ impl RuntimeRevocations {
 
     fn contains(&self, subject: &str, now_ms: i64) -> bool {
         let map = self.subjects.read().unwrap_or_else(|e| e.into_inner());
-        !map.is_empty() && map.get(subject).is_some_and(|until| *until > now_ms)
+        !map.is_empty()
+            && map
+                .get(subject)
+                .is_some_and(|e| e.revoked && e.until > now_ms)
     }
 }
 
@@ -248,33 +319,92 @@ mod tests {
         );
     }
 
+    fn revoked(at: i64, until: i64) -> Entry {
+        Entry {
+            at,
+            until,
+            revoked: true,
+        }
+    }
+
     #[test]
-    fn merged_entries_keep_the_later_expiry_and_drop_expired_ones() {
+    fn the_later_decision_stands_and_expired_entries_go() {
         let runtime = RuntimeRevocations::default();
         runtime.revoke("alice", NOW + 100, NOW).expect("room");
         let new = runtime.merge(
             [
-                ("alice".to_string(), NOW + 500),
-                ("bob".to_string(), NOW + 200),
-                ("carol".to_string(), NOW - 1),
+                ("alice".to_string(), revoked(NOW + 1, NOW + 500)),
+                ("bob".to_string(), revoked(NOW, NOW + 200)),
+                ("carol".to_string(), revoked(NOW - 10, NOW - 1)),
             ],
             NOW,
         );
-        assert_eq!(new, 1, "bob is new; carol had expired");
+        assert_eq!(
+            new, 1,
+            "bob is new; alice was revoked already; carol had expired"
+        );
         let mut held = runtime.entries(NOW);
-        held.sort();
+        held.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             held,
             [
-                ("alice".to_string(), NOW + 500),
-                ("bob".to_string(), NOW + 200)
+                ("alice".to_string(), revoked(NOW + 1, NOW + 500)),
+                ("bob".to_string(), revoked(NOW, NOW + 200))
             ]
         );
-        assert_eq!(
-            runtime.entries(NOW + 300),
-            [("alice".to_string(), NOW + 500)]
-        );
+        assert_eq!(runtime.entries(NOW + 300).len(), 1);
         assert_eq!(runtime.count(), 1, "expired entries are dropped");
+
+        // An older decision from a replica that was behind changes nothing.
+        assert_eq!(
+            runtime.merge([("alice".to_string(), revoked(NOW - 5, NOW + 900))], NOW),
+            0
+        );
+        assert_eq!(runtime.entries(NOW)[0].1, revoked(NOW + 1, NOW + 500));
+    }
+
+    #[test]
+    fn a_lifted_revocation_is_not_brought_back_by_a_replica_that_still_holds_it() {
+        let here = RuntimeRevocations::default();
+        let there = RuntimeRevocations::default();
+        here.revoke("alice", NOW + 1000, NOW).expect("room");
+        there.merge(here.entries(NOW), NOW);
+        assert!(there.contains("alice", NOW));
+
+        assert!(here.lift("alice", NOW + 10));
+        assert!(!here.contains("alice", NOW + 10), "lifted here at once");
+        assert!(!here.lift("alice", NOW + 11), "nothing left to lift");
+        assert_eq!(here.in_force(NOW + 10), 0);
+        // The other replica still pushes its revocation: the lifting is later.
+        here.merge(there.entries(NOW + 20), NOW + 20);
+        assert!(!here.contains("alice", NOW + 20));
+        // And it takes the lifting in.
+        assert_eq!(there.merge(here.entries(NOW + 20), NOW + 20), 0);
+        assert!(!there.contains("alice", NOW + 20));
+        // A new revocation after the lifting stands.
+        assert_eq!(there.revoke("alice", NOW + 50, NOW + 30), Ok(true));
+        here.merge(there.entries(NOW + 30), NOW + 30);
+        assert!(here.contains("alice", NOW + 30));
+        // The lifting lasts as long as what it lifted would have.
+        assert!(here.lift("alice", NOW + 40));
+        assert_eq!(here.entries(NOW + 40)[0].1.until, NOW + 50);
+    }
+
+    #[test]
+    fn entries_travel_as_text() {
+        for e in [
+            revoked(NOW, NOW + 5),
+            Entry {
+                at: 1,
+                until: 2,
+                revoked: false,
+            },
+        ] {
+            assert_eq!(Entry::decode(&e.encode()), Some(e));
+        }
+        for bad in ["", "1:2", "1:2:x", "a:2:r", "1:2:r:4", "1:-:l"] {
+            assert_eq!(Entry::decode(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -293,7 +423,10 @@ mod tests {
             runtime.revoke(&"x".repeat(MAX_SUBJECT + 1), NOW + 10, NOW),
             Err(RevokeError::TooLong)
         );
-        let learnt = runtime.merge((0..10).map(|i| (format!("t{i}"), NOW + 100)), NOW);
+        let learnt = runtime.merge(
+            (0..10).map(|i| (format!("t{i}"), revoked(NOW, NOW + 100))),
+            NOW,
+        );
         assert_eq!(learnt, 0, "nor learnt from another replica");
         assert_eq!(
             runtime.revoke("one-more", NOW + 100, NOW + 10),

@@ -3,43 +3,70 @@
 //! through one replica's admin endpoint is refused by that replica at once
 //! and by the others within `auth.revoked.sync_every`.
 //!
-//! One Redis sorted set, `<key_prefix>revoked`: member the subject, score
-//! its expiry (milliseconds since the Unix epoch). Each replica runs one
-//! script per sync that drops expired entries, adds the replica's own (a
-//! later expiry wins) and answers the whole set, which the replica merges
-//! into its own. So:
+//! One Redis hash, `<key_prefix>revoked`: field the subject, value
+//! `at:until:r` (revoked at `at` until `until`) or `at:until:l` (a
+//! revocation lifted at `at`, remembered until the lifted one would have
+//! ended), in milliseconds since the Unix epoch. Each replica runs one
+//! script per sync that drops ended entries, adds the replica's own where
+//! they are later decisions than what Redis holds, and answers the whole
+//! hash, which the replica takes in the same way. So:
 //! - a revocation made while Redis was unreachable reaches the others once
 //!   Redis is back;
 //! - a Redis that lost its data (restarted without persistence) is filled
-//!   again by the replicas that still hold the revocations;
-//! - an entry only ever ends by expiring; there is no un-revoke.
+//!   again by the replicas that still hold the entries;
+//! - a lifted revocation is not brought back by a replica that had not yet
+//!   heard of the lifting: the lifting is the later decision.
 //!
-//! Replicas' clocks are assumed NTP-close: an entry may end a few
-//! milliseconds apart on two of them.
+//! Replicas' clocks are assumed NTP-close: decisions a few milliseconds
+//! apart on two replicas may be ordered by skew.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_core::server::ShutdownWatch;
 
-use super::RuntimeRevocations;
+use super::{Entry, RuntimeRevocations};
 use crate::config::ConfigStore;
 use crate::limit::redis::{RedisStore, Script, StoreError};
 use crate::limit::resp::Reply;
 use crate::limit::script::ReplyError;
 use crate::limit::LimitStore;
 
-/// `ARGV[1]`: now (ms); then pairs of subject and expiry (ms) this replica
-/// holds. Replies the set, as `{subject, expiry, …}`. The key expires with
-/// its last entry.
+/// `ARGV[1]`: now (ms); then pairs of subject and entry this replica
+/// holds. Replies the hash, as `{subject, entry, …}`. The key expires with
+/// its last entry. At the same `at`, a revocation beats a lifting.
 pub const SYNC_SCRIPT: &str = r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-for i = 2, #ARGV - 1, 2 do
-  redis.call('ZADD', KEYS[1], 'GT', ARGV[i + 1], ARGV[i])
+local now = tonumber(ARGV[1])
+local held = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local at, untl = string.match(all[i + 1], '^(%d+):(%d+):[rl]$')
+  if at and tonumber(untl) > now then
+    held[all[i]] = {tonumber(at), tonumber(untl), all[i + 1]}
+  else
+    redis.call('HDEL', KEYS[1], all[i])
+  end
 end
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
-return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 2, #ARGV - 1, 2 do
+  local at, untl, st = string.match(ARGV[i + 1], '^(%d+):(%d+):([rl])$')
+  if at and tonumber(untl) > now then
+    at = tonumber(at)
+    local cur = held[ARGV[i]]
+    if not cur or at > cur[1] or (at == cur[1] and st == 'r') then
+      held[ARGV[i]] = {at, tonumber(untl), ARGV[i + 1]}
+      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    end
+  end
+end
+local out = {}
+local last = 0
+for subject, e in pairs(held) do
+  out[#out + 1] = subject
+  out[#out + 1] = e[3]
+  if e[2] > last then last = e[2] end
+end
+if last > 0 then redis.call('PEXPIREAT', KEYS[1], string.format('%d', last)) end
+return out
 ";
 
 static SYNC: Script = Script::new(SYNC_SCRIPT);
@@ -61,9 +88,9 @@ pub async fn sync(
 ) -> Result<usize, StoreError> {
     let key = redis_key(&store.settings().key_prefix);
     let mut args = vec![now_ms.to_string().into_bytes()];
-    for (subject, until) in revocations.entries(now_ms) {
+    for (subject, entry) in revocations.entries(now_ms) {
         args.push(subject.into_bytes());
-        args.push(until.to_string().into_bytes());
+        args.push(entry.encode().into_bytes());
     }
     let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
     let remote = store
@@ -77,8 +104,8 @@ pub async fn sync(
     Ok(revocations.merge(remote, now_ms))
 }
 
-/// `{subject, expiry, …}` as pairs.
-fn read_set(reply: &Reply) -> Result<Vec<(String, i64)>, ReplyError> {
+/// `{subject, entry, …}` as pairs.
+fn read_set(reply: &Reply) -> Result<Vec<(String, Entry)>, ReplyError> {
     let Reply::Array(Some(items)) = reply else {
         return Err(match reply {
             Reply::Error(e) => ReplyError::Server(e.clone()),
@@ -91,17 +118,16 @@ fn read_set(reply: &Reply) -> Result<Vec<(String, i64)>, ReplyError> {
     items
         .chunks(2)
         .map(|pair| {
-            let (Reply::Bulk(Some(subject)), Reply::Bulk(Some(score))) = (&pair[0], &pair[1])
+            let (Reply::Bulk(Some(subject)), Reply::Bulk(Some(entry))) = (&pair[0], &pair[1])
             else {
                 return Err(ReplyError::Shape);
             };
             let subject = String::from_utf8(subject.clone()).map_err(|_| ReplyError::Shape)?;
-            let until = std::str::from_utf8(score)
+            let entry = std::str::from_utf8(entry)
                 .ok()
-                .and_then(|s| s.parse::<f64>().ok())
-                .filter(|f| f.is_finite())
+                .and_then(Entry::decode)
                 .ok_or(ReplyError::Shape)?;
-            Ok((subject, until as i64))
+            Ok((subject, entry))
         })
         .collect()
 }
@@ -170,25 +196,39 @@ mod tests {
     }
 
     #[test]
-    fn the_set_reads_as_pairs_and_anything_else_is_an_error() {
+    fn the_hash_reads_as_pairs_and_anything_else_is_an_error() {
         let reply = Reply::Array(Some(vec![
             bulk("alice"),
-            bulk("1764000000123"),
+            bulk("1764000000000:1764000000123:r"),
             bulk("bob"),
-            bulk("1.764000000456e+12"),
+            bulk("1764000000001:1764000000456:l"),
         ]));
         assert_eq!(
             read_set(&reply),
             Ok(vec![
-                ("alice".to_string(), 1_764_000_000_123),
-                ("bob".to_string(), 1_764_000_000_456)
+                (
+                    "alice".to_string(),
+                    Entry {
+                        at: 1_764_000_000_000,
+                        until: 1_764_000_000_123,
+                        revoked: true
+                    }
+                ),
+                (
+                    "bob".to_string(),
+                    Entry {
+                        at: 1_764_000_000_001,
+                        until: 1_764_000_000_456,
+                        revoked: false
+                    }
+                )
             ])
         );
         assert_eq!(read_set(&Reply::Array(Some(vec![]))), Ok(vec![]));
         for bad in [
             Reply::Array(Some(vec![bulk("alice")])),
             Reply::Array(Some(vec![bulk("alice"), bulk("soon")])),
-            Reply::Array(Some(vec![bulk("alice"), bulk("inf")])),
+            Reply::Array(Some(vec![bulk("alice"), bulk("1:2:x")])),
             Reply::Array(Some(vec![bulk("alice"), Reply::Integer(5)])),
             Reply::Array(None),
             Reply::Integer(1),

@@ -84,17 +84,24 @@ async fn revoke(gw: &TestGateway, body: Value) -> (u16, Value) {
     (status, resp.json().await.expect("a JSON answer"))
 }
 
-/// The expiry Redis holds for `subject`, if any.
-async fn in_redis(redis: &RedisServer, subject: &str) -> Option<String> {
+/// The entry Redis holds for `subject` (`at:until:r|l`), if any.
+async fn in_redis_hash(redis: &RedisServer, subject: &str) -> Option<String> {
     match redis
-        .command(&[b"ZSCORE", b"test:rv:revoked", subject.as_bytes()])
+        .command(&[b"HGET", b"test:rv:revoked", subject.as_bytes()])
         .await
     {
-        chatwarden::limit::resp::Reply::Bulk(Some(score)) => {
-            Some(String::from_utf8(score).expect("a number"))
+        chatwarden::limit::resp::Reply::Bulk(Some(entry)) => {
+            Some(String::from_utf8(entry).expect("text"))
         }
         _ => None,
     }
+}
+
+/// Whether Redis holds `subject` as revoked.
+async fn in_redis(redis: &RedisServer, subject: &str) -> Option<String> {
+    in_redis_hash(redis, subject)
+        .await
+        .filter(|e| e.ends_with(":r"))
 }
 
 #[tokio::test]
@@ -261,15 +268,16 @@ async fn a_full_shared_set_of_the_longest_subjects_still_syncs() {
     let idp = Idp::start().await;
     // Another replica's work: the most revocations a replica holds, the
     // longest subjects, put straight into Redis; the last one is ours.
-    let expiry = (jiff::Timestamp::now().as_millisecond() + 3_600_000).to_string();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let entry = format!("{now}:{}:r", now + 3_600_000);
     let subjects: Vec<String> = (0..999)
         .map(|i| format!("{i:0>128}"))
         .chain(["zoe".to_string()])
         .collect();
-    let mut args: Vec<&[u8]> = vec![b"ZADD", b"test:rv:revoked"];
+    let mut args: Vec<&[u8]> = vec![b"HSET", b"test:rv:revoked"];
     for s in &subjects {
-        args.push(expiry.as_bytes());
         args.push(s.as_bytes());
+        args.push(entry.as_bytes());
     }
     assert_eq!(
         redis.command(&args).await,
@@ -286,4 +294,68 @@ async fn a_full_shared_set_of_the_longest_subjects_still_syncs() {
         .await
         .expect("revoke");
     assert_eq!(full.status(), 409, "the replica holds as many as it may");
+}
+
+#[tokio::test]
+async fn a_lifted_revocation_is_lifted_everywhere_and_stays_lifted() {
+    let mut redis = RedisServer::start().await;
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let a = gateway(&up, &idp, &redis).await;
+    let b = gateway(&up, &idp, &redis).await;
+    let noah = idp.token("noah", &["agent"], json!({}));
+
+    // The wrong person was revoked, through a.
+    let (code, _) = revoke(&a, json!({"sub": "noah"})).await;
+    assert_eq!(code, 200);
+    until(&b, &noah, 401, "b never learnt the revocation").await;
+
+    // Lifted through b: at once there, and on a at its next sync.
+    let unrevoke = |gw: &TestGateway, sub: &'static str| {
+        let req = gw
+            .client()
+            .post(format!("http://{}/unrevoke", gw.admin))
+            .json(&json!({ "sub": sub }));
+        async move {
+            let resp = req.send().await.expect("unrevoke");
+            let code = resp.status().as_u16();
+            (code, resp.text().await.expect("a body"))
+        }
+    };
+    let (code, body) = unrevoke(&b, "noah").await;
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(answer["lifted"], "noah");
+    assert_eq!(answer["shared"], true);
+    assert_eq!(status(&b, &noah).await, 200, "lifted at once where asked");
+    until(&a, &noah, 200, "a never learnt the lifting").await;
+
+    // a still held the revocation when b lifted it; its syncs push it, but
+    // the lifting is the later decision. Nor does a Redis restart bring it
+    // back: the replicas push the lifting too.
+    redis.restart().await;
+    let started = Instant::now();
+    while in_redis_hash(&redis, "noah").await.is_none() {
+        assert!(started.elapsed() < GUARD, "no replica restored the entries");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(in_redis_hash(&redis, "noah")
+        .await
+        .is_some_and(|e| e.ends_with(":l")));
+    for gw in [&a, &b] {
+        assert_eq!(status(gw, &noah).await, 200);
+    }
+
+    let (code, body) = unrevoke(&a, "noah").await;
+    assert_eq!(code, 404, "nothing left to lift: {body}");
+    let records = b.audit_records(2).await;
+    let lifted: Vec<_> = records
+        .iter()
+        .filter_map(|r| r["detail"].as_str())
+        .filter(|d| d.starts_with("POST /unrevoke"))
+        .collect();
+    assert_eq!(
+        lifted,
+        ["POST /unrevoke from 127.0.0.1: subject noah's runtime revocation lifted, on every replica"]
+    );
 }
