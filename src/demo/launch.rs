@@ -210,6 +210,9 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
   # Instant revocation: Amelia leaves; her still-valid token stops working on the next request
   curl -s -X POST {adm}/revoke -H "Authorization: Bearer $ADMIN_API" -d '{{"sub":"amelia.clarke@acme-retail.example"}}'; echo
   curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT"; echo
+  # ...and a revocation made by mistake is lifted (with a shared Redis, on every replica)
+  curl -s -X POST {adm}/unrevoke -H "Authorization: Bearer $ADMIN_API" -d '{{"sub":"amelia.clarke@acme-retail.example"}}'; echo
+  curl -s -o /dev/null -w '%{{http_code}}\n' $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT"
 
   # Meta's webhook subscription handshake, answered by the gateway
   curl -s "$GW/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=demo-verify-token&hub.challenge=1158201444"; echo
