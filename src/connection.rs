@@ -17,7 +17,7 @@
 //!   stream where a request begins and ends: `early_request_filter` marks
 //!   the head complete, `logging` the request finished.
 //! - **Connection caps.** `connections.max` bounds the connections open at
-//!   once on all listeners; `connections.max_per_client` bounds those from
+//!   once on all proxy listeners; `connections.max_per_client` bounds those from
 //!   one address (an IPv6 client by its /64). A connection over a cap is
 //!   closed before any request is read from it, and on a TLS listener
 //!   before its handshake. Connections from `network.trusted_proxies` are
@@ -25,8 +25,8 @@
 //! - **TLS handshakes after the caps, within the head deadline.** pingora
 //!   would complete a TLS listener's handshake before handing the
 //!   connection over, allowing it 60 s, so a client could hold any number
-//!   of connections in their handshakes, past both caps. The proxy's TLS
-//!   listeners are therefore plain TCP listeners to pingora, and
+//!   of connections in their handshakes, past both caps. TLS listeners
+//!   are therefore plain TCP listeners to pingora, and
 //!   [`Guarded`] runs the handshake itself (pingora's own acceptor, the same
 //!   settings) once the connection has its slot, cut at
 //!   `connections.head_timeout`.
@@ -34,6 +34,9 @@
 //!   (it answers 400 before any gateway phase runs) would otherwise leave
 //!   no audit record: the stream notices a response written while a head
 //!   was still incomplete, and [`HeadRefusals`] writes the record.
+//!
+//! The admin listener is guarded the same way, with a table and counts of
+//! its own.
 //!
 //! Settings are read from the live snapshot when a connection is accepted,
 //! so a reload applies to new connections. HTTP/2 connections get the caps
@@ -75,7 +78,8 @@ pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionSettings {
     pub head_timeout: Duration,
-    /// Connections open at once on all listeners; `None`: no cap.
+    /// Connections open at once on all proxy listeners (the admin listener
+    /// counts its own); `None`: no cap.
     pub max: Option<u32>,
     /// Connections open at once from one client address; `None`: no cap.
     pub max_per_client: Option<u32>,
@@ -148,7 +152,7 @@ impl ConnectionMetrics {
         use std::fmt::Write;
         let _ = writeln!(
             out,
-            "# HELP chatwarden_connections_open Client connections open now, all listeners.\n\
+            "# HELP chatwarden_connections_open Client connections open now, all proxy listeners.\n\
              # TYPE chatwarden_connections_open gauge\n\
              chatwarden_connections_open {}",
             self.open.load(Ordering::Relaxed)
@@ -318,6 +322,17 @@ pub trait HeadRefusals: Send + Sync {
     /// `client`: the TCP peer (its head was never read, so no
     /// `X-Forwarded-For` either).
     async fn refused(&self, client: Option<IpAddr>, bytes_out: u64);
+}
+
+/// For the admin listener: a head pingora refused there is not a
+/// request to the gateway and leaves no audit record.
+pub struct Unrecorded;
+
+#[async_trait]
+impl HeadRefusals for Unrecorded {
+    async fn refused(&self, client: Option<IpAddr>, _bytes_out: u64) {
+        tracing::debug!(client = ?client, "admin listener: a malformed request head was refused");
+    }
 }
 
 /// Where a connection is in its request cycle, as the gateway's hooks see it.

@@ -21,7 +21,7 @@ use crate::audit::{
 };
 use crate::auth::JwksSource;
 use crate::config::{ConfigStore, Snapshot};
-use crate::connection::{Guarded, Handshakes};
+use crate::connection::{ConnectionMetrics, Guarded, Handshakes, Unrecorded};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::proxy::ParserRefusals;
@@ -223,34 +223,43 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     server.add_service(proxy);
 
     if let Some((addr, tls)) = admin_listener {
-        let mut admin = Service::new(
-            "chatwarden admin".to_string(),
-            AdminApp {
-                store: store.clone(),
-                metrics: metrics.clone(),
-                audit_stats: audit_stats.clone(),
-                audit: audit.clone(),
-                revocations: revocations.clone(),
-                jwks: jwks.clone(),
-                reloader: reloader.clone(),
-            },
-        );
+        // The admin listener gets the same head deadline, caps and
+        // handshake order as the proxy's, with its own count: a flood on
+        // the proxy's port must not fail the probes.
+        let mut handshakes = Handshakes::default();
         match tls {
             Some(key) => {
                 let settings =
                     crate::admin::tls::settings(&store, key).map_err(StartError::Pingora)?;
-                admin.add_tls_with_settings(&addr.to_string(), None, settings);
+                handshakes.add(addr, settings.build());
             }
-            None => {
-                if !addr.ip().is_loopback() {
-                    tracing::warn!(
-                        addr = %addr,
-                        "the admin listener is reachable from the network without TLS: the admin token and /reload, /revoke cross it in clear; set admin.tls"
-                    );
-                }
-                admin.add_tcp(&addr.to_string());
+            None if !addr.ip().is_loopback() => {
+                tracing::warn!(
+                    addr = %addr,
+                    "the admin listener is reachable from the network without TLS: the admin token and /reload, /revoke cross it in clear; set admin.tls"
+                );
             }
+            None => {}
         }
+        let mut admin = Service::new(
+            "chatwarden admin".to_string(),
+            Guarded::new(
+                AdminApp {
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    audit_stats: audit_stats.clone(),
+                    audit: audit.clone(),
+                    revocations: revocations.clone(),
+                    jwks: jwks.clone(),
+                    reloader: reloader.clone(),
+                },
+                store.clone(),
+                Arc::new(ConnectionMetrics::default()),
+                Arc::new(Unrecorded),
+                handshakes,
+            ),
+        );
+        admin.add_tcp(&addr.to_string());
         server.add_service(admin);
     }
     server.add_service(background_service("chatwarden audit writer", writer));

@@ -21,6 +21,7 @@ use crate::audit::{AuditEvent, AuditRecord, AuditSink, AuditStats};
 use crate::auth::JwksSource;
 use crate::config::duration::parse_duration;
 use crate::config::ConfigStore;
+use crate::connection::Paced;
 use crate::decision::Verdict;
 use crate::explain::{self, Question};
 use crate::limit::LimitStore;
@@ -68,7 +69,22 @@ struct Refusal {
 
 #[async_trait]
 impl ServeHttp for AdminApp {
+    /// The answer; and for the head deadline (`connection`), where the
+    /// request begins and ends.
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if let Some(paced) = session.stream().and_then(Paced::of) {
+            paced.head_complete();
+        }
+        let answer = self.answer(session).await;
+        if let Some(paced) = session.stream().and_then(Paced::of) {
+            paced.request_finished();
+        }
+        answer
+    }
+}
+
+impl AdminApp {
+    async fn answer(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let path = req.uri.path().to_string();
         let method = req.method.clone();
@@ -111,9 +127,7 @@ impl ServeHttp for AdminApp {
             }
         }
     }
-}
 
-impl AdminApp {
     /// Ready once a config is loaded and, with a JWKS endpoint, its first
     /// key set has arrived; and not while the audit sink makes the proxy
     /// refuse requests (`fail_closed`).

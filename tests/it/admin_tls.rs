@@ -248,3 +248,73 @@ fn a_client_ca_that_cannot_be_used_is_a_config_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_admin_listener_has_the_head_deadline_and_caps_of_its_own() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncReadExt;
+
+    let pki = tempfile::tempdir().expect("dir");
+    let ops = TestCa::new();
+    let up = EchoUpstream::start().await;
+    let server_ca = harness::make_pki(pki.path());
+    std::fs::write(pki.path().join("ops-ca.pem"), ops.pem()).expect("write the ops CA");
+    let gw = harness::start(
+        &format!("{CONFIG}connections: {{head_timeout: 300ms, max_per_client: 2}}\n"),
+        &[
+            ("UP", up.url()),
+            ("PKI", pki.path().display().to_string()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ],
+    )
+    .await;
+    // A new connection for every probe, as a load balancer's.
+    let probe = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", gw.admin)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(server_ca.as_bytes()).expect("a CA certificate"),
+        )
+        .build()
+        .expect("client");
+
+    // Two connections that never begin their handshakes fill this
+    // client's places on the admin listener…
+    let opened = Instant::now();
+    let mut stalled = [
+        tokio::net::TcpStream::connect(gw.admin)
+            .await
+            .expect("connect"),
+        tokio::net::TcpStream::connect(gw.admin)
+            .await
+            .expect("connect"),
+    ];
+    let started = Instant::now();
+    while probe.get(url(&gw, "/healthz")).send().await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no cap on the admin listener"
+        );
+        tokio::task::yield_now().await;
+    }
+    // …not the proxy's, which counts apart.
+    let proxied = gw
+        .client()
+        .get(gw.url("/contacts"))
+        .send()
+        .await
+        .expect("proxied");
+    assert_eq!(proxied.status(), 200);
+
+    // They are cut at the head deadline, and the probe answers again.
+    for s in &mut stalled {
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut sink)).await;
+        assert!(read.is_ok(), "a stalled admin handshake was left open");
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(300));
+    let (code, _) = status(probe.get(url(&gw, "/healthz"))).await;
+    assert_eq!(code, 200);
+}

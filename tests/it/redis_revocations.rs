@@ -143,9 +143,14 @@ async fn a_revocation_through_one_replica_reaches_every_replica() {
     )
     .await;
 
-    // Redis restarts empty; the replicas put the revocation back.
+    // Redis restarts empty (the marker is gone); the replicas put the
+    // revocation back.
+    redis.command(&[b"SET", b"marker", b"1"]).await;
     redis.restart().await;
-    assert_eq!(in_redis(&redis, "amelia").await, None);
+    assert_eq!(
+        redis.command(&[b"GET", b"marker"]).await,
+        chatwarden::limit::resp::Reply::Bulk(None)
+    );
     let started = Instant::now();
     while in_redis(&redis, "amelia").await.is_none() {
         assert!(
