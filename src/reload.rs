@@ -191,6 +191,7 @@ impl Reloader {
         if a.0.path != a.1.path
             || a.0.hash_chain != a.1.hash_chain
             || a.0.fail_closed != a.1.fail_closed
+            || a.0.signing != a.1.signing
         {
             problems.push("audit sink changed: restart to apply (the chain must not fork)");
         }

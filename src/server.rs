@@ -128,6 +128,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
                 max_size,
                 keep: a.rotate_keep,
             }),
+            signing: a.signing.clone(),
         },
     )?;
     let audit_stats = writer.stats();

@@ -11,7 +11,9 @@
 //! - [`health`]: whether the sink can take new requests' records; under
 //!   `fail_closed` the gateway refuses requests (503 `audit_unavailable`)
 //!   while it cannot.
-//! - [`verify`]: `chatwarden audit verify FILE`.
+//! - [`signing`]: signed checkpoints of the chain (`audit.signing_key`), so
+//!   that rewriting the whole file shows.
+//! - [`verify`]: `chatwarden audit verify FILE [--key PUBLIC.pem]`.
 //!
 //! Nothing here knows about pingora's request types; the writer only
 //! implements pingora's `BackgroundService` so it starts and stops with the
@@ -22,13 +24,16 @@ pub mod chain;
 pub mod health;
 pub mod query;
 pub mod record;
+pub mod signing;
 pub mod verify;
 pub mod writer;
 
 pub use chain::{Chain, GENESIS};
 pub use health::Unavailable;
 pub use record::{duration_ms, AuditEvent, AuditRecord};
-pub use verify::{verify_file, verify_reader, Break, VerifyError, VerifySummary};
+pub use verify::{
+    verify_file, verify_file_signed, verify_reader, Break, VerifyError, VerifySummary,
+};
 pub use writer::{
     audit_channel, AuditOptions, AuditSink, AuditStats, AuditTarget, AuditWriter, FlushError,
     Offered, OverflowPolicy, RotateOptions, SubmitError,

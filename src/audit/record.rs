@@ -98,6 +98,9 @@ pub enum AuditEvent {
     /// at either the admin listener refused for want of credentials
     /// (`deny`); `detail` names the endpoint, the subject and who asked.
     Revoke,
+    /// A signed checkpoint of the hash chain (`audit.signing_key`): the
+    /// signature over this record's `prev_hash` is in `detail`.
+    Checkpoint,
     /// The writer could not continue the chain of an existing file (its last
     /// line was unreadable or unchained) and started a new segment from the
     /// genesis hash.
@@ -300,6 +303,7 @@ impl AuditEvent {
         match self {
             AuditEvent::Reload => "reload",
             AuditEvent::Revoke => "revoke",
+            AuditEvent::Checkpoint => "checkpoint",
             AuditEvent::ChainRestart => "chain_restart",
             AuditEvent::RecordsLost => "records_lost",
         }

@@ -1,10 +1,13 @@
-//! `chatwarden audit verify FILE`: recompute the hash chain line by line.
+//! `chatwarden audit verify FILE [--key PUBLIC.pem]`: recompute the hash
+//! chain line by line, and with the key, check every signed checkpoint
+//! (see [`super::signing`]).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 use super::chain::{check_line, LinkError};
+use super::signing::{Checker, CheckpointError};
 
 /// What a successful verification saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +21,11 @@ pub struct VerifySummary {
     /// `hash` of the last record: compare it with an anchor kept elsewhere to
     /// detect lines removed from the end, which a chain alone cannot see.
     pub last_hash: Option<String>,
+    /// Signed checkpoints seen (each checked when a key was given).
+    pub checkpoints: u64,
+    /// Records after the last checkpoint (all of them when there is none):
+    /// no signature vouches for these yet.
+    pub unsigned_tail: u64,
 }
 
 /// The first place where the chain breaks.
@@ -27,6 +35,10 @@ pub enum VerifyError {
     Io(#[from] io::Error),
     #[error("line {line}: {problem}")]
     Broken { line: u64, problem: Break },
+    /// A key was given and no record is a checkpoint: a file rewritten
+    /// without the key would look just like this.
+    #[error("no signed checkpoint in {records} record(s): nothing vouches for the file")]
+    Unsigned { records: u64 },
 }
 
 /// Why a line breaks the chain.
@@ -49,21 +61,43 @@ pub enum Break {
     /// The line's content no longer matches its own hash.
     #[error("hash does not match the record's content (the record was edited)")]
     HashMismatch,
+    /// A checkpoint whose signature does not hold.
+    #[error("checkpoint: {0}")]
+    Checkpoint(CheckpointError),
 }
 
-/// Verifies the audit file at `path`.
+/// Verifies the audit file at `path` (the chain only; checkpoints are
+/// counted, not checked).
 pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifySummary, VerifyError> {
     verify_reader(BufReader::new(File::open(path)?))
+}
+
+/// Verifies the audit file at `path` and every checkpoint in it against
+/// `key`; a file without any is refused.
+pub fn verify_file_signed(
+    path: impl AsRef<Path>,
+    key: &Checker,
+) -> Result<VerifySummary, VerifyError> {
+    verify_lines(BufReader::new(File::open(path)?), Some(key))
 }
 
 /// Verifies audit lines from `reader`. The first record's `prev_hash` is
 /// taken as the anchor (see [`VerifySummary::first_prev_hash`]); every later
 /// record must link to the one before it.
-pub fn verify_reader(mut reader: impl BufRead) -> Result<VerifySummary, VerifyError> {
+pub fn verify_reader(reader: impl BufRead) -> Result<VerifySummary, VerifyError> {
+    verify_lines(reader, None)
+}
+
+fn verify_lines(
+    mut reader: impl BufRead,
+    key: Option<&Checker>,
+) -> Result<VerifySummary, VerifyError> {
     let mut line = Vec::with_capacity(1024);
     let mut records = 0u64;
     let mut first_prev = None;
     let mut last = None;
+    let mut checkpoints = 0u64;
+    let mut unsigned_tail = 0u64;
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -87,14 +121,41 @@ pub fn verify_reader(mut reader: impl BufRead) -> Result<VerifySummary, VerifyEr
             Some(prev) if prev != link.prev => return Err(broken(Break::PrevHashMismatch)),
             Some(_) => {}
         }
+        if let Some(detail) = checkpoint_detail(content) {
+            if let Some(key) = key {
+                key.check(&hex::encode(link.prev), &detail)
+                    .map_err(|e| broken(Break::Checkpoint(e)))?;
+            }
+            checkpoints += 1;
+            unsigned_tail = 0;
+        } else {
+            unsigned_tail += 1;
+        }
         last = Some(link.hash);
         records += 1;
+    }
+    if key.is_some() && checkpoints == 0 {
+        return Err(VerifyError::Unsigned { records });
     }
     Ok(VerifySummary {
         records,
         first_prev_hash: first_prev.map(hex::encode),
         last_hash: last.map(hex::encode),
+        checkpoints,
+        unsigned_tail,
     })
+}
+
+/// The `detail` of a checkpoint record (the chain has checked the line is
+/// a JSON object already).
+fn checkpoint_detail(content: &[u8]) -> Option<String> {
+    // Most lines are requests: skip the parse unless the event is there.
+    memchr::memmem::find(content, br#""event":"checkpoint""#)?;
+    let record: serde_json::Value = serde_json::from_slice(content).ok()?;
+    if record.get("event")?.as_str()? != "checkpoint" {
+        return None;
+    }
+    Some(record.get("detail")?.as_str()?.to_string())
 }
 
 impl From<LinkError> for Break {

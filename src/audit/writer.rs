@@ -48,6 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::chain::{check_line, Chain, GENESIS};
 use super::health::{admit, SinkState, Unavailable, WriteHealth};
 use super::record::{AuditEvent, AuditRecord};
+use super::signing::Signer;
 use crate::decision::Verdict;
 
 /// Where audit lines go (`audit.path`: a file, or `-` for stdout).
@@ -88,7 +89,25 @@ pub struct AuditOptions {
     pub hash_chain: bool,
     /// Rotation of a file target; ignored for stdout.
     pub rotate: Option<RotateOptions>,
+    /// Signed checkpoints of the chain (needs `hash_chain`).
+    pub signing: Option<Signing>,
 }
+
+/// Sign the chain's head with `signer` at least every `every` while
+/// records come in (see [`super::signing`]).
+#[derive(Debug, Clone)]
+pub struct Signing {
+    pub signer: Arc<Signer>,
+    pub every: Duration,
+}
+
+impl PartialEq for Signing {
+    fn eq(&self, other: &Self) -> bool {
+        self.signer.key_id() == other.signer.key_id() && self.every == other.every
+    }
+}
+
+impl Eq for Signing {}
 
 impl Default for AuditOptions {
     fn default() -> Self {
@@ -97,6 +116,7 @@ impl Default for AuditOptions {
             overflow: OverflowPolicy::Backpressure,
             hash_chain: true,
             rotate: None,
+            signing: None,
         }
     }
 }
@@ -213,6 +233,9 @@ fn channel_with(out: Output, resume: Resume, options: AuditOptions) -> (AuditSin
         torn: resume.torn,
         startup: resume.restart,
         error_log: ErrorLog::default(),
+        signing: options.signing.filter(|_| options.hash_chain),
+        unsigned: 0,
+        ticker: tx.downgrade(),
         #[cfg(test)]
         probe: None,
     };
@@ -478,6 +501,8 @@ enum Command {
     Record(AuditRecord),
     Flush(oneshot::Sender<io::Result<()>>),
     Shutdown(oneshot::Sender<()>),
+    /// Time for a signed checkpoint, if anything is unsigned.
+    Checkpoint,
 }
 
 #[derive(Debug)]
@@ -538,6 +563,11 @@ struct WriterState {
     /// A `chain_restart` record to write before anything else.
     startup: Option<AuditRecord>,
     error_log: ErrorLog,
+    signing: Option<Signing>,
+    /// Records sealed since the last checkpoint.
+    unsigned: u64,
+    /// For the checkpoint ticker (weak: it must not keep the queue open).
+    ticker: mpsc::WeakSender<Command>,
     /// Where the loop reports its steps, so tests can follow it without sleeping.
     #[cfg(test)]
     probe: Option<std::sync::mpsc::Sender<Step>>,
@@ -555,6 +585,8 @@ enum Step {
     Park,
     /// An idle writer whose last write failed tried again.
     Retry,
+    /// The checkpoint timer came; `signed`: a checkpoint was sealed.
+    Checkpoint { signed: bool },
 }
 
 #[derive(Debug, Default)]
@@ -582,6 +614,24 @@ fn spawn_thread(
         })
 }
 
+/// Asks the writer for a checkpoint every `every`, until the queue is
+/// gone. A full queue skips a tick: the writer is busy, and the next tick
+/// comes soon enough.
+fn spawn_ticker(tx: mpsc::WeakSender<Command>, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("chatwarden-audit-checkpoints".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(tx) = tx.upgrade() else { return };
+            if let Err(TrySendError::Closed(_)) = tx.try_send(Command::Checkpoint) {
+                return;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the audit checkpoint timer; checkpoints come at shutdown and rotation only");
+    }
+}
+
 /// Resolves when the server asks to shut down (or its watch is gone).
 async fn shutdown_requested(shutdown: &mut ShutdownWatch) {
     while !*shutdown.borrow_and_update() {
@@ -600,6 +650,9 @@ impl WriterState {
         }
         if let Some(record) = self.startup.take() {
             self.append(record, Kind::Note);
+        }
+        if let Some(signing) = &self.signing {
+            spawn_ticker(self.ticker.clone(), signing.every);
         }
         loop {
             let Some(command) = self.next_command() else {
@@ -621,10 +674,25 @@ impl WriterState {
                 }
             }
         }
+        self.checkpoint();
         self.commit();
         if let Err(e) = self.out.sync() {
             tracing::error!(error = %e, "audit file sync failed at exit");
         }
+    }
+
+    /// Seals a signed checkpoint of the chain's head into the batch, when
+    /// signing is on and records were sealed since the last one.
+    fn checkpoint(&mut self) {
+        let (Some(signing), Some(chain)) = (&self.signing, &self.chain) else {
+            return;
+        };
+        if self.unsigned == 0 {
+            return;
+        }
+        let record = signing.signer.checkpoint(&chain.prev(), self.unsigned);
+        self.append(record, Kind::Note);
+        self.unsigned = 0;
     }
 
     /// Waits for the next command: parked on the queue while writes work;
@@ -722,7 +790,13 @@ impl WriterState {
                 };
                 let _ = ack.send(result);
             }
+            Command::Checkpoint => {
+                let owed = self.unsigned > 0;
+                self.checkpoint();
+                self.probe(Step::Checkpoint { signed: owed });
+            }
             Command::Shutdown(ack) => {
+                self.checkpoint();
                 if self.commit().is_none() {
                     if let Err(e) = self.out.sync() {
                         tracing::error!(error = %e, "audit file sync failed at shutdown");
@@ -753,11 +827,21 @@ impl WriterState {
             hash,
             kind,
         });
+        self.unsigned += 1;
     }
 
     /// Writes the batch (retrying once), accounts for every record in it and
     /// rotates if due. Returns the write error, if the batch was not fully written.
     fn commit(&mut self) -> Option<io::Error> {
+        let error = self.write_batch();
+        if error.is_none() {
+            self.rotate_if_due();
+        }
+        error
+    }
+
+    /// [`commit`](Self::commit) without the rotation.
+    fn write_batch(&mut self) -> Option<io::Error> {
         if self.buf.is_empty() {
             return None;
         }
@@ -800,9 +884,6 @@ impl WriterState {
         }
         self.buf.clear();
         self.pending.clear();
-        if error.is_none() {
-            self.rotate_if_due();
-        }
         error
     }
 
@@ -833,16 +914,28 @@ impl WriterState {
         }
         self.last_error = error.to_string();
         self.error_log.error(error, self.lost);
+        // A checkpoint in the failed part is lost with it: sign again.
+        self.unsigned += 1;
     }
 
     fn rotate_if_due(&mut self) {
         let Some(rotate) = self.rotate else { return };
-        let Output::File { file, path, len } = &mut self.out else {
+        let Output::File { len, .. } = &self.out else {
             return;
         };
         if *len < rotate.max_size {
             return;
         }
+        // Each rotated file ends signed.
+        if self.signing.is_some() && self.unsigned > 0 {
+            self.checkpoint();
+            if self.write_batch().is_some() {
+                return;
+            }
+        }
+        let Output::File { file, path, len } = &mut self.out else {
+            return;
+        };
         match rotate_file(path, rotate.keep) {
             Ok(new_file) => {
                 *file = new_file;
@@ -1616,6 +1709,7 @@ mod tests {
                     // The park before the first record.
                     Step::Park => {}
                     Step::Retry => panic!("a writer whose writes work has nothing to retry"),
+                    Step::Checkpoint { .. } => panic!("no signing, no checkpoint timer"),
                 }
                 assert!(
                     naps_since_batch <= 2,
@@ -1787,5 +1881,160 @@ mod tests {
         }
         assert_eq!(sink.admission(), Ok(()), "recovered without traffic");
         assert!(disk.lines().iter().any(|l| l.contains("records_lost")));
+    }
+
+    // ----- signed checkpoints -------------------------------------------
+
+    fn signing(every: Duration) -> (AuditOptions, crate::audit::signing::Checker) {
+        let (private, public) = crate::audit::signing::tests::key_pair();
+        let signer = crate::audit::signing::Signer::from_pem(private.as_bytes()).expect("key");
+        let checker = crate::audit::signing::Checker::from_pem(public.as_bytes()).expect("key");
+        let opts = AuditOptions {
+            signing: Some(Signing {
+                signer: Arc::new(signer),
+                every,
+            }),
+            ..AuditOptions::default()
+        };
+        (opts, checker)
+    }
+
+    /// What someone with write access but no key can do: re-seal `lines`
+    /// (edited or not) into a chain that verifies.
+    fn rechain(lines: &[String]) -> String {
+        let mut prev = hex::encode(GENESIS);
+        let mut out = String::new();
+        for line in lines {
+            let cut = line.find(r#","prev_hash":"#).expect("a chained line");
+            let canonical = format!("{}}}", &line[..cut]);
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            sha2::Digest::update(&mut h, prev.as_bytes());
+            sha2::Digest::update(&mut h, b"\n");
+            sha2::Digest::update(&mut h, canonical.as_bytes());
+            let hash = hex::encode(sha2::Digest::finalize(h));
+            out.push_str(&format!(
+                r#"{},"prev_hash":"{prev}","hash":"{hash}"}}"#,
+                &line[..cut]
+            ));
+            out.push('\n');
+            prev = hash;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn signed_checkpoints_hold_where_a_rewritten_chain_does_not() {
+        use crate::audit::verify::verify_file_signed;
+        let (_dir, path) = temp_log();
+        let (opts, key) = signing(Duration::from_secs(3600));
+        write_session(&path, opts.clone(), 0..5).await;
+        write_session(&path, opts, 5..8).await;
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 10, "8 records and a checkpoint per session");
+        assert!(lines[5].contains(r#""event":"checkpoint""#), "{}", lines[5]);
+        assert!(lines[5].contains(r#""detail":"5 records sealed; ed25519 key="#));
+        let summary = verify_file_signed(&path, &key).expect("signed and intact");
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (2, 0));
+
+        let tampered = path.with_extension("tampered");
+        let check = |text: String| {
+            fs::write(&tampered, text).expect("write");
+            (verify_file(&tampered), verify_file_signed(&tampered, &key))
+        };
+        // An edited record, the chain recomputed: the chain alone passes it.
+        let mut edited = lines.clone();
+        edited[2] = edited[2].replace("agent-7", "agent-9");
+        let (chain, signed) = check(rechain(&edited));
+        assert!(chain.is_ok(), "a re-sealed chain verifies on its own");
+        assert!(
+            matches!(
+                signed,
+                Err(VerifyError::Broken {
+                    line: 6,
+                    problem: Break::Checkpoint(
+                        crate::audit::signing::CheckpointError::BadSignature
+                    )
+                })
+            ),
+            "{signed:?}"
+        );
+        // The checkpoints dropped and the rest re-sealed.
+        let stripped: Vec<String> = lines
+            .iter()
+            .filter(|l| !l.contains(r#""event":"checkpoint""#))
+            .cloned()
+            .collect();
+        let (chain, signed) = check(rechain(&stripped));
+        assert!(chain.is_ok());
+        assert!(
+            matches!(signed, Err(VerifyError::Unsigned { records: 8 })),
+            "{signed:?}"
+        );
+        // Cut after the first checkpoint, then records made up: they verify,
+        // and the summary says no signature covers them.
+        let mut forged = lines[..6].to_vec();
+        forged.push(lines[6].replace("req-5", "req-50"));
+        let resealed = rechain(&forged);
+        let (_, signed) = check(resealed);
+        let summary = signed.expect("the first six lines are the real ones");
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_comes_on_its_interval_while_the_writer_runs() {
+        use crate::audit::verify::verify_file_signed;
+        let (_dir, path) = temp_log();
+        let (opts, key) = signing(Duration::from_millis(20));
+        let (sink, writer) = open(&path, opts);
+        let steps = observe(&writer, BATCH_TICK);
+        let _thread = spawn(writer);
+        for n in 0..3 {
+            assert_eq!(sink.submit(record(n)).await, Ok(()));
+        }
+        let tick = || loop {
+            if let Step::Checkpoint { signed } = next_step(&steps) {
+                return signed;
+            }
+        };
+        assert!(tick(), "the first tick signs the three records");
+        assert!(sink.flush().await.is_ok());
+        assert_eq!(read_lines(&path).len(), 4);
+        let summary = verify_file_signed(&path, &key).expect("signed");
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (1, 0));
+        // Nothing new, nothing to sign: the next ticks add no line.
+        assert!(!tick());
+        assert!(!tick());
+        assert!(sink.flush().await.is_ok());
+        assert_eq!(read_lines(&path).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn every_rotated_file_ends_signed() {
+        use crate::audit::verify::verify_file_signed;
+        let (_dir, path) = temp_log();
+        let (mut opts, key) = signing(Duration::from_secs(3600));
+        opts.rotate = Some(RotateOptions {
+            max_size: 1,
+            keep: 10,
+        });
+        let (sink, writer) = open(&path, opts);
+        let thread = spawn(writer);
+        for n in 0..3 {
+            assert_eq!(sink.submit(record(n)).await, Ok(()));
+            assert!(sink.flush().await.is_ok());
+        }
+        drop(sink);
+        assert!(thread.join().is_ok());
+        let rotated = rotated_files(&path).expect("listable");
+        assert_eq!(rotated.len(), 3, "{rotated:?}");
+        for file in &rotated {
+            let summary = verify_file_signed(file, &key).expect("signed");
+            assert_eq!(
+                (summary.records, summary.checkpoints, summary.unsigned_tail),
+                (2, 1, 0),
+                "{}",
+                file.display()
+            );
+        }
     }
 }

@@ -6,13 +6,34 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::audit::query::{self, Filter};
-use crate::audit::verify_file;
+use crate::audit::signing::Checker;
+use crate::audit::{verify_file, verify_file_signed};
 
-pub fn verify(path: &Path) -> ExitCode {
-    match verify_file(path) {
+pub fn verify(path: &Path, key: Option<&Path>) -> ExitCode {
+    let checker = match key.map(Checker::from_path).transpose() {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("chatwarden: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match &checker {
+        Some(c) => verify_file_signed(path, c),
+        None => verify_file(path),
+    };
+    match result {
         Ok(summary) => {
+            let signed = match (&checker, summary.checkpoints) {
+                (Some(c), n) => format!(
+                    "; {n} checkpoint(s) signed by key {}, {} record(s) after the last",
+                    c.key_id(),
+                    summary.unsigned_tail
+                ),
+                (None, 0) => String::new(),
+                (None, n) => format!("; {n} checkpoint(s), not checked (pass --key)"),
+            };
             println!(
-                "{}: ok, {} record(s) chained; last hash {}",
+                "{}: ok, {} record(s) chained{signed}; last hash {}",
                 path.display(),
                 summary.records,
                 summary.last_hash.as_deref().unwrap_or("-")

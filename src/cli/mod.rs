@@ -131,7 +131,13 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the hash chain of an audit file; exit 1 at the first broken line.
-    Verify { file: PathBuf },
+    Verify {
+        file: PathBuf,
+        /// The public key (PEM) of `audit.signing_key`: every checkpoint's
+        /// signature is checked too, and a file without one fails.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
     /// Print the records that match every given filter.
     Query {
         file: PathBuf,
@@ -217,8 +223,8 @@ pub fn main() -> ExitCode {
             ttl: &ttl,
         }),
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => audit::verify(&file),
+            command: AuditCommand::Verify { file, key },
+        } => audit::verify(&file, key.as_deref()),
         Command::Audit {
             command:
                 AuditCommand::Query {

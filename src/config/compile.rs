@@ -28,6 +28,8 @@ use super::snapshot::{
     Timeouts, Upstream, UpstreamName, UpstreamTarget, DEFAULT_MAX_BODY, DEFAULT_WRITE_BUFFER,
     MAX_WRITE_BUFFER,
 };
+use crate::audit::signing::{Signer, DEFAULT_CHECKPOINT_EVERY};
+use crate::audit::writer::Signing;
 use crate::connection::ConnectionSettings;
 
 /// The largest `max_body` a config may set. The APIs behind the gateway
@@ -986,6 +988,50 @@ impl Compiler<'_> {
                 "audit.rotate needs audit.path to be a file, not stdout".to_string(),
             );
         }
+        let signing = a.signing_key.as_ref().and_then(|key| {
+            let signer = self.audit_signer(key)?;
+            if !a.hash_chain {
+                self.err(
+                    &key.referenced,
+                    "audit.signing_key signs the hash chain: set audit.hash_chain: true"
+                        .to_string(),
+                );
+                return None;
+            }
+            let every = match &a.checkpoint_every {
+                None => DEFAULT_CHECKPOINT_EVERY,
+                Some(e) => match parse_duration(&e.value) {
+                    Ok(d)
+                        if d >= std::time::Duration::from_secs(1)
+                            && d <= std::time::Duration::from_secs(3600) =>
+                    {
+                        d
+                    }
+                    Ok(_) => {
+                        self.err(
+                            &e.referenced,
+                            "audit.checkpoint_every must be between 1s and 1h".to_string(),
+                        );
+                        return None;
+                    }
+                    Err(msg) => {
+                        self.err(&e.referenced, format!("audit.checkpoint_every: {msg}"));
+                        return None;
+                    }
+                },
+            };
+            Some(Signing {
+                signer: Arc::new(signer),
+                every,
+            })
+        });
+        if let (Some(e), None) = (&a.checkpoint_every, &a.signing_key) {
+            self.err(
+                &e.referenced,
+                "audit.checkpoint_every without audit.signing_key: nothing would be signed"
+                    .to_string(),
+            );
+        }
         AuditSettings {
             path,
             hash_chain: a.hash_chain,
@@ -993,6 +1039,31 @@ impl Compiler<'_> {
             queue,
             rotate_max_size,
             rotate_keep,
+            signing,
+        }
+    }
+
+    /// The Ed25519 key in the PEM file `f` (read as a source: a new key is
+    /// a new config version).
+    fn audit_signer(&mut self, f: &Str) -> Option<Signer> {
+        let text = self.string(f)?;
+        let path = self.resolve_path(&text);
+        let pem = match self.read_source(&path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.err(
+                    &f.referenced,
+                    format!("cannot read audit signing key {}: {e}", path.display()),
+                );
+                return None;
+            }
+        };
+        match Signer::from_pem(&pem) {
+            Ok(s) => Some(s),
+            Err(msg) => {
+                self.err(&f.referenced, format!("{}: {msg}", path.display()));
+                None
+            }
         }
     }
 

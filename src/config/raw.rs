@@ -456,6 +456,10 @@ pub struct RawAudit {
     /// Records that may wait for the writer before the overflow policy applies.
     pub queue: Option<Spanned<u32>>,
     pub rotate: Option<RawRotate>,
+    /// PEM file of the Ed25519 key that signs checkpoints of the chain.
+    pub signing_key: Option<Str>,
+    /// How often the chain's head is signed while records come in.
+    pub checkpoint_every: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -475,6 +479,8 @@ impl Default for RawAudit {
             on_overflow: None,
             queue: None,
             rotate: None,
+            signing_key: None,
+            checkpoint_every: None,
         }
     }
 }

@@ -273,4 +273,6 @@ pub struct AuditSettings {
     pub queue: usize,
     pub rotate_max_size: Option<u64>,
     pub rotate_keep: usize,
+    /// Signed checkpoints (`audit.signing_key`, `checkpoint_every`).
+    pub signing: Option<crate::audit::writer::Signing>,
 }

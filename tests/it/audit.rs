@@ -268,3 +268,103 @@ async fn fail_closed_refuses_requests_while_audit_writes_fail_and_resumes_after(
     let text = metrics().await;
     assert!(text.contains("chatwarden_audit_available 1"), "{text}");
 }
+
+/// `audit.signing_key`: the running gateway signs checkpoints of the chain,
+/// and `chatwarden audit verify --key` (the real binary) tells a file
+/// rewritten without the key from the real one, though both chains verify.
+#[tokio::test]
+async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
+    use std::time::{Duration, Instant};
+
+    let up = EchoUpstream::start().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+    let yaml = proxy::config().replace(
+        "  hash_chain: true\n",
+        "  hash_chain: true\n  signing_key: ${DIR}/audit-signing.pem\n  checkpoint_every: 1s\n",
+    );
+    let gw = harness::start_with_files(
+        &yaml,
+        &[
+            ("UP_CRM", up.url()),
+            ("UP_DEAD", format!("http://{}", harness::free_addr())),
+            ("CRM_KEY", SECRET.to_string()),
+        ],
+        &[("audit-signing.pem", &key.serialize_pem())],
+    )
+    .await;
+    let public = gw.dir.path().join("audit-signing.pub.pem");
+    std::fs::write(&public, key.public_key_pem()).expect("public key");
+    for _ in 0..3 {
+        let resp = gw
+            .client()
+            .get(gw.url("/api/v1/accounts/1/contacts"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+    }
+    // The writer signs within `checkpoint_every` of the records.
+    let started = Instant::now();
+    while !std::fs::read_to_string(&gw.audit_path)
+        .expect("audit file")
+        .contains(r#""event":"checkpoint""#)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no checkpoint was written"
+        );
+        let _ = gw.handles.audit.flush().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let verify = |file: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
+            .args(["audit", "verify"])
+            .arg(file)
+            .arg("--key")
+            .arg(&public)
+            .output()
+            .expect("run chatwarden");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify(&gw.audit_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("1 checkpoint(s) signed by key "), "{out}");
+
+    // An edited status, with every hash recomputed as the file allows.
+    let text = std::fs::read_to_string(&gw.audit_path).expect("audit file");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut prev = "0".repeat(64);
+    let mut rewritten = String::new();
+    for line in &lines {
+        let line = line.replacen("\"status\":200", "\"status\":204", 1);
+        let cut = line.find(r#","prev_hash":"#).expect("chained");
+        let canonical = format!("{}}}", &line[..cut]);
+        let hash = sha_hex(&format!("{prev}\n{canonical}"));
+        rewritten.push_str(&format!(
+            "{},\"prev_hash\":\"{prev}\",\"hash\":\"{hash}\"}}\n",
+            &line[..cut]
+        ));
+        prev = hash;
+    }
+    let forged = gw.dir.path().join("forged.jsonl");
+    std::fs::write(&forged, rewritten).expect("write");
+    assert!(
+        chatwarden::audit::verify_file(&forged).is_ok(),
+        "the chain alone cannot tell"
+    );
+    let (code, out) = verify(&forged);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("BROKEN at line 4: checkpoint: the signature does not match"),
+        "{out}"
+    );
+}
+
+fn sha_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}

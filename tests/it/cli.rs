@@ -11,8 +11,17 @@ fn check_accepts_the_example_and_rejects_a_broken_file() {
     let root = env!("CARGO_MANIFEST_DIR");
     let pki = tempfile::tempdir().expect("dir");
     crate::harness::make_pki(pki.path());
+    let signing = pki.path().join("audit-signing.pem");
+    std::fs::write(
+        &signing,
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .expect("key")
+            .serialize_pem(),
+    )
+    .expect("write");
     let out = bin()
         .args(["check", "-c", &format!("{root}/config/chatwarden.yaml")])
+        .env("AUDIT_SIGNING_KEY_FILE", &signing)
         .env("TLS_CERT_FILE", pki.path().join("cert.pem"))
         .env("TLS_KEY_FILE", pki.path().join("key.pem"))
         .env("CRM_API_TOKEN", "x")

@@ -14,9 +14,17 @@ pub(crate) fn placeholder_env() -> HashMap<String, String> {
     if !pki.join("cert.pem").exists() {
         crate::harness::make_pki(&pki);
     }
+    if !pki.join("audit-signing.pem").exists() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        std::fs::write(pki.join("audit-signing.pem"), key.serialize_pem()).expect("write");
+    }
     let mut env: HashMap<String, String> = [
         ("TLS_CERT_FILE", pki.join("cert.pem").display().to_string()),
         ("TLS_KEY_FILE", pki.join("key.pem").display().to_string()),
+        (
+            "AUDIT_SIGNING_KEY_FILE",
+            pki.join("audit-signing.pem").display().to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -107,6 +115,10 @@ fn documented_example_configs_compile() {
         .replace("/etc/chatwarden/tls/tls.key", &env["TLS_KEY_FILE"])
         .replace("/etc/chatwarden/admin/tls.crt", &env["TLS_CERT_FILE"])
         .replace("/etc/chatwarden/admin/tls.key", &env["TLS_KEY_FILE"])
+        .replace(
+            "/etc/chatwarden/audit-signing/key.pem",
+            &env["AUDIT_SIGNING_KEY_FILE"],
+        )
         .replace(
             "/etc/chatwarden/admin-clients/ca.crt",
             &Path::new(&env["TLS_CERT_FILE"])
@@ -740,4 +752,70 @@ fn echoing_and_tunnelling_methods_cannot_be_routed() {
             &[&format!("{method} is never routed")],
         );
     }
+}
+
+#[test]
+fn audit_signing_needs_an_ed25519_key_and_the_chain() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ed = dir.path().join("ed.pem");
+    let p256 = dir.path().join("p256.pem");
+    std::fs::write(
+        &ed,
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .expect("key")
+            .serialize_pem(),
+    )
+    .expect("write");
+    std::fs::write(
+        &p256,
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .expect("key")
+            .serialize_pem(),
+    )
+    .expect("write");
+    let audit = |body: &str| format!("audit:\n  path: /tmp/x.jsonl\n{body}");
+    let good = audit(&format!(
+        "  hash_chain: true\n  signing_key: {}\n  checkpoint_every: 30s\n",
+        ed.display()
+    ));
+    let env = placeholder_env();
+    let snapshot = load_str(&good, Path::new("good.yaml"), &env).expect("compiles");
+    let signing = snapshot.audit.signing.expect("signing on");
+    assert_eq!(signing.every, std::time::Duration::from_secs(30));
+
+    for (body, error) in [
+        (
+            format!("  signing_key: {}\n", ed.display()),
+            "bad.yaml:3:16: audit.signing_key signs the hash chain: set audit.hash_chain: true",
+        ),
+        (
+            format!("  hash_chain: true\n  signing_key: {}\n", p256.display()),
+            "bad.yaml:4:16: ",
+        ),
+        (
+            "  hash_chain: true\n  signing_key: /nonexistent/key.pem\n".to_string(),
+            "bad.yaml:4:16: cannot read audit signing key /nonexistent/key.pem",
+        ),
+        (
+            format!(
+                "  hash_chain: true\n  signing_key: {}\n  checkpoint_every: 2h\n",
+                ed.display()
+            ),
+            "bad.yaml:5:21: audit.checkpoint_every must be between 1s and 1h",
+        ),
+        (
+            "  hash_chain: true\n  checkpoint_every: 10s\n".to_string(),
+            "bad.yaml:4:21: audit.checkpoint_every without audit.signing_key",
+        ),
+    ] {
+        expect_errors(&audit(&body), Match::Prefix, &[error]);
+    }
+    let errors = errors_of(&audit(&format!(
+        "  hash_chain: true\n  signing_key: {}\n",
+        p256.display()
+    )));
+    assert!(
+        errors[0].contains("not an Ed25519 private key"),
+        "{errors:?}"
+    );
 }

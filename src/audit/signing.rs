@@ -1,0 +1,237 @@
+//! Signed checkpoints: what makes the hash chain hold against someone who
+//! can rewrite the whole audit file.
+//!
+//! A chain alone shows edits, deletions and reordering, but whoever can
+//! write the file can recompute every hash (see [`super::chain`]). With
+//! `audit.signing_key` set, the writer signs the chain's head with an
+//! Ed25519 key at least every `audit.checkpoint_every` while records come
+//! in, at shutdown, and before rotating a file, as one `checkpoint` record
+//! in the chain:
+//!
+//! `"event":"checkpoint","detail":"<n> records sealed; ed25519 key=<id> sig=<hex>"`
+//!
+//! The signature covers `chatwarden audit checkpoint v1\n` and the
+//! checkpoint's own `prev_hash` (the hash of the record before it), so
+//! each checkpoint vouches for every record up to it. `chatwarden audit
+//! verify FILE --key PUBLIC.pem` checks them: a file rewritten without the
+//! private key fails at its first checkpoint, or has none. Records after
+//! the last checkpoint are vouched for by none yet; `verify` counts them.
+//!
+//! The private key stays with the gateway (a Secret, a file only its user
+//! reads); auditors hold the public key. Keys: `openssl genpkey -algorithm
+//! ed25519 -out audit-signing.pem` and `openssl pkey -in audit-signing.pem
+//! -pubout -out audit-signing.pub.pem`.
+
+use std::time::Duration;
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::record::{AuditEvent, AuditRecord};
+use crate::decision::Verdict;
+
+/// `audit.checkpoint_every` when the config does not say.
+pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+
+/// What is signed before the head hash: no other message of this key's can
+/// pass for a checkpoint.
+const DOMAIN: &[u8] = b"chatwarden audit checkpoint v1\n";
+
+/// The DER prefix of an Ed25519 `SubjectPublicKeyInfo` (RFC 8410); the
+/// 32-byte key follows.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The gateway's signing key.
+pub struct Signer {
+    key: Ed25519KeyPair,
+    key_id: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// From a PEM `PRIVATE KEY` (PKCS#8) holding an Ed25519 key.
+    pub fn from_pem(pem: &[u8]) -> Result<Signer, String> {
+        let der = match rustls_pemfile::private_key(&mut &pem[..]) {
+            Ok(Some(pingora_core::tls::PrivateKeyDer::Pkcs8(der))) => der,
+            Ok(Some(_)) => return Err("not a PKCS#8 PRIVATE KEY".into()),
+            Ok(None) => return Err("holds no PEM private key".into()),
+            Err(e) => return Err(format!("malformed PEM: {e}")),
+        };
+        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
+            .map_err(|e| format!("not an Ed25519 private key ({e})"))?;
+        let key_id = key_id(key.public_key().as_ref());
+        Ok(Signer { key, key_id })
+    }
+
+    /// The first 8 hex digits of the SHA-256 of the public key.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The checkpoint record for a chain whose head (last hash) is `head`,
+    /// `sealed` records after the previous checkpoint.
+    pub fn checkpoint(&self, head: &[u8; 32], sealed: u64) -> AuditRecord {
+        let signature = self.key.sign(&message(&hex::encode(head)));
+        AuditRecord::event(
+            OffsetDateTime::now_utc(),
+            AuditEvent::Checkpoint,
+            Verdict::Allow,
+            format!(
+                "{sealed} records sealed; ed25519 key={} sig={}",
+                self.key_id,
+                hex::encode(signature.as_ref())
+            ),
+        )
+    }
+}
+
+/// Checks checkpoints against the public key.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    key: [u8; 32],
+    key_id: String,
+}
+
+/// Why a checkpoint does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("its detail carries no `key=… sig=…`")]
+    Malformed,
+    #[error("signed with key {found}, not {expected} (the key given)")]
+    OtherKey { found: String, expected: String },
+    #[error("the signature does not match (the file was rewritten, or the key is wrong)")]
+    BadSignature,
+}
+
+impl Checker {
+    /// From a PEM `PUBLIC KEY` (`SubjectPublicKeyInfo`) holding an Ed25519
+    /// key.
+    pub fn from_pem(pem: &[u8]) -> Result<Checker, String> {
+        let spki = match rustls_pemfile::public_keys(&mut &pem[..]).next() {
+            Some(Ok(spki)) => spki,
+            Some(Err(e)) => return Err(format!("malformed PEM: {e}")),
+            None => return Err("holds no PEM PUBLIC KEY".into()),
+        };
+        let raw = spki
+            .as_ref()
+            .strip_prefix(&ED25519_SPKI_PREFIX[..])
+            .filter(|k| k.len() == 32)
+            .ok_or("not an Ed25519 public key")?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(raw);
+        Ok(Checker {
+            key_id: key_id(&key),
+            key,
+        })
+    }
+
+    /// [`from_pem`](Self::from_pem) of the file at `path`.
+    pub fn from_path(path: &std::path::Path) -> Result<Checker, String> {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read public key {}: {e}", path.display()))?;
+        Checker::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Checks a checkpoint's `detail` against its `prev_hash` (hex).
+    pub fn check(&self, prev_hash: &str, detail: &str) -> Result<(), CheckpointError> {
+        let field = |name: &str| {
+            detail
+                .split(' ')
+                .find_map(|part| part.strip_prefix(name))
+                .ok_or(CheckpointError::Malformed)
+        };
+        let found = field("key=")?;
+        if found != self.key_id {
+            return Err(CheckpointError::OtherKey {
+                found: found.to_string(),
+                expected: self.key_id.clone(),
+            });
+        }
+        let signature = hex::decode(field("sig=")?).map_err(|_| CheckpointError::Malformed)?;
+        UnparsedPublicKey::new(&ED25519, &self.key)
+            .verify(&message(prev_hash), &signature)
+            .map_err(|_| CheckpointError::BadSignature)
+    }
+}
+
+fn message(head_hex: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(DOMAIN.len() + head_hex.len());
+    m.extend_from_slice(DOMAIN);
+    m.extend_from_slice(head_hex.as_bytes());
+    m
+}
+
+fn key_id(public: &[u8]) -> String {
+    hex::encode(&Sha256::digest(public)[..4])
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A fresh Ed25519 key pair as (private PEM, public PEM).
+    pub(crate) fn key_pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        (key.serialize_pem(), key.public_key_pem())
+    }
+
+    #[test]
+    fn a_checkpoint_verifies_with_its_key_only() {
+        let (private, public) = key_pair();
+        let signer = Signer::from_pem(private.as_bytes()).expect("signer");
+        let checker = Checker::from_pem(public.as_bytes()).expect("checker");
+        assert_eq!(signer.key_id(), checker.key_id());
+        let head = [7u8; 32];
+        let record = signer.checkpoint(&head, 12);
+        let detail = record.detail.clone().expect("detail");
+        assert!(
+            detail.starts_with("12 records sealed; ed25519 key="),
+            "{detail}"
+        );
+        let prev = hex::encode(head);
+        assert_eq!(checker.check(&prev, &detail), Ok(()));
+        assert_eq!(
+            checker.check(&hex::encode([8u8; 32]), &detail),
+            Err(CheckpointError::BadSignature),
+            "another head"
+        );
+        let forged = detail.replace("sig=", "sig=00");
+        assert!(checker.check(&prev, &forged).is_err());
+        assert_eq!(
+            checker.check(&prev, "12 records sealed"),
+            Err(CheckpointError::Malformed)
+        );
+
+        let (_, other_public) = key_pair();
+        let other = Checker::from_pem(other_public.as_bytes()).expect("checker");
+        assert!(matches!(
+            other.check(&prev, &detail),
+            Err(CheckpointError::OtherKey { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_of_other_kinds_are_refused() {
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        assert!(Signer::from_pem(p256.serialize_pem().as_bytes())
+            .is_err_and(|e| e.contains("not an Ed25519")));
+        assert!(Checker::from_pem(p256.public_key_pem().as_bytes())
+            .is_err_and(|e| e.contains("not an Ed25519")));
+        assert!(Signer::from_pem(b"hello").is_err_and(|e| e.contains("no PEM")));
+        assert!(Checker::from_pem(b"hello").is_err_and(|e| e.contains("no PEM")));
+    }
+}
