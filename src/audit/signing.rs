@@ -168,6 +168,29 @@ impl Checker {
     }
 }
 
+/// A new key pair as (private PEM, public PEM), for the demo (keys for
+/// real use come from `openssl genpkey`, where the operator keeps them).
+pub fn generate() -> Result<(String, String), String> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| e.to_string())?;
+    let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
+    let mut spki = ED25519_SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(key.public_key().as_ref());
+    Ok((pem("PRIVATE KEY", pkcs8.as_ref()), pem("PUBLIC KEY", &spki)))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in text.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 fn message(head_hex: &str) -> Vec<u8> {
     let mut m = Vec::with_capacity(DOMAIN.len() + head_hex.len());
     m.extend_from_slice(DOMAIN);
@@ -222,6 +245,16 @@ pub(crate) mod tests {
             other.check(&prev, &detail),
             Err(CheckpointError::OtherKey { .. })
         ));
+    }
+
+    #[test]
+    fn a_generated_pair_signs_and_checks() {
+        let (private, public) = generate().expect("a key pair");
+        assert!(private.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let signer = Signer::from_pem(private.as_bytes()).expect("signer");
+        let checker = Checker::from_pem(public.as_bytes()).expect("checker");
+        let detail = signer.checkpoint(&[1; 32], 1).detail.expect("detail");
+        assert_eq!(checker.check(&hex::encode([1u8; 32]), &detail), Ok(()));
     }
 
     #[test]

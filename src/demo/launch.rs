@@ -52,6 +52,14 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
         "chatwarden-demo-audit-{}.jsonl",
         std::process::id()
     ));
+    // The audit chain is signed, and the guide verifies it with the public
+    // half: what an auditor would do.
+    let signing_key = audit_path.with_extension("signing.pem");
+    let verify_key = audit_path.with_extension("signing.pub.pem");
+    if let Err(e) = write_signing_keys(&signing_key, &verify_key) {
+        eprintln!("chatwarden demo: cannot make the audit signing key: {e}");
+        return ExitCode::from(1);
+    }
     let vars: HashMap<String, String> = [
         ("DEMO_LISTEN", listen.to_string()),
         ("DEMO_ADMIN", admin.to_string()),
@@ -63,6 +71,7 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
         ("DEMO_CRM_TOKEN", DEMO_CRM_API_TOKEN.to_string()),
         ("DEMO_META_TOKEN", DEMO_META_ACCESS_TOKEN.to_string()),
         ("DEMO_AUDIT", audit_path.display().to_string()),
+        ("DEMO_AUDIT_SIGNING_KEY", signing_key.display().to_string()),
         (
             "DEMO_JWKS_URL",
             format!("http://{}/.well-known/jwks.json", upstreams.idp),
@@ -98,7 +107,14 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    print_guide(listen, admin, &audit_path, &personas, &admin_token);
+    print_guide(
+        listen,
+        admin,
+        &audit_path,
+        &verify_key,
+        &personas,
+        &admin_token,
+    );
     server.run_forever()
 }
 
@@ -138,7 +154,27 @@ fn start_upstreams(jwks: String) -> std::io::Result<DemoUpstreams> {
     Ok(addrs)
 }
 
-fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], admin_token: &str) {
+/// A fresh Ed25519 pair: the private key owner-only, the public one beside.
+fn write_signing_keys(private: &Path, public: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let (private_pem, public_pem) =
+        crate::audit::signing::generate().map_err(std::io::Error::other)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(private)?.write_all(private_pem.as_bytes())?;
+    std::fs::write(public, public_pem)
+}
+
+fn print_guide(
+    listen: &str,
+    admin: &str,
+    audit: &Path,
+    verify_key: &Path,
+    personas: &[Persona],
+    admin_token: &str,
+) {
     let sample = sample_conversations();
     let gw = format!("http://{listen}");
     let adm = format!("http://{admin}");
@@ -221,15 +257,17 @@ fn print_guide(listen: &str, admin: &str, audit: &Path, personas: &[Persona], ad
   # console printed one WARN line from chatwarden::alert (rule repeated-denials, its request ids)
   curl -s {adm}/metrics -H "Authorization: Bearer $ADMIN_API" | grep chatwarden_alerts_total
 
-  # Metrics, and the audit trail: one hash-chained record per request, denials included
+  # Metrics, and the audit trail: one hash-chained record per request, denials included, the
+  # chain signed every 2 seconds with a key only the gateway holds (checked with its public half)
   curl -s {adm}/metrics -H "Authorization: Bearer $ADMIN_API" | grep chatwarden_requests_total
   chatwarden audit query {audit} --decision deny
-  chatwarden audit verify {audit}
+  chatwarden audit verify {audit} --key {verify_key}
   (from the repository: ./target/release/chatwarden …)
 
 Ctrl-C to stop.
 "#,
         audit = audit.display(),
+        verify_key = verify_key.display(),
         mine = sample.0,
         theirs = sample.1,
     );

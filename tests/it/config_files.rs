@@ -36,6 +36,10 @@ pub(crate) fn placeholder_env() -> HashMap<String, String> {
             ("DEMO_CRM_TOKEN", "demo-crm-token"),
             ("DEMO_META_TOKEN", "demo-meta-token"),
             ("DEMO_AUDIT", "/tmp/chatwarden-test-audit.jsonl"),
+            (
+                "DEMO_AUDIT_SIGNING_KEY",
+                pki.join("audit-signing.pem").to_str().expect("utf-8"),
+            ),
             ("DEMO_JWKS_URL", "http://127.0.0.1:3/jwks.json"),
             ("DEMO_META_APP_SECRET", "demo-app-secret"),
             ("DEMO_ADMIN_TOKEN", "demo-admin-token-0123456789"),
