@@ -32,7 +32,8 @@ pub use chain::{Chain, GENESIS};
 pub use health::Unavailable;
 pub use record::{duration_ms, AuditEvent, AuditRecord};
 pub use verify::{
-    verify_file, verify_file_signed, verify_reader, Break, VerifyError, VerifySummary,
+    verify_file, verify_file_signed, verify_file_with, verify_reader, Break, VerifyError,
+    VerifySummary,
 };
 pub use writer::{
     audit_channel, AuditOptions, AuditSink, AuditStats, AuditTarget, AuditWriter, FlushError,

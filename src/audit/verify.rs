@@ -78,7 +78,23 @@ pub fn verify_file_signed(
     path: impl AsRef<Path>,
     key: &Checker,
 ) -> Result<VerifySummary, VerifyError> {
-    verify_lines(BufReader::new(File::open(path)?), Some(key))
+    let summary = verify_file_with(path, Some(key))?;
+    if summary.checkpoints == 0 {
+        return Err(VerifyError::Unsigned {
+            records: summary.records,
+        });
+    }
+    Ok(summary)
+}
+
+/// Verifies the audit file at `path`, and its checkpoints against `key`
+/// when one is given; a file without checkpoints is the caller's to judge
+/// (the newest of a set of rotated files may not have one yet).
+pub fn verify_file_with(
+    path: impl AsRef<Path>,
+    key: Option<&Checker>,
+) -> Result<VerifySummary, VerifyError> {
+    verify_lines(BufReader::new(File::open(path)?), key)
 }
 
 /// Verifies audit lines from `reader`. The first record's `prev_hash` is
@@ -133,9 +149,6 @@ fn verify_lines(
         }
         last = Some(link.hash);
         records += 1;
-    }
-    if key.is_some() && checkpoints == 0 {
-        return Err(VerifyError::Unsigned { records });
     }
     Ok(VerifySummary {
         records,

@@ -2,14 +2,16 @@
 
 use std::fs::File;
 use std::io::{self, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::audit::query::{self, Filter};
 use crate::audit::signing::Checker;
-use crate::audit::{verify_file, verify_file_signed};
+use crate::audit::{verify_file_with, VerifyError, VerifySummary};
 
-pub fn verify(path: &Path, key: Option<&Path>) -> ExitCode {
+/// `audit verify FILE… [--key PUBLIC.pem]`: each file's chain (and
+/// checkpoints), and that each file continues the one before it.
+pub fn verify(paths: &[PathBuf], key: Option<&Path>) -> ExitCode {
     let checker = match key.map(Checker::from_path).transpose() {
         Ok(c) => c,
         Err(msg) => {
@@ -17,34 +19,59 @@ pub fn verify(path: &Path, key: Option<&Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match &checker {
-        Some(c) => verify_file_signed(path, c),
-        None => verify_file(path),
-    };
-    match result {
-        Ok(summary) => {
-            let signed = match (&checker, summary.checkpoints) {
-                (Some(c), n) => format!(
-                    "; {n} checkpoint(s) signed by key {}, {} record(s) after the last",
-                    c.key_id(),
-                    summary.unsigned_tail
-                ),
-                (None, 0) => String::new(),
-                (None, n) => format!("; {n} checkpoint(s), not checked (pass --key)"),
-            };
-            println!(
-                "{}: ok, {} record(s) chained{signed}; last hash {}",
-                path.display(),
-                summary.records,
-                summary.last_hash.as_deref().unwrap_or("-")
-            );
-            ExitCode::SUCCESS
+    let mut previous: Option<(&Path, VerifySummary)> = None;
+    let mut signed_somewhere = false;
+    for (i, path) in paths.iter().enumerate() {
+        let last = i + 1 == paths.len();
+        let summary = match verify_file_with(path, checker.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("{}: BROKEN at {e}", path.display());
+                return ExitCode::from(1);
+            }
+        };
+        if let Some((before, prior)) = &previous {
+            if summary.records > 0 && summary.first_prev_hash != prior.last_hash {
+                println!(
+                    "{}: BROKEN: does not continue {} (a file between them is missing, or they are out of order)",
+                    path.display(),
+                    before.display()
+                );
+                return ExitCode::from(1);
+            }
         }
-        Err(e) => {
-            println!("{}: BROKEN at {e}", path.display());
-            ExitCode::from(1)
+        signed_somewhere |= summary.checkpoints > 0;
+        // Every file but the newest was closed with a checkpoint.
+        if checker.is_some() && summary.checkpoints == 0 && (!last || !signed_somewhere) {
+            println!(
+                "{}: UNSIGNED: {}",
+                path.display(),
+                VerifyError::Unsigned {
+                    records: summary.records
+                }
+            );
+            return ExitCode::from(1);
+        }
+        let signed = match (&checker, summary.checkpoints) {
+            (Some(c), n) => format!(
+                "; {n} checkpoint(s) signed by key {}, {} record(s) after the last",
+                c.key_id(),
+                summary.unsigned_tail
+            ),
+            (None, 0) => String::new(),
+            (None, n) => format!("; {n} checkpoint(s), not checked (pass --key)"),
+        };
+        println!(
+            "{}: ok, {} record(s) chained{signed}; last hash {}",
+            path.display(),
+            summary.records,
+            summary.last_hash.as_deref().unwrap_or("-")
+        );
+        if summary.records > 0 {
+            previous = Some((path, summary));
         }
     }
+    ExitCode::SUCCESS
 }
 
 pub fn query(path: &Path, filter: &Filter) -> ExitCode {

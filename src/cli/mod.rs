@@ -131,8 +131,11 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the hash chain of an audit file; exit 1 at the first broken line.
+    /// Several files (oldest first: rotated files, then the current one)
+    /// must also continue one another: a file missing between two shows.
     Verify {
-        file: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// The public key (PEM) of `audit.signing_key`: every checkpoint's
         /// signature is checked too, and a file without one fails.
         #[arg(long)]
@@ -223,8 +226,8 @@ pub fn main() -> ExitCode {
             ttl: &ttl,
         }),
         Command::Audit {
-            command: AuditCommand::Verify { file, key },
-        } => audit::verify(&file, key.as_deref()),
+            command: AuditCommand::Verify { files, key },
+        } => audit::verify(&files, key.as_deref()),
         Command::Audit {
             command:
                 AuditCommand::Query {

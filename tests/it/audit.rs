@@ -358,8 +358,14 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
     );
     let (code, out) = verify(&forged);
     assert_eq!(code, Some(1), "{out}");
+    let first_checkpoint = 1 + lines
+        .iter()
+        .position(|l| l.contains(r#""event":"checkpoint""#))
+        .expect("a checkpoint");
     assert!(
-        out.contains("BROKEN at line 4: checkpoint: the signature does not match"),
+        out.contains(&format!(
+            "BROKEN at line {first_checkpoint}: checkpoint: the signature does not match"
+        )),
         "{out}"
     );
 }
@@ -367,4 +373,96 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
 fn sha_hex(text: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// Rotated files verified as a set (oldest first): each continues the one
+/// before it, each closed with a signed checkpoint; a file taken out of the
+/// middle shows.
+#[tokio::test]
+async fn a_file_missing_from_a_rotated_set_shows() {
+    let up = EchoUpstream::start().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+    let yaml = proxy::config().replace(
+        "  hash_chain: true\n",
+        "  hash_chain: true\n  signing_key: ${DIR}/audit-signing.pem\n  rotate: {max_size: 1, keep: 20}\n",
+    );
+    let gw = harness::start_with_files(
+        &yaml,
+        &[
+            ("UP_CRM", up.url()),
+            ("UP_DEAD", format!("http://{}", harness::free_addr())),
+            ("CRM_KEY", SECRET.to_string()),
+        ],
+        &[("audit-signing.pem", &key.serialize_pem())],
+    )
+    .await;
+    let public = gw.dir.path().join("audit-signing.pub.pem");
+    std::fs::write(&public, key.public_key_pem()).expect("public key");
+    let rotated = || {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(gw.dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("audit.jsonl."))
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    for n in 1..=3 {
+        let resp = gw
+            .client()
+            .get(gw.url("/api/v1/accounts/1/contacts"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        // Its record is written (then rotated out) after the response:
+        // wait for that file before the next request.
+        let started = std::time::Instant::now();
+        while rotated().len() < n {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "no rotation"
+            );
+            gw.handles.audit.flush().await.expect("flush");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    let mut files = rotated();
+    assert_eq!(files.len(), 3, "{files:?}");
+    files.push(gw.audit_path.clone());
+
+    let verify = |files: &[std::path::PathBuf]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
+            .args(["audit", "verify"])
+            .args(files)
+            .arg("--key")
+            .arg(&public)
+            .output()
+            .expect("run chatwarden");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify(&files);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.lines().count(), files.len(), "{out}");
+
+    let mut gap = files.clone();
+    let removed = gap.remove(1);
+    let (code, out) = verify(&gap);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}: BROKEN: does not continue {}",
+            gap[1].display(),
+            gap[0].display()
+        )),
+        "{} taken out: {out}",
+        removed.display()
+    );
 }
