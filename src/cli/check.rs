@@ -1,9 +1,11 @@
-//! `chatwarden check`: validate a config file without serving it.
+//! `chatwarden check`: validate a config file without serving it, and say
+//! which of its valid choices leave something exposed.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{load_file, ProcessEnv};
+use crate::config::{load_file, ProcessEnv, Snapshot};
 
 pub fn run(config: &Path) -> ExitCode {
     match load_file(config, &ProcessEnv) {
@@ -16,6 +18,9 @@ pub fn run(config: &Path) -> ExitCode {
                 snapshot.upstreams.len(),
                 snapshot.routes.len()
             );
+            for warning in warnings(&snapshot) {
+                println!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -23,4 +28,71 @@ pub fn run(config: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// What a valid config leaves exposed: secrets or staff tokens in clear on
+/// the network, an admin port anyone can use, an audit trail that could be
+/// rewritten unseen. Advice, not errors: a lab or a gateway behind a
+/// TLS-terminating load balancer may mean it.
+pub fn warnings(s: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in &s.listeners {
+        if l.tls.is_none() && !local(l.addr) {
+            out.push(format!(
+                "listener `{}` on {} speaks plain HTTP: staff tokens cross the network in clear (set tls, unless a load balancer in network.trusted_proxies terminates TLS in front of it)",
+                l.name, l.addr
+            ));
+        }
+    }
+    if let Some(a) = &s.admin {
+        if !local(a.addr) {
+            if a.tls.is_none() {
+                out.push(format!(
+                    "the admin listener on {} speaks plain HTTP: the admin token, /revoke and /reload cross the network in clear (set admin.tls)",
+                    a.addr
+                ));
+            }
+            let certificates = a.tls.as_ref().is_some_and(|t| t.clients.is_some());
+            if a.token.is_none() && !certificates {
+                out.push(format!(
+                    "the admin listener on {} asks for neither a token (admin.token_env) nor a client certificate (admin.tls.client_ca): whoever reaches it can revoke, reload and read /metrics",
+                    a.addr
+                ));
+            }
+        }
+    }
+    for u in s.upstreams.values() {
+        if !u.tls && !u.inject.is_empty() && !local_host(&u.host) {
+            let names: Vec<&str> = u.inject.iter().map(|(n, _)| n.as_str()).collect();
+            out.push(format!(
+                "upstream `{}` is plain http:// to {}: its injected credentials ({}) cross the network in clear",
+                u.name.0,
+                u.host,
+                names.join(", ")
+            ));
+        }
+    }
+    if !s.audit.hash_chain {
+        out.push(
+            "audit.hash_chain is off: an edited or deleted audit record would not show".into(),
+        );
+    } else if s.audit.signing.is_none() {
+        out.push(
+            "audit.signing_key is not set: whoever can write the audit file can rewrite it with a chain that still verifies".into(),
+        );
+    }
+    out
+}
+
+fn local(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+fn local_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -37,6 +37,11 @@ fn check_accepts_the_example_and_rejects_a_broken_file() {
         "example config should pass check: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("warning:"),
+        "the example leaves nothing exposed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let dir = tempfile::tempdir().expect("dir");
     let bad = dir.path().join("bad.yaml");
@@ -59,6 +64,51 @@ fn check_accepts_the_example_and_rejects_a_broken_file() {
         )),
         "check prints file:line:col: message, got: {stdout}"
     );
+}
+
+#[test]
+fn check_warns_of_what_a_valid_config_leaves_exposed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("open.yaml");
+    std::fs::write(
+        &config,
+        r#"
+listeners: [{name: public, addr: "0.0.0.0:8080"}, {name: local, addr: "127.0.0.1:8081"}]
+admin: {addr: "0.0.0.0:9180"}
+upstreams:
+  crm: {url: "http://crm.internal.example", headers: {api_access_token: "${CRM}"}}
+  dev: {url: "http://127.0.0.1:3000", headers: {api_access_token: "${CRM}"}}
+routes:
+  - {name: contacts, upstream: crm, methods: [GET], path: /contacts, auth: none}
+audit: {path: "-"}
+"#,
+    )
+    .expect("write");
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(&config)
+        .env("CRM", "crm-token-0123456789")
+        .output()
+        .expect("run chatwarden");
+    assert_eq!(out.status.code(), Some(0), "warnings are not errors");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("warning: "))
+        .collect();
+    for want in [
+        "listener `public` on 0.0.0.0:8080 speaks plain HTTP",
+        "the admin listener on 0.0.0.0:9180 speaks plain HTTP",
+        "the admin listener on 0.0.0.0:9180 asks for neither a token",
+        "upstream `crm` is plain http:// to crm.internal.example: its injected credentials (api_access_token)",
+        "audit.hash_chain is off",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.starts_with(want)),
+            "expected a warning like `{want}`:\n{stdout}"
+        );
+    }
+    assert_eq!(warnings.len(), 5, "loopback is not warned about:\n{stdout}");
 }
 
 #[test]
