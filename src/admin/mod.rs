@@ -223,27 +223,31 @@ impl AdminApp {
         json(StatusCode::OK, &body)
     }
 
-    /// `POST /revoke` with `{"sub": "…", "ttl": "…"}`: the subject is
-    /// refused from its next request on, whatever its tokens say, for `ttl`
-    /// (default `auth.revoked.runtime_ttl`). With the shared Redis store the
-    /// other replicas are told at once: 200 when they were, 202 when the
-    /// store did not answer (they learn it when it does).
+    /// `POST /revoke` with `{"sub": "…"}` or `{"jti": "…"}`, and optionally
+    /// `"ttl"`: the subject (all of its tokens) or the one token is refused
+    /// from its next request on, for `ttl` (default
+    /// `auth.revoked.runtime_ttl`). With the shared Redis store the other
+    /// replicas are told at once: 200 when they were, 202 when the store
+    /// did not answer (they learn it when it does).
     async fn revoke(&self, session: &mut ServerSession, caller: &Caller) -> Response<Vec<u8>> {
         let body = match read_body(session, 4096).await {
             Ok(b) => b,
             Err(resp) => return resp,
         };
         let ask = match serde_json::from_slice::<RevokeRequest>(&body) {
-            Ok(a) if !a.sub.is_empty() => a,
-            Ok(_) => return text(StatusCode::BAD_REQUEST, "`sub` is empty\n"),
+            Ok(a) => a,
             Err(e) => {
                 return text(
                     StatusCode::BAD_REQUEST,
                     &format!(
-                        "expected {{\"sub\": \"<subject>\", \"ttl\": \"12h\" (optional)}}: {e}\n"
+                        "expected {{\"sub\": \"<subject>\"}} or {{\"jti\": \"<token id>\"}}, and optionally \"ttl\": \"12h\": {e}\n"
                     ),
                 )
             }
+        };
+        let (kind, id) = match target(ask.sub, ask.jti) {
+            Ok(t) => t,
+            Err(why) => return text(StatusCode::BAD_REQUEST, &format!("{why}\n")),
         };
         let snapshot = self.store.load();
         let ttl = match &ask.ttl {
@@ -263,10 +267,9 @@ impl AdminApp {
             },
         };
         drop(snapshot);
-        let sub = ask.sub;
         let now = shared::now_ms();
         let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-        let newly = match self.revocations.revoke(&sub, until, now) {
+        let newly = match self.revocations.ledger(kind).revoke(&id, until, now) {
             Ok(n) => n,
             Err(e @ revocation::RevokeError::Full) => {
                 return text(StatusCode::CONFLICT, &format!("{e}\n"))
@@ -279,16 +282,18 @@ impl AdminApp {
         let until_text = jiff::Timestamp::from_millisecond(until)
             .map(|t| t.to_string())
             .unwrap_or_default();
-        tracing::warn!(subject = %sub, caller = %caller, until = %until_text, "subject revoked through the admin endpoint");
+        tracing::warn!(kind = kind.noun(), id = %id, caller = %caller, until = %until_text, "revoked through the admin endpoint");
         let detail = format!(
-            "POST /revoke {caller}: subject {sub} refused from its next request on until {until_text}{}{}",
+            "POST /revoke {caller}: {} {id} refused from its next request on until {until_text}{}{}",
+            kind.noun(),
             if newly { "" } else { " (already revoked)" },
             sharing.reach()
         );
         self.write(AuditEvent::Revoke, Verdict::Allow, caller, detail)
             .await;
         let body = serde_json::json!({
-            "revoked": sub,
+            "revoked": id,
+            "kind": kind.field(),
             "new": newly,
             "until": until_text,
             "shared": sharing.shared(),
@@ -302,21 +307,25 @@ impl AdminApp {
         )
     }
 
-    /// `POST /unrevoke` with `{"sub": "…"}`: lift the subject's runtime
-    /// revocation, on every replica when they share a store (what a
-    /// subject file lists stays: that is the file's to change).
+    /// `POST /unrevoke` with `{"sub": "…"}` or `{"jti": "…"}`: lift that
+    /// runtime revocation, on every replica when they share a store (what
+    /// a revocation file lists stays: that is the file's to change).
     async fn unrevoke(&self, session: &mut ServerSession, caller: &Caller) -> Response<Vec<u8>> {
         let body = match read_body(session, 4096).await {
             Ok(b) => b,
             Err(resp) => return resp,
         };
-        let sub = match serde_json::from_slice::<UnrevokeRequest>(&body) {
-            Ok(a) if !a.sub.is_empty() => a.sub,
-            Ok(_) => return text(StatusCode::BAD_REQUEST, "`sub` is empty\n"),
+        let (kind, id) = match serde_json::from_slice::<UnrevokeRequest>(&body) {
+            Ok(a) => match target(a.sub, a.jti) {
+                Ok(t) => t,
+                Err(why) => return text(StatusCode::BAD_REQUEST, &format!("{why}\n")),
+            },
             Err(e) => {
                 return text(
                     StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"sub\": \"<subject>\"}}: {e}\n"),
+                    &format!(
+                        "expected {{\"sub\": \"<subject>\"}} or {{\"jti\": \"<token id>\"}}: {e}\n"
+                    ),
                 )
             }
         };
@@ -328,30 +337,36 @@ impl AdminApp {
             .load()
             .auth
             .as_ref()
-            .is_some_and(|a| a.revoked.lists_subject(&sub));
-        if !self.revocations.lift(&sub, now) {
+            .is_some_and(|a| a.revoked.lists(kind, &id));
+        let file = match kind {
+            revocation::Kind::Subject => "auth.revoked.subjects_file",
+            revocation::Kind::TokenId => "auth.revoked.jti_file",
+        };
+        if !self.revocations.ledger(kind).lift(&id, now) {
             let why = if listed {
-                format!("{sub} has no runtime revocation in force; it is listed in auth.revoked.subjects_file: remove it there and reload\n")
+                format!("{id} has no runtime revocation in force; it is listed in {file}: remove it there and reload\n")
             } else {
-                format!("{sub} has no runtime revocation in force\n")
+                format!("{id} has no runtime revocation in force\n")
             };
             return text(StatusCode::NOT_FOUND, &why);
         }
         let sharing = self.share(now).await;
-        tracing::warn!(subject = %sub, caller = %caller, "runtime revocation lifted through the admin endpoint");
+        tracing::warn!(kind = kind.noun(), id = %id, caller = %caller, "runtime revocation lifted through the admin endpoint");
         let detail = format!(
-            "POST /unrevoke {caller}: subject {sub}'s runtime revocation lifted{}{}",
+            "POST /unrevoke {caller}: {} {id}'s runtime revocation lifted{}{}",
+            kind.noun(),
             sharing.reach(),
             if listed {
-                "; still listed in auth.revoked.subjects_file"
+                format!("; still listed in {file}")
             } else {
-                ""
+                String::new()
             }
         );
         self.write(AuditEvent::Revoke, Verdict::Allow, caller, detail)
             .await;
         let body = serde_json::json!({
-            "lifted": sub,
+            "lifted": id,
+            "kind": kind.field(),
             "still_listed_in_file": listed,
             "shared": sharing.shared(),
             "pending": sharing.pending(),
@@ -465,20 +480,36 @@ impl AdminApp {
     }
 }
 
-/// The body of `POST /revoke`.
+/// The body of `POST /revoke`: `sub` or `jti`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevokeRequest {
-    sub: String,
+    sub: Option<String>,
+    jti: Option<String>,
     /// How long, e.g. `12h` (default `auth.revoked.runtime_ttl`).
     ttl: Option<String>,
 }
 
-/// The body of `POST /unrevoke`.
+/// The body of `POST /unrevoke`: `sub` or `jti`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UnrevokeRequest {
-    sub: String,
+    sub: Option<String>,
+    jti: Option<String>,
+}
+
+/// What a revocation request names: exactly one of a subject and a token
+/// id, not empty.
+fn target(
+    sub: Option<String>,
+    jti: Option<String>,
+) -> Result<(revocation::Kind, String), &'static str> {
+    match (sub, jti) {
+        (Some(_), Some(_)) => Err("give `sub` or `jti`, not both"),
+        (Some(s), None) if !s.is_empty() => Ok((revocation::Kind::Subject, s)),
+        (None, Some(j)) if !j.is_empty() => Ok((revocation::Kind::TokenId, j)),
+        _ => Err("`sub` or `jti` is required, and must not be empty"),
+    }
 }
 
 /// How far a runtime revocation (or its lifting) got.

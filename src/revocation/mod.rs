@@ -45,9 +45,12 @@ impl RevocationList {
             .collect()
     }
 
-    /// Whether the subject file lists `subject`.
-    pub fn lists_subject(&self, subject: &str) -> bool {
-        self.subjects.contains(subject)
+    /// Whether the file of that kind lists `id`.
+    pub fn lists(&self, kind: Kind, id: &str) -> bool {
+        match kind {
+            Kind::Subject => self.subjects.contains(id),
+            Kind::TokenId => self.token_ids.contains(id),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -64,27 +67,88 @@ impl RevocationList {
 pub const DEFAULT_RUNTIME_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The longest a runtime revocation may be asked to last.
 pub const MAX_RUNTIME_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Most runtime revocations held at once; beyond this they belong in
-/// `subjects_file`. With the longest subjects, the shared set's reply
+/// Most runtime revocations held at once, of each kind; beyond this they
+/// belong in `subjects_file` or `jti_file`. With the longest subjects, the shared set's reply
 /// stays within what the Redis client reads (`limit::resp::MAX_ITEMS`,
 /// 256 KiB buffered).
 pub const MAX_RUNTIME: usize = 1000;
-/// Longest subject a runtime revocation takes, in bytes.
+/// Longest id (subject or token id) a runtime revocation takes, in bytes.
 pub const MAX_SUBJECT: usize = 128;
 
-/// Subjects revoked at runtime (admin `POST /revoke`, or learnt from the
-/// other replicas), shared by every config snapshot, each until its expiry
-/// (milliseconds since the Unix epoch); and revocations lifted
-/// (`POST /unrevoke`), remembered as long as the revocation they lift
-/// would have lasted, so no replica that still holds it brings it back.
+/// What was revoked at runtime (admin `POST /revoke`, or learnt from the
+/// other replicas), shared by every config snapshot: subjects (a person
+/// cut off) and token ids (`jti`: one leaked token cut off, its owner's
+/// other tokens still good). Each entry lasts until its expiry
+/// (milliseconds since the Unix epoch); a lifted one (`POST /unrevoke`)
+/// is remembered as long as the revocation it lifts would have lasted, so
+/// no replica that still holds it brings it back.
 #[derive(Debug, Default)]
 pub struct RuntimeRevocations {
-    subjects: RwLock<HashMap<String, Entry>>,
+    subjects: Ledger,
+    token_ids: Ledger,
     /// Syncs with the shared store that failed ([`shared`]).
     sync_failures: AtomicU64,
 }
 
-/// One subject's runtime state. Of two entries for one subject (here and
+/// What a runtime revocation names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A subject (`sub`): every token of that person.
+    Subject,
+    /// A token id (`jti`): that one token.
+    TokenId,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Subject, Kind::TokenId];
+
+    /// As the admin endpoints name it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Kind::Subject => "sub",
+            Kind::TokenId => "jti",
+        }
+    }
+
+    /// In words, for logs and audit details.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Subject => "subject",
+            Kind::TokenId => "token id",
+        }
+    }
+}
+
+impl RuntimeRevocations {
+    pub fn ledger(&self, kind: Kind) -> &Ledger {
+        match kind {
+            Kind::Subject => &self.subjects,
+            Kind::TokenId => &self.token_ids,
+        }
+    }
+
+    /// Revocations in force at `now_ms`, both kinds.
+    pub fn in_force(&self, now_ms: i64) -> usize {
+        self.subjects.in_force(now_ms) + self.token_ids.in_force(now_ms)
+    }
+
+    /// Entries held (revoked and lifted), both kinds.
+    pub fn count(&self) -> usize {
+        self.subjects.count() + self.token_ids.count()
+    }
+
+    pub fn sync_failures(&self) -> u64 {
+        self.sync_failures.load(Ordering::Relaxed)
+    }
+}
+
+/// The runtime revocations of one [`Kind`], by id.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    entries: RwLock<HashMap<String, Entry>>,
+}
+
+/// One id's runtime state. Of two entries for one subject (here and
 /// on another replica), the later decision (`at`) stands; at the same
 /// millisecond, the revocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,25 +189,25 @@ impl Entry {
     }
 }
 
-/// Why a subject could not be revoked.
+/// Why an id could not be revoked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RevokeError {
     #[error("{MAX_RUNTIME} runtime revocations are held already; put long-lived ones in auth.revoked.subjects_file")]
     Full,
-    #[error("a subject longer than {MAX_SUBJECT} bytes cannot be revoked at runtime; list it in auth.revoked.subjects_file")]
+    #[error("an id longer than {MAX_SUBJECT} bytes cannot be revoked at runtime; list it in auth.revoked.subjects_file or jti_file")]
     TooLong,
 }
 
-impl RuntimeRevocations {
-    /// Revoke `subject` until `until_ms`; whether it was not revoked
-    /// before. A subject revoked already keeps the later of its expiries.
-    pub fn revoke(&self, subject: &str, until_ms: i64, now_ms: i64) -> Result<bool, RevokeError> {
-        if subject.len() > MAX_SUBJECT {
+impl Ledger {
+    /// Revoke `id` until `until_ms`; whether it was not revoked before.
+    /// An id revoked already keeps the later of its expiries.
+    pub fn revoke(&self, id: &str, until_ms: i64, now_ms: i64) -> Result<bool, RevokeError> {
+        if id.len() > MAX_SUBJECT {
             return Err(RevokeError::TooLong);
         }
-        let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
-        let held = map.get(subject).filter(|e| e.until > now_ms).copied();
-        if held.is_none() && !map.contains_key(subject) && map.len() >= MAX_RUNTIME {
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let held = map.get(id).filter(|e| e.until > now_ms).copied();
+        if held.is_none() && !map.contains_key(id) && map.len() >= MAX_RUNTIME {
             map.retain(|_, e| e.until > now_ms);
             if map.len() >= MAX_RUNTIME {
                 return Err(RevokeError::Full);
@@ -154,7 +218,7 @@ impl RuntimeRevocations {
             _ => (true, until_ms),
         };
         map.insert(
-            subject.to_string(),
+            id.to_string(),
             Entry {
                 at: now_ms,
                 until,
@@ -164,11 +228,11 @@ impl RuntimeRevocations {
         Ok(newly)
     }
 
-    /// Lift `subject`'s runtime revocation; whether it had one in force.
+    /// Lift `id`'s runtime revocation; whether it had one in force.
     /// The lifting is remembered until the revocation would have ended.
-    pub fn lift(&self, subject: &str, now_ms: i64) -> bool {
-        let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
-        match map.get_mut(subject) {
+    pub fn lift(&self, id: &str, now_ms: i64) -> bool {
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(id) {
             Some(e) if e.revoked && e.until > now_ms => {
                 *e = Entry {
                     at: now_ms.max(e.at + 1),
@@ -182,24 +246,24 @@ impl RuntimeRevocations {
     }
 
     /// Takes in the entries of the other replicas (a later decision
-    /// replaces this one's); how many subjects became revoked here.
+    /// replaces this one's); how many ids became revoked here.
     pub fn merge(&self, entries: impl IntoIterator<Item = (String, Entry)>, now_ms: i64) -> usize {
-        let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let mut new = 0;
-        for (subject, entry) in entries {
-            if entry.until <= now_ms || subject.len() > MAX_SUBJECT {
+        for (id, entry) in entries {
+            if entry.until <= now_ms || id.len() > MAX_SUBJECT {
                 continue;
             }
-            let held = map.get(&subject).filter(|e| e.until > now_ms).copied();
+            let held = map.get(&id).filter(|e| e.until > now_ms).copied();
             let take = match held {
                 Some(h) => entry.supersedes(&h),
-                None => map.contains_key(&subject) || map.len() < MAX_RUNTIME,
+                None => map.contains_key(&id) || map.len() < MAX_RUNTIME,
             };
             if take {
                 if entry.revoked && !held.is_some_and(|h| h.revoked) {
                     new += 1;
                 }
-                map.insert(subject, entry);
+                map.insert(id, entry);
             }
         }
         new
@@ -208,7 +272,7 @@ impl RuntimeRevocations {
     /// Every entry still in force, lifted ones included; expired ones are
     /// dropped.
     pub fn entries(&self, now_ms: i64) -> Vec<(String, Entry)> {
-        let mut map = self.subjects.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, e| e.until > now_ms);
         map.iter().map(|(s, e)| (s.clone(), *e)).collect()
     }
@@ -216,30 +280,20 @@ impl RuntimeRevocations {
     /// Entries held (revoked and lifted), expired ones not dropped yet
     /// included.
     pub fn count(&self) -> usize {
-        self.subjects
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Subjects revoked and not expired at `now_ms`.
+    /// Ids revoked and not expired at `now_ms`.
     pub fn in_force(&self, now_ms: i64) -> usize {
-        let map = self.subjects.read().unwrap_or_else(|e| e.into_inner());
+        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
         map.values()
             .filter(|e| e.revoked && e.until > now_ms)
             .count()
     }
 
-    pub fn sync_failures(&self) -> u64 {
-        self.sync_failures.load(Ordering::Relaxed)
-    }
-
-    fn contains(&self, subject: &str, now_ms: i64) -> bool {
-        let map = self.subjects.read().unwrap_or_else(|e| e.into_inner());
-        !map.is_empty()
-            && map
-                .get(subject)
-                .is_some_and(|e| e.revoked && e.until > now_ms)
+    fn contains(&self, id: &str, now_ms: i64) -> bool {
+        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        !map.is_empty() && map.get(id).is_some_and(|e| e.revoked && e.until > now_ms)
     }
 }
 
@@ -255,7 +309,11 @@ pub fn is_revoked(
             .token_id
             .as_ref()
             .is_some_and(|j| list.token_ids.contains(j))
-        || runtime.contains(&identity.subject, now_ms)
+        || runtime.subjects.contains(&identity.subject, now_ms)
+        || identity
+            .token_id
+            .as_ref()
+            .is_some_and(|j| runtime.token_ids.contains(j, now_ms))
 }
 
 #[cfg(test)]
@@ -294,9 +352,16 @@ mod tests {
             !is_revoked(&list, &runtime, &who("alice", Some("jti-ok")), NOW),
             "others pass"
         );
-        assert_eq!(runtime.revoke("alice", NOW + 1000, NOW), Ok(true));
         assert_eq!(
-            runtime.revoke("alice", NOW + 500, NOW),
+            runtime
+                .ledger(Kind::Subject)
+                .revoke("alice", NOW + 1000, NOW),
+            Ok(true)
+        );
+        assert_eq!(
+            runtime
+                .ledger(Kind::Subject)
+                .revoke("alice", NOW + 500, NOW),
             Ok(false),
             "revoking twice reports no change"
         );
@@ -313,10 +378,37 @@ mod tests {
             "until it passes"
         );
         assert_eq!(
-            runtime.revoke("alice", NOW + 3000, NOW + 2000),
+            runtime
+                .ledger(Kind::Subject)
+                .revoke("alice", NOW + 3000, NOW + 2000),
             Ok(true),
             "revoked afresh once expired"
         );
+
+        // One token revoked: its owner's other tokens still pass.
+        assert_eq!(
+            runtime
+                .ledger(Kind::TokenId)
+                .revoke("jti-leaked", NOW + 1000, NOW),
+            Ok(true)
+        );
+        assert!(is_revoked(
+            &list,
+            &runtime,
+            &who("bob", Some("jti-leaked")),
+            NOW
+        ));
+        assert!(!is_revoked(
+            &list,
+            &runtime,
+            &who("bob", Some("jti-other")),
+            NOW
+        ));
+        assert!(
+            !is_revoked(&list, &runtime, &who("jti-leaked", None), NOW),
+            "kinds apart"
+        );
+        assert_eq!(runtime.in_force(NOW), 2, "alice and the token");
     }
 
     fn revoked(at: i64, until: i64) -> Entry {
@@ -329,7 +421,7 @@ mod tests {
 
     #[test]
     fn the_later_decision_stands_and_expired_entries_go() {
-        let runtime = RuntimeRevocations::default();
+        let runtime = Ledger::default();
         runtime.revoke("alice", NOW + 100, NOW).expect("room");
         let new = runtime.merge(
             [
@@ -365,8 +457,8 @@ mod tests {
 
     #[test]
     fn a_lifted_revocation_is_not_brought_back_by_a_replica_that_still_holds_it() {
-        let here = RuntimeRevocations::default();
-        let there = RuntimeRevocations::default();
+        let here = Ledger::default();
+        let there = Ledger::default();
         here.revoke("alice", NOW + 1000, NOW).expect("room");
         there.merge(here.entries(NOW), NOW);
         assert!(there.contains("alice", NOW));
@@ -409,7 +501,7 @@ mod tests {
 
     #[test]
     fn the_number_held_is_bounded() {
-        let runtime = RuntimeRevocations::default();
+        let runtime = Ledger::default();
         for i in 0..MAX_RUNTIME {
             runtime
                 .revoke(&format!("s{i}"), NOW + 10, NOW)

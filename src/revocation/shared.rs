@@ -3,7 +3,8 @@
 //! through one replica's admin endpoint is refused by that replica at once
 //! and by the others within `auth.revoked.sync_every`.
 //!
-//! One Redis hash, `<key_prefix>revoked`: field the subject, value
+//! One Redis hash per kind, `<key_prefix>revoked` (subjects) and
+//! `<key_prefix>revoked-jti` (token ids): field the id, value
 //! `at:until:r` (revoked at `at` until `until`) or `at:until:l` (a
 //! revocation lifted at `at`, remembered until the lifted one would have
 //! ended), in milliseconds since the Unix epoch. Each replica runs one
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use pingora_core::server::ShutdownWatch;
 
-use super::{Entry, RuntimeRevocations};
+use super::{Entry, Kind, Ledger, RuntimeRevocations};
 use crate::config::ConfigStore;
 use crate::limit::redis::{RedisStore, Script, StoreError};
 use crate::limit::resp::Reply;
@@ -74,34 +75,50 @@ static SYNC: Script = Script::new(SYNC_SCRIPT);
 /// How often each replica syncs unless `auth.revoked.sync_every` says.
 pub const DEFAULT_SYNC_EVERY: Duration = Duration::from_secs(1);
 
-/// The set's Redis key.
-pub fn redis_key(prefix: &str) -> Vec<u8> {
-    format!("{prefix}revoked").into_bytes()
+/// The Redis key of one kind's hash: `<prefix>revoked` for subjects,
+/// `<prefix>revoked-jti` for token ids.
+pub fn redis_key(prefix: &str, kind: Kind) -> Vec<u8> {
+    match kind {
+        Kind::Subject => format!("{prefix}revoked").into_bytes(),
+        Kind::TokenId => format!("{prefix}revoked-jti").into_bytes(),
+    }
 }
 
-/// Push this replica's revocations to `store` and take in everyone's; how
-/// many subjects were new here.
+/// Push this replica's revocations to `store` and take in everyone's, one
+/// kind after the other; how many ids became revoked here.
 pub async fn sync(
     store: &RedisStore,
     revocations: &RuntimeRevocations,
     now_ms: i64,
 ) -> Result<usize, StoreError> {
-    let key = redis_key(&store.settings().key_prefix);
+    let mut new = 0;
+    for kind in Kind::ALL {
+        new += sync_kind(store, revocations.ledger(kind), kind, now_ms)
+            .await
+            .inspect_err(|_| {
+                revocations
+                    .sync_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })?;
+    }
+    Ok(new)
+}
+
+async fn sync_kind(
+    store: &RedisStore,
+    ledger: &Ledger,
+    kind: Kind,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    let key = redis_key(&store.settings().key_prefix, kind);
     let mut args = vec![now_ms.to_string().into_bytes()];
-    for (subject, entry) in revocations.entries(now_ms) {
-        args.push(subject.into_bytes());
+    for (id, entry) in ledger.entries(now_ms) {
+        args.push(id.into_bytes());
         args.push(entry.encode().into_bytes());
     }
     let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    let remote = store
-        .eval(&SYNC, &key, &refs, read_set)
-        .await
-        .inspect_err(|_| {
-            revocations
-                .sync_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        })?;
-    Ok(revocations.merge(remote, now_ms))
+    let remote = store.eval(&SYNC, &key, &refs, read_set).await?;
+    Ok(ledger.merge(remote, now_ms))
 }
 
 /// `{subject, entry, …}` as pairs.

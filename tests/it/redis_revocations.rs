@@ -249,7 +249,9 @@ async fn a_revocation_ends_with_its_ttl_and_bad_requests_are_refused() {
     for (body, want) in [
         (json!({"sub": "lena", "ttl": "forever"}), "`ttl`"),
         (json!({"sub": "lena", "ttl": "31d"}), "between 1s and 30d"),
-        (json!({"sub": ""}), "`sub` is empty"),
+        (json!({"sub": ""}), "must not be empty"),
+        (json!({"sub": "lena", "jti": "x"}), "not both"),
+        (json!({"ttl": "1h"}), "`sub` or `jti` is required"),
         (json!({"sub": "lena", "why": "left"}), "unknown field"),
     ] {
         let resp = a
@@ -362,5 +364,65 @@ async fn a_lifted_revocation_is_lifted_everywhere_and_stays_lifted() {
     assert_eq!(
         lifted,
         ["POST /unrevoke from 127.0.0.1: subject noah's runtime revocation lifted, on every replica"]
+    );
+}
+
+#[tokio::test]
+async fn one_leaked_token_is_revoked_everywhere_and_its_owners_others_still_work() {
+    let redis = RedisServer::start().await;
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let a = gateway(&up, &idp, &redis).await;
+    let b = gateway(&up, &idp, &redis).await;
+    let leaked = idp.token("ines", &["agent"], json!({"jti": "tok-leaked-in-a-ticket"}));
+    let other = idp.token("ines", &["agent"], json!({"jti": "tok-on-her-laptop"}));
+
+    let (code, answer) = revoke(&a, json!({"jti": "tok-leaked-in-a-ticket"})).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["kind"], "jti");
+    assert_eq!(status(&a, &leaked).await, 401);
+    until(
+        &b,
+        &leaked,
+        401,
+        "the other replica never refused the leaked token",
+    )
+    .await;
+    for gw in [&a, &b] {
+        assert_eq!(status(gw, &other).await, 200, "her other token still works");
+    }
+    let in_hash = redis
+        .command(&[b"HGET", b"test:rv:revoked-jti", b"tok-leaked-in-a-ticket"])
+        .await;
+    assert!(
+        matches!(&in_hash, chatwarden::limit::resp::Reply::Bulk(Some(e)) if e.ends_with(b":r")),
+        "{in_hash:?}"
+    );
+
+    let lifted = b
+        .client()
+        .post(format!("http://{}/unrevoke", b.admin))
+        .json(&json!({"jti": "tok-leaked-in-a-ticket"}))
+        .send()
+        .await
+        .expect("unrevoke");
+    assert_eq!(lifted.status(), 200);
+    until(
+        &a,
+        &leaked,
+        200,
+        "the lifting never reached the other replica",
+    )
+    .await;
+
+    let records = a.audit_records(3).await;
+    assert!(
+        records
+            .iter()
+            .filter_map(|r| r["detail"].as_str())
+            .any(|d| d.starts_with(
+                "POST /revoke from 127.0.0.1: token id tok-leaked-in-a-ticket refused"
+            )),
+        "{records:#?}"
     );
 }
