@@ -192,7 +192,7 @@ impl Entry {
 /// Why an id could not be revoked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RevokeError {
-    #[error("{MAX_RUNTIME} runtime revocations are held already; put long-lived ones in auth.revoked.subjects_file")]
+    #[error("{MAX_RUNTIME} runtime revocations of this kind are held already; put long-lived ones in auth.revoked.subjects_file or jti_file")]
     Full,
     #[error("an id longer than {MAX_SUBJECT} bytes cannot be revoked at runtime; list it in auth.revoked.subjects_file or jti_file")]
     TooLong,
@@ -217,10 +217,13 @@ impl Ledger {
             Some(e) if e.revoked => (false, e.until.max(until_ms)),
             _ => (true, until_ms),
         };
+        // A later decision than the one held, even within its millisecond
+        // (a revocation right after a lifting must not lose to it).
+        let at = held.map_or(now_ms, |e| now_ms.max(e.at + 1));
         map.insert(
             id.to_string(),
             Entry {
-                at: now_ms,
+                at,
                 until,
                 revoked: true,
             },
@@ -473,13 +476,31 @@ mod tests {
         // And it takes the lifting in.
         assert_eq!(there.merge(here.entries(NOW + 20), NOW + 20), 0);
         assert!(!there.contains("alice", NOW + 20));
-        // A new revocation after the lifting stands.
-        assert_eq!(there.revoke("alice", NOW + 50, NOW + 30), Ok(true));
+        // A new revocation after the lifting stands, even in the lifting's
+        // own millisecond.
+        assert_eq!(there.revoke("alice", NOW + 50, NOW + 10), Ok(true));
+        assert!(there.entries(NOW + 20)[0]
+            .1
+            .supersedes(&here.entries(NOW + 20)[0].1));
         here.merge(there.entries(NOW + 30), NOW + 30);
         assert!(here.contains("alice", NOW + 30));
         // The lifting lasts as long as what it lifted would have.
         assert!(here.lift("alice", NOW + 40));
         assert_eq!(here.entries(NOW + 40)[0].1.until, NOW + 50);
+    }
+
+    #[test]
+    fn revoke_lift_revoke_within_one_millisecond_ends_revoked_everywhere() {
+        let here = Ledger::default();
+        let there = Ledger::default();
+        here.revoke("alice", NOW + 100, NOW).expect("room");
+        assert!(here.lift("alice", NOW));
+        there.merge(here.entries(NOW), NOW);
+        assert_eq!(here.revoke("alice", NOW + 100, NOW), Ok(true));
+        assert!(here.contains("alice", NOW));
+        // The other replica, holding the lifting, takes the revocation in.
+        assert_eq!(there.merge(here.entries(NOW), NOW), 1);
+        assert!(there.contains("alice", NOW));
     }
 
     #[test]
