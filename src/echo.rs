@@ -163,6 +163,103 @@ impl Scrub {
     }
 }
 
+/// The upstream's half of a WebSocket stream, searched frame by frame.
+/// Headers pass as they are; each frame's payload goes through a
+/// [`Scrub`] of its own, which holds a tail back only inside the frame,
+/// never past its end, so a message never waits for the next one. A
+/// credential split across the frames of a fragmented message is not
+/// found; frames the upstream masked (a server must not) pass as they
+/// are, and the client drops the connection on them.
+#[derive(Debug, Default)]
+pub struct FrameScrub {
+    /// The header read so far (at most 14 bytes).
+    header: Vec<u8>,
+    /// Payload bytes left in the current frame; `None` while in a header.
+    left: Option<u64>,
+    /// The current frame is masked.
+    masked_frame: bool,
+    scrub: Scrub,
+}
+
+/// Why a stream could not be searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("a data frame with RSV bits set (compressed, e.g. permessage-deflate): its payload cannot be searched for the upstream's credential")]
+    Encoded,
+}
+
+impl FrameScrub {
+    /// Credentials masked so far.
+    pub fn masked(&self) -> usize {
+        self.scrub.masked
+    }
+
+    /// The next bytes from the upstream, as they may go to the client.
+    pub fn piece(&mut self, creds: &Credentials, piece: &[u8]) -> Result<Vec<u8>, FrameError> {
+        let mut out = Vec::with_capacity(piece.len());
+        let mut rest = piece;
+        while let Some((&byte, after)) = rest.split_first() {
+            let Some(left) = self.left else {
+                rest = after;
+                out.push(byte);
+                self.header.push(byte);
+                if let Some((len, masked)) = frame_header(&self.header)? {
+                    self.header.clear();
+                    self.masked_frame = masked;
+                    self.left = (len > 0).then_some(len);
+                }
+                continue;
+            };
+            let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
+            let (chunk, after) = rest.split_at(n);
+            rest = after;
+            let remaining = left - n as u64;
+            if self.masked_frame {
+                out.extend_from_slice(chunk);
+            } else if let Some(b) =
+                self.scrub
+                    .piece(creds, Some(Bytes::copy_from_slice(chunk)), remaining == 0)
+            {
+                out.extend_from_slice(&b);
+            }
+            self.left = (remaining > 0).then_some(remaining);
+        }
+        Ok(out)
+    }
+}
+
+/// `Some((payload length, masked))` once `h` holds a whole frame header
+/// (RFC 6455 § 5.2), `None` while it needs more bytes.
+fn frame_header(h: &[u8]) -> Result<Option<(u64, bool)>, FrameError> {
+    let [first, second, ..] = *h else {
+        return Ok(None);
+    };
+    let data = matches!(first & 0x0f, 0x0..=0x2);
+    if data && first & 0x70 != 0 {
+        return Err(FrameError::Encoded);
+    }
+    let masked = second & 0x80 != 0;
+    let length_bytes = match second & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let whole = 2 + length_bytes + if masked { 4 } else { 0 };
+    if h.len() < whole {
+        return Ok(None);
+    }
+    let len = match length_bytes {
+        2 => u64::from(u16::from_be_bytes([h[2], h[3]])),
+        8 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[2..10]);
+            u64::from_be_bytes(b)
+        }
+        _ => u64::from(second & 0x7f),
+    };
+    Ok(Some((len, masked)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +336,74 @@ mod tests {
         let _ = s.piece(&c, Some(Bytes::from_static(b" EAAG")), false);
         assert_eq!(s.piece(&c, None, true).as_deref(), Some(&b"EAAG"[..]));
         assert_eq!(s.masked, 0);
+    }
+
+    /// A server frame (unmasked) with `opcode` and `payload`.
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![first];
+        match payload.len() {
+            n if n < 126 => f.push(n as u8),
+            n if n <= 0xffff => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn frames_are_searched_one_by_one_whatever_the_pieces() {
+        let c = creds();
+        let text = format!(r#"{{"event":"debug","token":"{TOKEN}"}}"#);
+        let long = format!("{}{TOKEN}{}", "x".repeat(300), "y".repeat(70_000));
+        let mut stream = frame(0x81, text.as_bytes());
+        stream.extend(frame(0x89, b"ping"));
+        stream.extend(frame(0x81, long.as_bytes()));
+        stream.extend(frame(0x81, b"E"));
+        let mut want = frame(
+            0x81,
+            text.replace(TOKEN, &"*".repeat(TOKEN.len())).as_bytes(),
+        );
+        want.extend(frame(0x89, b"ping"));
+        want.extend(frame(
+            0x81,
+            long.replace(TOKEN, &"*".repeat(TOKEN.len())).as_bytes(),
+        ));
+        want.extend(frame(0x81, b"E"));
+        for size in [1, 2, 3, 7, 64, 1000, stream.len()] {
+            let mut s = FrameScrub::default();
+            let mut out = Vec::new();
+            for piece in stream.chunks(size) {
+                out.extend(s.piece(&c, piece).expect("searchable"));
+            }
+            assert_eq!(out, want, "pieces of {size}");
+            assert_eq!(s.masked(), 2);
+        }
+        // A frame that ends like the start of a credential ("E") is not
+        // held for the next one.
+        let mut s = FrameScrub::default();
+        assert_eq!(
+            s.piece(&c, &frame(0x81, b"E")).expect("ok"),
+            frame(0x81, b"E")
+        );
+    }
+
+    #[test]
+    fn compressed_frames_cannot_be_searched() {
+        let c = creds();
+        let mut s = FrameScrub::default();
+        assert_eq!(
+            s.piece(&c, &frame(0xc1, b"compressed")),
+            Err(FrameError::Encoded)
+        );
+        // RSV bits on a control frame are the client's to refuse: there is
+        // no payload encoding to undo there.
+        let mut s = FrameScrub::default();
+        assert!(s.piece(&c, &frame(0xc9, b"")).is_ok());
     }
 }

@@ -74,6 +74,8 @@ impl RequestCtx {
 pub struct ResponseWork {
     pub rewrite: Option<super::rewrite::RewriteState>,
     pub scrub: crate::echo::Scrub,
+    /// The upstream's half of a WebSocket stream.
+    pub frames: crate::echo::FrameScrub,
 }
 
 impl RequestCtx {
@@ -88,7 +90,9 @@ impl RequestCtx {
 
     /// Credentials masked in the response body so far.
     pub fn credentials_masked(&self) -> usize {
-        self.response.as_ref().map_or(0, |w| w.scrub.masked)
+        self.response
+            .as_ref()
+            .map_or(0, |w| w.scrub.masked + w.frames.masked())
     }
 }
 

@@ -270,8 +270,9 @@ impl ProxyHttp for Gateway {
                 return Err(e);
             }
         }
-        // A stream's frames are not inspected (see `stream`).
-        if !session.was_upgraded() {
+        if session.was_upgraded() {
+            scrub_frames(ctx, body)?;
+        } else {
             scrub_credentials(ctx, body, end_of_stream);
         }
         Ok(None)
@@ -597,6 +598,10 @@ fn shape_request(session: &Session, ctx: &RequestCtx, req: &mut RequestHeader) -
         &ctx.request_id,
         client_tls,
     )?;
+    if admission.route.websocket && !admission.route.upstream.credentials.is_empty() {
+        // Compressed frames could not be searched for the credential.
+        req.remove_header(&http::header::SEC_WEBSOCKET_EXTENSIONS);
+    }
     if ctx.rewriting().is_some() {
         rewrite::prepare_request(req)?;
     } else if !admission.route.upstream.credentials.is_empty()
@@ -699,6 +704,36 @@ pub(super) fn scrub_credentials(ctx: &mut RequestCtx, body: &mut Option<bytes::B
     }
     let work = response.get_or_insert_default();
     *body = work.scrub.piece(creds, body.take(), end);
+}
+
+/// Masks the upstream's credential in the frames a WebSocket upstream
+/// sends (see [`crate::echo::FrameScrub`]); a frame whose payload is
+/// compressed cannot be searched and ends the stream.
+fn scrub_frames(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Result<()> {
+    let RequestCtx {
+        admitted,
+        response,
+        refused,
+        ..
+    } = ctx;
+    let Some(a) = admitted else {
+        return Ok(());
+    };
+    let creds = &a.route.upstream.credentials;
+    let Some(piece) = body.as_ref().filter(|_| !creds.is_empty()) else {
+        return Ok(());
+    };
+    let work = response.get_or_insert_default();
+    match work.frames.piece(creds, piece) {
+        Ok(out) => {
+            *body = Some(bytes::Bytes::from(out));
+            Ok(())
+        }
+        Err(e) => {
+            *refused = Some(Reason::RedactionFailed);
+            Error::e_explain(ErrorType::InternalError, e.to_string())
+        }
+    }
 }
 
 /// How long a request whose token names an unknown key waits for the JWKS

@@ -513,3 +513,58 @@ async fn a_quiet_stream_ends_at_the_upstreams_read_timeout_without_an_error() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_upstreams_credential_is_masked_in_the_frames_it_sends() {
+    let Env { ws, idp, gw, .. } = env().await;
+    let priya = idp.token("priya", &["agent"], json!({}));
+    // The client offers compression; the upstream must not get the offer,
+    // or its frames could not be searched.
+    let mut stream = open(
+        gw.addr,
+        "/cable",
+        &[
+            ("authorization", &bearer(&priya)),
+            ("sec-websocket-extensions", "permessage-deflate"),
+        ],
+    )
+    .await
+    .expect("opened");
+    assert!(ws
+        .handshakes()
+        .iter()
+        .all(|h| !h.contains_key("sec-websocket-extensions")));
+    assert_eq!(
+        round_trip(&mut stream, "hello").await.as_deref(),
+        Some("hello")
+    );
+
+    // An upstream that echoes its request's headers into a frame, a small
+    // one and one far larger than a read.
+    let small = format!(r#"{{"debug":{{"api_access_token":"{CRM_KEY}"}}}}"#);
+    let large = format!("{}{CRM_KEY}{}", "x".repeat(100_000), "y".repeat(100));
+    for sent in [&small, &large] {
+        ws.push.send(sent.clone()).expect("pushed");
+        let got = next_text(&mut stream).await.expect("a frame");
+        assert_eq!(got.len(), sent.len(), "masked byte for byte");
+        assert_eq!(got, sent.replace(CRM_KEY, &"*".repeat(CRM_KEY.len())));
+    }
+    // What the client sends is not touched.
+    assert_eq!(
+        round_trip(&mut stream, CRM_KEY).await.as_deref(),
+        Some("*".repeat(CRM_KEY.len()).as_str()),
+        "the upstream echoes it back, masked on its way out"
+    );
+    assert_eq!(ws.received().last().map(String::as_str), Some(CRM_KEY));
+
+    drop(stream);
+    let records = gw.audit_records(1).await;
+    let streamed = records
+        .iter()
+        .find(|r| r["status"] == 101)
+        .expect("the stream's record");
+    assert_eq!(
+        streamed["detail"], "the upstream's credential was in the response body 3 time(s): masked",
+        "{streamed}"
+    );
+}
