@@ -36,7 +36,7 @@
 //!   was still incomplete, and [`HeadRefusals`] writes the record.
 //!
 //! The admin listener is guarded the same way, with a table and counts of
-//! its own.
+//! its own (`chatwarden_admin_…` on `/metrics`).
 //!
 //! Settings are read from the live snapshot when a connection is accepted,
 //! so a reload applies to new connections. HTTP/2 connections get the caps
@@ -148,38 +148,48 @@ pub struct ConnectionMetrics {
 }
 
 impl ConnectionMetrics {
+    /// The proxy listeners' counts (`chatwarden_connections_open`, …).
     pub fn render(&self, out: &mut String) {
+        self.render_as(out, "chatwarden_", "all proxy listeners");
+    }
+
+    /// The admin listener's, under `chatwarden_admin_` names.
+    pub fn render_admin(&self, out: &mut String) {
+        self.render_as(out, "chatwarden_admin_", "the admin listener");
+    }
+
+    fn render_as(&self, out: &mut String, p: &str, scope: &str) {
         use std::fmt::Write;
         let _ = writeln!(
             out,
-            "# HELP chatwarden_connections_open Client connections open now, all proxy listeners.\n\
-             # TYPE chatwarden_connections_open gauge\n\
-             chatwarden_connections_open {}",
+            "# HELP {p}connections_open Client connections open now, {scope}.\n\
+             # TYPE {p}connections_open gauge\n\
+             {p}connections_open {}",
             self.open.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,
-            "# HELP chatwarden_connections_refused_total Client connections closed on arrival, by the cap they were over.\n\
-             # TYPE chatwarden_connections_refused_total counter\n\
-             chatwarden_connections_refused_total{{cap=\"max\"}} {}\n\
-             chatwarden_connections_refused_total{{cap=\"max_per_client\"}} {}",
+            "# HELP {p}connections_refused_total Client connections closed on arrival, by the cap they were over ({scope}).\n\
+             # TYPE {p}connections_refused_total counter\n\
+             {p}connections_refused_total{{cap=\"max\"}} {}\n\
+             {p}connections_refused_total{{cap=\"max_per_client\"}} {}",
             self.refused_max.load(Ordering::Relaxed),
             self.refused_per_client.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,
-            "# HELP chatwarden_request_head_timeouts_total Connections closed because a request head did not arrive within connections.head_timeout.\n\
-             # TYPE chatwarden_request_head_timeouts_total counter\n\
-             chatwarden_request_head_timeouts_total {}",
+            "# HELP {p}request_head_timeouts_total Connections closed because a request head did not arrive within connections.head_timeout ({scope}).\n\
+             # TYPE {p}request_head_timeouts_total counter\n\
+             {p}request_head_timeouts_total {}",
             self.head_timeouts.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,
-            "# HELP chatwarden_tls_handshakes_failed_total TLS handshakes on the proxy listeners that did not finish: not within connections.head_timeout, the client closed the connection before its first byte, or a TLS error (e.g. a client that does not trust the certificate).\n\
-             # TYPE chatwarden_tls_handshakes_failed_total counter\n\
-             chatwarden_tls_handshakes_failed_total{{why=\"timeout\"}} {}\n\
-             chatwarden_tls_handshakes_failed_total{{why=\"closed\"}} {}\n\
-             chatwarden_tls_handshakes_failed_total{{why=\"error\"}} {}",
+            "# HELP {p}tls_handshakes_failed_total TLS handshakes that did not finish ({scope}): not within connections.head_timeout, the client closed the connection before its first byte, or a TLS error (e.g. a client that does not trust the certificate).\n\
+             # TYPE {p}tls_handshakes_failed_total counter\n\
+             {p}tls_handshakes_failed_total{{why=\"timeout\"}} {}\n\
+             {p}tls_handshakes_failed_total{{why=\"closed\"}} {}\n\
+             {p}tls_handshakes_failed_total{{why=\"error\"}} {}",
             self.tls_handshake_timeouts.load(Ordering::Relaxed),
             self.tls_handshake_closed.load(Ordering::Relaxed),
             self.tls_handshake_failures.load(Ordering::Relaxed)

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub alerts: AlertMetrics,
     /// Client connections: open, refused over a cap, closed for a slow head.
     pub connections: Arc<crate::connection::ConnectionMetrics>,
+    /// The same for the admin listener, counted apart.
+    pub admin_connections: Arc<crate::connection::ConnectionMetrics>,
     /// WebSocket streams open now (each holds an upstream connection).
     streams_open: AtomicI64,
 }
@@ -148,6 +150,7 @@ impl Metrics {
         }
         self.alerts.render(&mut out);
         self.connections.render(&mut out);
+        self.admin_connections.render_admin(&mut out);
         out.push_str("# HELP chatwarden_dry_run_denials_total Requests a dry-run (mode: audit) access rule would have denied.\n");
         out.push_str("# TYPE chatwarden_dry_run_denials_total counter\n");
         for (rule, n) in self.dry_run_denials.snapshot() {

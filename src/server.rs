@@ -21,7 +21,7 @@ use crate::audit::{
 };
 use crate::auth::JwksSource;
 use crate::config::{ConfigStore, Snapshot};
-use crate::connection::{ConnectionMetrics, Guarded, Handshakes, Unrecorded};
+use crate::connection::{Guarded, Handshakes, Unrecorded};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::proxy::ParserRefusals;
@@ -255,7 +255,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
                     reloader: reloader.clone(),
                 },
                 store.clone(),
-                Arc::new(ConnectionMetrics::default()),
+                metrics.admin_connections.clone(),
                 Arc::new(Unrecorded),
                 handshakes,
             ),

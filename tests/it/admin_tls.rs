@@ -317,4 +317,19 @@ async fn the_admin_listener_has_the_head_deadline_and_caps_of_its_own() {
     assert!(opened.elapsed() >= Duration::from_millis(300));
     let (code, _) = status(probe.get(url(&gw, "/healthz"))).await;
     assert_eq!(code, 200);
+
+    // Counted apart, under names of their own.
+    let alice = admin_client(&gw, &server_ca, Some(&ops.client_identity("ops-alice")));
+    let (code, metrics) = status(alice.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200);
+    for line in [
+        "chatwarden_admin_tls_handshakes_failed_total{why=\"timeout\"} 2\n",
+        "chatwarden_connections_refused_total{cap=\"max_per_client\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+    assert!(
+        !metrics.contains("chatwarden_admin_connections_refused_total{cap=\"max_per_client\"} 0\n"),
+        "the refused probes are counted: {metrics}"
+    );
 }
