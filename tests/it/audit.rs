@@ -269,18 +269,14 @@ async fn fail_closed_refuses_requests_while_audit_writes_fail_and_resumes_after(
     assert!(text.contains("chatwarden_audit_available 1"), "{text}");
 }
 
-/// `audit.signing_key`: the running gateway signs checkpoints of the chain,
-/// and `chatwarden audit verify --key` (the real binary) tells a file
-/// rewritten without the key from the real one, though both chains verify.
-#[tokio::test]
-async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
-    use std::time::{Duration, Instant};
-
+/// The proxy test gateway with its audit chain signed by a key made here
+/// (`extra` added to its `audit` section), and the public key's path.
+async fn signing_gateway(extra: &str) -> (harness::TestGateway, EchoUpstream, std::path::PathBuf) {
     let up = EchoUpstream::start().await;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
     let yaml = proxy::config().replace(
         "  hash_chain: true\n",
-        "  hash_chain: true\n  signing_key: ${DIR}/audit-signing.pem\n  checkpoint_every: 1s\n",
+        &format!("  hash_chain: true\n  signing_key: ${{DIR}}/audit-signing.pem\n{extra}"),
     );
     let gw = harness::start_with_files(
         &yaml,
@@ -294,6 +290,32 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
     .await;
     let public = gw.dir.path().join("audit-signing.pub.pem");
     std::fs::write(&public, key.public_key_pem()).expect("public key");
+    (gw, up, public)
+}
+
+/// `chatwarden audit verify FILES --key PUBLIC`: its exit code and output.
+fn verify_cli(files: &[std::path::PathBuf], public: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
+        .args(["audit", "verify"])
+        .args(files)
+        .arg("--key")
+        .arg(public)
+        .output()
+        .expect("run chatwarden");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `audit.signing_key`: the running gateway signs checkpoints of the chain,
+/// and `chatwarden audit verify --key` (the real binary) tells a file
+/// rewritten without the key from the real one, though both chains verify.
+#[tokio::test]
+async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
+    use std::time::{Duration, Instant};
+
+    let (gw, _up, public) = signing_gateway("  checkpoint_every: 1s\n").await;
     for _ in 0..3 {
         let resp = gw
             .client()
@@ -317,19 +339,7 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let verify = |file: &std::path::Path| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
-            .args(["audit", "verify"])
-            .arg(file)
-            .arg("--key")
-            .arg(&public)
-            .output()
-            .expect("run chatwarden");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let verify = |file: &std::path::Path| verify_cli(&[file.to_path_buf()], &public);
     let (code, out) = verify(&gw.audit_path);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(" checkpoint(s) signed by key "), "{out}");
@@ -380,24 +390,7 @@ fn sha_hex(text: &str) -> String {
 /// middle shows.
 #[tokio::test]
 async fn a_file_missing_from_a_rotated_set_shows() {
-    let up = EchoUpstream::start().await;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
-    let yaml = proxy::config().replace(
-        "  hash_chain: true\n",
-        "  hash_chain: true\n  signing_key: ${DIR}/audit-signing.pem\n  rotate: {max_size: 1, keep: 20}\n",
-    );
-    let gw = harness::start_with_files(
-        &yaml,
-        &[
-            ("UP_CRM", up.url()),
-            ("UP_DEAD", format!("http://{}", harness::free_addr())),
-            ("CRM_KEY", SECRET.to_string()),
-        ],
-        &[("audit-signing.pem", &key.serialize_pem())],
-    )
-    .await;
-    let public = gw.dir.path().join("audit-signing.pub.pem");
-    std::fs::write(&public, key.public_key_pem()).expect("public key");
+    let (gw, _up, public) = signing_gateway("  rotate: {max_size: 1, keep: 20}\n").await;
     let rotated = || {
         let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(gw.dir.path())
             .expect("dir")
@@ -435,19 +428,7 @@ async fn a_file_missing_from_a_rotated_set_shows() {
     assert_eq!(files.len(), 3, "{files:?}");
     files.push(gw.audit_path.clone());
 
-    let verify = |files: &[std::path::PathBuf]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
-            .args(["audit", "verify"])
-            .args(files)
-            .arg("--key")
-            .arg(&public)
-            .output()
-            .expect("run chatwarden");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let verify = |files: &[std::path::PathBuf]| verify_cli(files, &public);
     let (code, out) = verify(&files);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(out.lines().count(), files.len(), "{out}");
