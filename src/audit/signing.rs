@@ -4,18 +4,28 @@
 //! A chain alone shows edits, deletions and reordering, but whoever can
 //! write the file can recompute every hash (see [`super::chain`]). With
 //! `audit.signing_key` set, the writer signs the chain's head with an
-//! Ed25519 key at least every `audit.checkpoint_every` while records come
-//! in, at shutdown, and before rotating a file, as one `checkpoint` record
-//! in the chain:
+//! Ed25519 key when it opens a file, at least every
+//! `audit.checkpoint_every` while records come in, at shutdown, and before
+//! rotating a file, as one `checkpoint` record in the chain:
 //!
-//! `"event":"checkpoint","detail":"<n> records sealed; ed25519 key=<id> sig=<hex>"`
+//! `"event":"checkpoint","detail":"<n> records sealed; ed25519 key=<id> since=<hex> sig=<hex>"`
 //!
-//! The signature covers `chatwarden audit checkpoint v1\n` and the
-//! checkpoint's own `prev_hash` (the hash of the record before it), so
-//! each checkpoint vouches for every record up to it. `chatwarden audit
-//! verify FILE --key PUBLIC.pem` checks them: a file rewritten without the
-//! private key fails at its first checkpoint, or has none. Records after
-//! the last checkpoint are vouched for by none yet; `verify` counts them.
+//! The signature covers `chatwarden audit checkpoint v2\n`, the
+//! checkpoint's own `prev_hash` (the hash of the record before it), a
+//! newline and `since`: the chain's head when this gateway process took
+//! the file over. A checkpoint vouches for the records *after* `since` up
+//! to itself, and no further back: the gateway continues the chain from
+//! the file's last line at startup, a line it cannot tell from one forged
+//! while it was stopped, so it never signs for what it did not write.
+//! What came before `since` must be vouched for by earlier checkpoints; a
+//! stretch that none covers (a crash before the gateway could sign it, or
+//! an edit made while it was down) fails `verify`. `v1` checkpoints (no
+//! `since`, signed before 2026-12) vouch for everything before them.
+//!
+//! `chatwarden audit verify FILE --key PUBLIC.pem` checks them: a file
+//! rewritten without the private key fails at its first checkpoint, has
+//! none, or has records no checkpoint covers. Records after the last
+//! checkpoint are vouched for by none yet; `verify` counts them.
 //!
 //! The private key stays with the gateway (a Secret, a file only its user
 //! reads); auditors hold the public key. Keys: `openssl genpkey -algorithm
@@ -35,8 +45,10 @@ use crate::decision::Verdict;
 pub const DEFAULT_CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
 /// What is signed before the head hash: no other message of this key's can
-/// pass for a checkpoint.
-const DOMAIN: &[u8] = b"chatwarden audit checkpoint v1\n";
+/// pass for a checkpoint. `v1` signed the head alone (still checked).
+const DOMAIN_V1: &[u8] = b"chatwarden audit checkpoint v1\n";
+/// `v2` signs the head and where the signer's stretch of the chain began.
+const DOMAIN_V2: &[u8] = b"chatwarden audit checkpoint v2\n";
 
 /// The DER prefix of an Ed25519 `SubjectPublicKeyInfo` (RFC 8410); the
 /// 32-byte key follows.
@@ -79,15 +91,17 @@ impl Signer {
     }
 
     /// The checkpoint record for a chain whose head (last hash) is `head`,
-    /// `sealed` records after the previous checkpoint.
-    pub fn checkpoint(&self, head: &[u8; 32], sealed: u64) -> AuditRecord {
-        let signature = self.key.sign(&message(&hex::encode(head)));
+    /// vouching for the records after `since` (the head when this process
+    /// took the chain over), `sealed` of them after the previous checkpoint.
+    pub fn checkpoint(&self, head: &[u8; 32], since: &[u8; 32], sealed: u64) -> AuditRecord {
+        let since = hex::encode(since);
+        let signature = self.key.sign(&message_v2(&hex::encode(head), &since));
         AuditRecord::event(
             OffsetDateTime::now_utc(),
             AuditEvent::Checkpoint,
             Verdict::Allow,
             format!(
-                "{sealed} records sealed; ed25519 key={} sig={}",
+                "{sealed} records sealed; ed25519 key={} since={since} sig={}",
                 self.key_id,
                 hex::encode(signature.as_ref())
             ),
@@ -146,8 +160,11 @@ impl Checker {
         &self.key_id
     }
 
-    /// Checks a checkpoint's `detail` against its `prev_hash` (hex).
-    pub fn check(&self, prev_hash: &str, detail: &str) -> Result<(), CheckpointError> {
+    /// Checks a checkpoint's `detail` against its `prev_hash` (hex). On
+    /// success, where the records it vouches for begin: `Since::Hash` (a
+    /// `v2` checkpoint: after the record with that hash), or
+    /// `Since::Start` (`v1`: everything before it).
+    pub fn check(&self, prev_hash: &str, detail: &str) -> Result<Since, CheckpointError> {
         let field = |name: &str| {
             detail
                 .split(' ')
@@ -162,9 +179,18 @@ impl Checker {
             });
         }
         let signature = hex::decode(field("sig=")?).map_err(|_| CheckpointError::Malformed)?;
+        let (message, since) = match field("since=") {
+            Ok(since) => {
+                let mut hash = [0u8; 32];
+                hex::decode_to_slice(since, &mut hash).map_err(|_| CheckpointError::Malformed)?;
+                (message_v2(prev_hash, since), Since::Hash(hash))
+            }
+            Err(_) => (message_v1(prev_hash), Since::Start),
+        };
         UnparsedPublicKey::new(&ED25519, &self.key)
-            .verify(&message(prev_hash), &signature)
-            .map_err(|_| CheckpointError::BadSignature)
+            .verify(&message, &signature)
+            .map_err(|_| CheckpointError::BadSignature)?;
+        Ok(since)
     }
 }
 
@@ -191,11 +217,22 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn message(head_hex: &str) -> Vec<u8> {
-    let mut m = Vec::with_capacity(DOMAIN.len() + head_hex.len());
-    m.extend_from_slice(DOMAIN);
-    m.extend_from_slice(head_hex.as_bytes());
-    m
+/// Where the records a checkpoint vouches for begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// After the record whose hash this is (or, when no record in view has
+    /// it, before the first one in view).
+    Hash([u8; 32]),
+    /// At the start of the chain (`v1` checkpoints).
+    Start,
+}
+
+fn message_v1(head_hex: &str) -> Vec<u8> {
+    [DOMAIN_V1, head_hex.as_bytes()].concat()
+}
+
+fn message_v2(head_hex: &str, since_hex: &str) -> Vec<u8> {
+    [DOMAIN_V2, head_hex.as_bytes(), b"\n", since_hex.as_bytes()].concat()
 }
 
 fn key_id(public: &[u8]) -> String {
@@ -219,18 +256,33 @@ pub(crate) mod tests {
         let checker = Checker::from_pem(public.as_bytes()).expect("checker");
         assert_eq!(signer.key_id(), checker.key_id());
         let head = [7u8; 32];
-        let record = signer.checkpoint(&head, 12);
+        let since = [3u8; 32];
+        let record = signer.checkpoint(&head, &since, 12);
         let detail = record.detail.clone().expect("detail");
         assert!(
             detail.starts_with("12 records sealed; ed25519 key="),
             "{detail}"
         );
         let prev = hex::encode(head);
-        assert_eq!(checker.check(&prev, &detail), Ok(()));
+        assert_eq!(checker.check(&prev, &detail), Ok(Since::Hash(since)));
         assert_eq!(
             checker.check(&hex::encode([8u8; 32]), &detail),
             Err(CheckpointError::BadSignature),
             "another head"
+        );
+        // Where the vouching begins is signed too: moving it back to claim
+        // older records fails.
+        let moved = detail.replace(&hex::encode(since), &hex::encode([0u8; 32]));
+        assert_eq!(
+            checker.check(&prev, &moved),
+            Err(CheckpointError::BadSignature)
+        );
+        // So does dropping it, to pass for a v1 checkpoint (which vouches
+        // for everything before it).
+        let dropped = detail.replace(&format!(" since={}", hex::encode(since)), "");
+        assert_eq!(
+            checker.check(&prev, &dropped),
+            Err(CheckpointError::BadSignature)
         );
         let forged = detail.replace("sig=", "sig=00");
         assert!(checker.check(&prev, &forged).is_err());
@@ -248,13 +300,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn v1_checkpoints_still_verify_and_vouch_from_the_start() {
+        let (private, public) = key_pair();
+        let signer = Signer::from_pem(private.as_bytes()).expect("signer");
+        let checker = Checker::from_pem(public.as_bytes()).expect("checker");
+        let prev = hex::encode([9u8; 32]);
+        let sig = signer.key.sign(&message_v1(&prev));
+        let detail = format!(
+            "4 records sealed; ed25519 key={} sig={}",
+            signer.key_id(),
+            hex::encode(sig.as_ref())
+        );
+        assert_eq!(checker.check(&prev, &detail), Ok(Since::Start));
+        let with_since = detail.replace(" sig=", &format!(" since={} sig=", "0".repeat(64)));
+        assert_eq!(
+            checker.check(&prev, &with_since),
+            Err(CheckpointError::BadSignature),
+            "a v1 signature does not pass for a v2 checkpoint"
+        );
+    }
+
+    #[test]
     fn a_generated_pair_signs_and_checks() {
         let (private, public) = generate().expect("a key pair");
         assert!(private.starts_with("-----BEGIN PRIVATE KEY-----\n"));
         let signer = Signer::from_pem(private.as_bytes()).expect("signer");
         let checker = Checker::from_pem(public.as_bytes()).expect("checker");
-        let detail = signer.checkpoint(&[1; 32], 1).detail.expect("detail");
-        assert_eq!(checker.check(&hex::encode([1u8; 32]), &detail), Ok(()));
+        let detail = signer
+            .checkpoint(&[1; 32], &[0; 32], 1)
+            .detail
+            .expect("detail");
+        assert_eq!(
+            checker.check(&hex::encode([1u8; 32]), &detail),
+            Ok(Since::Hash([0; 32]))
+        );
     }
 
     #[test]

@@ -7,7 +7,12 @@ use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 use super::chain::{check_line, LinkError};
-use super::signing::{Checker, CheckpointError};
+use super::signing::{Checker, CheckpointError, Since};
+
+/// How many hashes of records not yet vouched for are kept to find where
+/// a checkpoint's vouching begins (32 MiB). A file going longer without a
+/// checkpoint has its oldest ones counted as unvouched.
+const UNVOUCHED_KEPT: usize = 1 << 20;
 
 /// What a successful verification saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +31,9 @@ pub struct VerifySummary {
     /// Records after the last checkpoint (all of them when there is none):
     /// no signature vouches for these yet.
     pub unsigned_tail: u64,
+    /// With a key: stretches of lines (first, last) that signed checkpoints
+    /// follow but none vouches for (see [`VerifyError::Unvouched`]).
+    pub unvouched: Vec<(u64, u64)>,
 }
 
 /// The first place where the chain breaks.
@@ -39,7 +47,17 @@ pub enum VerifyError {
     /// without the key would look just like this.
     #[error("no signed checkpoint in {records} record(s): nothing vouches for the file")]
     Unsigned { records: u64 },
+    /// A key was given and lines `first..=last`, followed by signed
+    /// checkpoints, are vouched for by none of them: the last records
+    /// before a crash, which the gateway never signed, or records
+    /// rewritten while it was stopped, which it took over at startup.
+    #[error("lines {first}-{last}: {UNVOUCHED}")]
+    Unvouched { first: u64, last: u64 },
 }
+
+/// What an unvouched stretch of lines is, for messages.
+pub const UNVOUCHED: &str = "vouched for by no signed checkpoint (written just before a crash \
+     and never signed, or rewritten while the gateway was stopped)";
 
 /// Why a line breaks the chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,7 +91,8 @@ pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifySummary, VerifyError>
 }
 
 /// Verifies the audit file at `path` and every checkpoint in it against
-/// `key`; a file without any is refused.
+/// `key`; a file without any, or with records that checkpoints follow but
+/// none vouches for, is refused.
 pub fn verify_file_signed(
     path: impl AsRef<Path>,
     key: &Checker,
@@ -83,6 +102,9 @@ pub fn verify_file_signed(
         return Err(VerifyError::Unsigned {
             records: summary.records,
         });
+    }
+    if let Some(&(first, last)) = summary.unvouched.first() {
+        return Err(VerifyError::Unvouched { first, last });
     }
     Ok(summary)
 }
@@ -104,16 +126,28 @@ pub fn verify_reader(reader: impl BufRead) -> Result<VerifySummary, VerifyError>
     verify_lines(reader, None)
 }
 
-fn verify_lines(
+fn verify_lines(reader: impl BufRead, key: Option<&Checker>) -> Result<VerifySummary, VerifyError> {
+    verify_lines_keeping(reader, key, UNVOUCHED_KEPT)
+}
+
+/// [`verify_lines`], keeping at most `kept` hashes of unvouched records.
+fn verify_lines_keeping(
     mut reader: impl BufRead,
     key: Option<&Checker>,
+    kept: usize,
 ) -> Result<VerifySummary, VerifyError> {
     let mut line = Vec::with_capacity(1024);
     let mut records = 0u64;
     let mut first_prev = None;
     let mut last = None;
     let mut checkpoints = 0u64;
-    let mut unsigned_tail = 0u64;
+    // Lines 1..=vouched are vouched for by a checkpoint; the hashes of the
+    // lines after them (the oldest `dropped` of them forgotten) are kept to
+    // find where the next checkpoint's vouching begins.
+    let mut vouched = 0u64;
+    let mut unvouched: Vec<[u8; 32]> = Vec::new();
+    let mut dropped = 0u64;
+    let mut gaps = Vec::new();
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -139,13 +173,33 @@ fn verify_lines(
         }
         if let Some(detail) = checkpoint_detail(content) {
             if let Some(key) = key {
-                key.check(&hex::encode(link.prev), &detail)
+                let since = key
+                    .check(&hex::encode(link.prev), &detail)
                     .map_err(|e| broken(Break::Checkpoint(e)))?;
+                // Vouched for from `since` on: the lines kept since the last
+                // vouched one, up to the one whose hash it names, are not.
+                let gap = match since {
+                    Since::Start => 0,
+                    Since::Hash(h) => match unvouched.iter().position(|u| *u == h) {
+                        Some(i) => dropped + i as u64 + 1,
+                        None => dropped,
+                    },
+                };
+                if gap > 0 {
+                    gaps.push((vouched + 1, vouched + gap));
+                }
             }
             checkpoints += 1;
-            unsigned_tail = 0;
-        } else {
-            unsigned_tail += 1;
+            vouched = line_no;
+            unvouched.clear();
+            dropped = 0;
+        } else if key.is_some() {
+            if unvouched.len() >= kept {
+                let half = (kept / 2).max(1);
+                unvouched.drain(..half);
+                dropped += half as u64;
+            }
+            unvouched.push(link.hash);
         }
         last = Some(link.hash);
         records += 1;
@@ -155,7 +209,8 @@ fn verify_lines(
         first_prev_hash: first_prev.map(hex::encode),
         last_hash: last.map(hex::encode),
         checkpoints,
-        unsigned_tail,
+        unsigned_tail: records - vouched,
+        unvouched: gaps,
     })
 }
 
@@ -197,16 +252,9 @@ mod tests {
         let mut chain = Chain::genesis();
         (0..n)
             .map(|i| {
-                let mut r = AuditRecord::request(
-                    datetime!(2026-11-23 18:47:52.123 UTC),
-                    format!("req-{i}"),
-                    "v1",
-                    "192.0.2.1",
-                    "GET",
-                    "/api/v1/contacts",
-                )
-                .decision(Decision::Deny(Reason::PermissionDenied))
-                .response(403, 60, Duration::from_micros(800));
+                let mut r = chained_request(i as usize)
+                    .decision(Decision::Deny(Reason::PermissionDenied))
+                    .response(403, 60, Duration::from_micros(800));
                 chain.seal(&mut r);
                 r.to_json_line()
             })
@@ -223,6 +271,103 @@ mod tests {
             Err(VerifyError::Broken { line, problem }) => (line, problem),
             other => panic!("verification should have failed, got {other:?}"),
         }
+    }
+
+    /// A signed chain: `r` a request record, `c(k)` a checkpoint whose
+    /// vouching begins after line `k` (0: the start).
+    enum Line {
+        R,
+        C(usize),
+    }
+
+    fn signed_chain(layout: &[Line]) -> (String, Checker) {
+        use crate::audit::signing::{tests::key_pair, Signer};
+        let (private, public) = key_pair();
+        let signer = Signer::from_pem(private.as_bytes()).expect("signer");
+        let mut chain = Chain::genesis();
+        let mut hashes = vec![crate::audit::GENESIS];
+        let mut text = String::new();
+        for (i, line) in layout.iter().enumerate() {
+            let mut record = match line {
+                Line::R => chained_request(i),
+                Line::C(since) => signer.checkpoint(&chain.prev(), &hashes[*since], 0),
+            };
+            chain.seal(&mut record);
+            hashes.push(chain.prev());
+            text.push_str(&record.to_json_line());
+            text.push('\n');
+        }
+        (text, Checker::from_pem(public.as_bytes()).expect("checker"))
+    }
+
+    fn chained_request(i: usize) -> AuditRecord {
+        AuditRecord::request(
+            datetime!(2026-11-23 18:47:52.123 UTC),
+            format!("req-{i}"),
+            "v1",
+            "192.0.2.1",
+            "GET",
+            "/api/v1/contacts",
+        )
+    }
+
+    #[test]
+    fn a_checkpoint_vouches_for_the_records_after_its_since_only() {
+        use Line::{C, R};
+        // A first process (since the start), a crash after lines 6-7, a
+        // second process that took over after line 7.
+        let (text, key) = signed_chain(&[C(0), R, R, R, C(0), R, R, C(7), R, C(7)]);
+        let summary = super::verify_lines(text.as_bytes(), Some(&key)).expect("the chain holds");
+        assert_eq!(summary.unvouched, vec![(6, 7)]);
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (4, 0));
+        // Without the crash: the second process took over after the first
+        // one's last checkpoint, and everything is vouched for.
+        let (text, key) = signed_chain(&[C(0), R, R, C(0), C(3), R, C(3), R]);
+        let summary = super::verify_lines(text.as_bytes(), Some(&key)).expect("the chain holds");
+        assert_eq!(summary.unvouched, vec![]);
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (4, 1));
+        // A rotated-into file: the since is in an earlier file.
+        let (text, key) = signed_chain(&[R, R, C(1), R]);
+        let tail: String = text.lines().skip(2).map(|l| format!("{l}\n")).collect();
+        let summary = super::verify_lines(tail.as_bytes(), Some(&key)).expect("the chain holds");
+        assert_eq!(
+            summary.unvouched,
+            vec![],
+            "line 1 of this file follows the since"
+        );
+        // Without a key nothing is checked, so nothing is judged unvouched.
+        let (text, _) = signed_chain(&[C(0), R, R, C(2)]);
+        let summary = super::verify_lines(text.as_bytes(), None).expect("the chain holds");
+        assert_eq!(summary.unvouched, vec![]);
+    }
+
+    #[test]
+    fn a_long_unvouched_stretch_is_counted_whole_past_the_hashes_kept() {
+        use Line::{C, R};
+        let mut layout = vec![C(0)];
+        layout.extend((0..10).map(|_| R));
+        layout.push(C(11));
+        let (text, key) = signed_chain(&layout);
+        for kept in [1, 2, 4, 64] {
+            let summary =
+                verify_lines_keeping(text.as_bytes(), Some(&key), kept).expect("the chain holds");
+            assert_eq!(summary.unvouched, vec![(2, 11)], "keeping {kept}");
+        }
+        // Vouching from after line 3, whose hash is no longer kept: lines
+        // 2-3 are not vouched for, and neither, for want of the hash to
+        // tell, are the lines forgotten after them.
+        let mut layout = vec![C(0)];
+        layout.extend((0..10).map(|_| R));
+        layout.push(C(3));
+        let (text, key) = signed_chain(&layout);
+        let summary = verify_lines_keeping(text.as_bytes(), Some(&key), 64).expect("holds");
+        assert_eq!(summary.unvouched, vec![(2, 3)]);
+        let summary = verify_lines_keeping(text.as_bytes(), Some(&key), 4).expect("holds");
+        assert!(
+            matches!(summary.unvouched[..], [(2, last)] if last >= 3),
+            "{:?}",
+            summary.unvouched
+        );
     }
 
     #[test]

@@ -223,6 +223,8 @@ fn channel_with(out: Output, resume: Resume, options: AuditOptions) -> (AuditSin
         health: Arc::clone(&health),
         out,
         chain: options.hash_chain.then(|| Chain::resume(resume.prev)),
+        since: resume.prev,
+        opened: false,
         rotate: options.rotate,
         stats: Arc::clone(&stats),
         buf: Vec::with_capacity(BATCH_BYTES + 4096),
@@ -564,6 +566,12 @@ struct WriterState {
     startup: Option<AuditRecord>,
     error_log: ErrorLog,
     signing: Option<Signing>,
+    /// The chain's head when this process took it over: its checkpoints
+    /// vouch for the records after it, never for what the file held at
+    /// startup (see [`super::signing`]).
+    since: [u8; 32],
+    /// Nothing but the opening checkpoint went into the current file yet.
+    opened: bool,
     /// Records sealed since the last checkpoint.
     unsigned: u64,
     /// For the checkpoint ticker (weak: it must not keep the queue open).
@@ -653,6 +661,10 @@ impl WriterState {
         }
         if let Some(signing) = &self.signing {
             spawn_ticker(self.ticker.clone(), signing.every);
+            // The file is signed from its first line on, so a file younger
+            // than `checkpoint_every` verifies too.
+            self.open_checkpoint();
+            self.commit();
         }
         loop {
             let Some(command) = self.next_command() else {
@@ -684,15 +696,29 @@ impl WriterState {
     /// Seals a signed checkpoint of the chain's head into the batch, when
     /// signing is on and records were sealed since the last one.
     fn checkpoint(&mut self) {
-        let (Some(signing), Some(chain)) = (&self.signing, &self.chain) else {
-            return;
-        };
-        if self.unsigned == 0 {
-            return;
+        if self.unsigned > 0 {
+            self.seal_checkpoint();
         }
-        let record = signing.signer.checkpoint(&chain.prev(), self.unsigned);
+    }
+
+    /// The checkpoint a file opens with (startup, rotation), whether or
+    /// not anything is unsigned.
+    fn open_checkpoint(&mut self) {
+        if self.seal_checkpoint() {
+            self.opened = true;
+        }
+    }
+
+    fn seal_checkpoint(&mut self) -> bool {
+        let (Some(signing), Some(chain)) = (&self.signing, &self.chain) else {
+            return false;
+        };
+        let record = signing
+            .signer
+            .checkpoint(&chain.prev(), &self.since, self.unsigned);
         self.append(record, Kind::Note);
         self.unsigned = 0;
+        true
     }
 
     /// Waits for the next command: parked on the queue while writes work;
@@ -822,6 +848,7 @@ impl WriterState {
             }
         };
         self.buf.push(b'\n');
+        self.opened = false;
         self.pending.push(Pending {
             end: self.buf.len(),
             hash,
@@ -923,7 +950,8 @@ impl WriterState {
         let Output::File { len, .. } = &self.out else {
             return;
         };
-        if *len < rotate.max_size {
+        // A file holding only its opening checkpoint is not rotated again.
+        if *len < rotate.max_size || self.opened {
             return;
         }
         // Each rotated file ends signed.
@@ -941,7 +969,15 @@ impl WriterState {
                 *file = new_file;
                 *len = 0;
             }
-            Err(e) => tracing::error!(error = %e, path = %path.display(), "audit rotation failed"),
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "audit rotation failed");
+                return;
+            }
+        }
+        // The new file opens signed as well.
+        if self.signing.is_some() {
+            self.open_checkpoint();
+            self.write_batch();
         }
     }
 }
@@ -1930,11 +1966,17 @@ mod tests {
         write_session(&path, opts.clone(), 0..5).await;
         write_session(&path, opts, 5..8).await;
         let lines = read_lines(&path);
-        assert_eq!(lines.len(), 10, "8 records and a checkpoint per session");
-        assert!(lines[5].contains(r#""event":"checkpoint""#), "{}", lines[5]);
-        assert!(lines[5].contains(r#""detail":"5 records sealed; ed25519 key="#));
+        assert_eq!(
+            lines.len(),
+            12,
+            "8 records, and an opening and a closing checkpoint per session"
+        );
+        for i in [0, 6, 7, 11] {
+            assert!(lines[i].contains(r#""event":"checkpoint""#), "{}", lines[i]);
+        }
+        assert!(lines[6].contains(r#""detail":"5 records sealed; ed25519 key="#));
         let summary = verify_file_signed(&path, &key).expect("signed and intact");
-        assert_eq!((summary.checkpoints, summary.unsigned_tail), (2, 0));
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (4, 0));
 
         let tampered = path.with_extension("tampered");
         let check = |text: String| {
@@ -1950,7 +1992,7 @@ mod tests {
             matches!(
                 signed,
                 Err(VerifyError::Broken {
-                    line: 6,
+                    line: 7,
                     problem: Break::Checkpoint(
                         crate::audit::signing::CheckpointError::BadSignature
                     )
@@ -1970,14 +2012,82 @@ mod tests {
             matches!(signed, Err(VerifyError::Unsigned { records: 8 })),
             "{signed:?}"
         );
-        // Cut after the first checkpoint, then records made up: they verify,
+        // Cut after the first session, then records made up: they verify,
         // and the summary says no signature covers them.
-        let mut forged = lines[..6].to_vec();
-        forged.push(lines[6].replace("req-5", "req-50"));
+        let mut forged = lines[..7].to_vec();
+        forged.push(lines[8].replace("req-5", "req-50"));
         let resealed = rechain(&forged);
         let (_, signed) = check(resealed);
-        let summary = signed.expect("the first six lines are the real ones");
-        assert_eq!((summary.checkpoints, summary.unsigned_tail), (1, 1));
+        let summary = signed.expect("the first seven lines are the real ones");
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_restarted_writer_does_not_vouch_for_a_file_rewritten_while_it_was_stopped() {
+        use crate::audit::verify::verify_file_signed;
+        let (_dir, path) = temp_log();
+        let (opts, key) = signing(Duration::from_secs(3600));
+        write_session(&path, opts.clone(), 0..5).await;
+        // While the gateway is stopped: a record edited, the checkpoints
+        // dropped, the chain re-sealed. The file's last line is now one
+        // the gateway never wrote.
+        let rewritten: Vec<String> = read_lines(&path)
+            .iter()
+            .filter(|l| !l.contains(r#""event":"checkpoint""#))
+            .map(|l| l.replace("agent-7", "agent-9"))
+            .collect();
+        fs::write(&path, rechain(&rewritten)).expect("write");
+        // The gateway starts again on it and carries on signing.
+        write_session(&path, opts, 5..8).await;
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 10, "5 rewritten, 2 checkpoints, 3 new");
+        assert!(verify_file(&path).is_ok(), "the chain itself holds");
+        match verify_file_signed(&path, &key) {
+            Err(VerifyError::Unvouched { first: 1, last: 5 }) => {}
+            other => panic!("the 5 rewritten records must not pass as signed: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_a_crash_left_unsigned_stay_unvouched_after_the_restart() {
+        use crate::audit::verify::verify_file_signed;
+        let (_dir, path) = temp_log();
+        let (opts, key) = signing(Duration::from_secs(3600));
+        write_session(&path, opts.clone(), 0..3).await;
+        // What a crash leaves: records chained but never signed (a writer
+        // without the key stands in for one killed before its checkpoint).
+        let unsigned = AuditOptions {
+            signing: None,
+            ..opts.clone()
+        };
+        write_session(&path, unsigned, 3..5).await;
+        write_session(&path, opts, 5..6).await;
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 10, "{lines:#?}");
+        match verify_file_signed(&path, &key) {
+            Err(VerifyError::Unvouched { first: 6, last: 7 }) => {}
+            other => panic!("lines 6-7 were never signed: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_is_signed_from_its_first_line() {
+        use crate::audit::verify::verify_file_signed;
+        let (_dir, path) = temp_log();
+        let (opts, key) = signing(Duration::from_secs(3600));
+        let (sink, writer) = open(&path, opts);
+        let _thread = spawn(writer);
+        for n in 0..3 {
+            assert_eq!(sink.submit(record(n)).await, Ok(()));
+        }
+        assert!(sink.flush().await.is_ok());
+        // Long before the first interval: the opening checkpoint, then
+        // three records no signature covers yet (and `verify` says so).
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].contains(r#""detail":"0 records sealed; ed25519 key="#));
+        let summary = verify_file_signed(&path, &key).expect("signed from the start");
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (1, 3));
     }
 
     #[tokio::test]
@@ -1998,14 +2108,18 @@ mod tests {
         };
         assert!(tick(), "the first tick signs the three records");
         assert!(sink.flush().await.is_ok());
-        assert_eq!(read_lines(&path).len(), 4);
+        assert_eq!(
+            read_lines(&path).len(),
+            5,
+            "opening checkpoint, 3, checkpoint"
+        );
         let summary = verify_file_signed(&path, &key).expect("signed");
-        assert_eq!((summary.checkpoints, summary.unsigned_tail), (1, 0));
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (2, 0));
         // Nothing new, nothing to sign: the next ticks add no line.
         assert!(!tick());
         assert!(!tick());
         assert!(sink.flush().await.is_ok());
-        assert_eq!(read_lines(&path).len(), 4);
+        assert_eq!(read_lines(&path).len(), 5);
     }
 
     #[tokio::test]
@@ -2031,10 +2145,14 @@ mod tests {
             let summary = verify_file_signed(file, &key).expect("signed");
             assert_eq!(
                 (summary.records, summary.checkpoints, summary.unsigned_tail),
-                (2, 1, 0),
-                "{}",
+                (3, 2, 0),
+                "{}: opens and ends signed",
                 file.display()
             );
         }
+        // The current file holds its opening checkpoint, and is not
+        // rotated again for it.
+        let summary = verify_file_signed(&path, &key).expect("signed");
+        assert_eq!((summary.records, summary.checkpoints), (1, 1));
     }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use crate::audit::query::{self, Filter};
 use crate::audit::signing::Checker;
+use crate::audit::verify::UNVOUCHED;
 use crate::audit::{verify_file_with, VerifyError, VerifySummary};
 
 /// `audit verify FILE… [--key PUBLIC.pem]`: each file's chain (and
@@ -49,6 +50,35 @@ pub fn verify(paths: &[PathBuf], key: Option<&Path>) -> ExitCode {
                 VerifyError::Unsigned {
                     records: summary.records
                 }
+            );
+            return ExitCode::from(1);
+        }
+        if let (Some(c), false) = (&checker, summary.unvouched.is_empty()) {
+            let stretches: Vec<String> = summary
+                .unvouched
+                .iter()
+                .map(|(first, last)| format!("{first}-{last}"))
+                .collect();
+            let count: u64 = summary.unvouched.iter().map(|(f, l)| l - f + 1).sum();
+            println!(
+                "{}: UNVOUCHED: {count} record(s), lines {}: {UNVOUCHED}; the chain holds, \
+                 and {} checkpoint(s) signed by key {} vouch for the rest",
+                path.display(),
+                stretches.join(", "),
+                summary.checkpoints,
+                c.key_id()
+            );
+            return ExitCode::from(1);
+        }
+        // Every file but the newest ends with a checkpoint: records after
+        // it were added by someone else, or a crash cut the file short
+        // before it was (wrongly) rotated away from.
+        if checker.is_some() && !last && summary.unsigned_tail > 0 {
+            println!(
+                "{}: UNVOUCHED: the last {} record(s) are vouched for by no signed checkpoint, \
+                 and later files follow",
+                path.display(),
+                summary.unsigned_tail
             );
             return ExitCode::from(1);
         }

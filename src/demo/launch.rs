@@ -52,6 +52,17 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
         "chatwarden-demo-audit-{}.jsonl",
         std::process::id()
     ));
+    // A file an earlier run with the same process id left behind was
+    // signed with another key: this run's starts empty.
+    if let Err(e) = std::fs::remove_file(&audit_path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            eprintln!(
+                "chatwarden demo: cannot remove the stale {}: {e}",
+                audit_path.display()
+            );
+            return ExitCode::from(1);
+        }
+    }
     // The audit chain is signed, and the guide verifies it with the public
     // half: what an auditor would do.
     let signing_key = audit_path.with_extension("signing.pem");

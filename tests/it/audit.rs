@@ -325,11 +325,14 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
             .expect("request");
         assert_eq!(resp.status(), 200);
     }
-    // The writer signs within `checkpoint_every` of the records.
+    // The file opens with a checkpoint; the writer signs the records
+    // within `checkpoint_every`.
     let started = Instant::now();
-    while !std::fs::read_to_string(&gw.audit_path)
+    while std::fs::read_to_string(&gw.audit_path)
         .expect("audit file")
-        .contains(r#""event":"checkpoint""#)
+        .matches(r#""event":"checkpoint""#)
+        .count()
+        < 2
     {
         assert!(
             started.elapsed() < Duration::from_secs(10),
@@ -347,19 +350,11 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
     // An edited status, with every hash recomputed as the file allows.
     let text = std::fs::read_to_string(&gw.audit_path).expect("audit file");
     let lines: Vec<&str> = text.lines().collect();
-    let mut prev = "0".repeat(64);
-    let mut rewritten = String::new();
-    for line in &lines {
-        let line = line.replacen("\"status\":200", "\"status\":204", 1);
-        let cut = line.find(r#","prev_hash":"#).expect("chained");
-        let canonical = format!("{}}}", &line[..cut]);
-        let hash = sha_hex(&format!("{prev}\n{canonical}"));
-        rewritten.push_str(&format!(
-            "{},\"prev_hash\":\"{prev}\",\"hash\":\"{hash}\"}}\n",
-            &line[..cut]
-        ));
-        prev = hash;
-    }
+    let rewritten = rechain(
+        lines
+            .iter()
+            .map(|l| l.replacen("\"status\":200", "\"status\":204", 1)),
+    );
     let forged = gw.dir.path().join("forged.jsonl");
     std::fs::write(&forged, rewritten).expect("write");
     assert!(
@@ -368,7 +363,10 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
     );
     let (code, out) = verify(&forged);
     assert_eq!(code, Some(1), "{out}");
-    let first_checkpoint = 1 + lines
+    // The opening checkpoint (line 1) signs the empty chain, which the
+    // edits left alone; the next one signs the edited records.
+    assert!(lines[0].contains(r#""event":"checkpoint""#), "{}", lines[0]);
+    let first_checkpoint = 2 + lines[1..]
         .iter()
         .position(|l| l.contains(r#""event":"checkpoint""#))
         .expect("a checkpoint");
@@ -380,9 +378,23 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
     );
 }
 
-fn sha_hex(text: &str) -> String {
+/// What someone with write access but no key can do: `lines` (edited or
+/// not) sealed again into a chain from the genesis hash that verifies.
+fn rechain(lines: impl Iterator<Item = String>) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    let mut prev = "0".repeat(64);
+    let mut out = String::new();
+    for line in lines {
+        let cut = line.find(r#","prev_hash":"#).expect("chained");
+        let canonical = format!("{}}}", &line[..cut]);
+        let hash = hex::encode(sha2::Sha256::digest(format!("{prev}\n{canonical}")));
+        out.push_str(&format!(
+            "{},\"prev_hash\":\"{prev}\",\"hash\":\"{hash}\"}}\n",
+            &line[..cut]
+        ));
+        prev = hash;
+    }
+    out
 }
 
 /// Rotated files verified as a set (oldest first): each continues the one
@@ -445,5 +457,133 @@ async fn a_file_missing_from_a_rotated_set_shows() {
         )),
         "{} taken out: {out}",
         removed.display()
+    );
+}
+
+/// The real binary, stopped the hard way and started again on its own
+/// audit file: a file rewritten while it was down is not vouched for by the
+/// checkpoints it signs afterwards, and records a crash left unsigned are
+/// named as such rather than passed off as signed.
+#[tokio::test]
+async fn a_restarted_gateway_vouches_only_for_what_it_wrote() {
+    let up = EchoUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+    std::fs::write(dir.path().join("audit-signing.pem"), key.serialize_pem()).expect("key");
+    let public = dir.path().join("audit-signing.pub.pem");
+    std::fs::write(&public, key.public_key_pem()).expect("public key");
+    let config = dir.path().join("chatwarden.yaml");
+    std::fs::write(
+        &config,
+        proxy::config().replace(
+            "  hash_chain: true\n",
+            "  hash_chain: true\n  signing_key: ${DIR}/audit-signing.pem\n  checkpoint_every: 1h\n",
+        ),
+    )
+    .expect("config");
+    let audit = dir.path().join("audit.jsonl");
+
+    // A session of the gateway: `requests` answered, then SIGKILL (no
+    // shutdown checkpoint: what a crash or an OOM kill leaves).
+    let session = |requests: usize| {
+        let (addr, admin) = (harness::free_addr(), harness::free_addr());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
+            .args(["run", "-c"])
+            .arg(&config)
+            .env("LISTEN", addr.to_string())
+            .env("ADMIN", admin.to_string())
+            .env("AUDIT", &audit)
+            .env("DIR", dir.path())
+            .env("UP_CRM", up.url())
+            .env("UP_DEAD", format!("http://{}", harness::free_addr()))
+            .env("CRM_KEY", SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start chatwarden");
+        let audit = audit.clone();
+        let records = |text: &str| text.matches(r#""route":"contacts""#).count();
+        let before = records(&std::fs::read_to_string(&audit).unwrap_or_default());
+        async move {
+            let client = reqwest::Client::new();
+            let url = format!("http://{addr}/api/v1/accounts/1/contacts");
+            let started = std::time::Instant::now();
+            let mut served = 0;
+            while served < requests {
+                match client.get(&url).send().await {
+                    Ok(resp) => {
+                        assert_eq!(resp.status(), 200);
+                        served += 1;
+                    }
+                    Err(_) => {
+                        assert!(
+                            started.elapsed() < std::time::Duration::from_secs(20),
+                            "the gateway did not start"
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            // Records are written after their responses: wait for them.
+            let started = std::time::Instant::now();
+            loop {
+                let text = std::fs::read_to_string(&audit).unwrap_or_default();
+                if records(&text) >= before + requests && text.ends_with('\n') {
+                    break;
+                }
+                assert!(started.elapsed() < std::time::Duration::from_secs(10));
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+    };
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&audit)
+            .expect("audit file")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let checkpoint = |l: &String| l.contains(r#""event":"checkpoint""#);
+
+    // 1. A crash: the opening checkpoint, three records nobody signed.
+    session(3).await;
+    let first = lines();
+    assert_eq!(first.len(), 4, "{first:#?}");
+    assert!(checkpoint(&first[0]));
+    // Started again, the gateway signs from where it took over: the three
+    // stay unvouched (the chain holds), and are named.
+    session(1).await;
+    let (code, out) = verify_cli(std::slice::from_ref(&audit), &public);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("UNVOUCHED: 3 record(s), lines 2-4: vouched for by no signed checkpoint"),
+        "{out}"
+    );
+    assert!(out.contains("the chain holds"), "{out}");
+
+    // 2. Rewritten while stopped: a status edited, the checkpoints
+    // dropped, every hash recomputed. The gateway starts on it and signs
+    // as usual; none of its checkpoints vouches for the rewritten lines.
+    let rewritten = rechain(
+        lines()
+            .into_iter()
+            .filter(|l| !checkpoint(l))
+            .map(|l| l.replacen("\"status\":200", "\"status\":204", 1)),
+    );
+    std::fs::write(&audit, rewritten).expect("rewrite");
+    assert!(
+        chatwarden::audit::verify_file(&audit).is_ok(),
+        "the chain alone cannot tell"
+    );
+    session(2).await;
+    let after = lines();
+    assert_eq!(after.len(), 4 + 1 + 2, "{after:#?}");
+    let (code, out) = verify_cli(std::slice::from_ref(&audit), &public);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("UNVOUCHED: 4 record(s), lines 1-4: vouched for by no signed checkpoint"),
+        "{out}"
     );
 }
