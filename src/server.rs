@@ -87,6 +87,24 @@ pub struct Handles {
     pub reloader: Option<Arc<Reloader>>,
 }
 
+/// How long the audit writer may take to write, sign and sync what is
+/// left when the process stops.
+const AUDIT_FINISH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `server` until a signal stops it (`SIGTERM`: graceful, `SIGINT`:
+/// fast), then lets the audit writer finish before the process exits:
+/// pingora's own `run_forever` exits the moment its runtimes are down,
+/// which cut off the writer with the last records unwritten or unsigned.
+pub fn serve(server: Server, handles: &Handles) -> ! {
+    server.run(pingora_core::server::RunArgs::default());
+    if !handles.audit.finish_blocking(AUDIT_FINISH) {
+        tracing::error!(
+            "the audit writer did not finish within {AUDIT_FINISH:?}: its last records may be unwritten or unsigned"
+        );
+    }
+    std::process::exit(0)
+}
+
 /// Build a ready-to-run server for `snapshot`.
 pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles), StartError> {
     if snapshot.listeners.is_empty() {

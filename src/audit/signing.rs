@@ -121,7 +121,7 @@ pub struct Checker {
 pub enum CheckpointError {
     #[error("its detail carries no `key=… sig=…`")]
     Malformed,
-    #[error("signed with key {found}, not {expected} (the key given)")]
+    #[error("signed with key {found}, not {expected} (the key(s) given)")]
     OtherKey { found: String, expected: String },
     #[error("the signature does not match (the file was rewritten, or the key is wrong)")]
     BadSignature,
@@ -215,6 +215,56 @@ fn pem(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+/// The public keys a file's checkpoints may be signed with: after a key
+/// rotation, the old key's and the new one's. Each checkpoint names its
+/// key (by id), and is checked against that one.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    keys: Vec<Checker>,
+}
+
+impl From<Checker> for Keyring {
+    fn from(key: Checker) -> Keyring {
+        Keyring { keys: vec![key] }
+    }
+}
+
+impl Keyring {
+    /// The keys in the PEM files at `paths` (one each); a key given twice
+    /// counts once.
+    pub fn from_paths(paths: &[std::path::PathBuf]) -> Result<Keyring, String> {
+        let mut keys: Vec<Checker> = Vec::with_capacity(paths.len());
+        for path in paths {
+            let key = Checker::from_path(path)?;
+            if !keys.iter().any(|k| k.key == key.key) {
+                keys.push(key);
+            }
+        }
+        Ok(Keyring { keys })
+    }
+
+    /// The ids of the keys, as checkpoints name them.
+    pub fn key_ids(&self) -> Vec<&str> {
+        self.keys.iter().map(Checker::key_id).collect()
+    }
+
+    /// [`Checker::check`] with the key the checkpoint names; also returns
+    /// that key's id.
+    pub fn check(&self, prev_hash: &str, detail: &str) -> Result<(Since, &str), CheckpointError> {
+        let named = detail
+            .split(' ')
+            .find_map(|part| part.strip_prefix("key="))
+            .ok_or(CheckpointError::Malformed)?;
+        let Some(key) = self.keys.iter().find(|k| k.key_id == named) else {
+            return Err(CheckpointError::OtherKey {
+                found: named.to_string(),
+                expected: self.key_ids().join(", "),
+            });
+        };
+        Ok((key.check(prev_hash, detail)?, key.key_id()))
+    }
 }
 
 /// Where the records a checkpoint vouches for begin.
@@ -317,6 +367,56 @@ pub(crate) mod tests {
             checker.check(&prev, &with_since),
             Err(CheckpointError::BadSignature),
             "a v1 signature does not pass for a v2 checkpoint"
+        );
+    }
+
+    #[test]
+    fn a_keyring_checks_each_checkpoint_with_the_key_it_names() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut signers = Vec::new();
+        let mut paths = Vec::new();
+        for name in ["old", "new"] {
+            let (private, public) = key_pair();
+            signers.push(Signer::from_pem(private.as_bytes()).expect("signer"));
+            let path = dir.path().join(format!("{name}.pub.pem"));
+            std::fs::write(&path, public).expect("write");
+            paths.push(path);
+        }
+        // The old key given twice counts once.
+        paths.push(paths[0].clone());
+        let ring = Keyring::from_paths(&paths).expect("keys");
+        assert_eq!(
+            ring.key_ids(),
+            vec![signers[0].key_id(), signers[1].key_id()]
+        );
+        let prev = hex::encode([5u8; 32]);
+        for signer in &signers {
+            let detail = signer
+                .checkpoint(&[5; 32], &[1; 32], 3)
+                .detail
+                .expect("detail");
+            assert_eq!(
+                ring.check(&prev, &detail),
+                Ok((Since::Hash([1; 32]), signer.key_id()))
+            );
+            // Another head fails with the named key, not for want of one.
+            assert_eq!(
+                ring.check(&hex::encode([6u8; 32]), &detail),
+                Err(CheckpointError::BadSignature)
+            );
+        }
+        let (stranger, _) = key_pair();
+        let stranger = Signer::from_pem(stranger.as_bytes()).expect("signer");
+        let detail = stranger
+            .checkpoint(&[5; 32], &[1; 32], 3)
+            .detail
+            .expect("detail");
+        assert_eq!(
+            ring.check(&prev, &detail),
+            Err(CheckpointError::OtherKey {
+                found: stranger.key_id().to_string(),
+                expected: format!("{}, {}", signers[0].key_id(), signers[1].key_id()),
+            })
         );
     }
 

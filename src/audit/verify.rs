@@ -7,7 +7,7 @@ use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 use super::chain::{check_line, LinkError};
-use super::signing::{Checker, CheckpointError, Since};
+use super::signing::{CheckpointError, Keyring, Since};
 
 /// How many hashes of records not yet vouched for are kept to find where
 /// a checkpoint's vouching begins (32 MiB). A file going longer without a
@@ -34,6 +34,9 @@ pub struct VerifySummary {
     /// With a key: stretches of lines (first, last) that signed checkpoints
     /// follow but none vouches for (see [`VerifyError::Unvouched`]).
     pub unvouched: Vec<(u64, u64)>,
+    /// With keys: the ids of the keys that signed checkpoints, in the
+    /// order they first did (two after a key rotation).
+    pub signed_by: Vec<String>,
 }
 
 /// The first place where the chain breaks.
@@ -95,7 +98,7 @@ pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifySummary, VerifyError>
 /// none vouches for, is refused.
 pub fn verify_file_signed(
     path: impl AsRef<Path>,
-    key: &Checker,
+    key: &Keyring,
 ) -> Result<VerifySummary, VerifyError> {
     let summary = verify_file_with(path, Some(key))?;
     if summary.checkpoints == 0 {
@@ -114,7 +117,7 @@ pub fn verify_file_signed(
 /// (the newest of a set of rotated files may not have one yet).
 pub fn verify_file_with(
     path: impl AsRef<Path>,
-    key: Option<&Checker>,
+    key: Option<&Keyring>,
 ) -> Result<VerifySummary, VerifyError> {
     verify_lines(BufReader::new(File::open(path)?), key)
 }
@@ -126,14 +129,14 @@ pub fn verify_reader(reader: impl BufRead) -> Result<VerifySummary, VerifyError>
     verify_lines(reader, None)
 }
 
-fn verify_lines(reader: impl BufRead, key: Option<&Checker>) -> Result<VerifySummary, VerifyError> {
+fn verify_lines(reader: impl BufRead, key: Option<&Keyring>) -> Result<VerifySummary, VerifyError> {
     verify_lines_keeping(reader, key, UNVOUCHED_KEPT)
 }
 
 /// [`verify_lines`], keeping at most `kept` hashes of unvouched records.
 fn verify_lines_keeping(
     mut reader: impl BufRead,
-    key: Option<&Checker>,
+    key: Option<&Keyring>,
     kept: usize,
 ) -> Result<VerifySummary, VerifyError> {
     let mut line = Vec::with_capacity(1024);
@@ -148,6 +151,7 @@ fn verify_lines_keeping(
     let mut unvouched: Vec<[u8; 32]> = Vec::new();
     let mut dropped = 0u64;
     let mut gaps = Vec::new();
+    let mut signed_by: Vec<String> = Vec::new();
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -173,9 +177,12 @@ fn verify_lines_keeping(
         }
         if let Some(detail) = checkpoint_detail(content) {
             if let Some(key) = key {
-                let since = key
+                let (since, signer) = key
                     .check(&hex::encode(link.prev), &detail)
                     .map_err(|e| broken(Break::Checkpoint(e)))?;
+                if !signed_by.iter().any(|s| s == signer) {
+                    signed_by.push(signer.to_string());
+                }
                 // Vouched for from `since` on: the lines kept since the last
                 // vouched one, up to the one whose hash it names, are not.
                 let gap = match since {
@@ -211,6 +218,7 @@ fn verify_lines_keeping(
         checkpoints,
         unsigned_tail: records - vouched,
         unvouched: gaps,
+        signed_by,
     })
 }
 
@@ -280,7 +288,7 @@ mod tests {
         C(usize),
     }
 
-    fn signed_chain(layout: &[Line]) -> (String, Checker) {
+    fn signed_chain(layout: &[Line]) -> (String, Keyring) {
         use crate::audit::signing::{tests::key_pair, Signer};
         let (private, public) = key_pair();
         let signer = Signer::from_pem(private.as_bytes()).expect("signer");
@@ -297,7 +305,8 @@ mod tests {
             text.push_str(&record.to_json_line());
             text.push('\n');
         }
-        (text, Checker::from_pem(public.as_bytes()).expect("checker"))
+        let key = crate::audit::signing::Checker::from_pem(public.as_bytes()).expect("checker");
+        (text, Keyring::from(key))
     }
 
     fn chained_request(i: usize) -> AuditRecord {

@@ -331,6 +331,41 @@ impl AuditSink {
         Ok(())
     }
 
+    /// For the process's last moments, after pingora's runtimes are gone:
+    /// everything queued is written, the chain signed (a `checkpoint`, with
+    /// signing on) and synced, waiting at most `limit`. True when the writer
+    /// confirmed it. Without this a stop would end the writer thread with
+    /// the process, its last records unsigned or unwritten.
+    pub fn finish_blocking(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let (ack, mut done) = oneshot::channel();
+        let mut command = Command::Shutdown(ack);
+        loop {
+            match self.inner.tx.try_send(command) {
+                Ok(()) => break,
+                Err(TrySendError::Closed(_)) => return false,
+                Err(TrySendError::Full(c)) => command = c,
+            }
+            self.inner.thread.wake();
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.inner.thread.wake();
+        loop {
+            match done.try_recv() {
+                Ok(()) => return true,
+                Err(oneshot::error::TryRecvError::Closed) => return false,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     pub fn stats(&self) -> &AuditStats {
         &self.inner.stats
     }
@@ -1921,10 +1956,11 @@ mod tests {
 
     // ----- signed checkpoints -------------------------------------------
 
-    fn signing(every: Duration) -> (AuditOptions, crate::audit::signing::Checker) {
+    fn signing(every: Duration) -> (AuditOptions, crate::audit::signing::Keyring) {
         let (private, public) = crate::audit::signing::tests::key_pair();
         let signer = crate::audit::signing::Signer::from_pem(private.as_bytes()).expect("key");
         let checker = crate::audit::signing::Checker::from_pem(public.as_bytes()).expect("key");
+        let checker = crate::audit::signing::Keyring::from(checker);
         let opts = AuditOptions {
             signing: Some(Signing {
                 signer: Arc::new(signer),

@@ -6,14 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::audit::query::{self, Filter};
-use crate::audit::signing::Checker;
+use crate::audit::signing::Keyring;
 use crate::audit::verify::UNVOUCHED;
 use crate::audit::{verify_file_with, VerifyError, VerifySummary};
 
 /// `audit verify FILE… [--key PUBLIC.pem]`: each file's chain (and
 /// checkpoints), and that each file continues the one before it.
-pub fn verify(paths: &[PathBuf], key: Option<&Path>) -> ExitCode {
-    let checker = match key.map(Checker::from_path).transpose() {
+pub fn verify(paths: &[PathBuf], keys: &[PathBuf]) -> ExitCode {
+    let checker = match (!keys.is_empty())
+        .then(|| Keyring::from_paths(keys))
+        .transpose()
+    {
         Ok(c) => c,
         Err(msg) => {
             eprintln!("chatwarden: {msg}");
@@ -53,7 +56,12 @@ pub fn verify(paths: &[PathBuf], key: Option<&Path>) -> ExitCode {
             );
             return ExitCode::from(1);
         }
-        if let (Some(c), false) = (&checker, summary.unvouched.is_empty()) {
+        // "key 3f2a9c1b", or "keys 3f2a9c1b then 77e0d4a5" across a rotation.
+        let signers = match summary.signed_by.len() {
+            0 | 1 => format!("key {}", summary.signed_by.join("")),
+            _ => format!("keys {}", summary.signed_by.join(" then ")),
+        };
+        if checker.is_some() && !summary.unvouched.is_empty() {
             let stretches: Vec<String> = summary
                 .unvouched
                 .iter()
@@ -62,11 +70,10 @@ pub fn verify(paths: &[PathBuf], key: Option<&Path>) -> ExitCode {
             let count: u64 = summary.unvouched.iter().map(|(f, l)| l - f + 1).sum();
             println!(
                 "{}: UNVOUCHED: {count} record(s), lines {}: {UNVOUCHED}; the chain holds, \
-                 and {} checkpoint(s) signed by key {} vouch for the rest",
+                 and {} checkpoint(s) signed by {signers} vouch for the rest",
                 path.display(),
                 stretches.join(", "),
                 summary.checkpoints,
-                c.key_id()
             );
             return ExitCode::from(1);
         }
@@ -83,9 +90,8 @@ pub fn verify(paths: &[PathBuf], key: Option<&Path>) -> ExitCode {
             return ExitCode::from(1);
         }
         let signed = match (&checker, summary.checkpoints) {
-            (Some(c), n) => format!(
-                "; {n} checkpoint(s) signed by key {}, {} record(s) after the last",
-                c.key_id(),
+            (Some(_), n) => format!(
+                "; {n} checkpoint(s) signed by {signers}, {} record(s) after the last",
                 summary.unsigned_tail
             ),
             (None, 0) => String::new(),

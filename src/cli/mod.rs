@@ -137,9 +137,10 @@ enum AuditCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// The public key (PEM) of `audit.signing_key`: every checkpoint's
-        /// signature is checked too, and a file without one fails.
-        #[arg(long)]
-        key: Option<PathBuf>,
+        /// signature is checked too, and a file without one fails. Repeat it
+        /// for files that span a key rotation (each checkpoint names its key).
+        #[arg(long = "key", value_name = "PUBLIC_PEM")]
+        keys: Vec<PathBuf>,
     },
     /// Print the records that match every given filter.
     Query {
@@ -226,8 +227,8 @@ pub fn main() -> ExitCode {
             ttl: &ttl,
         }),
         Command::Audit {
-            command: AuditCommand::Verify { files, key },
-        } => audit::verify(&files, key.as_deref()),
+            command: AuditCommand::Verify { files, keys },
+        } => audit::verify(&files, &keys),
         Command::Audit {
             command:
                 AuditCommand::Query {
@@ -296,7 +297,7 @@ fn run(
         opts.threads = t;
     }
     match server::build(snapshot, &opts) {
-        Ok((server, _handles)) => server.run_forever(),
+        Ok((server, handles)) => server::serve(server, &handles),
         Err(e) => {
             eprintln!("chatwarden: {e}");
             ExitCode::from(1)

@@ -111,7 +111,7 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (server, _handles) = match server::build(snapshot, &RunOptions::default()) {
+    let (server, handles) = match server::build(snapshot, &RunOptions::default()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chatwarden demo: {e}");
@@ -126,7 +126,7 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
         &personas,
         &admin_token,
     );
-    server.run_forever()
+    server::serve(server, &handles)
 }
 
 struct DemoUpstreams {

@@ -460,101 +460,160 @@ async fn a_file_missing_from_a_rotated_set_shows() {
     );
 }
 
-/// The real binary, stopped the hard way and started again on its own
-/// audit file: a file rewritten while it was down is not vouched for by the
-/// checkpoints it signs afterwards, and records a crash left unsigned are
-/// named as such rather than passed off as signed.
-#[tokio::test]
-async fn a_restarted_gateway_vouches_only_for_what_it_wrote() {
-    let up = EchoUpstream::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
-    std::fs::write(dir.path().join("audit-signing.pem"), key.serialize_pem()).expect("key");
-    let public = dir.path().join("audit-signing.pub.pem");
-    std::fs::write(&public, key.public_key_pem()).expect("public key");
-    let config = dir.path().join("chatwarden.yaml");
-    std::fs::write(
-        &config,
-        proxy::config().replace(
-            "  hash_chain: true\n",
-            "  hash_chain: true\n  signing_key: ${DIR}/audit-signing.pem\n  checkpoint_every: 1h\n",
-        ),
-    )
-    .expect("config");
-    let audit = dir.path().join("audit.jsonl");
+/// `chatwarden run` as a child process, on `dir/chatwarden.yaml` (the
+/// proxy test config, its audit chain signed with `dir/<key>.pem`), so
+/// that it can be stopped the way a process is.
+struct Process {
+    dir: std::path::PathBuf,
+    up: EchoUpstream,
+}
 
-    // A session of the gateway: `requests` answered, then SIGKILL (no
-    // shutdown checkpoint: what a crash or an OOM kill leaves).
-    let session = |requests: usize| {
+/// How a session ends.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// `SIGKILL`: what a crash or an OOM kill leaves.
+    Kill,
+    /// `SIGTERM`: what systemd and Kubernetes send (pingora: graceful).
+    Term,
+    /// `SIGINT`: Ctrl-C (pingora: fast, its services are not told).
+    Int,
+}
+
+impl Process {
+    /// A fresh key pair `dir/<name>.pem` and `dir/<name>.pub.pem`; returns
+    /// the public key's path.
+    fn key(&self, name: &str) -> std::path::PathBuf {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        std::fs::write(self.dir.join(format!("{name}.pem")), key.serialize_pem()).expect("key");
+        let public = self.dir.join(format!("{name}.pub.pem"));
+        std::fs::write(&public, key.public_key_pem()).expect("public key");
+        public
+    }
+
+    fn audit(&self) -> std::path::PathBuf {
+        self.dir.join("audit.jsonl")
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.audit())
+            .expect("audit file")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Starts the gateway signing with `key`, has it answer `requests`,
+    /// waits for their records, and stops it with `stop`.
+    async fn session(&self, key: &str, requests: usize, stop: Stop) {
+        let config = self.dir.join("chatwarden.yaml");
+        std::fs::write(
+            &config,
+            proxy::config().replace(
+                "  hash_chain: true\n",
+                &format!(
+                    "  hash_chain: true\n  signing_key: ${{DIR}}/{key}.pem\n  checkpoint_every: 1h\n"
+                ),
+            ),
+        )
+        .expect("config");
         let (addr, admin) = (harness::free_addr(), harness::free_addr());
+        let records = |text: &str| text.matches(r#""route":"contacts""#).count();
+        let before = records(&std::fs::read_to_string(self.audit()).unwrap_or_default());
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
             .args(["run", "-c"])
             .arg(&config)
             .env("LISTEN", addr.to_string())
             .env("ADMIN", admin.to_string())
-            .env("AUDIT", &audit)
-            .env("DIR", dir.path())
-            .env("UP_CRM", up.url())
+            .env("AUDIT", self.audit())
+            .env("DIR", &self.dir)
+            .env("UP_CRM", self.up.url())
             .env("UP_DEAD", format!("http://{}", harness::free_addr()))
             .env("CRM_KEY", SECRET)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start chatwarden");
-        let audit = audit.clone();
-        let records = |text: &str| text.matches(r#""route":"contacts""#).count();
-        let before = records(&std::fs::read_to_string(&audit).unwrap_or_default());
-        async move {
-            let client = reqwest::Client::new();
-            let url = format!("http://{addr}/api/v1/accounts/1/contacts");
-            let started = std::time::Instant::now();
-            let mut served = 0;
-            while served < requests {
-                match client.get(&url).send().await {
-                    Ok(resp) => {
-                        assert_eq!(resp.status(), 200);
-                        served += 1;
-                    }
-                    Err(_) => {
-                        assert!(
-                            started.elapsed() < std::time::Duration::from_secs(20),
-                            "the gateway did not start"
-                        );
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    }
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/api/v1/accounts/1/contacts");
+        let started = std::time::Instant::now();
+        let mut served = 0;
+        while served < requests {
+            match client.get(&url).send().await {
+                Ok(resp) => {
+                    assert_eq!(resp.status(), 200);
+                    served += 1;
+                }
+                Err(_) => {
+                    assert!(
+                        started.elapsed() < std::time::Duration::from_secs(20),
+                        "the gateway did not start"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
             }
-            // Records are written after their responses: wait for them.
-            let started = std::time::Instant::now();
-            loop {
-                let text = std::fs::read_to_string(&audit).unwrap_or_default();
-                if records(&text) >= before + requests && text.ends_with('\n') {
-                    break;
-                }
-                assert!(started.elapsed() < std::time::Duration::from_secs(10));
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reaped");
         }
+        // Records are written after their responses: wait for them, unless
+        // the stop itself is to write them out.
+        let started = std::time::Instant::now();
+        while let Stop::Kill = stop {
+            let text = std::fs::read_to_string(self.audit()).unwrap_or_default();
+            if records(&text) >= before + requests && text.ends_with('\n') {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        match stop {
+            Stop::Kill => child.kill().expect("SIGKILL"),
+            Stop::Term | Stop::Int => {
+                let signal = if let Stop::Term = stop { "TERM" } else { "INT" };
+                let sent = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("kill -{signal} {}", child.id()))
+                    .status()
+                    .expect("kill");
+                assert!(sent.success());
+            }
+        }
+        let status = child.wait().expect("reaped");
+        if let Stop::Term | Stop::Int = stop {
+            assert!(status.success(), "a clean stop exits 0: {status:?}");
+            let text = std::fs::read_to_string(self.audit()).expect("audit file");
+            assert_eq!(
+                records(&text),
+                before + requests,
+                "the stop wrote every record"
+            );
+        }
+    }
+}
+
+fn checkpoint(line: &str) -> bool {
+    line.contains(r#""event":"checkpoint""#)
+}
+
+/// The real binary, stopped the hard way and started again on its own
+/// audit file: a file rewritten while it was down is not vouched for by the
+/// checkpoints it signs afterwards, and records a crash left unsigned are
+/// named as such rather than passed off as signed.
+#[tokio::test]
+async fn a_restarted_gateway_vouches_only_for_what_it_wrote() {
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = Process {
+        dir: dir.path().to_path_buf(),
+        up: EchoUpstream::start().await,
     };
-    let lines = || -> Vec<String> {
-        std::fs::read_to_string(&audit)
-            .expect("audit file")
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    };
-    let checkpoint = |l: &String| l.contains(r#""event":"checkpoint""#);
+    let public = gw.key("audit-signing");
+    let audit = gw.audit();
 
     // 1. A crash: the opening checkpoint, three records nobody signed.
-    session(3).await;
-    let first = lines();
+    gw.session("audit-signing", 3, Stop::Kill).await;
+    let first = gw.lines();
     assert_eq!(first.len(), 4, "{first:#?}");
     assert!(checkpoint(&first[0]));
     // Started again, the gateway signs from where it took over: the three
     // stay unvouched (the chain holds), and are named.
-    session(1).await;
+    gw.session("audit-signing", 1, Stop::Kill).await;
     let (code, out) = verify_cli(std::slice::from_ref(&audit), &public);
     assert_eq!(code, Some(1), "{out}");
     assert!(
@@ -567,7 +626,7 @@ async fn a_restarted_gateway_vouches_only_for_what_it_wrote() {
     // dropped, every hash recomputed. The gateway starts on it and signs
     // as usual; none of its checkpoints vouches for the rewritten lines.
     let rewritten = rechain(
-        lines()
+        gw.lines()
             .into_iter()
             .filter(|l| !checkpoint(l))
             .map(|l| l.replacen("\"status\":200", "\"status\":204", 1)),
@@ -577,13 +636,73 @@ async fn a_restarted_gateway_vouches_only_for_what_it_wrote() {
         chatwarden::audit::verify_file(&audit).is_ok(),
         "the chain alone cannot tell"
     );
-    session(2).await;
-    let after = lines();
+    gw.session("audit-signing", 2, Stop::Kill).await;
+    let after = gw.lines();
     assert_eq!(after.len(), 4 + 1 + 2, "{after:#?}");
     let (code, out) = verify_cli(std::slice::from_ref(&audit), &public);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("UNVOUCHED: 4 record(s), lines 1-4: vouched for by no signed checkpoint"),
+        "{out}"
+    );
+}
+
+/// `SIGTERM` (systemd, Kubernetes) and `SIGINT` let the writer sign the
+/// last records before the process exits, so a restart continues a fully
+/// vouched file;
+/// and a key rotated between two runs verifies with both public keys.
+#[tokio::test]
+async fn a_stopped_gateway_signs_its_last_records_and_keys_rotate_across_restarts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = Process {
+        dir: dir.path().to_path_buf(),
+        up: EchoUpstream::start().await,
+    };
+    let old = gw.key("old");
+    let new = gw.key("new");
+    let audit = gw.audit();
+
+    gw.session("old", 20, Stop::Term).await;
+    let lines = gw.lines();
+    assert_eq!(lines.len(), 22, "{lines:#?}");
+    assert!(
+        checkpoint(&lines[21]),
+        "the stop signed the records: {}",
+        lines[21]
+    );
+    // Ctrl-C: pingora's fast stop, which tells no service, signs too.
+    gw.session("old", 1, Stop::Int).await;
+    let lines = gw.lines();
+    assert!(checkpoint(&lines[24]), "{}", lines[24]);
+    let (code, out) = verify_cli(std::slice::from_ref(&audit), &old);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("4 checkpoint(s) signed by key "), "{out}");
+    assert!(out.contains(", 0 record(s) after the last"), "{out}");
+
+    // The key rotated: the next run signs with the new one.
+    gw.session("new", 1, Stop::Term).await;
+    assert_eq!(gw.lines().len(), 28);
+    let verify_with = |keys: &[&std::path::Path]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"));
+        cmd.args(["audit", "verify"]).arg(&audit);
+        for key in keys {
+            cmd.arg("--key").arg(key);
+        }
+        let out = cmd.output().expect("run chatwarden");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify_with(&[&old, &new]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("6 checkpoint(s) signed by keys "), "{out}");
+    assert!(out.contains(" then "), "{out}");
+    // One key alone does not vouch for the other's checkpoints.
+    let (code, out) = verify_with(&[&new]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("BROKEN at line 1: checkpoint: signed with key "),
         "{out}"
     );
 }
