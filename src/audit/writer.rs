@@ -195,15 +195,11 @@ pub fn audit_channel(
         AuditTarget::File(path) => {
             let file = open_append(&path)?;
             let len = file.metadata()?.len();
-            let resume = if options.hash_chain {
-                resume_chain(&path, len, options.rotate.is_some())?
-            } else {
-                Resume {
-                    torn: last_line(&path, len)?.is_some_and(|(_, complete)| !complete),
-                    ..Resume::default()
-                }
-            };
-            (Output::File { file, path, len }, resume)
+            // Read now so that an unreadable file is a startup error; read
+            // again by the writer once the file is its own (see
+            // `take_over`), as another process may still be writing it.
+            last_line(&path, len)?;
+            (Output::File { file, path, len }, Resume::default())
         }
     };
     Ok(channel_with(out, resume, options))
@@ -630,6 +626,8 @@ enum Step {
     Retry,
     /// The checkpoint timer came; `signed`: a checkpoint was sealed.
     Checkpoint { signed: bool },
+    /// Another process holds the audit file: the writer waits for it.
+    Waiting,
 }
 
 #[derive(Debug, Default)]
@@ -691,6 +689,7 @@ impl WriterState {
             // Unreachable: the state is taken once, so one thread runs it.
             tracing::warn!("audit writer thread registered twice");
         }
+        self.take_over();
         if let Some(record) = self.startup.take() {
             self.append(record, Kind::Note);
         }
@@ -726,6 +725,63 @@ impl WriterState {
         if let Err(e) = self.out.sync() {
             tracing::error!(error = %e, "audit file sync failed at exit");
         }
+    }
+
+    /// Makes the file this writer's alone (an exclusive `flock`), then
+    /// continues its chain from its last line. A graceful upgrade's old
+    /// process writes its last records (and signs them) while the new one
+    /// starts: the new one waits for it, rather than forking the chain
+    /// from the line it saw at startup. So does a second gateway pointed at
+    /// the same file, loudly. Records queue meanwhile, as for a slow disk.
+    fn take_over(&mut self) {
+        let Output::File { file, path, len } = &mut self.out else {
+            return;
+        };
+        #[cfg(test)]
+        let probe = self.probe.clone();
+        let on_wait = || {
+            #[cfg(test)]
+            if let Some(probe) = &probe {
+                let _ = probe.send(Step::Waiting);
+            }
+        };
+        if let Err(e) = lock_current(path, file, on_wait) {
+            tracing::error!(error = %e, path = %path.display(), "cannot lock the audit file; another process writing it would fork the hash chain");
+        }
+        let read = file.metadata().map(|m| m.len()).and_then(|n| {
+            *len = n;
+            if self.chain.is_some() {
+                resume_chain(path, n, self.rotate.is_some())
+            } else {
+                Ok(Resume {
+                    torn: last_line(path, n)?.is_some_and(|(_, complete)| !complete),
+                    ..Resume::default()
+                })
+            }
+        });
+        let resume = match read {
+            Ok(resume) => resume,
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "cannot read the end of the audit file; starting a new hash-chain segment");
+                Resume {
+                    restart: Some(AuditRecord::event(
+                        OffsetDateTime::now_utc(),
+                        AuditEvent::ChainRestart,
+                        Verdict::Allow,
+                        format!(
+                            "previous last line unreadable ({e}); new chain segment from genesis"
+                        ),
+                    )),
+                    ..Resume::default()
+                }
+            }
+        };
+        if let Some(chain) = &mut self.chain {
+            *chain = Chain::resume(resume.prev);
+        }
+        self.since = resume.prev;
+        self.torn = resume.torn;
+        self.startup = resume.restart;
     }
 
     /// Seals a signed checkpoint of the chain's head into the batch, when
@@ -1111,6 +1167,53 @@ impl ErrorLog {
     }
 }
 
+/// Takes the exclusive lock of the file at `path`, waiting for the process
+/// holding it; `file` ends up being that file, opened again when it was
+/// rotated away or replaced meanwhile.
+fn lock_current(path: &Path, file: &mut File, on_wait: impl Fn()) -> io::Result<()> {
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                on_wait();
+                if !told {
+                    tracing::warn!(path = %path.display(), "the audit file is being written by another process (a graceful upgrade's old process finishing, or a second gateway on the same file): waiting for it");
+                    told = true;
+                }
+                file.lock()?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        if is_file_at(file, path)? {
+            if told {
+                tracing::info!(path = %path.display(), "the audit file is free: writing");
+            }
+            return Ok(());
+        }
+        *file = open_append(path)?;
+    }
+}
+
+/// Whether `file` is (still) the file at `path`.
+fn is_file_at(file: &File, path: &Path) -> io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (open, named) = match fs::metadata(path) {
+            Ok(named) => (file.metadata()?, named),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        Ok((open.dev(), open.ino()) == (named.dev(), named.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        Ok(true)
+    }
+}
+
 fn open_append(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.create(true).append(true);
@@ -1222,7 +1325,12 @@ fn rotate_file(path: &Path, keep: usize) -> io::Result<File> {
         rotated = PathBuf::from(format!("{base}.{n}"));
     }
     fs::rename(path, &rotated)?;
-    let file = match open_append(path) {
+    // Locked before the caller lets go of the old file (and its lock): a
+    // process waiting for that lock then finds this one taken.
+    let file = match open_append(path).and_then(|f| {
+        f.try_lock().map_err(io::Error::from)?;
+        Ok(f)
+    }) {
         Ok(file) => file,
         Err(e) => {
             // Put the old file back so writing continues where it was.
@@ -1781,6 +1889,7 @@ mod tests {
                     Step::Park => {}
                     Step::Retry => panic!("a writer whose writes work has nothing to retry"),
                     Step::Checkpoint { .. } => panic!("no signing, no checkpoint timer"),
+                    Step::Waiting => panic!("nobody else holds the file"),
                 }
                 assert!(
                     naps_since_batch <= 2,
@@ -2104,6 +2213,97 @@ mod tests {
             Err(VerifyError::Unvouched { first: 6, last: 7 }) => {}
             other => panic!("lines 6-7 were never signed: {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_on_the_file_waits_for_the_first_and_continues_its_chain() {
+        use crate::audit::verify::verify_file_signed;
+        let (_dir, path) = temp_log();
+        let (opts, key) = signing(Duration::from_secs(3600));
+        // The old process (a graceful upgrade's) still writing...
+        let (old, old_writer) = open(&path, opts.clone());
+        let old_thread = spawn(old_writer);
+        for n in 0..3 {
+            assert_eq!(old.submit(record(n)).await, Ok(()));
+        }
+        assert!(old.flush().await.is_ok());
+        // ...when the new one starts on the same file: it waits, its
+        // records queued.
+        let (new, new_writer) = open(&path, opts);
+        let steps = observe(&new_writer, BATCH_TICK);
+        let new_thread = spawn(new_writer);
+        assert_eq!(next_step(&steps), Step::Waiting);
+        for n in 100..102 {
+            assert_eq!(new.submit(record(n)).await, Ok(()));
+        }
+        // The old one finishes its requests, signs and exits.
+        for n in 3..5 {
+            assert_eq!(old.submit(record(n)).await, Ok(()));
+        }
+        drop(old);
+        assert!(old_thread.join().is_ok());
+        // The new one continues the chain from the old one's last line.
+        assert!(new.flush().await.is_ok());
+        drop(new);
+        assert!(new_thread.join().is_ok());
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 1 + 5 + 1 + 1 + 2 + 1, "{lines:#?}");
+        let requests: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.split(r#""request_id":""#).nth(1)?.split('"').next())
+            .filter(|id| !id.is_empty())
+            .collect();
+        assert_eq!(
+            requests,
+            ["req-0", "req-1", "req-2", "req-3", "req-4", "req-100", "req-101"]
+        );
+        let summary = verify_file_signed(&path, &key).expect("one chain, all vouched for");
+        assert_eq!((summary.checkpoints, summary.unsigned_tail), (4, 0));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_writer_follows_the_file_rotated_away_from_under_it() {
+        let (_dir, path) = temp_log();
+        let mut opts = options(1024, OverflowPolicy::Backpressure);
+        opts.rotate = Some(RotateOptions {
+            max_size: 1,
+            keep: 10,
+        });
+        let (old, old_writer) = open(&path, opts.clone());
+        let old_thread = spawn(old_writer);
+        let (new, new_writer) = open(&path, opts);
+        let steps = observe(&new_writer, BATCH_TICK);
+        let new_thread = spawn(new_writer);
+        assert_eq!(next_step(&steps), Step::Waiting);
+        // The old one rotates: the file the new one opened is now a
+        // rotated file, and the one at the path is new (and the old one's).
+        assert_eq!(old.submit(record(0)).await, Ok(()));
+        assert!(old.flush().await.is_ok());
+        assert_eq!(rotated_files(&path).expect("listable").len(), 1);
+        assert_eq!(
+            next_step(&steps),
+            Step::Waiting,
+            "waits again, for the new file"
+        );
+        drop(old);
+        assert!(old_thread.join().is_ok());
+        assert_eq!(new.submit(record(1)).await, Ok(()));
+        assert!(new.flush().await.is_ok());
+        drop(new);
+        assert!(new_thread.join().is_ok());
+        // req-1 went to the file at the path (and was rotated from there),
+        // never into the file rotated before: the files chain in order.
+        let rotated = rotated_files(&path).expect("listable");
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        let first = read_lines(&rotated[0]);
+        assert_eq!(first.len(), 1);
+        assert!(first[0].contains("req-0"));
+        assert!(read_lines(&rotated[1])[0].contains("req-1"));
+        let (a, b) = (verified(&rotated[0]), verified(&rotated[1]));
+        assert_eq!(
+            b.first_prev_hash, a.last_hash,
+            "the second continues the first"
+        );
     }
 
     #[tokio::test]

@@ -477,6 +477,8 @@ enum Stop {
     Term,
     /// `SIGINT`: Ctrl-C (pingora: fast, its services are not told).
     Int,
+    /// `SIGQUIT`: hand the listeners to a new process (graceful upgrade).
+    Quit,
 }
 
 impl Process {
@@ -502,9 +504,14 @@ impl Process {
             .collect()
     }
 
-    /// Starts the gateway signing with `key`, has it answer `requests`,
-    /// waits for their records, and stops it with `stop`.
-    async fn session(&self, key: &str, requests: usize, stop: Stop) {
+    /// Starts the gateway signing with `key` on `addr` (admin on `admin`);
+    /// `upgrade`: as the new process of a graceful upgrade (`run -u`).
+    fn start(
+        &self,
+        key: &str,
+        (addr, admin): (std::net::SocketAddr, std::net::SocketAddr),
+        upgrade: bool,
+    ) -> std::process::Child {
         let config = self.dir.join("chatwarden.yaml");
         std::fs::write(
             &config,
@@ -516,12 +523,10 @@ impl Process {
             ),
         )
         .expect("config");
-        let (addr, admin) = (harness::free_addr(), harness::free_addr());
-        let records = |text: &str| text.matches(r#""route":"contacts""#).count();
-        let before = records(&std::fs::read_to_string(self.audit()).unwrap_or_default());
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
+        std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
             .args(["run", "-c"])
             .arg(&config)
+            .args(upgrade.then_some("-u"))
             .env("LISTEN", addr.to_string())
             .env("ADMIN", admin.to_string())
             .env("AUDIT", self.audit())
@@ -532,7 +537,19 @@ impl Process {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("start chatwarden");
+            .expect("start chatwarden")
+    }
+
+    /// Records of the test route in the audit file.
+    fn records(&self) -> usize {
+        std::fs::read_to_string(self.audit())
+            .unwrap_or_default()
+            .matches(r#""route":"contacts""#)
+            .count()
+    }
+
+    /// `requests` answered 200 at `addr`, trying until the gateway listens.
+    async fn serve(&self, addr: std::net::SocketAddr, requests: usize) {
         let client = reqwest::Client::new();
         let url = format!("http://{addr}/api/v1/accounts/1/contacts");
         let started = std::time::Instant::now();
@@ -552,39 +569,54 @@ impl Process {
                 }
             }
         }
-        // Records are written after their responses: wait for them, unless
-        // the stop itself is to write them out.
+    }
+
+    /// Waits until `n` records of the test route are in the file.
+    async fn wait_records(&self, n: usize) {
         let started = std::time::Instant::now();
-        while let Stop::Kill = stop {
-            let text = std::fs::read_to_string(self.audit()).unwrap_or_default();
-            if records(&text) >= before + requests && text.ends_with('\n') {
-                break;
-            }
+        while self.records() < n
+            || !std::fs::read_to_string(self.audit())
+                .unwrap_or_default()
+                .ends_with('\n')
+        {
             assert!(started.elapsed() < std::time::Duration::from_secs(10));
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        match stop {
-            Stop::Kill => child.kill().expect("SIGKILL"),
-            Stop::Term | Stop::Int => {
-                let signal = if let Stop::Term = stop { "TERM" } else { "INT" };
-                let sent = std::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(format!("kill -{signal} {}", child.id()))
-                    .status()
-                    .expect("kill");
-                assert!(sent.success());
-            }
-        }
+    }
+
+    /// Stops `child` with `stop`; a clean stop must exit 0.
+    fn stop(child: &mut std::process::Child, stop: Stop) {
+        let signal = match stop {
+            Stop::Kill => "KILL",
+            Stop::Term => "TERM",
+            Stop::Int => "INT",
+            Stop::Quit => "QUIT",
+        };
+        let sent = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{signal} {}", child.id()))
+            .status()
+            .expect("kill");
+        assert!(sent.success());
         let status = child.wait().expect("reaped");
-        if let Stop::Term | Stop::Int = stop {
+        if !matches!(stop, Stop::Kill) {
             assert!(status.success(), "a clean stop exits 0: {status:?}");
-            let text = std::fs::read_to_string(self.audit()).expect("audit file");
-            assert_eq!(
-                records(&text),
-                before + requests,
-                "the stop wrote every record"
-            );
         }
+    }
+
+    /// Starts the gateway signing with `key`, has it answer `requests`,
+    /// and stops it with `stop` (after their records are written, but for
+    /// a clean stop, which must write them itself).
+    async fn session(&self, key: &str, requests: usize, stop: Stop) {
+        let before = self.records();
+        let addrs = (harness::free_addr(), harness::free_addr());
+        let mut child = self.start(key, addrs, false);
+        self.serve(addrs.0, requests).await;
+        if let Stop::Kill = stop {
+            self.wait_records(before + requests).await;
+        }
+        Process::stop(&mut child, stop);
+        assert_eq!(self.records(), before + requests, "every record written");
     }
 }
 
@@ -705,4 +737,31 @@ async fn a_stopped_gateway_signs_its_last_records_and_keys_rotate_across_restart
         out.contains("BROKEN at line 1: checkpoint: signed with key "),
         "{out}"
     );
+}
+
+/// pingora's graceful upgrade (`run -u`, then `SIGQUIT` to the old
+/// process): the old process's last records and the new one's form one
+/// chain in the shared audit file, every record vouched for. The new process
+/// opened the file at startup; it waits for the old one to let go of it.
+#[tokio::test]
+async fn a_graceful_upgrade_keeps_one_audit_chain() {
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = Process {
+        dir: dir.path().to_path_buf(),
+        up: EchoUpstream::start().await,
+    };
+    let public = gw.key("audit-signing");
+    let addrs = (harness::free_addr(), harness::free_addr());
+    let mut old = gw.start("audit-signing", addrs, false);
+    gw.serve(addrs.0, 2).await;
+    let mut new = gw.start("audit-signing", addrs, true);
+    // The old process serves on while the new one waits for the sockets.
+    gw.serve(addrs.0, 2).await;
+    Process::stop(&mut old, Stop::Quit);
+    gw.serve(addrs.0, 2).await;
+    Process::stop(&mut new, Stop::Term);
+    assert_eq!(gw.records(), 6);
+    let (code, out) = verify_cli(&[gw.audit()], &public);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(", 0 record(s) after the last"), "{out}");
 }
