@@ -163,74 +163,156 @@ impl Scrub {
     }
 }
 
-/// The upstream's half of a WebSocket stream, searched frame by frame.
-/// Headers pass as they are; each frame's payload goes through a
-/// [`Scrub`] of its own, which holds a tail back only inside the frame,
-/// never past its end, so a message never waits for the next one. A
-/// credential split across the frames of a fragmented message is not
-/// found; frames the upstream masked (a server must not) pass as they
-/// are, and the client drops the connection on them.
+/// The upstream's half of a WebSocket stream, searched message by
+/// message. A credential may straddle two pieces of a frame, or two frames
+/// of a fragmented message (RFC 6455 § 5.4: a first frame without FIN, then
+/// continuations, with control frames allowed between them): payload bytes
+/// that could begin one are held back, and with them everything after them
+/// in the stream (the next frame's header, an interleaved ping), until the
+/// message's next payload bytes show whether they do. A message's last
+/// frame holds nothing back, so a message never waits for the next one.
+/// Matches are overwritten byte for byte: frame lengths and order hold.
+/// Frames the upstream masked (a server must not) pass as they are, and
+/// the client drops the connection on them.
 #[derive(Debug, Default)]
 pub struct FrameScrub {
     /// The header read so far (at most 14 bytes).
     header: Vec<u8>,
-    /// Payload bytes left in the current frame; `None` while in a header.
-    left: Option<u64>,
-    /// The current frame is masked.
-    masked_frame: bool,
-    scrub: Scrub,
+    /// The frame being read, once its header is whole.
+    frame: Option<Frame>,
+    /// Bytes not yet released: from the first held payload byte on.
+    pending: Vec<u8>,
+    /// Where in `pending` the current message's payload bytes are.
+    payload: Vec<usize>,
+    masked: usize,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    /// Payload bytes still to come.
+    left: u64,
+    /// Its payload is message text or data to search (a data frame the
+    /// upstream did not mask).
+    searched: bool,
+    /// It ends its message (FIN on a data frame).
+    last: bool,
+    /// A Close frame: nothing follows, no fragment completes the message.
+    close: bool,
+}
+
+/// At most this much of the stream is held back while a fragmented
+/// message's next fragment is awaited (interleaved control frames count);
+/// an upstream that goes past it ends the stream.
+pub const MAX_HELD: usize = 64 * 1024;
 
 /// Why a stream could not be searched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("a data frame with RSV bits set (compressed, e.g. permessage-deflate): its payload cannot be searched for the upstream's credential")]
     Encoded,
+    #[error("more than {MAX_HELD} bytes arrived while part of a credential was held back for a fragmented message's next fragment")]
+    HeldTooLong,
 }
 
 impl FrameScrub {
     /// Credentials masked so far.
     pub fn masked(&self) -> usize {
-        self.scrub.masked
+        self.masked
     }
 
     /// The next bytes from the upstream, as they may go to the client.
     pub fn piece(&mut self, creds: &Credentials, piece: &[u8]) -> Result<Vec<u8>, FrameError> {
         let mut out = Vec::with_capacity(piece.len());
         let mut rest = piece;
-        while let Some((&byte, after)) = rest.split_first() {
-            let Some(left) = self.left else {
+        while !rest.is_empty() {
+            let Some(frame) = &mut self.frame else {
+                let (&byte, after) = rest.split_first().unwrap_or((&0, &[]));
                 rest = after;
-                out.push(byte);
                 self.header.push(byte);
-                if let Some((len, masked)) = frame_header(&self.header)? {
+                self.pending.push(byte);
+                if let Some(f) = frame_header(&self.header)? {
                     self.header.clear();
-                    self.masked_frame = masked;
-                    self.left = (len > 0).then_some(len);
+                    self.frame = Some(f);
+                    if f.left == 0 {
+                        self.frame_done(creds, f, &mut out);
+                    }
                 }
                 continue;
             };
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
+            let n = usize::try_from(frame.left)
+                .unwrap_or(usize::MAX)
+                .min(rest.len());
             let (chunk, after) = rest.split_at(n);
             rest = after;
-            let remaining = left - n as u64;
-            if self.masked_frame {
-                out.extend_from_slice(chunk);
-            } else if let Some(b) =
-                self.scrub
-                    .piece(creds, Some(Bytes::copy_from_slice(chunk)), remaining == 0)
-            {
-                out.extend_from_slice(&b);
+            frame.left -= n as u64;
+            let f = *frame;
+            if f.searched {
+                let at = self.pending.len();
+                self.payload.extend(at..at + n);
             }
-            self.left = (remaining > 0).then_some(remaining);
+            self.pending.extend_from_slice(chunk);
+            if f.left == 0 {
+                self.frame_done(creds, f, &mut out);
+            } else if f.searched {
+                self.settle(creds, false, &mut out);
+            }
+        }
+        if self.payload.is_empty() {
+            // Nothing held: headers read so far go out too.
+            out.append(&mut self.pending);
+        } else if self.pending.len() > MAX_HELD {
+            return Err(FrameError::HeldTooLong);
         }
         Ok(out)
     }
+
+    fn frame_done(&mut self, creds: &Credentials, f: Frame, out: &mut Vec<u8>) {
+        self.frame = None;
+        if f.searched {
+            self.settle(creds, f.last, out);
+        } else if f.close && !self.payload.is_empty() {
+            // The message ends unfinished: what was held could be most of
+            // a credential, so it goes out masked.
+            for &i in &self.payload {
+                self.pending[i] = b'*';
+            }
+            self.payload.clear();
+            out.append(&mut self.pending);
+        }
+    }
+
+    /// Masks what the payload held so far contains, and releases the
+    /// stream up to the payload bytes that could still begin a credential
+    /// (all of it at the end of a message).
+    fn settle(&mut self, creds: &Credentials, message_end: bool, out: &mut Vec<u8>) {
+        let mut bytes: Vec<u8> = self.payload.iter().map(|&i| self.pending[i]).collect();
+        let masked = creds.mask(&mut bytes);
+        if masked > 0 {
+            self.masked += masked;
+            for (&i, &b) in self.payload.iter().zip(&bytes) {
+                self.pending[i] = b;
+            }
+        }
+        let open = if message_end {
+            0
+        } else {
+            creds.open_tail(&bytes)
+        };
+        let keep_from = match open {
+            0 => self.pending.len(),
+            n => self.payload[self.payload.len() - n],
+        };
+        out.extend(self.pending.drain(..keep_from));
+        self.payload.drain(..self.payload.len() - open);
+        for i in &mut self.payload {
+            *i -= keep_from;
+        }
+    }
 }
 
-/// `Some((payload length, masked))` once `h` holds a whole frame header
-/// (RFC 6455 § 5.2), `None` while it needs more bytes.
-fn frame_header(h: &[u8]) -> Result<Option<(u64, bool)>, FrameError> {
+/// The frame once `h` holds a whole frame header (RFC 6455 § 5.2), `None`
+/// while it needs more bytes.
+fn frame_header(h: &[u8]) -> Result<Option<Frame>, FrameError> {
     let [first, second, ..] = *h else {
         return Ok(None);
     };
@@ -248,7 +330,7 @@ fn frame_header(h: &[u8]) -> Result<Option<(u64, bool)>, FrameError> {
     if h.len() < whole {
         return Ok(None);
     }
-    let len = match length_bytes {
+    let left = match length_bytes {
         2 => u64::from(u16::from_be_bytes([h[2], h[3]])),
         8 => {
             let mut b = [0u8; 8];
@@ -257,7 +339,12 @@ fn frame_header(h: &[u8]) -> Result<Option<(u64, bool)>, FrameError> {
         }
         _ => u64::from(second & 0x7f),
     };
-    Ok(Some((len, masked)))
+    Ok(Some(Frame {
+        left,
+        searched: data && !masked,
+        last: data && first & 0x80 != 0,
+        close: first & 0x0f == 0x8,
+    }))
 }
 
 #[cfg(test)]
@@ -391,6 +478,65 @@ mod tests {
             s.piece(&c, &frame(0x81, b"E")).expect("ok"),
             frame(0x81, b"E")
         );
+    }
+
+    #[test]
+    fn a_credential_split_across_the_fragments_of_a_message_is_masked() {
+        let c = creds();
+        let (head, tail) = TOKEN.split_at(7);
+        let (middle, end) = tail.split_at(6);
+        // A text message in four fragments, the credential across three of
+        // them, a ping between two; then a whole message.
+        let mut stream = frame(0x01, format!("{{\"token\":\"{head}").as_bytes());
+        stream.extend(frame(0x00, middle.as_bytes()));
+        stream.extend(frame(0x89, b"ping"));
+        stream.extend(frame(0x00, end.as_bytes()));
+        stream.extend(frame(0x80, b"\"}"));
+        stream.extend(frame(0x81, b"next"));
+        let stars = |s: &str| "*".repeat(s.len());
+        let mut want = frame(0x01, format!("{{\"token\":\"{}", stars(head)).as_bytes());
+        want.extend(frame(0x00, stars(middle).as_bytes()));
+        want.extend(frame(0x89, b"ping"));
+        want.extend(frame(0x00, stars(end).as_bytes()));
+        want.extend(frame(0x80, b"\"}"));
+        want.extend(frame(0x81, b"next"));
+        for size in [1, 2, 5, 13, stream.len()] {
+            let mut s = FrameScrub::default();
+            let mut out = Vec::new();
+            for piece in stream.chunks(size) {
+                out.extend(s.piece(&c, piece).expect("searchable"));
+            }
+            assert_eq!(out, want, "pieces of {size}");
+            assert_eq!(s.masked(), 1);
+        }
+        // A fragment that only looks like the start of one goes out with
+        // the next fragment, unmasked; the ping waits with it.
+        let mut s = FrameScrub::default();
+        let first = frame(0x01, b"see EAAG");
+        let sent = s.piece(&c, &first).expect("ok");
+        assert_eq!(sent, first[..first.len() - 4], "EAAG held");
+        assert_eq!(s.piece(&c, &frame(0x89, b"")).expect("ok"), b"");
+        let rest = s.piece(&c, &frame(0x80, b" docs")).expect("ok");
+        let mut all = first.clone();
+        all.extend(frame(0x89, b""));
+        all.extend(frame(0x80, b" docs"));
+        assert_eq!([sent, rest].concat(), all);
+        // A Close in the middle of a message: what was held goes out masked.
+        let mut s = FrameScrub::default();
+        let mut out = s.piece(&c, &frame(0x01, b"key EAAGm0PX")).expect("ok");
+        out.extend(s.piece(&c, &frame(0x88, b"")).expect("ok"));
+        let mut want = frame(0x01, b"key ********");
+        want.extend(frame(0x88, b""));
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn a_fragment_held_too_long_ends_the_stream() {
+        let c = creds();
+        let mut s = FrameScrub::default();
+        assert!(s.piece(&c, &frame(0x01, b"EAAG")).is_ok());
+        let pings: Vec<u8> = (0..1000).flat_map(|_| frame(0x89, &[b'p'; 100])).collect();
+        assert_eq!(s.piece(&c, &pings), Err(FrameError::HeldTooLong));
     }
 
     #[test]

@@ -708,7 +708,8 @@ pub(super) fn scrub_credentials(ctx: &mut RequestCtx, body: &mut Option<bytes::B
 
 /// Masks the upstream's credential in the frames a WebSocket upstream
 /// sends (see [`crate::echo::FrameScrub`]); a frame whose payload is
-/// compressed cannot be searched and ends the stream.
+/// compressed cannot be searched, and a fragment's tail cannot be held
+/// without bound: either ends the stream.
 fn scrub_frames(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Result<()> {
     let RequestCtx {
         admitted,

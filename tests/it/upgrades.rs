@@ -120,6 +120,13 @@ impl WsUpstream {
                     _ => return,
                 },
                 p = pushed.recv() => match p {
+                    // `fragments:a|b|c`: one text message sent as fragments
+                    // `a`, `b`, `c`, with a ping between every two.
+                    Ok(text) if text.starts_with("fragments:") => {
+                        if send_fragments(&mut ws, &text["fragments:".len()..]).await.is_err() {
+                            return;
+                        }
+                    }
                     Ok(text) => {
                         if ws.send(Message::text(text)).await.is_err() {
                             return;
@@ -142,6 +149,24 @@ impl WsUpstream {
     fn received(&self) -> Vec<String> {
         self.received.lock().expect("lock").clone()
     }
+}
+
+/// One text message as the `|`-separated fragments of `parts` (RFC 6455
+/// § 5.4), a ping between every two: what a server streaming a long
+/// message, or a proxy before it, may send.
+async fn send_fragments(ws: &mut WebSocketStream<TcpStream>, parts: &str) -> Result<(), WsError> {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let parts: Vec<&str> = parts.split('|').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            ws.send(Message::Frame(Frame::ping(Vec::new()))).await?;
+        }
+        let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+        let frame = Frame::message(part.as_bytes().to_vec(), opcode, i + 1 == parts.len());
+        ws.send(Message::Frame(frame)).await?;
+    }
+    Ok(())
 }
 
 struct Env {
@@ -225,13 +250,17 @@ async fn round_trip(ws: &mut Ws, text: &str) -> Option<String> {
 
 /// The next text message, or `None` when the stream ends first.
 async fn next_text(ws: &mut Ws) -> Option<String> {
-    let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .expect("the stream answers or ends within 10 s");
-    match next {
-        Some(Ok(Message::Text(t))) => Some(t.to_string()),
-        Some(Ok(other)) => panic!("unexpected frame {other:?}"),
-        _ => None,
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the stream answers or ends within 10 s");
+        return match next {
+            Some(Ok(Message::Text(t))) => Some(t.to_string()),
+            // Pings between fragments (answered by the client itself).
+            Some(Ok(Message::Ping(_))) => continue,
+            Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+            _ => None,
+        };
     }
 }
 
@@ -549,6 +578,19 @@ async fn the_upstreams_credential_is_masked_in_the_frames_it_sends() {
         assert_eq!(got.len(), sent.len(), "masked byte for byte");
         assert_eq!(got, sent.replace(CRM_KEY, &"*".repeat(CRM_KEY.len())));
     }
+    // A message in fragments, the key split across three of them: the
+    // client puts it back together, masked.
+    let (a, rest) = CRM_KEY.split_at(5);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    ws.push
+        .send(format!("fragments:{{\"key\":\"{a}|{b}|{c}\"}}"))
+        .expect("pushed");
+    let got = next_text(&mut stream).await.expect("a message");
+    assert_eq!(
+        got,
+        format!("{{\"key\":\"{}\"}}", "*".repeat(CRM_KEY.len())),
+        "masked across fragments"
+    );
     // What the client sends is not touched.
     assert_eq!(
         round_trip(&mut stream, CRM_KEY).await.as_deref(),
@@ -564,7 +606,7 @@ async fn the_upstreams_credential_is_masked_in_the_frames_it_sends() {
         .find(|r| r["status"] == 101)
         .expect("the stream's record");
     assert_eq!(
-        streamed["detail"], "the upstream's credential was in the response body 3 time(s): masked",
+        streamed["detail"], "the upstream's credential was in the response body 4 time(s): masked",
         "{streamed}"
     );
 }
