@@ -92,17 +92,82 @@ pub struct Handles {
 const AUDIT_FINISH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs `server` until a signal stops it (`SIGTERM`: graceful, `SIGINT`:
-/// fast), then lets the audit writer finish before the process exits:
-/// pingora's own `run_forever` exits the moment its runtimes are down,
-/// which cut off the writer with the last records unwritten or unsigned.
+/// fast, `SIGQUIT`: hand the listeners to a new process), then lets the
+/// audit writer finish before the process exits: pingora's own
+/// `run_forever` exits the moment its runtimes are down, which cut off the
+/// writer with the last records unwritten or unsigned.
 pub fn serve(server: Server, handles: &Handles) -> ! {
-    server.run(pingora_core::server::RunArgs::default());
-    if !handles.audit.finish_blocking(AUDIT_FINISH) {
+    server.run(pingora_core::server::RunArgs {
+        shutdown_signal: Box::new(Signals {
+            audit: handles.audit.clone(),
+        }),
+    });
+    finish(&handles.audit);
+    std::process::exit(0)
+}
+
+fn finish(audit: &AuditSink) {
+    if !audit.finish_blocking(AUDIT_FINISH) {
         tracing::error!(
             "the audit writer did not finish within {AUDIT_FINISH:?}: its last records may be unwritten or unsigned"
         );
     }
-    std::process::exit(0)
+}
+
+/// pingora's signals (its `UnixShutdownSignalWatch`, but for `SIGINT`),
+/// with a deadline on the stop they start: pingora's runtimes do not always
+/// come down (seen after its fast stop: a listener's accept loop that the
+/// stopping runtime fails at once, logging, never yielding), and a stop
+/// must not hang the process. Past the deadline the audit writer is
+/// finished and the process exits all the same.
+struct Signals {
+    audit: AuditSink,
+}
+
+/// pingora's own time for a graceful stop (`graceful_shutdown_timeout`,
+/// 5 s) and then some.
+const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
+
+#[async_trait::async_trait]
+impl pingora_core::server::ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> pingora_core::server::ShutdownSignal {
+        use pingora_core::server::ShutdownSignal;
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!(
+                "cannot listen for SIGQUIT, SIGTERM and SIGINT; stop the process with SIGKILL"
+            );
+            return std::future::pending().await;
+        };
+        // `SIGINT` (Ctrl-C) stops as `SIGTERM` does: pingora's fast stop
+        // leaves its listeners' accept loops untold, and now and then one
+        // spins on the stopping runtime (1 stop in 15 here). The graceful
+        // stop tells them first, and with no grace period it takes as long
+        // (about 10 ms, idle keep-alive connections included).
+        let stop = tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => ShutdownSignal::GracefulTerminate,
+        };
+        let audit = self.audit.clone();
+        let deadline = STOP_DEADLINE;
+        let watchdog = std::thread::Builder::new()
+            .name("chatwarden-stop".into())
+            .spawn(move || {
+                std::thread::sleep(deadline);
+                tracing::warn!("pingora did not stop within {deadline:?}: exiting without it");
+                finish(&audit);
+                std::process::exit(0)
+            });
+        if let Err(e) = watchdog {
+            tracing::error!(error = %e, "cannot start the stop deadline");
+        }
+        stop
+    }
 }
 
 /// Build a ready-to-run server for `snapshot`.

@@ -266,6 +266,20 @@ impl Compiler<'_> {
             None => None,
         };
         let cors = self.cors(&raw, auth.as_mut());
+        let compression = raw.compression.as_ref().and_then(|c| {
+            if (1..=9).contains(&c.level.value) {
+                Some(c.level.value)
+            } else {
+                self.err(
+                    &c.level.referenced,
+                    format!(
+                        "compression.level {} is out of range: 1 (fastest) to 9 (smallest), or leave `compression` out",
+                        c.level.value
+                    ),
+                );
+                None
+            }
+        });
         let redactions = self.redactions(&raw);
         let routes = self.routes(&raw, &upstreams, auth.as_ref(), &redactions);
         let route_names: Vec<&str> = raw.routes.iter().map(|r| r.name.value.as_str()).collect();
@@ -317,6 +331,7 @@ impl Compiler<'_> {
             strip_request_headers: strip,
             rate_limits,
             cors,
+            compression,
         })
     }
 

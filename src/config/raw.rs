@@ -45,6 +45,15 @@ pub struct RawConfig {
     pub rate_limits: Option<RawRateLimits>,
     /// Which other sites' pages may call the gateway from a browser.
     pub cors: Option<RawCors>,
+    /// Compressing admitted responses for clients that accept it.
+    pub compression: Option<RawCompression>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompression {
+    /// 1 (fastest) to 9 (smallest), for gzip, brotli and zstd alike.
+    pub level: Spanned<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -76,6 +76,9 @@ pub struct Snapshot {
     /// Which other sites' pages may call the gateway from a browser;
     /// `None`: none may (no preflight is answered, no response readable).
     pub cors: Option<crate::cors::CorsPolicy>,
+    /// `compression.level`: admitted responses are compressed at it for
+    /// clients that accept gzip, brotli or zstd; `None`: never.
+    pub compression: Option<u32>,
 }
 
 pub struct Listener {

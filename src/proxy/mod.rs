@@ -111,6 +111,9 @@ impl ProxyHttp for Gateway {
         } else {
             ctx.request_id = request_id::generate();
         }
+        // Before pingora's compression module reads `Accept-Encoding`,
+        // which it does only when it is on.
+        compress(session, snapshot.compression);
         ctx.snapshot = Some(snapshot);
         Ok(())
     }
@@ -140,6 +143,8 @@ impl ProxyHttp for Gateway {
                 self.proceed(session, ctx, admission, &snapshot).await
             }
             Err(refusal) => {
+                // The gateway's own small answer goes out as it is.
+                compress(session, None);
                 tracing::debug!(request_id = %ctx.request_id, reason = %refusal.reason, detail = %refusal.detail, "refused");
                 ctx.refused = Some(refusal.reason);
                 ctx.refused_path = refusal.path;
@@ -579,6 +584,27 @@ impl Gateway {
             }
             _ => first,
         }
+    }
+}
+
+/// `compression`: the response to an admitted request is compressed for
+/// a client that accepts gzip, brotli or zstd (pingora's module, which
+/// leaves small, informational and already encoded answers alone); `None`
+/// turns it off. Set per request from the snapshot, so a reload applies at
+/// once. It works after every body filter: what it compresses is already
+/// filtered and masked.
+fn compress(session: &mut Session, level: Option<u32>) {
+    use pingora_core::modules::http::compression::ResponseCompression;
+    let Some(module) = session
+        .downstream_modules_ctx
+        .get_mut::<ResponseCompression>()
+    else {
+        return;
+    };
+    // Only in the header phase (the level cannot change once a body is
+    // being encoded); an off module never left it.
+    if module.is_header_phase() && (level.is_some() || module.is_enabled()) {
+        module.adjust_level(level.unwrap_or(0));
     }
 }
 

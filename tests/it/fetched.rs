@@ -251,6 +251,50 @@ async fn a_masked_answer_leaves_whole_with_its_length() {
     assert_eq!(records[3]["status"], 502, "{records:?}");
 }
 
+/// With `compression`, a fetched and masked answer goes out compressed
+/// for a client that accepts it: masked first, then compressed.
+#[tokio::test]
+async fn a_masked_answer_is_compressed_for_a_client_that_accepts_it() {
+    use std::io::Read;
+    let (url, _) = raw_upstream(false).await;
+    let idp = Idp::start().await;
+    let gw = harness::start(
+        &format!("{CONFIG}compression: {{level: 1}}\n"),
+        &[
+            ("CRM", url),
+            ("CRM_TOKEN", "crm-secret".to_string()),
+            ("DEAD", format!("http://{}", harness::free_addr())),
+            ("JWKS", idp.jwks_url()),
+        ],
+    )
+    .await;
+    let token = idp.token("amelia", &["agent"], json!({}));
+    let resp = gw
+        .client()
+        .get(gw.url("/api/v1/accounts/1/contacts"))
+        .bearer_auth(&token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("content-encoding").map(|v| v.as_bytes()),
+        Some(&b"gzip"[..])
+    );
+    let compressed = resp.bytes().await.expect("body");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .expect("a gzip body");
+    let body: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(body["payload"].as_array().map(Vec::len), Some(2), "{body}");
+    assert!(
+        !text.contains("900123") && !text.contains("900456"),
+        "masked before it was compressed: {text}"
+    );
+}
+
 #[tokio::test]
 async fn a_pooled_connection_the_upstream_closed_is_retried_on_a_new_one() {
     let (gw, idp, counts) = start(true).await;

@@ -312,6 +312,117 @@ async fn an_upstream_credential_in_a_response_body_is_masked() {
     assert_eq!(body["reason"], "redaction_failed");
 }
 
+/// `compression`: the upstream is still asked for `identity` (its body is
+/// searched for its credential and filtered), and the client that accepts
+/// gzip gets the masked body compressed; one that does not, plain.
+#[tokio::test]
+async fn compression_gives_clients_back_a_compressed_body_after_masking() {
+    use std::io::Read;
+    let up = EchoUpstream::start().await;
+    let gw = harness::start(
+        &format!("{}compression: {{level: 6}}\n", config()),
+        &[
+            ("UP_CRM", up.url()),
+            ("UP_DEAD", format!("http://{}", harness::free_addr())),
+            ("CRM_KEY", SECRET.to_string()),
+        ],
+    )
+    .await;
+    let get = |encoding: Option<&'static str>| {
+        let mut req = gw.client().get(gw.url("/dump"));
+        if let Some(e) = encoding {
+            req = req.header("accept-encoding", e);
+        }
+        req.send()
+    };
+    let resp = get(Some("gzip")).await.expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("content-encoding").map(|v| v.as_bytes()),
+        Some(&b"gzip"[..])
+    );
+    assert!(
+        resp.headers().get_all("vary").iter().any(|v| v
+            .to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("accept-encoding"))),
+        "{:?}",
+        resp.headers()
+    );
+    let compressed = resp.bytes().await.expect("body");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .expect("a gzip body");
+    assert!(
+        compressed.len() * 5 < text.len(),
+        "{} -> {}",
+        text.len(),
+        compressed.len()
+    );
+    assert!(!text.contains(SECRET), "masked before it was compressed");
+    assert_eq!(text.matches(&"*".repeat(SECRET.len())).count(), 3000);
+    assert_eq!(
+        up.seen()[0]
+            .headers
+            .get("accept-encoding")
+            .map(|v| v.as_bytes()),
+        Some(&b"identity"[..]),
+        "the upstream is asked for a body that can be searched"
+    );
+
+    let plain = get(None).await.expect("request");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.text().await.expect("body");
+    assert_eq!(
+        plain.len(),
+        text.len(),
+        "the same masked body, uncompressed"
+    );
+    // Refusals are the gateway's own small JSON answers, left as they are.
+    let refused = gw
+        .client()
+        .get(gw.url("/nowhere"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 404);
+    assert!(refused.headers().get("content-encoding").is_none());
+}
+
+#[tokio::test]
+async fn compression_level_is_checked() {
+    let yaml = format!(
+        "{}compression: {{level: 12}}\n",
+        config()
+            .replace("${LISTEN}", "127.0.0.1:1")
+            .replace("${ADMIN}", "127.0.0.1:2")
+    );
+    let err = chatwarden::config::load_str(
+        &yaml,
+        std::path::Path::new("chatwarden.yaml"),
+        &chatwarden::config::env::Overlay {
+            top: &[
+                ("UP_CRM", "http://127.0.0.1:3"),
+                ("UP_DEAD", "http://127.0.0.1:4"),
+                ("CRM_KEY", SECRET),
+                ("AUDIT", "/dev/null"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            base: &chatwarden::config::ProcessEnv,
+        },
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("compression.level 12 is out of range: 1 (fastest) to 9 (smallest)"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn upstream_failures_answer_502_and_504_with_the_json_contract() {
     let (gw, _up) = start().await;
