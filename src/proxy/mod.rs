@@ -113,7 +113,9 @@ impl ProxyHttp for Gateway {
         }
         // Before pingora's compression module reads `Accept-Encoding`,
         // which it does only when it is on.
-        compress(session, snapshot.compression);
+        if let Some(level) = snapshot.compression {
+            compress(session, level);
+        }
         ctx.snapshot = Some(snapshot);
         Ok(())
     }
@@ -144,7 +146,9 @@ impl ProxyHttp for Gateway {
             }
             Err(refusal) => {
                 // The gateway's own small answer goes out as it is.
-                compress(session, None);
+                if snapshot.compression.is_some() {
+                    compress(session, 0);
+                }
                 tracing::debug!(request_id = %ctx.request_id, reason = %refusal.reason, detail = %refusal.detail, "refused");
                 ctx.refused = Some(refusal.reason);
                 ctx.refused_path = refusal.path;
@@ -589,22 +593,20 @@ impl Gateway {
 
 /// `compression`: the response to an admitted request is compressed for
 /// a client that accepts gzip, brotli or zstd (pingora's module, which
-/// leaves small, informational and already encoded answers alone); `None`
-/// turns it off. Set per request from the snapshot, so a reload applies at
-/// once. It works after every body filter: what it compresses is already
-/// filtered and masked.
-fn compress(session: &mut Session, level: Option<u32>) {
+/// leaves small, informational and already encoded answers alone); level 0
+/// turns it off again. Set per request from the snapshot, so a reload
+/// applies at once; without `compression` nothing here runs. It works after
+/// every body filter: what it compresses is already filtered and masked.
+fn compress(session: &mut Session, level: u32) {
     use pingora_core::modules::http::compression::ResponseCompression;
-    let Some(module) = session
+    if let Some(module) = session
         .downstream_modules_ctx
         .get_mut::<ResponseCompression>()
-    else {
-        return;
-    };
-    // Only in the header phase (the level cannot change once a body is
-    // being encoded); an off module never left it.
-    if module.is_header_phase() && (level.is_some() || module.is_enabled()) {
-        module.adjust_level(level.unwrap_or(0));
+    {
+        // The level cannot change once a body is being encoded.
+        if module.is_header_phase() {
+            module.adjust_level(level);
+        }
     }
 }
 
