@@ -294,6 +294,15 @@ impl Compiler<'_> {
         let style = match (r.style.as_ref().map(|s| s.value.as_str()), key) {
             (None | Some("partial"), None) => Style::Partial,
             (Some("full"), None) => Style::Full,
+            (Some("withhold"), None) if !detect.is_empty() => {
+                let at = r.style.as_ref().map_or(r.name.referenced, |s| s.referenced);
+                self.err(
+                    &at,
+                    format!("redaction `{name}`: style withhold makes whole values null, so it takes `fields` only: a phone number or e-mail address found inside a string cannot be null (give `detect` its own rule)"),
+                );
+                return None;
+            }
+            (Some("withhold"), None) => Style::Withhold,
             (Some("hash"), Some((key, at))) => {
                 if key.len() < 16 {
                     self.err(
@@ -311,7 +320,7 @@ impl Compiler<'_> {
                 );
                 return None;
             }
-            (Some("partial" | "full") | None, Some((_, at))) => {
+            (Some("partial" | "full" | "withhold") | None, Some((_, at))) => {
                 self.err(
                     &at,
                     format!("redaction `{name}`: hash_key is only used with style hash"),
@@ -322,7 +331,7 @@ impl Compiler<'_> {
                 let at = r.style.as_ref().map_or(r.name.referenced, |s| s.referenced);
                 self.err(
                     &at,
-                    format!("redaction `{name}`: style `{other}` must be partial, full or hash"),
+                    format!("redaction `{name}`: style `{other}` must be partial, full, hash or withhold"),
                 );
                 return None;
             }

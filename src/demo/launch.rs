@@ -203,10 +203,11 @@ fn print_guide(
     println!("export ADMIN_API='{admin_token}'   # the admin listener's token\nexport GW={gw}\n");
     println!(
         r#"Then try:
-  # An agent sees only the conversations assigned to her; a supervisor sees everyone's (uses jq)
+  # An agent sees only the conversations assigned to her, and not how many everyone has (the
+  # counts are withheld); a supervisor sees everyone's, counts included (uses jq)
   # (the staff token never reaches the CRM; the gateway injects the CRM key)
-  curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $AGENT" | jq -c '[.data.payload[] | {{id, assignee: .meta.assignee.name}}]'
-  curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $SUPERVISOR" | jq -c '[.data.payload[].id]'
+  curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $AGENT" | jq -c '{{counts: .data.meta, rows: [.data.payload[] | {{id, assignee: .meta.assignee.name}}]}}'
+  curl -s "$GW/api/v1/accounts/1/conversations?status=all" -H "Authorization: Bearer $SUPERVISOR" | jq -c '{{counts: .data.meta, ids: [.data.payload[].id]}}'
 
   # Personal data: the agent sees customers' phone numbers and e-mail addresses masked, in the
   # contact fields and in free text; a supervisor (contacts.read_pii) sees them

@@ -46,6 +46,11 @@ pub enum Style {
     /// value always masks to the same text, so masked records can still be
     /// joined, and without the key nobody can test a guess.
     Hash(Vec<u8>),
+    /// The value becomes JSON `null`: nothing of it is left, and a client
+    /// that reads a number gets no made-up one (counts next to a filtered
+    /// list). Whole values only: the config refuses it with `detect`, and
+    /// text that must be masked in place under it reads `[redacted]`.
+    Withhold,
 }
 
 /// A kind of personal data found in free text.
@@ -157,7 +162,7 @@ pub fn mask_detected_into(
 /// Appends the mask of `text` (a value of `kind`, if known) to `out`.
 fn mask_span(text: &str, kind: Option<Detector>, style: &Style, out: &mut String) {
     match style {
-        Style::Full => out.push_str(FULL_MASK),
+        Style::Full | Style::Withhold => out.push_str(FULL_MASK),
         Style::Hash(key) => {
             // HMAC accepts keys of any length; an error is impossible.
             let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {

@@ -203,20 +203,26 @@ fn error_media(content_type: Option<&str>) -> Result<ErrorMedia, RewriteError> {
     }
 }
 
-/// `full` over `hash` over `partial`: the style that shows least.
+/// `full` over `hash` over `partial`: the style that shows least. A
+/// finding is part of a string, which cannot be withheld (`null`), so
+/// `withhold` counts as `full`.
 fn strictest<'s>(styles: impl Iterator<Item = &'s Style>) -> Style {
     let mut best: Option<&Style> = None;
     for style in styles {
         let rank = |s: &Style| match s {
             Style::Partial => 0,
             Style::Hash(_) => 1,
-            Style::Full => 2,
+            Style::Full | Style::Withhold => 2,
         };
         if best.is_none_or(|b| rank(style) > rank(b)) {
             best = Some(style);
         }
     }
-    best.cloned().unwrap_or(Style::Partial)
+    match best {
+        Some(Style::Withhold) => Style::Full,
+        Some(s) => s.clone(),
+        None => Style::Partial,
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +292,16 @@ mod tests {
         let (body, n) = masked(br#"{"message":"a@example.com taken"}"#, JSON, &scan);
         assert_eq!(body, r#"{"message":"[redacted] taken"}"#);
         assert_eq!(n, 1);
+
+        // A withholding rule (fields only) is as strict, and a finding in
+        // a string is masked, never turned into `null`.
+        let mut plan = RewritePlan::default();
+        plan.push_redaction(&rule(&["$.a"], &[], Style::Partial));
+        plan.push_redaction(&rule(&["$.meta"], &[], Style::Withhold));
+        let scan = plan.error_scan().unwrap_or_else(|| panic!("rules apply"));
+        assert_eq!(scan.style(), &Style::Full);
+        let (body, _) = masked(br#"{"message":"a@example.com taken"}"#, JSON, &scan);
+        assert_eq!(body, r#"{"message":"[redacted] taken"}"#);
     }
 
     #[test]

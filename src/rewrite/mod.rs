@@ -19,10 +19,10 @@
 //! to redaction, [`mask_error_body`] searches every string of them with the
 //! detectors instead (see [`error_body`]).
 //!
-//! Known limitation: counts next to a filtered list (Chatwoot's
-//! `data.meta.all_count`, `mine_count`, `unassigned_count`, the contacts
-//! list's `meta.count`) are not recomputed, so they still tell the caller
-//! how many rows exist. Masking those fields is the redaction step's job.
+//! Counts next to a filtered list (Chatwoot's `data.meta.all_count`,
+//! `mine_count`, …) are not recomputed: one page cannot tell the caller's
+//! totals. A redaction rule of style `withhold` makes them `null` for the
+//! callers the filter applies to.
 
 mod error_body;
 mod media;

@@ -21,7 +21,7 @@ use serde_json::Number;
 use super::plan::{bit, bits, Compiled, WatchKind};
 use crate::jsontext;
 use crate::policy::FilterMode;
-use crate::redact::{mask_detected, mask_detected_into, mask_whole_into};
+use crate::redact::{mask_detected, mask_detected_into, mask_whole_into, Style};
 
 /// Deepest nesting of arrays and objects accepted (as serde_json).
 const MAX_NESTING: usize = 128;
@@ -34,8 +34,9 @@ pub(super) struct Edit {
     pub end: usize,
     /// Items this edit removes.
     pub removed: u64,
-    /// A masked value: where in [`Walked::replacements`] the JSON string
-    /// that takes the original's place is.
+    /// A masked value: where in [`Walked::replacements`] the JSON value
+    /// that takes the original's place is (a string, or `null` when the
+    /// style withholds it).
     pub replacement: Option<Range<usize>>,
     /// Values this edit masks (a free-text string may hold several).
     pub masked: u64,
@@ -58,7 +59,7 @@ impl Edit {
 pub(super) struct Walked {
     /// In body order, not overlapping.
     pub edits: Vec<Edit>,
-    /// The replacement strings of all edits, end to end: one buffer for
+    /// The replacement values of all edits, end to end: one buffer for
     /// the whole body rather than an allocation per masked value.
     pub replacements: Vec<u8>,
     /// An object-mode filter refused its object.
@@ -673,6 +674,18 @@ impl<'s> Walker<'s, '_> {
         let Some(mask) = self.plan.masks.get(m) else {
             return Err(self.malformed_at(start, "unknown mask"));
         };
+        if mask.style == Style::Withhold {
+            let from = self.out.replacements.len();
+            self.out.replacements.extend_from_slice(b"null");
+            self.out.edits.push(Edit {
+                start,
+                end: self.pos,
+                removed: 0,
+                replacement: Some(from..self.out.replacements.len()),
+                masked: 1,
+            });
+            return Ok(());
+        }
         let text: Cow<'s, str> = if self.src.get(start) == Some(&b'"') {
             self.text(start, self.pos, escaped)?
         } else {

@@ -1261,6 +1261,10 @@ fn mask_ref(
                 mask_ref(item, &next, active, detect, n);
             }
         }
+        Value::String(_) | Value::Number(_) if active == Some(&Style::Withhold) => {
+            *v = Value::Null;
+            *n += 1;
+        }
         Value::String(text) => match active {
             Some(style) => {
                 *text = mask_whole(text, style);
@@ -1413,6 +1417,53 @@ fn masking_a_container_masks_everything_inside_it() {
 }
 
 #[test]
+fn withheld_values_become_null() {
+    // Counts next to a filtered list would tell an agent how many rows
+    // exist; withheld, they say nothing, and a number stays no made-up one.
+    let mut plan = agent3_list_plan();
+    plan.push_redaction(&RedactionRule {
+        name: "counts".to_owned(),
+        unless_permission: None,
+        fields: vec![selector("$.data.meta")],
+        detect: Vec::new(),
+        style: Style::Withhold,
+    });
+    let got = check_masks(&inbox(), &plan, "counts withheld");
+    assert_eq!(
+        got["data"]["meta"],
+        json!({"mine_count": null, "unassigned_count": null, "assigned_count": null, "all_count": null}),
+        "every count inside the selected object is null"
+    );
+    assert_eq!(
+        ids(&got["data"]["payload"]),
+        vec![101, 105],
+        "rows filtered too"
+    );
+
+    // One field, a string and a number; booleans and nulls stay.
+    let plan = masks_plan(
+        &[
+            "$.data.payload[*].meta.sender.name",
+            "$.data.payload[*].meta.sender.id",
+            "$.data.payload[*].muted",
+            "$.data.payload[*].priority",
+        ],
+        &[],
+        Style::Withhold,
+    );
+    let (got, _, text) = rewritten(&inbox(), &plan, "fields withheld");
+    let row = &got["data"]["payload"][0];
+    assert_eq!(row["meta"]["sender"]["name"], Value::Null, "{text}");
+    assert_eq!(row["meta"]["sender"]["id"], Value::Null, "{text}");
+    assert_eq!(
+        row["meta"]["sender"]["email"], "customer101@mail.example",
+        "{text}"
+    );
+    assert_eq!(row["muted"], false, "booleans carry nothing to withhold");
+    assert!(!text.contains("Customer 101"), "{text}");
+}
+
+#[test]
 fn free_text_is_searched_everywhere_but_member_names() {
     let body = r#"{"payload": [
         {"content": "Call me on +44 7700 900123 or mail jo@example.com", "id": 1},
@@ -1494,6 +1545,15 @@ fn masked_output_agrees_with_the_reference_on_generated_documents() {
         );
         plan.masks = masks.masks;
         plan.detect = masks.detect;
+        if round % 5 == 1 {
+            // Withheld values next to partial masks and free-text search.
+            let counts = masks_plan(
+                &["$.data.meta", "$.data.payload[*].extra"],
+                &[],
+                Style::Withhold,
+            );
+            plan.masks.splice(0..0, counts.masks);
+        }
         check_masks(&body, &plan, &format!("round {round}: {body}"));
     }
 }

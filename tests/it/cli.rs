@@ -228,6 +228,13 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
             .is_some_and(|a| !a.is_empty()),
         "real demo data comes back"
     );
+    assert!(
+        body["data"]["meta"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty() && m.values().all(serde_json::Value::is_null)),
+        "the agent's counts are withheld: {}",
+        body["data"]["meta"]
+    );
     for (path, who, reason) in [
         (
             "/api/v1/accounts/1/contacts/export",

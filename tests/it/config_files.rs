@@ -289,6 +289,8 @@ redaction:
   - {name: four, fields: [$.a], style: hash, hash_key: short}
   - {name: five}
   - {name: six, fields: [$.a], style: blur}
+  - {name: seven, fields: [$.a], detect: [phone], style: withhold}
+  - {name: counts, fields: [$.meta], style: withhold}
   - {name: ok, fields: [$.a]}
   - {name: ok, fields: [$.b]}
 routes:
@@ -303,9 +305,10 @@ routes:
             "bad.yaml:8:12: redaction `three`: style hash needs a hash_key",
             "bad.yaml:9:56: redaction `four`: hash_key must be at least 16 bytes",
             "bad.yaml:10:12: redaction `five` masks nothing",
-            "bad.yaml:11:39: redaction `six`: style `blur` must be partial, full or hash",
-            "bad.yaml:13:12: duplicate redaction rule `ok`",
-            "bad.yaml:15:76: route `r` names unknown redaction `nope` (known: ok)",
+            "bad.yaml:11:39: redaction `six`: style `blur` must be partial, full, hash or withhold",
+            "bad.yaml:12:58: redaction `seven`: style withhold makes whole values null, so it takes `fields` only",
+            "bad.yaml:15:12: duplicate redaction rule `ok`",
+            "bad.yaml:17:76: route `r` names unknown redaction `nope` (known: counts, ok)",
         ],
     );
 }

@@ -35,7 +35,19 @@ routes:
       claim: user_id
       unless_permission: conversations.read_all
       labels: [{label: confidential, permission: conversations.read_confidential}]
+    redaction: [list-counts]
+  - name: conversation-counts
+    upstream: crm
+    methods: [GET]
+    path: "/api/v1/accounts/{account_id}/conversations/meta"
+    permission: conversations.read
+    redaction: [counts]
   - {name: contacts, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts", permission: conversations.read}
+redaction:
+  # Chatwoot's counts are of everyone's conversations: an agent whose list
+  # is filtered gets them withheld (null), never a number.
+  - {name: list-counts, unless_permission: conversations.read_all, fields: [$.data.meta], style: withhold}
+  - {name: counts, unless_permission: conversations.read_all, fields: [$.meta], style: withhold}
 audit: {path: "${AUDIT}"}
 "#;
 
@@ -74,6 +86,11 @@ async fn agents_see_only_their_conversations_and_confidential_ones_need_clearanc
         mine,
         "an agent sees exactly their non-confidential conversations"
     );
+    let withheld = json!({"mine_count": null, "unassigned_count": null, "assigned_count": null, "all_count": null});
+    assert_eq!(
+        body["data"]["meta"], withheld,
+        "counts of everyone's conversations are withheld from an agent"
+    );
 
     // The list is paged like Chatwoot's: 25 to a page.
     let all_ids: Vec<u64> = data::conversations()
@@ -95,6 +112,11 @@ async fn agents_see_only_their_conversations_and_confidential_ones_need_clearanc
         expected,
         "a supervisor sees everyone's, but not confidential ones"
     );
+    assert_eq!(
+        body["data"]["meta"]["all_count"],
+        data::conversations().len(),
+        "a supervisor gets the CRM's counts"
+    );
 
     let resp = list(idp.token("cora", &["compliance"], json!({"uid": 7})))
         .await
@@ -109,16 +131,37 @@ async fn agents_see_only_their_conversations_and_confidential_ones_need_clearanc
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(ids(&body), Vec::<u64>::new(), "no claim, no rows");
 
-    let records = gw.audit_records(4).await;
-    let removed: Vec<u64> = records
+    // The counts alone: withheld from an agent, the CRM's for a supervisor.
+    let counts = |token: String| {
+        client
+            .get(gw.url("/api/v1/accounts/1/conversations/meta?status=all"))
+            .bearer_auth(token)
+            .send()
+    };
+    let resp = counts(idp.token("amelia", &["agent"], json!({"uid": 3})))
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body, json!({"meta": withheld}));
+    let resp = counts(idp.token("priya", &["supervisor"], json!({"uid": 1})))
+        .await
+        .expect("request");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["meta"]["all_count"], data::conversations().len());
+
+    let records = gw.audit_records(6).await;
+    let redactions: Vec<u64> = records
         .iter()
         .map(|r| r["redactions"].as_u64().unwrap_or(0))
         .collect();
     assert_eq!(
-        removed[0] as usize,
-        all_ids.len() - mine.len(),
-        "the audit counts the rows removed: {records:?}"
+        redactions[0] as usize,
+        all_ids.len() - mine.len() + 4,
+        "the audit counts the rows removed and the counts withheld: {records:?}"
     );
+    assert_eq!(redactions[4], 4, "four counts withheld: {records:?}");
+    assert_eq!(redactions[5], 0, "nothing withheld from a supervisor");
 }
 
 #[tokio::test]

@@ -188,6 +188,7 @@ impl Crm {
             }
             ["contacts", id] if method == Method::DELETE => self.delete_contact(id_of(id)?),
             ["conversations"] if method == Method::GET => self.list_conversations(req),
+            ["conversations", "meta"] if method == Method::GET => self.conversation_counts(req),
             ["conversations", id] if method == Method::GET => {
                 let conversation = self.conversation(id_of(id)?)?;
                 Ok(ok(self.conversation_json(conversation)))
@@ -407,6 +408,37 @@ impl Crm {
     }
 
     fn list_conversations(&self, req: &Request) -> Outcome {
+        let (in_scope, meta) = self.counted_conversations(req)?;
+        let mine = |c: &StoredConversation| c.assignee_id == Some(data::TOKEN_OWNER_AGENT_ID);
+        let unassigned = |c: &StoredConversation| c.assignee_id.is_none();
+        let tab: Vec<&StoredConversation> = match req.query("assignee_type").unwrap_or("all") {
+            "all" => in_scope,
+            "me" => in_scope.into_iter().filter(|c| mine(c)).collect(),
+            "unassigned" => in_scope.into_iter().filter(|c| unassigned(c)).collect(),
+            "assigned" => in_scope.into_iter().filter(|c| !unassigned(c)).collect(),
+            _ => return Err(Failure::BadRequest("unknown assignee_type")),
+        };
+        let payload: Vec<Value> = page_of(&tab, page_param(req), CONVERSATIONS_PER_PAGE)
+            .iter()
+            .map(|c| self.conversation_json(c))
+            .collect();
+        Ok(ok(json!({ "data": { "meta": meta, "payload": payload } })))
+    }
+
+    /// `GET conversations/meta`: the list's counts alone.
+    fn conversation_counts(&self, req: &Request) -> Outcome {
+        let (_, meta) = self.counted_conversations(req)?;
+        Ok(ok(json!({ "meta": meta })))
+    }
+
+    /// The conversations a list's status/inbox/team/label/text filters
+    /// select, and Chatwoot's counts of them per assignee tab (counted
+    /// before the assignee filter picks one tab; "mine" is the API key's
+    /// owner, whoever asks through the gateway).
+    fn counted_conversations(
+        &self,
+        req: &Request,
+    ) -> Result<(Vec<&StoredConversation>, Value), Failure> {
         let status = req.query("status").unwrap_or("open");
         let status = match status {
             "all" => None,
@@ -430,8 +462,6 @@ impl Crm {
                 })
             })
             .collect();
-        // Chatwoot counts each assignee tab over the status/inbox/team/label
-        // filtered set, before the assignee filter picks one tab.
         let mine = |c: &StoredConversation| c.assignee_id == Some(data::TOKEN_OWNER_AGENT_ID);
         let unassigned = |c: &StoredConversation| c.assignee_id.is_none();
         let meta = json!({
@@ -440,18 +470,7 @@ impl Crm {
             "assigned_count": in_scope.iter().filter(|c| !unassigned(c)).count(),
             "all_count": in_scope.len(),
         });
-        let tab: Vec<&StoredConversation> = match req.query("assignee_type").unwrap_or("all") {
-            "all" => in_scope,
-            "me" => in_scope.into_iter().filter(|c| mine(c)).collect(),
-            "unassigned" => in_scope.into_iter().filter(|c| unassigned(c)).collect(),
-            "assigned" => in_scope.into_iter().filter(|c| !unassigned(c)).collect(),
-            _ => return Err(Failure::BadRequest("unknown assignee_type")),
-        };
-        let payload: Vec<Value> = page_of(&tab, page_param(req), CONVERSATIONS_PER_PAGE)
-            .iter()
-            .map(|c| self.conversation_json(c))
-            .collect();
-        Ok(ok(json!({ "data": { "meta": meta, "payload": payload } })))
+        Ok((in_scope, meta))
     }
 
     fn list_messages(&self, id: u64) -> Outcome {
@@ -1280,6 +1299,24 @@ mod tests {
             json!({ "mine_count": 2, "unassigned_count": 7, "assigned_count": 12, "all_count": 19 }),
             "the default list should count the open conversations per tab"
         );
+        let (_, counts) = call(
+            &mut crm,
+            Method::GET,
+            "/api/v1/accounts/1/conversations/meta?status=all",
+            "",
+        );
+        let (_, listed) = call(
+            &mut crm,
+            Method::GET,
+            "/api/v1/accounts/1/conversations?status=all",
+            "",
+        );
+        assert_eq!(
+            counts,
+            json!({ "meta": listed["data"]["meta"] }),
+            "conversations/meta counts as the list does, with the same filters"
+        );
+        assert_eq!(counts["meta"]["all_count"], data::conversations().len());
         let (_, all) = call(
             &mut crm,
             Method::GET,
