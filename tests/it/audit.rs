@@ -294,14 +294,13 @@ async fn signing_gateway(extra: &str) -> (harness::TestGateway, EchoUpstream, st
 }
 
 /// `chatwarden audit verify FILES --key PUBLIC`: its exit code and output.
-fn verify_cli(files: &[std::path::PathBuf], public: &std::path::Path) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
-        .args(["audit", "verify"])
-        .args(files)
-        .arg("--key")
-        .arg(public)
-        .output()
-        .expect("run chatwarden");
+fn verify_cli(files: &[std::path::PathBuf], keys: &[&std::path::Path]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"));
+    cmd.args(["audit", "verify"]).args(files);
+    for key in keys {
+        cmd.arg("--key").arg(key);
+    }
+    let out = cmd.output().expect("run chatwarden");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -342,7 +341,7 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let verify = |file: &std::path::Path| verify_cli(&[file.to_path_buf()], &public);
+    let verify = |file: &std::path::Path| verify_cli(&[file.to_path_buf()], &[&public]);
     let (code, out) = verify(&gw.audit_path);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(" checkpoint(s) signed by key "), "{out}");
@@ -440,7 +439,7 @@ async fn a_file_missing_from_a_rotated_set_shows() {
     assert_eq!(files.len(), 3, "{files:?}");
     files.push(gw.audit_path.clone());
 
-    let verify = |files: &[std::path::PathBuf]| verify_cli(files, &public);
+    let verify = |files: &[std::path::PathBuf]| verify_cli(files, &[&public]);
     let (code, out) = verify(&files);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(out.lines().count(), files.len(), "{out}");
@@ -646,7 +645,7 @@ async fn a_restarted_gateway_vouches_only_for_what_it_wrote() {
     // Started again, the gateway signs from where it took over: the three
     // stay unvouched (the chain holds), and are named.
     gw.session("audit-signing", 1, Stop::Kill).await;
-    let (code, out) = verify_cli(std::slice::from_ref(&audit), &public);
+    let (code, out) = verify_cli(std::slice::from_ref(&audit), &[&public]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("UNVOUCHED: 3 record(s), lines 2-4: vouched for by no signed checkpoint"),
@@ -671,7 +670,7 @@ async fn a_restarted_gateway_vouches_only_for_what_it_wrote() {
     gw.session("audit-signing", 2, Stop::Kill).await;
     let after = gw.lines();
     assert_eq!(after.len(), 4 + 1 + 2, "{after:#?}");
-    let (code, out) = verify_cli(std::slice::from_ref(&audit), &public);
+    let (code, out) = verify_cli(std::slice::from_ref(&audit), &[&public]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("UNVOUCHED: 4 record(s), lines 1-4: vouched for by no signed checkpoint"),
@@ -706,7 +705,7 @@ async fn a_stopped_gateway_signs_its_last_records_and_keys_rotate_across_restart
     gw.session("old", 1, Stop::Int).await;
     let lines = gw.lines();
     assert!(checkpoint(&lines[24]), "{}", lines[24]);
-    let (code, out) = verify_cli(std::slice::from_ref(&audit), &old);
+    let (code, out) = verify_cli(std::slice::from_ref(&audit), &[&old]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("4 checkpoint(s) signed by key "), "{out}");
     assert!(out.contains(", 0 record(s) after the last"), "{out}");
@@ -714,24 +713,12 @@ async fn a_stopped_gateway_signs_its_last_records_and_keys_rotate_across_restart
     // The key rotated: the next run signs with the new one.
     gw.session("new", 1, Stop::Term).await;
     assert_eq!(gw.lines().len(), 28);
-    let verify_with = |keys: &[&std::path::Path]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"));
-        cmd.args(["audit", "verify"]).arg(&audit);
-        for key in keys {
-            cmd.arg("--key").arg(key);
-        }
-        let out = cmd.output().expect("run chatwarden");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
-    let (code, out) = verify_with(&[&old, &new]);
+    let (code, out) = verify_cli(std::slice::from_ref(&audit), &[&old, &new]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("6 checkpoint(s) signed by keys "), "{out}");
     assert!(out.contains(" then "), "{out}");
     // One key alone does not vouch for the other's checkpoints.
-    let (code, out) = verify_with(&[&new]);
+    let (code, out) = verify_cli(std::slice::from_ref(&audit), &[&new]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("BROKEN at line 1: checkpoint: signed with key "),
@@ -761,7 +748,7 @@ async fn a_graceful_upgrade_keeps_one_audit_chain() {
     gw.serve(addrs.0, 2).await;
     Process::stop(&mut new, Stop::Term);
     assert_eq!(gw.records(), 6);
-    let (code, out) = verify_cli(&[gw.audit()], &public);
+    let (code, out) = verify_cli(&[gw.audit()], &[&public]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(", 0 record(s) after the last"), "{out}");
 }
