@@ -24,6 +24,7 @@ use crate::config::snapshot::{AuthMode, AuthRuntime, Route, Snapshot};
 use crate::cors::{preflight_method, CorsPolicy, PREFLIGHT_RULE};
 use crate::decision::{Decision, Reason};
 use crate::policy::{decide, Explanation, Subject};
+use crate::request::format_suffix::format_suffix;
 use crate::request::method_override::{form_body, header_override, query_override, FormBody};
 use crate::request::{check_framing, normalize_path, NormalizedPath};
 use crate::revocation::{is_revoked, RuntimeRevocations};
@@ -324,6 +325,19 @@ fn admit_inner(
             "method override parameter `{param}` in the query"
         )));
     }
+    // Nor to read the last segment as a format where a template took it
+    // for a parameter (`/contacts/search.json` runs `search` in Rails).
+    if route.upstream.refuse_format_suffix {
+        if let Some(segment) = format_suffix(&admitted.path) {
+            let mut r = refuse(
+                Reason::BadRequest,
+                format!("`{segment}`: the upstream could read what follows the dot as a format"),
+                &admitted,
+            );
+            r.rules.push(format_suffix_rule(&route));
+            return Err(r);
+        }
+    }
     if req.websocket && !route.websocket {
         let mut r = refuse(
             Reason::UpgradeDenied,
@@ -388,6 +402,11 @@ fn is_safe(method: &Method) -> bool {
 /// The rule an audit record names for a method override parameter.
 pub fn override_rule(route: &Route) -> String {
     format!("upstreams.{}.method_override_params", route.upstream.name.0)
+}
+
+/// The rule an audit record names for a format suffix.
+pub fn format_suffix_rule(route: &Route) -> String {
+    format!("upstreams.{}.format_suffix", route.upstream.name.0)
 }
 
 /// The rule an audit record names for a route's WebSocket setting.

@@ -616,6 +616,21 @@ impl Compiler<'_> {
 
         let method_override_params =
             self.override_params(name, u.method_override_params.as_deref());
+        let refuse_format_suffix = match u.format_suffix.as_ref() {
+            None => true,
+            Some(s) if s.value == "refuse" => true,
+            Some(s) if s.value == "allow" => false,
+            Some(s) => {
+                self.err(
+                    &s.referenced,
+                    format!(
+                        "upstream `{name}`: format_suffix `{}` must be refuse or allow",
+                        s.value
+                    ),
+                );
+                true
+            }
+        };
 
         let ca = match &u.ca_file {
             Some(f) => {
@@ -643,6 +658,7 @@ impl Compiler<'_> {
             timeouts,
             max_body,
             method_override_params,
+            refuse_format_suffix,
             ca,
             pool_key: pool_key(name),
             resolved: std::sync::Mutex::new(None),

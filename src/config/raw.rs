@@ -199,6 +199,9 @@ pub struct RawUpstream {
     /// Parameters this upstream reads as a method override (`[_method]`
     /// unless set; `[]` for none): requests carrying them are refused.
     pub method_override_params: Option<Vec<Str>>,
+    /// `refuse` (the default) or `allow` a request whose last path segment
+    /// has a dot, which Rails reads as a format suffix.
+    pub format_suffix: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

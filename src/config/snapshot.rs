@@ -143,6 +143,11 @@ pub struct Upstream {
     /// Query or form parameters this upstream reads as a method override;
     /// a request carrying one is refused.
     pub method_override_params: Vec<String>,
+    /// Whether a request whose last path segment has a dot is refused:
+    /// Rails reads `/contacts/search.json` as the `search` action with
+    /// format `json`, where a route template would see an id `search.json`
+    /// (see [`crate::request::format_suffix`]).
+    pub refuse_format_suffix: bool,
     pub ca: Option<Arc<[WrappedX509]>>,
     /// Separates this upstream's pooled connections from any other
     /// upstream's at the same address: pingora's pool key ignores the CA,

@@ -241,13 +241,15 @@ fn print_guide(
   curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $CONTRACTOR"; echo
   curl -s $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $FINANCE"; echo
 
-  # No token, a forged one, default deny, a path trick (normalized, then decided), and a method
-  # override (Chatwoot, a Rails app, would run this reply as a read of every message, unmasked)
+  # No token, a forged one, default deny, a path trick (normalized, then decided), and two things
+  # Chatwoot, a Rails app, reads differently: a method override (it would run this reply as a read
+  # of every message, unmasked) and a format suffix (a search to Rails, a contact id to a template)
   curl -s $GW/api/v1/accounts/1/conversations; echo
   curl -s $GW/api/v1/accounts/1/conversations -H "Authorization: Bearer $AGENT"x; echo
   curl -s $GW/api/v1/accounts/1/contacts/1/destroy_all -H "Authorization: Bearer $ADMIN"; echo
   curl -s $GW/api/v1/accounts/1/contacts%2F1 -H "Authorization: Bearer $ADMIN"; echo
   curl -s -X POST $GW/api/v1/accounts/1/conversations/{mine}/messages -H "Authorization: Bearer $AGENT" -d '_method=GET'; echo
+  curl -s "$GW/api/v1/accounts/1/contacts/search.json?q=blake" -H "Authorization: Bearer $AGENT"; echo
 
   # Browsers: the agent console's origin may call the gateway from a page; another site's page
   # may not, and reads nothing, though the CRM itself answers `Access-Control-Allow-Origin: *`

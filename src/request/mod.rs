@@ -5,6 +5,8 @@
 //! - [`hygiene`]: framing that two HTTP parsers could disagree on.
 //! - [`method_override`]: requests asking the upstream to treat them as
 //!   another method.
+//! - [`format_suffix`]: a last path segment the upstream reads as a
+//!   format (`search.json`) where a route template sees an id.
 //! - [`client_ip`]: the client address, believing `X-Forwarded-For` only
 //!   from trusted proxies (invariant 3).
 //! - [`request_id`]: the id that ties the audit record, the error body and
@@ -13,6 +15,7 @@
 //! Pure code: no pingora types, no config loader; the gateway adapts.
 
 pub mod client_ip;
+pub mod format_suffix;
 pub mod hygiene;
 pub mod method_override;
 pub mod normalize;

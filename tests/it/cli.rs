@@ -254,6 +254,12 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
         ("/api/v1/accounts/1/contacts/export", "FINANCE", "ip_denied"),
         // The guide's ownership example: conversation 1 is Oliver's.
         ("/api/v1/accounts/1/conversations/1", "AGENT", "not_found"),
+        // The guide's format suffix.
+        (
+            "/api/v1/accounts/1/contacts/search.json?q=blake",
+            "AGENT",
+            "bad_request",
+        ),
     ] {
         let resp = call(path, who).await.expect("request");
         let body: serde_json::Value = resp.json().await.expect("json");

@@ -729,6 +729,8 @@ fn method_override_params_are_parameter_names() {
         "",
         ", method_override_params: []",
         ", method_override_params: [_method, method, x-verb]",
+        ", format_suffix: refuse",
+        ", format_suffix: allow",
     ] {
         let yaml = with(params);
         if let Err(e) = load_str(&yaml, Path::new("ok.yaml"), &placeholder_env()) {
@@ -742,6 +744,11 @@ fn method_override_params_are_parameter_names() {
             "upstream `crm`: method_override_params: `a=b` is not a parameter name",
             "upstream `crm`: method_override_params: `` is not a parameter name",
         ],
+    );
+    expect_errors(
+        &with(", format_suffix: sometimes"),
+        Match::Anywhere,
+        &["upstream `crm`: format_suffix `sometimes` must be refuse or allow"],
     );
 }
 

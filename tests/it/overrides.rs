@@ -356,3 +356,75 @@ async fn a_streamed_form_body_is_cut_where_the_override_appears() {
         "part of the body was forwarded"
     );
 }
+
+/// Format suffixes: Rails runs `GET /contacts/search.json` as the search
+/// (rate-limited here), where the gateway's templates would take
+/// `search.json` for the `{contact_id}` of the show route. Refused before
+/// the upstream hears of it, unless the upstream says it reads no suffix.
+#[tokio::test]
+async fn a_format_suffix_never_reaches_an_upstream_that_would_read_it() {
+    const SUFFIXES: &str = r#"
+listeners: [{name: main, addr: "${LISTEN}"}]
+admin: {addr: "${ADMIN}"}
+upstreams:
+  crm: {url: "${UP}"}
+  files: {url: "${UP}", format_suffix: allow}
+auth:
+  issuer: https://idp.acme-retail.test/
+  audiences: [chatwarden]
+  algorithms: [EdDSA]
+  jwks_url: "${JWKS}"
+roles:
+  agent: {permissions: [contacts.read]}
+routes:
+  - {name: contacts.search, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts/search", permission: contacts.read,
+     rate_limit: {key: sub, per: 1h, burst: 1}}
+  - {name: contacts.show, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts/{contact_id}", permission: contacts.read}
+  - {name: files.get, upstream: files, methods: [GET], path: "/files/{name}", permission: contacts.read}
+audit: {path: "${AUDIT}"}
+"#;
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let gw = harness::start(SUFFIXES, &[("UP", up.url()), ("JWKS", idp.jwks_url())]).await;
+    let token = idp.token("priya", &["agent"], json!({}));
+    let get = |path: &str| gw.client().get(gw.url(path)).bearer_auth(&token).send();
+
+    for path in [
+        "/api/v1/accounts/1/contacts/search.json?q=a",
+        "/api/v1/accounts/1/contacts/search%2Ejson?q=a",
+        "/api/v1/accounts/1/contacts/7.json",
+    ] {
+        let resp = get(path).await.expect("request");
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["reason"], "bad_request", "{path}");
+    }
+    assert_eq!(up.count(), 0, "the upstream heard of none of them");
+
+    // What the routes are for still works, and a suffix is fine where the
+    // upstream takes dots as part of a name.
+    for path in [
+        "/api/v1/accounts/1/contacts/search?q=a",
+        "/api/v1/accounts/1/contacts/7",
+        "/files/report.pdf",
+    ] {
+        let resp = get(path).await.expect("request");
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let seen: Vec<String> = up.seen().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        seen,
+        [
+            "/api/v1/accounts/1/contacts/search?q=a",
+            "/api/v1/accounts/1/contacts/7",
+            "/files/report.pdf"
+        ]
+    );
+
+    let records = gw.audit_records(6).await;
+    let refused = harness::with_reason(&records, "bad_request");
+    assert_eq!(refused.len(), 3, "{records:#?}");
+    assert_eq!(refused[0]["route"], "contacts.show", "{records:#?}");
+    assert_eq!(refused[0]["rules"], json!(["upstreams.crm.format_suffix"]));
+    assert_eq!(refused[0]["sub"], "priya", "the record names who asked");
+}
