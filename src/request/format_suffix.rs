@@ -17,7 +17,9 @@ use super::NormalizedPath;
 /// The last segment of `path`, when it has a dot the upstream could read
 /// as a format suffix.
 pub fn format_suffix(path: &NormalizedPath) -> Option<&str> {
-    path.segments().last().filter(|last| last.contains('.'))
+    // The path holds no query; its last segment is after its last `/`.
+    let last = path.as_str().rsplit('/').next()?;
+    last.contains('.').then_some(last)
 }
 
 #[cfg(test)]
