@@ -742,6 +742,9 @@ impl Compiler<'_> {
             let Some(websocket) = self.websocket(r, &methods, mode) else {
                 continue;
             };
+            let Some(body_scope) = self.body_scope(r, &methods) else {
+                continue;
+            };
             entries.push((
                 methods,
                 template,
@@ -756,6 +759,7 @@ impl Compiler<'_> {
                     rate_limit,
                     max_body,
                     websocket,
+                    body_scope,
                 }),
             ));
         }

@@ -14,16 +14,21 @@ use super::raw::{
 };
 use crate::identity::RoleName;
 use crate::limit::{LimitError, LimitKey, RateLimit};
+use crate::policy::body_scope::BodyBinding;
 use crate::policy::{
     parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, FieldPath,
     FilterMode, ItemSelector, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef,
     RoleSet, RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
 };
 use crate::redact::{Detector, RedactionRule, Style};
+use crate::route::MethodSet;
 use crate::route::PathTemplate;
 
 /// How long an ownership lookup is reused unless the route says otherwise.
 const DEFAULT_OWNER_CACHE: Duration = Duration::from_secs(5);
+
+/// The longest body member name a scope binding accepts.
+const MAX_BODY_MEMBER: usize = 64;
 
 /// The longest `owner_check.cache` accepted.
 const MAX_OWNER_CACHE: Duration = Duration::from_secs(300);
@@ -89,12 +94,16 @@ impl Compiler<'_> {
         let mut scope = Vec::new();
         let params: Vec<&str> = template.param_names().collect();
         for s in &r.scope {
-            if !params.contains(&s.param.value.as_str()) {
+            // Body bindings are compiled by `body_scope`.
+            let Some(param) = &s.param else {
+                continue;
+            };
+            if !params.contains(&param.value.as_str()) {
                 self.err(
-                    &s.param.referenced,
+                    &param.referenced,
                     format!(
                         "route `{}`: scope parameter `{}` is not in its path `{}`",
-                        r.name.value, s.param.value, r.path.value
+                        r.name.value, param.value, r.path.value
                     ),
                 );
                 return None;
@@ -104,7 +113,7 @@ impl Compiler<'_> {
                 None => None,
             };
             scope.push(ScopeBinding {
-                param: s.param.value.clone(),
+                param: param.value.clone(),
                 claim: s.claim.value.clone(),
                 unless_permission,
             });
@@ -116,6 +125,92 @@ impl Compiler<'_> {
             mfa_max_age,
             scope,
         })
+    }
+
+    /// A route's scope bindings on its JSON request body. Every entry says
+    /// `param` or `body`, not both; body bindings need a route whose
+    /// methods all carry a body (POST, PUT, PATCH), so no request on it
+    /// goes unread.
+    pub(super) fn body_scope(
+        &mut self,
+        r: &RawRoute,
+        methods: &MethodSet,
+    ) -> Option<Vec<BodyBinding>> {
+        let mut out: Vec<BodyBinding> = Vec::new();
+        let mut fine = true;
+        for s in &r.scope {
+            let member = match (&s.param, &s.body) {
+                (Some(_), None) => continue,
+                (Some(p), Some(_)) => {
+                    self.err(
+                        &p.referenced,
+                        format!(
+                            "route `{}`: a scope entry binds a path `param` or a `body` member, not both",
+                            r.name.value
+                        ),
+                    );
+                    fine = false;
+                    continue;
+                }
+                (None, None) => {
+                    self.err(
+                        &s.claim.referenced,
+                        format!(
+                            "route `{}`: scope entry for claim `{}` must name a path `param` or a `body` member",
+                            r.name.value, s.claim.value
+                        ),
+                    );
+                    fine = false;
+                    continue;
+                }
+                (None, Some(b)) => b,
+            };
+            let name = member.value.as_str();
+            let problem = if name.is_empty()
+                || name.len() > MAX_BODY_MEMBER
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+            {
+                Some(format!(
+                    "scope body member `{name}` must be a top-level member name (letters, digits, `_`, `-`; at most {MAX_BODY_MEMBER} bytes)"
+                ))
+            } else if out.iter().any(|b| b.member == name) {
+                Some(format!("scope body member `{name}` is bound twice"))
+            } else if !body_methods_only(methods) {
+                Some(format!(
+                    "scope body member `{name}` needs `methods` that all carry a body (POST, PUT, PATCH), so that no request on the route goes unchecked"
+                ))
+            } else if r.websocket.as_ref().is_some_and(|w| w.value) {
+                Some("a WebSocket handshake has no body to bind".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = problem {
+                self.err(
+                    &member.referenced,
+                    format!("route `{}`: {why}", r.name.value),
+                );
+                fine = false;
+                continue;
+            }
+            let unless_permission = match &s.unless_permission {
+                Some(p) => match self.permission(p) {
+                    Some(p) => Some(p),
+                    None => {
+                        fine = false;
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            out.push(BodyBinding {
+                member: name.to_string(),
+                claim: s.claim.value.clone(),
+                unless_permission,
+            });
+        }
+        fine.then_some(out)
     }
 
     /// A route's `row_filter`: list items (the selector ends in `[*]`).
@@ -558,5 +653,16 @@ impl Compiler<'_> {
             _ => None,
         }
         .unwrap_or(Location::UNKNOWN)
+    }
+}
+
+/// Every method of the set carries a body.
+fn body_methods_only(methods: &MethodSet) -> bool {
+    use http::Method;
+    match methods {
+        MethodSet::Any => false,
+        MethodSet::Only(list) => list
+            .iter()
+            .all(|m| *m == Method::POST || *m == Method::PUT || *m == Method::PATCH),
     }
 }

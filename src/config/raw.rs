@@ -306,7 +306,10 @@ pub struct RawLabelRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScope {
-    pub param: Str,
+    /// A path parameter of the route (`{inbox_id}`)…
+    pub param: Option<Str>,
+    /// …or a top-level member of a JSON request body (`inbox_id`).
+    pub body: Option<Str>,
     pub claim: Str,
     pub unless_permission: Option<Str>,
 }

@@ -17,6 +17,7 @@ use crate::alert::AlertRule;
 use crate::auth::origin::TrustedOrigins;
 use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
 use crate::limit::{LimitStore, RateLimit};
+use crate::policy::body_scope::BodyBinding;
 use crate::policy::{OwnerCache, OwnerCheck, Policy, RouteRequirement, RowFilter};
 use crate::redact::RedactionRule;
 use crate::request::TrustedProxies;
@@ -221,6 +222,9 @@ pub struct Route {
     /// WebSocket handshakes are forwarded (an open stream is decided
     /// again as its frames pass); on other routes they are refused.
     pub websocket: bool,
+    /// Members of a JSON request body bound to the caller's claims: the
+    /// body is read and checked before anything is forwarded.
+    pub body_scope: Vec<BodyBinding>,
 }
 
 /// The request body limit when neither the route nor its upstream sets one.

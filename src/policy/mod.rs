@@ -56,6 +56,7 @@
 //! binding's `unless_permission` skips it.
 
 pub mod access;
+pub mod body_scope;
 pub mod decide;
 pub mod error;
 pub mod explain;

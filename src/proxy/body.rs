@@ -10,7 +10,9 @@
 
 use std::time::Instant;
 
+use bytes::BytesMut;
 use pingora_http::RequestHeader;
+use pingora_proxy::Session;
 
 use crate::config::snapshot::Route;
 use crate::connection::BodyPace;
@@ -87,6 +89,39 @@ pub fn form_scan(req: &RequestHeader, params: &[String]) -> Option<FormScan> {
         FormBody::Scan(scan) => Some(scan),
         // An unreadable form was refused by the gate.
         FormBody::NotAForm | FormBody::Unreadable(_) => None,
+    }
+}
+
+/// Reads a whole request body of at most `max` bytes before anything is
+/// forwarded, against `pace` from the start (pingora bounds each HTTP/1.1
+/// read by 60s, an HTTP/2 read not at all). Pingora's retry buffer is on,
+/// so it forwards exactly the bytes that were read: `max` must be within
+/// it (64 KiB). `Ok(Err(reason))` refuses the body (too large, too slow);
+/// `Err` is a failed client connection.
+pub async fn read_whole(
+    session: &mut Session,
+    pace: &BodyPace,
+    max: usize,
+) -> pingora_core::Result<Result<BytesMut, Reason>> {
+    session.as_downstream_mut().enable_retry_buffering();
+    let mut body = BytesMut::new();
+    let started = Instant::now();
+    loop {
+        let Some(left) = pace.time_left(started.elapsed(), body.len() as u64) else {
+            return Ok(Err(Reason::BodyTooSlow));
+        };
+        let read = session.as_downstream_mut().read_request_body();
+        let Ok(read) = tokio::time::timeout(left, read).await else {
+            return Ok(Err(Reason::BodyTooSlow));
+        };
+        let Some(chunk) = read? else {
+            return Ok(Ok(body));
+        };
+        if body.len() + chunk.len() > max {
+            // Stop reading: nothing of an oversized body is forwarded.
+            return Ok(Err(Reason::BodyTooLarge));
+        }
+        body.extend_from_slice(&chunk);
     }
 }
 

@@ -16,6 +16,7 @@ mod ownership;
 mod record;
 mod respond;
 mod rewrite;
+mod scoped_body;
 mod stream;
 mod webhook;
 
@@ -446,6 +447,15 @@ impl Gateway {
                 let Some(a) = &ctx.admitted else {
                     return Ok(false);
                 };
+                if !a.route.body_scope.is_empty() {
+                    if let Some(r) = Box::pin(scoped_body::check(session, snapshot, a)).await? {
+                        tracing::debug!(request_id = %ctx.request_id, reason = %r.reason, detail = %r.detail, "body refused");
+                        ctx.rules.push(r.rule);
+                        ctx.refused = Some(r.reason);
+                        respond::refuse(session, ctx, r.reason, None, r.unread).await?;
+                        return Ok(true);
+                    }
+                }
                 // The lookup's future (a whole upstream exchange) is boxed so
                 // that every other request's filter future stays small:
                 // pingora moves these futures, and their size is copied each

@@ -2,9 +2,6 @@
 //! upstream. The body is read with pingora's retry buffer on, so pingora
 //! forwards exactly the bytes that were checked.
 
-use std::time::Instant;
-
-use bytes::BytesMut;
 use pingora_core::Result;
 use pingora_proxy::Session;
 
@@ -21,30 +18,15 @@ pub async fn check_signature(
     let Some(meta) = snapshot.auth.as_ref().and_then(|a| a.meta.as_ref()) else {
         return Ok(Err(Reason::SignatureInvalid));
     };
-    session.as_downstream_mut().enable_retry_buffering();
-    let mut body = BytesMut::new();
     // Anyone may send a webhook: its body is read against the pace from
-    // the start (pingora bounds each HTTP/1.1 read by 60s, an HTTP/2 read
-    // not at all).
-    let pace = snapshot.connections.body_pace;
-    let started = Instant::now();
-    loop {
-        let Some(left) = pace.time_left(started.elapsed(), body.len() as u64) else {
-            return Ok(Err(Reason::BodyTooSlow));
+    // the start.
+    let body =
+        match super::body::read_whole(session, &snapshot.connections.body_pace, meta.max_body)
+            .await?
+        {
+            Ok(body) => body,
+            Err(reason) => return Ok(Err(reason)),
         };
-        let read = session.as_downstream_mut().read_request_body();
-        let Ok(read) = tokio::time::timeout(left, read).await else {
-            return Ok(Err(Reason::BodyTooSlow));
-        };
-        let Some(chunk) = read? else {
-            break;
-        };
-        if body.len() + chunk.len() > meta.max_body {
-            // Stop reading: nothing of an oversized body is forwarded.
-            return Ok(Err(Reason::BodyTooLarge));
-        }
-        body.extend_from_slice(&chunk);
-    }
     let signature = session
         .req_header()
         .headers

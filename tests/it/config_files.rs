@@ -717,6 +717,42 @@ routes:
 }
 
 #[test]
+fn body_scope_bindings_are_validated_at_load() {
+    let yaml = "\
+listeners: [{name: a, addr: \"127.0.0.1:8080\"}]
+upstreams: {crm: {url: \"http://127.0.0.1:9\"}}
+auth: {issuer: i, audiences: [a], algorithms: [HS256], hmac_secret: 0123456789abcdef0123456789abcdef}
+roles: {agent: {permissions: [c.write]}}
+routes:
+  - {name: ok, upstream: crm, path: /ok, methods: [POST, PATCH], permission: c.write, scope: [{body: inbox_id, claim: inbox_ids, unless_permission: c.all}]}
+  - {name: get, upstream: crm, path: /get, methods: [GET, POST], permission: c.write, scope: [{body: inbox_id, claim: inbox_ids}]}
+  - {name: any, upstream: crm, path: /any, permission: c.write, scope: [{body: inbox_id, claim: inbox_ids}]}
+  - {name: both, upstream: crm, path: \"/both/{id}\", methods: [POST], permission: c.write, scope: [{param: id, body: id, claim: ids}]}
+  - {name: neither, upstream: crm, path: /neither, methods: [POST], permission: c.write, scope: [{claim: ids}]}
+  - {name: nested, upstream: crm, path: /nested, methods: [POST], permission: c.write, scope: [{body: message.inbox_id, claim: ids}]}
+  - {name: twice, upstream: crm, path: /twice, methods: [POST], permission: c.write, scope: [{body: a, claim: x}, {body: a, claim: y}]}
+  - {name: open, upstream: crm, path: /open, methods: [POST], auth: none, scope: [{body: a, claim: x}]}
+";
+    expect_errors(
+        yaml,
+        Match::Prefix,
+        &[
+            "bad.yaml:7:102: route `get`: scope body member `inbox_id` needs `methods` that all carry a body (POST, PUT, PATCH)",
+            "bad.yaml:8:80: route `any`: scope body member `inbox_id` needs `methods`",
+            "bad.yaml:9:107: route `both`: a scope entry binds a path `param` or a `body` member, not both",
+            "bad.yaml:10:106: route `neither`: scope entry for claim `ids` must name a path `param` or a `body` member",
+            "bad.yaml:11:103: route `nested`: scope body member `message.inbox_id` must be a top-level member name",
+            "bad.yaml:12:122: route `twice`: scope body member `a` is bound twice",
+            "bad.yaml:13:69: route `open`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller",
+        ],
+    );
+    let only_ok: String = yaml.lines().take(6).map(|l| format!("{l}\n")).collect();
+    if let Err(e) = load_str(&only_ok, Path::new("ok.yaml"), &placeholder_env()) {
+        panic!("should compile:\n{only_ok}\n{e}");
+    }
+}
+
+#[test]
 fn method_override_params_are_parameter_names() {
     let with = |params: &str| {
         format!(

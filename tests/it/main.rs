@@ -10,6 +10,7 @@ mod alerts;
 mod audit;
 mod authn;
 mod bodies;
+mod body_scope;
 mod browser;
 mod cli;
 mod config_files;
