@@ -208,6 +208,31 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
             ),
         });
     }
+    for b in &a.route.body_scope {
+        let bypassed = b
+            .unless_permission
+            .as_ref()
+            .is_some_and(|p| roles.holds(&caller.identity.roles, p));
+        lines.push(if bypassed {
+            format!(
+                "scope:    body member `{}` not checked (the caller holds its permission)",
+                b.member
+            )
+        } else {
+            format!(
+                "scope:    the JSON body is read first (at most {}); forwarded only if its `{}` is in the caller's {} [{}], else 403 scope_denied (400 bad_request for a body that is not one JSON object, or `{}` in the query)",
+                size_text(
+                    a.route
+                        .max_body
+                        .min(crate::policy::body_scope::MAX_SCOPED_BODY as u64)
+                ),
+                b.member,
+                b.claim,
+                caller.identity.attribute(&b.claim).join(", "),
+                b.member
+            )
+        });
+    }
     if let Some(limit) = &a.route.rate_limit {
         let every = limit.per / limit.burst.get();
         let every = if every < std::time::Duration::from_secs(1) {
@@ -306,10 +331,10 @@ auth:
   audiences: [chatwarden]
   algorithms: [HS256]
   hmac_secret: 0123456789abcdef0123456789abcdef
-  claims: {attributes: {user_id: uid}}
+  claims: {attributes: {user_id: uid, inbox_ids: inboxes}}
 roles:
   agent: {permissions: [conversations.read]}
-  supervisor: {inherits: [agent], permissions: [conversations.read_all, pii.read]}
+  supervisor: {inherits: [agent], permissions: [conversations.read_all, pii.read, scope.all_inboxes]}
 redaction:
   - {name: pii, unless_permission: pii.read, fields: ["$.meta.sender.email"], detect: [phone]}
 routes:
@@ -323,6 +348,7 @@ routes:
     redaction: [pii]
   - {name: reply, upstream: crm, methods: [POST], path: "/c/{id}/messages", permission: conversations.read, max_body: 40MB}
   - {name: cable, upstream: crm, methods: [GET], path: "/cable", permission: conversations.read, websocket: true}
+  - {name: open, upstream: crm, methods: [POST], path: "/c", permission: conversations.read, scope: [{body: inbox_id, claim: inbox_ids, unless_permission: scope.all_inboxes}]}
 "#;
 
     fn ask(roles: &str) -> String {
@@ -336,7 +362,9 @@ routes:
             method: method.into(),
             path: path.into(),
             token: None,
-            claims: Some(format!(r#"{{"sub": "a", "roles": {roles}, "uid": 7}}"#)),
+            claims: Some(format!(
+                r#"{{"sub": "a", "roles": {roles}, "uid": 7, "inboxes": [1, 3]}}"#
+            )),
             ip: "10.0.0.1".into(),
             at: None,
         };
@@ -362,6 +390,12 @@ routes:
         let reply = ask_to("POST", "/c/42/messages", r#"["agent"]"#);
         let line = "body:     at most 40MB forwarded (413 body_too_large beyond)";
         assert!(reply.contains(line), "expected `{line}` in:\n{reply}");
+        let open = ask_to("POST", "/c", r#"["agent"]"#);
+        let line = "scope:    the JSON body is read first (at most 64KB); forwarded only if its `inbox_id` is in the caller's inbox_ids [1, 3], else 403 scope_denied";
+        assert!(open.contains(line), "expected `{line}` in:\n{open}");
+        let open = ask_to("POST", "/c", r#"["supervisor"]"#);
+        let line = "scope:    body member `inbox_id` not checked (the caller holds its permission)";
+        assert!(open.contains(line), "expected `{line}` in:\n{open}");
         let supervisor = ask(r#"["supervisor"]"#);
         for line in [
             "owner:    no lookup: the caller may reach every object",

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::auth::{generate_dev_key, mint, MintError, MintKey};
-use crate::demo::upstream::data::{DE_PHONE_NUMBER_ID, UK_PHONE_NUMBER_ID};
+use crate::demo::upstream::data::{
+    DE_INBOX_ID, DE_PHONE_NUMBER_ID, UK_INBOX_ID, UK_PHONE_NUMBER_ID,
+};
 
 pub const ISSUER: &str = "https://idp.acme-retail.example/";
 pub const AUDIENCE: &str = "chatwarden";
@@ -79,7 +81,7 @@ pub fn personas(key: &MintKey) -> Result<Vec<Persona>, MintError> {
             token: token(
                 "amelia.clarke@acme-retail.example",
                 &["agent"],
-                json!({"uid": 3, "wa_numbers": [UK_PHONE_NUMBER_ID], "teams": ["support"], "region": "uk"}),
+                json!({"uid": 3, "wa_numbers": [UK_PHONE_NUMBER_ID], "inboxes": [UK_INBOX_ID], "teams": ["support"], "region": "uk"}),
             )?,
         },
         Persona {
@@ -88,7 +90,7 @@ pub fn personas(key: &MintKey) -> Result<Vec<Persona>, MintError> {
             token: token(
                 "priya.shah@acme-retail.example",
                 &["supervisor"],
-                json!({"uid": 1, "wa_numbers": [UK_PHONE_NUMBER_ID, DE_PHONE_NUMBER_ID], "teams": ["support", "sales"], "region": "uk"}),
+                json!({"uid": 1, "wa_numbers": [UK_PHONE_NUMBER_ID, DE_PHONE_NUMBER_ID], "inboxes": [UK_INBOX_ID, DE_INBOX_ID], "teams": ["support", "sales"], "region": "uk"}),
             )?,
         },
         Persona {
@@ -97,7 +99,7 @@ pub fn personas(key: &MintKey) -> Result<Vec<Persona>, MintError> {
             token: token(
                 "priya.shah@acme-retail.example",
                 &["supervisor"],
-                json!({"uid": 1, "wa_numbers": [UK_PHONE_NUMBER_ID, DE_PHONE_NUMBER_ID], "auth_time": now - 2 * 3600}),
+                json!({"uid": 1, "wa_numbers": [UK_PHONE_NUMBER_ID, DE_PHONE_NUMBER_ID], "inboxes": [UK_INBOX_ID, DE_INBOX_ID], "auth_time": now - 2 * 3600}),
             )?,
         },
         Persona {
@@ -106,7 +108,7 @@ pub fn personas(key: &MintKey) -> Result<Vec<Persona>, MintError> {
             token: token(
                 "jonas.weber@acme-retail.example",
                 &["contractor"],
-                json!({"uid": 4, "wa_numbers": [DE_PHONE_NUMBER_ID], "teams": ["sales"], "region": "de"}),
+                json!({"uid": 4, "wa_numbers": [DE_PHONE_NUMBER_ID], "inboxes": [DE_INBOX_ID], "teams": ["sales"], "region": "de"}),
             )?,
         },
         Persona {

@@ -227,6 +227,12 @@ fn print_guide(
        -d '{{"messaging_product":"whatsapp","to":"447700900123","type":"text","text":{{"body":"Your order has shipped"}}}}'; echo
   curl -s -X POST $GW/v23.0/209876543210987/messages -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' \
        -d '{{"messaging_product":"whatsapp","to":"4915155512345","type":"text","text":{{"body":"Hallo"}}}}'; echo
+  # ...and in the CRM, a new customer goes onto her own number's inbox, not the German one's
+  # (the gateway reads the JSON body's inbox_id before the CRM sees anything)
+  curl -s -X POST $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' \
+       -d '{{"inbox_id":1,"name":"Lena Fischer","phone_number":"+447700900555"}}' | jq -c '.payload.contact | {{id, name}}'
+  curl -s -X POST $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' \
+       -d '{{"inbox_id":2,"name":"Lena Fischer","phone_number":"+4915155512999"}}'; echo
 
   # Exporting every contact: agents may not; a supervisor may, with MFA in the last 15 minutes
   curl -s $GW/api/v1/accounts/1/contacts/export -H "Authorization: Bearer $AGENT"; echo

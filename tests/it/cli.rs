@@ -282,6 +282,28 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
         phone.starts_with('+') && phone.contains('*'),
         "the demo masks phone numbers for agents: {phone}"
     );
+    // The guide's new customer: on her own number's inbox, not the other.
+    let create = |inbox: u32| {
+        client
+            .post(format!("http://{gw}/api/v1/accounts/1/contacts"))
+            .bearer_auth(tokens.get("AGENT").cloned().unwrap_or_default())
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"inbox_id":{inbox},"name":"Lena Fischer","phone_number":"+44770090055{inbox}"}}"#
+            ))
+            .send()
+    };
+    let created: serde_json::Value = create(1)
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(created["payload"]["contact"]["name"], "Lena Fischer");
+    let refused = create(2).await.expect("request");
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(body["reason"], "scope_denied");
 }
 
 const POLICY: &str = r#"

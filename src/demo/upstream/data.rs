@@ -366,8 +366,10 @@ pub fn conversations_labelled(label: &str) -> Vec<u64> {
         .collect()
 }
 
-const UK_INBOX_ID: u64 = 1;
-const DE_INBOX_ID: u64 = 2;
+/// Chatwoot's inbox of the UK number.
+pub const UK_INBOX_ID: u64 = 1;
+/// Chatwoot's inbox of the German number.
+pub const DE_INBOX_ID: u64 = 2;
 const SALES: u64 = 1;
 const SUPPORT: u64 = 2;
 /// 2025-10-01T09:00:00Z: seeded conversations start from here.
