@@ -103,7 +103,23 @@ pub async fn read_whole(
     pace: &BodyPace,
     max: usize,
 ) -> pingora_core::Result<Result<BytesMut, Reason>> {
+    if declared_over(session.req_header(), max as u64) {
+        return Ok(Err(Reason::BodyTooLarge));
+    }
     session.as_downstream_mut().enable_retry_buffering();
+    if expects_continue(session.req_header()) {
+        // The client waits for word before sending (curl does past 1 KiB):
+        // the gateway wants the body, so it says go on itself. The body is
+        // in hand before the upstream hears of the request, so it is not
+        // asked whether to send it.
+        session
+            .as_downstream_mut()
+            .write_continue_response()
+            .await?;
+        session
+            .req_header_mut()
+            .remove_header(&http::header::EXPECT);
+    }
     let mut body = BytesMut::new();
     let started = Instant::now();
     loop {
@@ -123,6 +139,15 @@ pub async fn read_whole(
         }
         body.extend_from_slice(&chunk);
     }
+}
+
+/// An HTTP/1.1 request with `Expect: 100-continue` (RFC 9110 §10.1.1).
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Whether the request declares a body longer than `max` bytes. A length

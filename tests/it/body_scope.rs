@@ -162,15 +162,47 @@ async fn a_body_member_bound_to_a_claim_decides_before_the_upstream_hears() {
         br#"{"contact_id": 42, "inbox_id": 1}"#
     );
 
+    // A client that asks before sending (`Expect: 100-continue`, what curl
+    // does past 1 KiB) is told to go on: the gateway reads the body itself.
+    // The upstream is not asked again.
+    let body = r#"{"inbox_id": 1, "contact_id": 43}"#;
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {CREATE} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {agent}\r\n\
+         Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("100 Continue, not a wait for the body")
+        .expect("read");
+    assert_eq!(harness::status_of(&String::from_utf8_lossy(&buf[..n])), 100);
+    s.write_all(body.as_bytes()).await.expect("write");
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    assert_eq!(harness::status_of(&String::from_utf8_lossy(&buf[..n])), 200);
+    let seen = up.seen();
+    assert_eq!(&seen[2].body[..], body.as_bytes());
+    assert!(
+        !seen[2].headers.contains_key("expect"),
+        "the body is in hand: the upstream is not asked to continue"
+    );
+
     // A supervisor holds the bypass: the body is not even read for it.
     let theirs = br#"{"inbox_id": 2, "contact_id": 42}"#;
     let resp = send(&supervisor, CREATE, json_ct, theirs.to_vec())
         .await
         .expect("request");
     assert_eq!(resp.status(), 200);
-    assert_eq!(&up.seen()[2].body[..], &theirs[..]);
+    assert_eq!(&up.seen()[3].body[..], &theirs[..]);
 
-    let records = gw.audit_records(13).await;
+    let records = gw.audit_records(14).await;
     let denied = harness::with_reason(&records, "scope_denied");
     assert_eq!(denied.len(), 4, "{records:#?}");
     assert_eq!(denied[0]["sub"], "amelia");
