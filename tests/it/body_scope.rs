@@ -237,3 +237,64 @@ async fn raw_status(gw: &harness::TestGateway, request: &str) -> u16 {
         .expect("read");
     harness::status_of(&String::from_utf8_lossy(&buf[..n]))
 }
+
+/// Over HTTP/2 the body comes in data frames with no declared length: read
+/// whole the same way, and forwarded whole.
+#[tokio::test]
+async fn an_http2_body_is_checked_and_forwarded_whole() {
+    let up = EchoUpstream::start().await;
+    let idp = Idp::start().await;
+    let pki = tempfile::tempdir().expect("dir");
+    let ca = harness::make_pki(pki.path());
+    let tls = CONFIG.replace(
+        r#"listeners: [{name: main, addr: "${LISTEN}"}]"#,
+        r#"listeners: [{name: tls, addr: "${LISTEN}", tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}}]"#,
+    );
+    let gw = harness::start(
+        &tls,
+        &[
+            ("UP", up.url()),
+            ("JWKS", idp.jwks_url()),
+            ("PKI", pki.path().display().to_string()),
+        ],
+    )
+    .await;
+    let agent = idp.token("amelia", &["agent"], json!({"chatwoot_inbox_ids": [1]}));
+    let client = crate::tls::client_trusting(Some(&ca), &gw)
+        .build()
+        .expect("client");
+    let url = format!("https://localhost:{}{CREATE}", gw.addr.port());
+    let post = |inbox: u32| {
+        let frames = vec![
+            r#"{"contact_id": 42, "#.to_string(),
+            format!(r#""inbox_id": {inbox}, "#),
+            format!(r#""message": {{"content": "{}"}}}}"#, "y".repeat(3000)),
+        ];
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames.into_iter().map(Ok::<_, std::io::Error>),
+        ));
+        client
+            .post(&url)
+            .bearer_auth(&agent)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    let resp = post(2).await.expect("request");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 403);
+    assert_eq!(up.count(), 0);
+
+    let resp = post(1).await.expect("request");
+    assert_eq!(resp.status(), 200);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    let forwarded: Value = serde_json::from_slice(&seen[0].body).expect("json forwarded");
+    assert_eq!(forwarded["inbox_id"], 1);
+    assert_eq!(
+        forwarded["message"]["content"].as_str().map(str::len),
+        Some(3000)
+    );
+    assert!(seen[0].complete);
+}
