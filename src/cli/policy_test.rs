@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use crate::config::duration::parse_duration;
 use crate::config::{load_file, ProcessEnv, Snapshot};
+use crate::decision::Reason;
 use crate::explain::{decide, parse_instant, Question};
+use crate::policy::body_scope::{self, BodyRefusal};
 use crate::revocation::RuntimeRevocations;
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +37,9 @@ struct Case {
     ip: String,
     /// When: `2026-11-24T10:00:00[Europe/London]` or RFC 3339.
     at: String,
+    /// The JSON request body, for routes whose scope binds a body member
+    /// (`{inbox_id: 2}`).
+    body: Option<Value>,
     /// `allow` or a reason code (`outside_hours`, `scope_denied`, …).
     expect: String,
 }
@@ -134,8 +139,47 @@ fn run_case(snapshot: &Snapshot, case: &Case) -> Result<String, String> {
         at: Some(case.at.clone()),
     };
     let (outcome, _) = decide(snapshot, &q, &RuntimeRevocations::default())?;
-    Ok(match outcome {
-        Ok(_) => "allow".to_string(),
-        Err(r) => r.reason.code().to_string(),
-    })
+    match outcome {
+        Ok(admission) => body_outcome(snapshot, &admission, case.body.as_ref()),
+        Err(r) => Ok(r.reason.code().to_string()),
+    }
+}
+
+/// What the route's body scope bindings make of the case's body, as the
+/// proxy checks it (sent as `application/json`). A case on a route that
+/// reads the body must give one: without it the answer would be a guess.
+fn body_outcome(
+    snapshot: &Snapshot,
+    admission: &crate::gate::Admission,
+    body: Option<&Value>,
+) -> Result<String, String> {
+    let Some(caller) = admission.caller.as_deref() else {
+        return Ok("allow".to_string());
+    };
+    let roles = snapshot.policy.roles();
+    let applying = body_scope::applying(&admission.route.body_scope, |p| {
+        roles.holds(&caller.identity.roles, p)
+    });
+    let Some(first) = applying.first() else {
+        return Ok("allow".to_string());
+    };
+    let Some(body) = body else {
+        return Err(format!(
+            "route `{}` checks the JSON body's `{}`: give the case a `body`",
+            admission.route.name.0, first.member
+        ));
+    };
+    let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    let checked = body_scope::check_head(
+        &applying,
+        Some(b"application/json"),
+        admission.query.as_deref(),
+    )
+    .and_then(|()| body_scope::check_body(&applying, &caller.identity, &bytes));
+    Ok(match checked {
+        Ok(()) => "allow",
+        Err(BodyRefusal::Unreadable(_)) => Reason::BadRequest.code(),
+        Err(BodyRefusal::Denied(_)) => Reason::ScopeDenied.code(),
+    }
+    .to_string())
 }

@@ -21,8 +21,7 @@ use crate::policy::{
     RoleSet, RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
 };
 use crate::redact::{Detector, RedactionRule, Style};
-use crate::route::MethodSet;
-use crate::route::PathTemplate;
+use crate::route::{MethodSet, PathTemplate};
 
 /// How long an ownership lookup is reused unless the route says otherwise.
 const DEFAULT_OWNER_CACHE: Duration = Duration::from_secs(5);
@@ -130,7 +129,7 @@ impl Compiler<'_> {
     /// A route's scope bindings on its JSON request body. Every entry says
     /// `param` or `body`, not both; body bindings need a route whose
     /// methods all carry a body (POST, PUT, PATCH), so no request on it
-    /// goes unread.
+    /// goes unread (a WebSocket handshake, a GET, cannot be one).
     pub(super) fn body_scope(
         &mut self,
         r: &RawRoute,
@@ -181,8 +180,6 @@ impl Compiler<'_> {
                 Some(format!(
                     "scope body member `{name}` needs `methods` that all carry a body (POST, PUT, PATCH), so that no request on the route goes unchecked"
                 ))
-            } else if r.websocket.as_ref().is_some_and(|w| w.value) {
-                Some("a WebSocket handshake has no body to bind".to_string())
             } else {
                 None
             };

@@ -315,10 +315,10 @@ auth:
   audiences: [chatwarden]
   algorithms: [EdDSA]
   jwks_url: http://127.0.0.1:3/jwks.json
-  claims: {attributes: {phone_number_ids: wa_numbers}}
+  claims: {attributes: {phone_number_ids: wa_numbers, inbox_ids: inboxes}}
   mfa: {amr_any: [otp]}
 roles:
-  agent: {permissions: [conversations.read]}
+  agent: {permissions: [conversations.read, conversations.create]}
   supervisor: {inherits: [agent], permissions: [contacts.export]}
 access:
   - name: office-hours
@@ -327,6 +327,8 @@ access:
 routes:
   - {name: conversations, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/conversations", permission: conversations.read}
   - {name: export, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts/export", permission: contacts.export, mfa_max_age: 15m}
+  - {name: open, upstream: crm, methods: [POST], path: "/api/v1/accounts/{account_id}/conversations", permission: conversations.create,
+     scope: [{body: inbox_id, claim: inbox_ids}]}
 "#;
 
 const CASES: &str = r#"
@@ -361,6 +363,27 @@ cases:
     path: /api/v1/accounts/1/conversations
     at: "2026-11-24T10:00:00Z"
     expect: token_missing
+  - name: agent opens a conversation on her inbox
+    who: {sub: amelia, roles: [agent], inboxes: [1]}
+    method: POST
+    path: /api/v1/accounts/1/conversations
+    body: {inbox_id: 1, source_id: "447700900123"}
+    at: "2026-11-24T10:00:00[Europe/London]"
+    expect: allow
+  - name: agent opens a conversation on another inbox
+    who: {sub: amelia, roles: [agent], inboxes: [1]}
+    method: POST
+    path: /api/v1/accounts/1/conversations
+    body: {inbox_id: 2, source_id: "447700900123"}
+    at: "2026-11-24T10:00:00[Europe/London]"
+    expect: scope_denied
+  - name: the query would stand in for the body
+    who: {sub: amelia, roles: [agent], inboxes: [1]}
+    method: POST
+    path: /api/v1/accounts/1/conversations?inbox_id=2
+    body: {inbox_id: 1}
+    at: "2026-11-24T10:00:00[Europe/London]"
+    expect: bad_request
 "#;
 
 #[test]
@@ -380,7 +403,7 @@ fn explain_and_policy_tests_use_the_proxy_decision() {
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "every case should pass:\n{stdout}");
-    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
 
     // A wrong expectation fails the run and is pointed out.
     std::fs::write(
@@ -401,6 +424,35 @@ fn explain_and_policy_tests_use_the_proxy_decision() {
         stdout
             .lines()
             .any(|l| l.starts_with("agent at night") && l.ends_with("FAIL")),
+        "{stdout}"
+    );
+
+    // A case on a route that reads the body, without a body: not a guess.
+    std::fs::write(
+        &cases,
+        CASES.replacen(
+            "    body: {inbox_id: 2, source_id: \"447700900123\"}\n",
+            "",
+            1,
+        ),
+    )
+    .expect("write");
+    let out = bin()
+        .arg("test")
+        .arg("-c")
+        .arg(&config)
+        .arg(&cases)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.lines().any(
+            |l| l.starts_with("agent opens a conversation on another inbox")
+                && l.contains(
+                    "error: route `open` checks the JSON body's `inbox_id`: give the case a `body`"
+                )
+        ),
         "{stdout}"
     );
 
