@@ -234,19 +234,9 @@ async fn a_chunked_body_is_cut_where_it_passes_the_limit() {
 async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
     let up = EchoUpstream::start().await;
     let idp = Idp::start().await;
-    let pki = tempfile::tempdir().expect("dir");
-    let ca = harness::make_pki(pki.path());
-    let tls = paced_config().replace(
-        r#"listeners: [{name: main, addr: "${LISTEN}"}]"#,
-        r#"listeners: [{name: tls, addr: "${LISTEN}", tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}}]"#,
-    );
-    let gw = harness::start(
-        &tls,
-        &[
-            ("UP", up.url()),
-            ("JWKS", idp.jwks_url()),
-            ("PKI", pki.path().display().to_string()),
-        ],
+    let (gw, ca) = harness::start_tls(
+        &paced_config(),
+        &[("UP", up.url()), ("JWKS", idp.jwks_url())],
     )
     .await;
     let token = idp.token("priya", &["agent"], json!({}));

@@ -175,18 +175,9 @@ async fn a_body_member_bound_to_a_claim_decides_before_the_upstream_hears() {
         body.len()
     );
     s.write_all(head.as_bytes()).await.expect("write");
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
-        .await
-        .expect("100 Continue, not a wait for the body")
-        .expect("read");
-    assert_eq!(harness::status_of(&String::from_utf8_lossy(&buf[..n])), 100);
+    assert_eq!(read_status(&mut s).await, 100, "not a wait for the body");
     s.write_all(body.as_bytes()).await.expect("write");
-    let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
-        .await
-        .expect("an answer")
-        .expect("read");
-    assert_eq!(harness::status_of(&String::from_utf8_lossy(&buf[..n])), 200);
+    assert_eq!(read_status(&mut s).await, 200);
     let seen = up.seen();
     assert_eq!(&seen[2].body[..], body.as_bytes());
     assert!(
@@ -230,6 +221,12 @@ async fn raw_status(gw: &harness::TestGateway, request: &str) -> u16 {
         .await
         .expect("connect");
     s.write_all(request.as_bytes()).await.expect("write");
+    read_status(&mut s).await
+}
+
+/// The status of the next answer on `s` (read in one piece: a head this
+/// small arrives whole).
+async fn read_status(s: &mut tokio::net::TcpStream) -> u16 {
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
         .await
@@ -244,21 +241,7 @@ async fn raw_status(gw: &harness::TestGateway, request: &str) -> u16 {
 async fn an_http2_body_is_checked_and_forwarded_whole() {
     let up = EchoUpstream::start().await;
     let idp = Idp::start().await;
-    let pki = tempfile::tempdir().expect("dir");
-    let ca = harness::make_pki(pki.path());
-    let tls = CONFIG.replace(
-        r#"listeners: [{name: main, addr: "${LISTEN}"}]"#,
-        r#"listeners: [{name: tls, addr: "${LISTEN}", tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}}]"#,
-    );
-    let gw = harness::start(
-        &tls,
-        &[
-            ("UP", up.url()),
-            ("JWKS", idp.jwks_url()),
-            ("PKI", pki.path().display().to_string()),
-        ],
-    )
-    .await;
+    let (gw, ca) = harness::start_tls(CONFIG, &[("UP", up.url()), ("JWKS", idp.jwks_url())]).await;
     let agent = idp.token("amelia", &["agent"], json!({"chatwoot_inbox_ids": [1]}));
     let client = crate::tls::client_trusting(Some(&ca), &gw)
         .build()

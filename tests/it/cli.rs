@@ -386,6 +386,17 @@ cases:
     expect: bad_request
 "#;
 
+/// `chatwarden test -c CONFIG CASES`.
+fn policy_test(config: &std::path::Path, cases: &std::path::Path) -> std::process::Output {
+    bin()
+        .arg("test")
+        .arg("-c")
+        .arg(config)
+        .arg(cases)
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn explain_and_policy_tests_use_the_proxy_decision() {
     let dir = tempfile::tempdir().expect("dir");
@@ -394,13 +405,7 @@ fn explain_and_policy_tests_use_the_proxy_decision() {
     let cases = dir.path().join("cases.yaml");
     std::fs::write(&cases, CASES).expect("write");
 
-    let out = bin()
-        .arg("test")
-        .arg("-c")
-        .arg(&config)
-        .arg(&cases)
-        .output()
-        .expect("run");
+    let out = policy_test(&config, &cases);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "every case should pass:\n{stdout}");
     assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
@@ -411,13 +416,7 @@ fn explain_and_policy_tests_use_the_proxy_decision() {
         CASES.replacen("expect: outside_hours", "expect: allow", 1),
     )
     .expect("write");
-    let out = bin()
-        .arg("test")
-        .arg("-c")
-        .arg(&config)
-        .arg(&cases)
-        .output()
-        .expect("run");
+    let out = policy_test(&config, &cases);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "a mismatch exits 1:\n{stdout}");
     assert!(
@@ -437,13 +436,7 @@ fn explain_and_policy_tests_use_the_proxy_decision() {
         ),
     )
     .expect("write");
-    let out = bin()
-        .arg("test")
-        .arg("-c")
-        .arg(&config)
-        .arg(&cases)
-        .output()
-        .expect("run");
+    let out = policy_test(&config, &cases);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(

@@ -37,6 +37,27 @@ pub async fn start_with_files(
     start_watching(yaml, vars, files, None).await
 }
 
+/// `start` with its `main` listener (`listeners: [{name: main, addr:
+/// "${LISTEN}"}]`) speaking TLS, under a certificate for localhost from a
+/// CA made here; the CA's PEM, for clients to trust.
+pub async fn start_tls(yaml: &str, vars: &[(&str, String)]) -> (TestGateway, String) {
+    let plain = r#"listeners: [{name: main, addr: "${LISTEN}"}]"#;
+    assert!(
+        yaml.contains(plain),
+        "start_tls needs the plain main listener"
+    );
+    let tls = yaml.replace(
+        plain,
+        r#"listeners: [{name: main, addr: "${LISTEN}", tls: {cert: "${DIR}/cert.pem", key: "${DIR}/key.pem"}}]"#,
+    );
+    let pki = tempfile::tempdir().expect("dir");
+    let ca = make_pki(pki.path());
+    let read = |name: &str| std::fs::read_to_string(pki.path().join(name)).expect("pki file");
+    let (cert, key) = (read("cert.pem"), read("key.pem"));
+    let gw = start_with_files(&tls, vars, &[("cert.pem", &cert), ("key.pem", &key)]).await;
+    (gw, ca)
+}
+
 /// `start_with_files`, reloading on its own when the files change,
 /// checked every `watch` (`run --watch`).
 pub async fn start_watching(
