@@ -2271,6 +2271,9 @@ mod tests {
         });
         let (old, old_writer) = open(&path, opts.clone());
         let old_thread = spawn(old_writer);
+        // The old one holds the file (its thread takes the lock before it
+        // answers a flush) before the new one starts.
+        assert!(old.flush().await.is_ok());
         let (new, new_writer) = open(&path, opts);
         let steps = observe(&new_writer, BATCH_TICK);
         let new_thread = spawn(new_writer);

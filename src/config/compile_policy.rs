@@ -97,6 +97,16 @@ impl Compiler<'_> {
             let Some(param) = &s.param else {
                 continue;
             };
+            if let Some(optional) = &s.optional {
+                self.err(
+                    &optional.referenced,
+                    format!(
+                        "route `{}`: `optional` is for a `body` member; a path parameter is always there",
+                        r.name.value
+                    ),
+                );
+                return None;
+            }
             if !params.contains(&param.value.as_str()) {
                 self.err(
                     &param.referenced,
@@ -205,6 +215,7 @@ impl Compiler<'_> {
                 member: name.to_string(),
                 claim: s.claim.value.clone(),
                 unless_permission,
+                optional: s.optional.as_ref().is_some_and(|o| o.value),
             });
         }
         fine.then_some(out)

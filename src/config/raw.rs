@@ -312,6 +312,9 @@ pub struct RawScope {
     pub body: Option<Str>,
     pub claim: Str,
     pub unless_permission: Option<Str>,
+    /// A `body` member may be absent (or `null`); one that is there must
+    /// be the caller's.
+    pub optional: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,6 +49,10 @@ pub struct BodyBinding {
     pub claim: String,
     /// Callers holding this skip the binding.
     pub unless_permission: Option<Permission>,
+    /// A body without the member (or with `null`) passes: only a value
+    /// that is there must be the caller's (Chatwoot's optional
+    /// `assignee_id` and `team_id` of a new conversation).
+    pub optional: bool,
 }
 
 /// Why a body did not pass.
@@ -130,6 +134,7 @@ pub fn check_body(
             .find(|(name, _)| *name == b.member)
             .map(|(_, v)| v);
         let text = match value {
+            None | Some(Value::Null) if b.optional => continue,
             None | Some(Value::Null) => {
                 return Err(BodyRefusal::Denied(format!(
                     "the body has no `{}` to check against `{}`",
@@ -243,6 +248,7 @@ mod tests {
             member: member.into(),
             claim: claim.into(),
             unless_permission: None,
+            optional: false,
         }
     }
 
@@ -337,6 +343,34 @@ mod tests {
         assert!(unreadable(r#"{"inbox_id": 7} {"inbox_id": 2}"#, JSON, None));
         assert!(unreadable(r#"{"inbox_id": 7"#, JSON, None));
         assert!(unreadable("", JSON, None));
+    }
+
+    #[test]
+    fn an_optional_member_may_be_absent_but_not_another_callers() {
+        let mut team = binding("team_id", "team_ids");
+        team.optional = true;
+        let amelia = Identity {
+            attributes: [("team_ids".to_string(), vec!["4".to_string()])].into(),
+            ..agent(&[])
+        };
+        let run = |body: &str| check(&[&team], &amelia, JSON, None, body.as_bytes());
+        assert_eq!(run(r#"{"inbox_id": 1}"#), Ok(()));
+        assert_eq!(run(r#"{"team_id": null}"#), Ok(()));
+        assert_eq!(run(r#"{"team_id": 4}"#), Ok(()));
+        for denied in [
+            r#"{"team_id": 5}"#,
+            r#"{"team_id": [4]}"#,
+            r#"{"team_id": ""}"#,
+        ] {
+            assert!(
+                matches!(run(denied), Err(BodyRefusal::Denied(_))),
+                "{denied}"
+            );
+        }
+        assert!(matches!(
+            check(&[&team], &amelia, JSON, Some("team_id=5"), br#"{}"#),
+            Err(BodyRefusal::Unreadable(_))
+        ));
     }
 
     #[test]

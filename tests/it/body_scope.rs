@@ -22,7 +22,7 @@ auth:
   audiences: [chatwarden]
   algorithms: [EdDSA]
   jwks_url: "${JWKS}"
-  claims: {attributes: {inbox_ids: chatwoot_inbox_ids}}
+  claims: {attributes: {inbox_ids: chatwoot_inbox_ids, team_ids: chatwoot_team_ids}}
 roles:
   agent: {permissions: [conversations.write]}
   supervisor: {inherits: [agent], permissions: [scope.all_inboxes]}
@@ -33,7 +33,9 @@ routes:
     path: "/api/v1/accounts/{account_id}/conversations"
     permission: conversations.write
     max_body: 256KB
-    scope: [{body: inbox_id, claim: inbox_ids, unless_permission: scope.all_inboxes}]
+    scope:
+      - {body: inbox_id, claim: inbox_ids, unless_permission: scope.all_inboxes}
+      - {body: team_id, claim: team_ids, optional: true, unless_permission: scope.all_inboxes}
 audit: {path: "${AUDIT}"}
 "#;
 
@@ -47,7 +49,11 @@ async fn a_body_member_bound_to_a_claim_decides_before_the_upstream_hears() {
     let up = EchoUpstream::start().await;
     let idp = Idp::start().await;
     let gw = harness::start(CONFIG, &[("UP", up.url()), ("JWKS", idp.jwks_url())]).await;
-    let agent = idp.token("amelia", &["agent"], json!({"chatwoot_inbox_ids": [1]}));
+    let agent = idp.token(
+        "amelia",
+        &["agent"],
+        json!({"chatwoot_inbox_ids": [1], "chatwoot_team_ids": [4]}),
+    );
     let supervisor = idp.token("sofia", &["supervisor"], json!({}));
     let send = |token: &str, path: &str, ct: Option<&str>, body: Vec<u8>| {
         let mut req = gw.client().post(gw.url(path)).bearer_auth(token).body(body);
@@ -59,7 +65,8 @@ async fn a_body_member_bound_to_a_claim_decides_before_the_upstream_hears() {
     let json_ct = Some("application/json");
 
     // Her own inbox: forwarded, byte for byte.
-    let mine = br#"{"inbox_id": 1, "contact_id": 42, "message": {"content": "Hello"}}"#;
+    let mine =
+        br#"{"inbox_id": 1, "team_id": 4, "contact_id": 42, "message": {"content": "Hello"}}"#;
     let resp = send(&agent, CREATE, json_ct, mine.to_vec())
         .await
         .expect("request");
@@ -86,6 +93,13 @@ async fn a_body_member_bound_to_a_claim_decides_before_the_upstream_hears() {
             CREATE,
             json_ct,
             br#"{"contact_id": 42}"#.to_vec(),
+            403,
+            "scope_denied",
+        ),
+        (
+            CREATE,
+            json_ct,
+            br#"{"inbox_id": 1, "team_id": 9}"#.to_vec(),
             403,
             "scope_denied",
         ),
@@ -193,9 +207,9 @@ async fn a_body_member_bound_to_a_claim_decides_before_the_upstream_hears() {
     assert_eq!(resp.status(), 200);
     assert_eq!(&up.seen()[3].body[..], &theirs[..]);
 
-    let records = gw.audit_records(14).await;
+    let records = gw.audit_records(15).await;
     let denied = harness::with_reason(&records, "scope_denied");
-    assert_eq!(denied.len(), 4, "{records:#?}");
+    assert_eq!(denied.len(), 5, "{records:#?}");
     assert_eq!(denied[0]["sub"], "amelia");
     assert_eq!(denied[0]["route"], "conversations.create");
     assert_eq!(

@@ -732,6 +732,7 @@ routes:
   - {name: nested, upstream: crm, path: /nested, methods: [POST], permission: c.write, scope: [{body: message.inbox_id, claim: ids}]}
   - {name: twice, upstream: crm, path: /twice, methods: [POST], permission: c.write, scope: [{body: a, claim: x}, {body: a, claim: y}]}
   - {name: open, upstream: crm, path: /open, methods: [POST], auth: none, scope: [{body: a, claim: x}]}
+  - {name: param, upstream: crm, path: \"/p/{id}\", methods: [POST], permission: c.write, scope: [{param: id, claim: ids, optional: true}]}
 ";
     expect_errors(
         yaml,
@@ -744,11 +745,17 @@ routes:
             "bad.yaml:11:103: route `nested`: scope body member `message.inbox_id` must be a top-level member name",
             "bad.yaml:12:122: route `twice`: scope body member `a` is bound twice",
             "bad.yaml:13:69: route `open`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller",
+            "bad.yaml:14:131: route `param`: `optional` is for a `body` member; a path parameter is always there",
         ],
     );
     let only_ok: String = yaml.lines().take(6).map(|l| format!("{l}\n")).collect();
-    if let Err(e) = load_str(&only_ok, Path::new("ok.yaml"), &placeholder_env()) {
-        panic!("should compile:\n{only_ok}\n{e}");
+    let optional = format!(
+        "{only_ok}  - {{name: opt, upstream: crm, path: /opt, methods: [POST], permission: c.write, scope: [{{body: team_id, claim: team_ids, optional: true}}]}}\n"
+    );
+    for ok in [only_ok, optional] {
+        if let Err(e) = load_str(&ok, Path::new("ok.yaml"), &placeholder_env()) {
+            panic!("should compile:\n{ok}\n{e}");
+        }
     }
 }
 
