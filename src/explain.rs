@@ -220,7 +220,7 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
             )
         } else {
             format!(
-                "scope:    the JSON body is read first (at most {}); forwarded only if its `{}`{} is in the caller's {} [{}], else 403 scope_denied (400 bad_request for a body that is not one JSON object, or `{}` in the query)",
+                "scope:    the JSON body is read first (at most {}); forwarded only if its `{}`{} is in the caller's {} [{}], else 403 scope_denied (400 bad_request for a body that is not one JSON object, or `{}` in the query{})",
                 size_text(
                     a.route
                         .max_body
@@ -230,7 +230,11 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
                 if b.optional { ", when there," } else { "" },
                 b.claim,
                 caller.identity.attribute(&b.claim).join(", "),
-                b.member
+                b.member,
+                b.requires
+                    .iter()
+                    .map(|r| format!(", or no `{r}` beside it"))
+                    .collect::<String>()
             )
         });
     }

@@ -107,6 +107,16 @@ impl Compiler<'_> {
                 );
                 return None;
             }
+            if let Some(first) = s.requires.first() {
+                self.err(
+                    &first.referenced,
+                    format!(
+                        "route `{}`: `requires` is for a `body` member",
+                        r.name.value
+                    ),
+                );
+                return None;
+            }
             if !params.contains(&param.value.as_str()) {
                 self.err(
                     &param.referenced,
@@ -175,16 +185,24 @@ impl Compiler<'_> {
                 (None, Some(b)) => b,
             };
             let name = member.value.as_str();
-            let problem = if name.is_empty()
-                || name.len() > MAX_BODY_MEMBER
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-            {
-                Some(format!(
-                    "scope body member `{name}` must be a top-level member name (letters, digits, `_`, `-`; at most {MAX_BODY_MEMBER} bytes)"
-                ))
-            } else if out.iter().any(|b| b.member == name) {
+            let bad_name = s
+                .requires
+                .iter()
+                .map(|r| (r.value.as_str(), &r.referenced))
+                .chain(std::iter::once((name, &member.referenced)))
+                .find(|(n, _)| !is_member_name(n));
+            if let Some((bad, at)) = bad_name {
+                self.err(
+                    at,
+                    format!(
+                        "route `{}`: scope body member `{bad}` must be a top-level member name (letters, digits, `_`, `-`; at most {MAX_BODY_MEMBER} bytes)",
+                        r.name.value
+                    ),
+                );
+                fine = false;
+                continue;
+            }
+            let problem = if out.iter().any(|b| b.member == name) {
                 Some(format!("scope body member `{name}` is bound twice"))
             } else if !body_methods_only(methods) {
                 Some(format!(
@@ -216,6 +234,7 @@ impl Compiler<'_> {
                 claim: s.claim.value.clone(),
                 unless_permission,
                 optional: s.optional.as_ref().is_some_and(|o| o.value),
+                requires: s.requires.iter().map(|r| r.value.clone()).collect(),
             });
         }
         fine.then_some(out)
@@ -673,4 +692,13 @@ fn body_methods_only(methods: &MethodSet) -> bool {
             .iter()
             .all(|m| *m == Method::POST || *m == Method::PUT || *m == Method::PATCH),
     }
+}
+
+/// A top-level JSON member name a body binding can name.
+fn is_member_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_BODY_MEMBER
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }

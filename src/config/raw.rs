@@ -315,6 +315,9 @@ pub struct RawScope {
     /// A `body` member may be absent (or `null`); one that is there must
     /// be the caller's.
     pub optional: Option<Spanned<bool>>,
+    /// Members that must be in the body beside a `body` member.
+    #[serde(default)]
+    pub requires: Vec<Str>,
 }
 
 #[derive(Debug, Deserialize)]

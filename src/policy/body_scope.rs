@@ -53,6 +53,11 @@ pub struct BodyBinding {
     /// that is there must be the caller's (Chatwoot's optional
     /// `assignee_id` and `team_id` of a new conversation).
     pub optional: bool,
+    /// Members that must be in the body too (not `null`), where the
+    /// upstream reads the bound member only beside them: Chatwoot takes a
+    /// new conversation's inbox from `inbox_id` only with a `contact_id`,
+    /// else from whatever contact inbox `source_id` finds.
+    pub requires: Vec<String>,
 }
 
 /// Why a body did not pass.
@@ -125,14 +130,26 @@ pub fn check_body(
     if bindings.is_empty() {
         return Ok(());
     }
-    let wanted: HashSet<&str> = bindings.iter().map(|b| b.member.as_str()).collect();
+    let wanted: HashSet<&str> = bindings
+        .iter()
+        .flat_map(|b| std::iter::once(&b.member).chain(&b.requires))
+        .map(String::as_str)
+        .collect();
     let members = top_level(body, &wanted)
         .map_err(|e| BodyRefusal::Unreadable(format!("the body is not one JSON object: {e}")))?;
+    let member = |name: &str| members.iter().find(|(n, _)| n == name).map(|(_, v)| v);
     for b in bindings {
-        let value = members
+        if let Some(missing) = b
+            .requires
             .iter()
-            .find(|(name, _)| *name == b.member)
-            .map(|(_, v)| v);
+            .find(|r| matches!(member(r), None | Some(Value::Null)))
+        {
+            return Err(BodyRefusal::Unreadable(format!(
+                "`{}` is checked only with `{missing}` in the body (without it the upstream could take the object from elsewhere)",
+                b.member
+            )));
+        }
+        let value = member(&b.member);
         let text = match value {
             None | Some(Value::Null) if b.optional => continue,
             None | Some(Value::Null) => {
@@ -249,6 +266,7 @@ mod tests {
             claim: claim.into(),
             unless_permission: None,
             optional: false,
+            requires: Vec::new(),
         }
     }
 
@@ -370,6 +388,27 @@ mod tests {
         assert!(matches!(
             check(&[&team], &amelia, JSON, Some("team_id=5"), br#"{}"#),
             Err(BodyRefusal::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn a_member_read_only_beside_another_needs_it() {
+        let mut inbox = binding("inbox_id", "inbox_ids");
+        inbox.requires = vec!["contact_id".into()];
+        let run = |body: &str| check(&[&inbox], &agent(&["1"]), JSON, None, body.as_bytes());
+        assert_eq!(run(r#"{"inbox_id": 1, "contact_id": 5}"#), Ok(()));
+        for body in [
+            r#"{"inbox_id": 1, "source_id": "4915155512345"}"#,
+            r#"{"inbox_id": 1, "contact_id": null}"#,
+        ] {
+            assert!(
+                matches!(run(body), Err(BodyRefusal::Unreadable(_))),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            run(r#"{"inbox_id": 2, "contact_id": 5}"#),
+            Err(BodyRefusal::Denied(_))
         ));
     }
 

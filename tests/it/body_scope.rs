@@ -34,7 +34,7 @@ routes:
     permission: conversations.write
     max_body: 256KB
     scope:
-      - {body: inbox_id, claim: inbox_ids, unless_permission: scope.all_inboxes}
+      - {body: inbox_id, claim: inbox_ids, requires: [contact_id], unless_permission: scope.all_inboxes}
       - {body: team_id, claim: team_ids, optional: true, unless_permission: scope.all_inboxes}
 audit: {path: "${AUDIT}"}
 "#;
@@ -99,14 +99,23 @@ async fn a_body_member_bound_to_a_claim_decides_before_the_upstream_hears() {
         (
             CREATE,
             json_ct,
-            br#"{"inbox_id": 1, "team_id": 9}"#.to_vec(),
+            br#"{"inbox_id": 1, "contact_id": 42, "team_id": 9}"#.to_vec(),
             403,
             "scope_denied",
+        ),
+        // Without a contact, Chatwoot takes the inbox of whatever contact
+        // inbox `source_id` finds: the checked inbox_id would mean nothing.
+        (
+            CREATE,
+            json_ct,
+            br#"{"inbox_id": 1, "source_id": "4915155512345"}"#.to_vec(),
+            400,
+            "bad_request",
         ),
         (
             CREATE,
             json_ct,
-            br#"{"inbox_id": [1, 2]}"#.to_vec(),
+            br#"{"inbox_id": [1, 2], "contact_id": 42}"#.to_vec(),
             403,
             "scope_denied",
         ),
@@ -207,7 +216,7 @@ async fn a_body_member_bound_to_a_claim_decides_before_the_upstream_hears() {
     assert_eq!(resp.status(), 200);
     assert_eq!(&up.seen()[3].body[..], &theirs[..]);
 
-    let records = gw.audit_records(15).await;
+    let records = gw.audit_records(16).await;
     let denied = harness::with_reason(&records, "scope_denied");
     assert_eq!(denied.len(), 5, "{records:#?}");
     assert_eq!(denied[0]["sub"], "amelia");
@@ -218,7 +227,7 @@ async fn a_body_member_bound_to_a_claim_decides_before_the_upstream_hears() {
         "{records:#?}"
     );
     let unreadable = harness::with_reason(&records, "bad_request");
-    assert_eq!(unreadable.len(), 5, "{records:#?}");
+    assert_eq!(unreadable.len(), 6, "{records:#?}");
     assert!(unreadable
         .iter()
         .all(|r| r["rules"] == json!(["conversations.create.scope.body"])));

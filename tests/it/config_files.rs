@@ -733,6 +733,7 @@ routes:
   - {name: twice, upstream: crm, path: /twice, methods: [POST], permission: c.write, scope: [{body: a, claim: x}, {body: a, claim: y}]}
   - {name: open, upstream: crm, path: /open, methods: [POST], auth: none, scope: [{body: a, claim: x}]}
   - {name: param, upstream: crm, path: \"/p/{id}\", methods: [POST], permission: c.write, scope: [{param: id, claim: ids, optional: true}]}
+  - {name: req, upstream: crm, path: /req, methods: [POST], permission: c.write, scope: [{body: a, claim: x, requires: [b.c]}]}
 ";
     expect_errors(
         yaml,
@@ -746,11 +747,12 @@ routes:
             "bad.yaml:12:122: route `twice`: scope body member `a` is bound twice",
             "bad.yaml:13:69: route `open`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller",
             "bad.yaml:14:131: route `param`: `optional` is for a `body` member; a path parameter is always there",
+            "bad.yaml:15:121: route `req`: scope body member `b.c` must be a top-level member name",
         ],
     );
     let only_ok: String = yaml.lines().take(6).map(|l| format!("{l}\n")).collect();
     let optional = format!(
-        "{only_ok}  - {{name: opt, upstream: crm, path: /opt, methods: [POST], permission: c.write, scope: [{{body: team_id, claim: team_ids, optional: true}}]}}\n"
+        "{only_ok}  - {{name: opt, upstream: crm, path: /opt, methods: [POST], permission: c.write, scope: [{{body: team_id, claim: team_ids, optional: true}}, {{body: inbox_id, claim: inbox_ids, requires: [contact_id]}}]}}\n"
     );
     for ok in [only_ok, optional] {
         if let Err(e) = load_str(&ok, Path::new("ok.yaml"), &placeholder_env()) {
