@@ -734,6 +734,7 @@ routes:
   - {name: open, upstream: crm, path: /open, methods: [POST], auth: none, scope: [{body: a, claim: x}]}
   - {name: param, upstream: crm, path: \"/p/{id}\", methods: [POST], permission: c.write, scope: [{param: id, claim: ids, optional: true}]}
   - {name: req, upstream: crm, path: /req, methods: [POST], permission: c.write, scope: [{body: a, claim: x, requires: [b.c]}]}
+  - {name: preq, upstream: crm, path: \"/q/{id}\", methods: [POST], permission: c.write, scope: [{param: id, claim: ids, requires: [x]}]}
 ";
     expect_errors(
         yaml,
@@ -748,6 +749,7 @@ routes:
             "bad.yaml:13:69: route `open`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller",
             "bad.yaml:14:131: route `param`: `optional` is for a `body` member; a path parameter is always there",
             "bad.yaml:15:121: route `req`: scope body member `b.c` must be a top-level member name",
+            "bad.yaml:16:131: route `preq`: `requires` is for a `body` member",
         ],
     );
     let only_ok: String = yaml.lines().take(6).map(|l| format!("{l}\n")).collect();
