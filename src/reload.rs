@@ -185,7 +185,7 @@ impl Reloader {
         }
         let admin_tls = |s: &Snapshot| s.admin.as_ref().is_some_and(|a| a.tls.is_some());
         if admin_tls(current) != admin_tls(&next) {
-            problems.push("admin.tls added or removed: restart to apply (a certificate, key or client_ca change reloads)");
+            problems.push("admin.tls added or removed: restart to apply (a certificate, key, client_ca or client_crl change reloads)");
         }
         let a = (&current.audit, &next.audit);
         if a.0.path != a.1.path

@@ -18,6 +18,8 @@ use pingora_core::tls::{
 use pingora_core::utils::tls::{parse_x509, WrappedX509};
 use serde_saphyr::Location;
 use sha2::{Digest, Sha256};
+use tokio_rustls::rustls::pki_types::CertificateRevocationListDer;
+use tokio_rustls::rustls::server::VerifierBuilderError;
 
 use super::duration::{parse_duration, parse_size};
 use super::env::{expand, EnvLookup};
@@ -486,9 +488,18 @@ impl Compiler<'_> {
             None => None,
             Some(t) => {
                 let key = self.certified_key(&t.cert, &t.key);
-                let clients = match &t.client_ca {
-                    None => None,
-                    Some(ca) => Some(self.client_verifier(ca)?),
+                let clients = match (&t.client_ca, &t.client_crl) {
+                    (None, None) => None,
+                    (Some(ca), crl) => Some(self.client_verifier(ca, crl.as_ref())?),
+                    (None, Some(crl)) => {
+                        self.err(
+                            &crl.referenced,
+                            "client_crl without client_ca: a revocation list applies to the \
+                             client certificates of the CAs client_ca names"
+                                .into(),
+                        );
+                        return None;
+                    }
                 };
                 Some(AdminTls { key: key?, clients })
             }
@@ -496,19 +507,35 @@ impl Compiler<'_> {
         Some(Admin { addr, token, tls })
     }
 
-    /// Checks client certificates against the CA bundle in `f`. A client
-    /// may still connect without one (the admin listener's probes need
-    /// none; its other endpoints refuse such a client).
-    fn client_verifier(&mut self, f: &Str) -> Option<Arc<dyn ClientCertVerifier>> {
-        let (roots, _) = self.ca_certs(f)?;
+    /// Checks client certificates against the CA bundle in `ca`, and
+    /// against the revocation lists in `crl` if given. A client may still
+    /// connect without a certificate (the admin listener's probes need none;
+    /// its other endpoints refuse such a client).
+    fn client_verifier(
+        &mut self,
+        ca: &Str,
+        crl: Option<&Str>,
+    ) -> Option<Arc<dyn ClientCertVerifier>> {
+        let (roots, certs) = self.ca_certs(ca)?;
+        let crls = match crl {
+            Some(f) => self.revocation_lists(f, &certs)?,
+            None => Vec::new(),
+        };
         pingora_core::tls::install_default_crypto_provider();
         let provider = CryptoProvider::get_default()?.clone();
+        // rustls' defaults with lists: every certificate of the client's
+        // chain is looked up, and one whose issuer has no list here is
+        // refused (its status is unknown), so a list that stops covering a
+        // CA fails closed. A list past its next update still applies.
         match WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .allow_unauthenticated()
+            .with_crls(crls)
             .build()
         {
             Ok(v) => Some(v),
             Err(e) => {
+                let at = crl.filter(|_| matches!(e, VerifierBuilderError::InvalidCrl(_)));
+                let f = at.unwrap_or(ca);
                 self.err(
                     &f.referenced,
                     format!("cannot check client certificates against {}: {e}", f.value),
@@ -516,6 +543,66 @@ impl Compiler<'_> {
                 None
             }
         }
+    }
+
+    /// The CRLs in the PEM file `f`, each signed by one of the CAs in
+    /// `cas`: with a list from another issuer, the status of those CAs'
+    /// clients would be unknown, and every one of them refused.
+    fn revocation_lists(
+        &mut self,
+        f: &Str,
+        cas: &[CertificateDer<'static>],
+    ) -> Option<Vec<CertificateRevocationListDer<'static>>> {
+        let (path, bytes) = self.read_named(f, "revocation list")?;
+        let crls: Result<Vec<_>, _> = rustls_pemfile::crls(&mut bytes.as_slice()).collect();
+        let crls = match crls {
+            Ok(c) if !c.is_empty() => c,
+            Ok(_) => {
+                let msg = format!("{} holds no PEM revocation list (X509 CRL)", path.display());
+                self.err(&f.referenced, msg);
+                return None;
+            }
+            Err(e) => {
+                self.err(
+                    &f.referenced,
+                    format!("{}: malformed PEM: {e}", path.display()),
+                );
+                return None;
+            }
+        };
+        let cas: Vec<_> = cas
+            .iter()
+            .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+            .map(|(_, c)| c)
+            .collect();
+        for (i, der) in crls.iter().enumerate() {
+            let crl = match x509_parser::parse_x509_crl(der.as_ref()) {
+                Ok((_, crl)) => crl,
+                Err(e) => {
+                    self.err(
+                        &f.referenced,
+                        format!("{}: revocation list {}: {e}", path.display(), i + 1),
+                    );
+                    return None;
+                }
+            };
+            let signed_by_one = cas.iter().any(|ca| {
+                ca.subject().as_raw() == crl.issuer().as_raw()
+                    && crl.verify_signature(ca.public_key()).is_ok()
+            });
+            if !signed_by_one {
+                self.err(
+                    &f.referenced,
+                    format!(
+                        "{}: revocation list {} is not signed by a CA in client_ca",
+                        path.display(),
+                        i + 1
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(crls)
     }
 
     pub(super) fn cidrs(&mut self, list: &[Str]) -> Vec<IpNetwork> {
@@ -1081,18 +1168,7 @@ impl Compiler<'_> {
     /// The Ed25519 key in the PEM file `f` (read as a source: a new key is
     /// a new config version).
     fn audit_signer(&mut self, f: &Str) -> Option<Signer> {
-        let text = self.string(f)?;
-        let path = self.resolve_path(&text);
-        let pem = match self.read_source(&path) {
-            Ok(pem) => pem,
-            Err(e) => {
-                self.err(
-                    &f.referenced,
-                    format!("cannot read audit signing key {}: {e}", path.display()),
-                );
-                return None;
-            }
-        };
+        let (path, pem) = self.read_named(f, "audit signing key")?;
         match Signer::from_pem(&pem) {
             Ok(s) => Some(s),
             Err(msg) => {
@@ -1249,6 +1325,23 @@ pub fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
 impl Compiler<'_> {
     /// Reads a file the config names, and counts its bytes into the
     /// config's version.
+    /// The file the scalar `f` names (read as a source), with its path; an
+    /// error at `f` saying which `what` could not be read.
+    fn read_named(&mut self, f: &Str, what: &str) -> Option<(PathBuf, Vec<u8>)> {
+        let text = self.string(f)?;
+        let path = self.resolve_path(&text);
+        match self.read_source(&path) {
+            Ok(bytes) => Some((path, bytes)),
+            Err(e) => {
+                self.err(
+                    &f.referenced,
+                    format!("cannot read {what} {}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn read_source(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
         let bytes = std::fs::read(path)?;
         count_source(self.sources.get_or_insert_with(Sha256::new), path, &bytes);

@@ -156,6 +156,9 @@ pub struct RawAdminTls {
     /// PEM bundle of the CA(s) whose client certificates may call the
     /// admin endpoints (all but the probes).
     pub client_ca: Option<Str>,
+    /// PEM file of the revocation lists (CRLs) of those CAs: a certificate
+    /// one lists is refused.
+    pub client_crl: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,11 +26,15 @@ audit: {path: "${AUDIT}"}
 /// A gateway on [`CONFIG`]: its admin certificate from the CA it returns
 /// (PEM), its client certificates from `ops`.
 async fn gateway(pki: &Path, ops: &TestCa) -> (TestGateway, String, EchoUpstream) {
+    gateway_on(CONFIG, pki, ops).await
+}
+
+async fn gateway_on(config: &str, pki: &Path, ops: &TestCa) -> (TestGateway, String, EchoUpstream) {
     let up = EchoUpstream::start().await;
     let server_ca = harness::make_pki(pki);
     std::fs::write(pki.join("ops-ca.pem"), ops.pem()).expect("write the ops CA");
     let gw = harness::start(
-        CONFIG,
+        config,
         &[
             ("UP", up.url()),
             ("PKI", pki.display().to_string()),
@@ -222,6 +226,132 @@ async fn a_reload_renews_certificates_and_a_new_ca_holds_for_open_connections() 
     let anonymous = admin_client(&gw, &new_server_ca, None);
     let (code, _) = status(anonymous.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
     assert_eq!(code, 403);
+}
+
+#[tokio::test]
+async fn a_revoked_client_certificate_is_refused_and_a_new_list_applies_on_reload() {
+    let pki = tempfile::tempdir().expect("dir");
+    let ops = TestCa::new();
+    let crl = pki.path().join("ops-crl.pem");
+    std::fs::write(&crl, ops.crl(&[2])).expect("write the revocation list");
+    let config = CONFIG.replace(
+        r#"client_ca: "${PKI}/ops-ca.pem"}"#,
+        r#"client_ca: "${PKI}/ops-ca.pem", client_crl: "${PKI}/ops-crl.pem"}"#,
+    );
+    assert_ne!(config, CONFIG);
+    let (gw, server_ca, _up) = gateway_on(&config, pki.path(), &ops).await;
+
+    let alice = admin_client(
+        &gw,
+        &server_ca,
+        Some(&ops.numbered_client_identity("ops-alice", 1)),
+    );
+    let (code, body) = status(alice.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+
+    // The CA issued mallory's certificate, and the list revokes it: the
+    // handshake ends, so not even the probes answer her.
+    let mallory = admin_client(
+        &gw,
+        &server_ca,
+        Some(&ops.numbered_client_identity("ops-mallory", 2)),
+    );
+    let refused = mallory.get(url(&gw, "/healthz")).send().await;
+    assert!(refused.is_err(), "a revoked certificate: {refused:?}");
+
+    // A second CA joins the bundle without a list of its own: its clients'
+    // status is unknown, and they are refused (fail closed).
+    let other = TestCa::new();
+    std::fs::write(
+        pki.path().join("ops-ca.pem"),
+        format!("{}{}", ops.pem(), other.pem()),
+    )
+    .expect("add a CA");
+    let (code, body) = status(alice.post(url(&gw, "/reload")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    let bob = admin_client(
+        &gw,
+        &server_ca,
+        Some(&other.numbered_client_identity("ops-bob", 3)),
+    );
+    let refused = bob.get(url(&gw, "/healthz")).send().await;
+    assert!(refused.is_err(), "a CA no list covers: {refused:?}");
+
+    // The next list revokes alice's too. The reload she asks for re-reads
+    // it, and her open connection is refused from its next request on.
+    std::fs::write(&crl, ops.crl(&[1, 2])).expect("rewrite the revocation list");
+    let (code, body) = status(alice.post(url(&gw, "/reload")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(r#""reloaded":true"#),
+        "a new list is a new config: {body}"
+    );
+    let (code, body) = status(alice.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("no longer accepted"), "{body}");
+}
+
+#[test]
+fn a_revocation_list_that_cannot_be_used_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    harness::make_pki(dir.path());
+    let ops = TestCa::new();
+    std::fs::write(dir.path().join("ops-ca.pem"), ops.pem()).expect("write");
+    std::fs::write(dir.path().join("ours.pem"), ops.crl(&[7])).expect("write");
+    std::fs::write(dir.path().join("theirs.pem"), TestCa::new().crl(&[7])).expect("write");
+    std::fs::write(dir.path().join("a-cert.pem"), ops.pem()).expect("write");
+    std::fs::write(
+        dir.path().join("garbled.pem"),
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    )
+    .expect("write");
+    let env = crate::config_files::placeholder_env();
+    let load = |tls: &str| {
+        let yaml = format!(
+            "admin:\n  addr: 127.0.0.1:1\n  tls: {{cert: cert.pem, key: key.pem, {tls}}}\n"
+        );
+        chatwarden::config::load_str(&yaml, &dir.path().join("chatwarden.yaml"), &env)
+    };
+    assert!(
+        load("client_ca: ops-ca.pem, client_crl: ours.pem").is_ok(),
+        "the CA's own list loads"
+    );
+    for (tls, at, want) in [
+        (
+            "client_crl: ours.pem",
+            "3:51",
+            "client_crl without client_ca",
+        ),
+        (
+            "client_ca: ops-ca.pem, client_crl: missing.pem",
+            "3:74",
+            "cannot read revocation list",
+        ),
+        (
+            "client_ca: ops-ca.pem, client_crl: a-cert.pem",
+            "3:74",
+            "holds no PEM revocation list",
+        ),
+        (
+            "client_ca: ops-ca.pem, client_crl: garbled.pem",
+            "3:74",
+            "revocation list 1: ",
+        ),
+        (
+            "client_ca: ops-ca.pem, client_crl: theirs.pem",
+            "3:74",
+            "revocation list 1 is not signed by a CA in client_ca",
+        ),
+    ] {
+        let errors = match load(tls) {
+            Ok(_) => panic!("{tls} should be refused"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            errors.contains(&format!("chatwarden.yaml:{at}: ")) && errors.contains(want),
+            "{tls}: {errors}"
+        );
+    }
 }
 
 #[test]

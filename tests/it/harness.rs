@@ -336,15 +336,53 @@ impl TestCa {
     /// A client certificate for `CN=<common_name>`, as one PEM holding the
     /// certificate and its key (what `reqwest::Identity::from_pem` reads).
     pub fn client_identity(&self, common_name: &str) -> Vec<u8> {
+        self.client_identity_params(common_name, None)
+    }
+
+    /// As [`TestCa::client_identity`], with serial number `serial` (what a
+    /// revocation list names).
+    pub fn numbered_client_identity(&self, common_name: &str, serial: u64) -> Vec<u8> {
+        self.client_identity_params(common_name, Some(serial))
+    }
+
+    fn client_identity_params(&self, common_name: &str, serial: Option<u64>) -> Vec<u8> {
         let leaf_key = rcgen::KeyPair::generate().expect("client key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, common_name);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.serial_number = serial.map(rcgen::SerialNumber::from);
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
         let leaf = params.signed_by(&leaf_key, &issuer).expect("client cert");
         format!("{}{}", leaf.pem(), leaf_key.serialize_pem()).into_bytes()
+    }
+
+    /// A revocation list (PEM) signed by this CA, current for a month,
+    /// naming the certificates with serial numbers `revoked`.
+    pub fn crl(&self, revoked: &[u64]) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(30),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|&serial| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(serial),
+                    revocation_time: now - time::Duration::minutes(5),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        params
+            .signed_by(&issuer)
+            .and_then(|crl| crl.pem())
+            .expect("revocation list")
     }
 }
 
