@@ -53,6 +53,21 @@ pub enum Style {
     Withhold,
 }
 
+impl Style {
+    /// How little of a value the style leaves: `withhold` (nothing, not even
+    /// its type) over `full` over `hash` (the same value, recognisable
+    /// across records) over `partial`. A value several rules mask gets the
+    /// strictest of their styles.
+    pub fn strictness(&self) -> u8 {
+        match self {
+            Style::Partial => 0,
+            Style::Hash(_) => 1,
+            Style::Full => 2,
+            Style::Withhold => 3,
+        }
+    }
+}
+
 /// A kind of personal data found in free text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Detector {

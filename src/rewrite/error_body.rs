@@ -209,11 +209,7 @@ fn error_media(content_type: Option<&str>) -> Result<ErrorMedia, RewriteError> {
 fn strictest<'s>(styles: impl Iterator<Item = &'s Style>) -> Style {
     let mut best: Option<&Style> = None;
     for style in styles {
-        let rank = |s: &Style| match s {
-            Style::Partial => 0,
-            Style::Hash(_) => 1,
-            Style::Full | Style::Withhold => 2,
-        };
+        let rank = |s: &Style| s.strictness().min(Style::Full.strictness());
         if best.is_none_or(|b| rank(style) > rank(b)) {
             best = Some(style);
         }

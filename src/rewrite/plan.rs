@@ -287,6 +287,11 @@ impl<'p> Compiled<'p> {
         }
     }
 
+    /// Mask `m`'s [`Style::strictness`].
+    pub fn mask_strictness(&self, m: usize) -> u8 {
+        self.masks.get(m).map_or(0, |mask| mask.style.strictness())
+    }
+
     pub fn mask_roots_at(&self, depth: usize) -> u64 {
         StepTable::at(&self.mask_steps.roots, depth)
     }

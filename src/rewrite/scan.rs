@@ -164,10 +164,13 @@ impl<'s> Walker<'s, '_> {
         self.skip_ws();
         let plan = self.plan;
         let mask_roots = msel & plan.mask_roots_at(depth);
-        let masking = match mask_roots {
-            0 => masking,
-            roots => Some(roots.trailing_zeros() as usize),
-        };
+        // Several masks on one value (an enclosing one still in force, two
+        // rules on one field): the strictest style applies, the first of
+        // equals.
+        let masking = bits(mask_roots).fold(masking, |held, m| match held {
+            Some(h) if plan.mask_strictness(h) >= plan.mask_strictness(m) => Some(h),
+            _ => Some(m),
+        });
         let mask_passing = msel & !mask_roots;
         let mask_members = mask_passing & plan.mask_members_at(depth);
         let mask_eaches = mask_passing & plan.mask_eaches_at(depth);

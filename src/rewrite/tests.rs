@@ -1235,7 +1235,15 @@ fn mask_ref(
     detect: &[PlannedDetect],
     n: &mut u64,
 ) {
-    let active = active.or_else(|| masks.iter().find(|(s, _)| s.is_empty()).map(|(_, st)| *st));
+    // The strictest of the masks in force here (the first of equals).
+    let active =
+        masks
+            .iter()
+            .filter(|(s, _)| s.is_empty())
+            .fold(active, |held, (_, st)| match held {
+                Some(h) if h.strictness() >= st.strictness() => Some(h),
+                _ => Some(*st),
+            });
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
@@ -1555,5 +1563,72 @@ fn masked_output_agrees_with_the_reference_on_generated_documents() {
             plan.masks.splice(0..0, counts.masks);
         }
         check_masks(&body, &plan, &format!("round {round}: {body}"));
+    }
+}
+
+#[test]
+fn where_masks_overlap_the_strictest_style_applies() {
+    // A container and a field inside it, or two rules on one field, in
+    // either order: the value gets the style that leaves least of it.
+    const SENDER: &str = "$.data.payload[*].meta.sender";
+    const EMAIL: &str = "$.data.payload[*].meta.sender.email";
+    let cases = [
+        (
+            (SENDER, Style::Partial),
+            (EMAIL, Style::Withhold),
+            json!(null),
+            json!("C***"),
+        ),
+        (
+            (EMAIL, Style::Withhold),
+            (SENDER, Style::Partial),
+            json!(null),
+            json!("C***"),
+        ),
+        (
+            (SENDER, Style::Withhold),
+            (EMAIL, Style::Partial),
+            json!(null),
+            json!(null),
+        ),
+        (
+            (EMAIL, Style::Partial),
+            (SENDER, Style::Withhold),
+            json!(null),
+            json!(null),
+        ),
+        (
+            (EMAIL, Style::Partial),
+            (EMAIL, Style::Full),
+            json!("[redacted]"),
+            json!("Customer 101"),
+        ),
+        (
+            (EMAIL, Style::Full),
+            (EMAIL, Style::Partial),
+            json!("[redacted]"),
+            json!("Customer 101"),
+        ),
+        (
+            (SENDER, Style::Full),
+            (EMAIL, Style::Partial),
+            json!("[redacted]"),
+            json!("[redacted]"),
+        ),
+    ];
+    for ((a, sa), (b, sb), email, name) in cases {
+        let what = format!("{a} {sa:?}, then {b} {sb:?}");
+        let mut plan = masks_plan(&[a], &[], sa);
+        plan.push_redaction(&RedactionRule {
+            name: "second".to_owned(),
+            unless_permission: None,
+            fields: vec![selector(b)],
+            detect: Vec::new(),
+            style: sb,
+        });
+        let got = check_masks(&inbox(), &plan, &what);
+        let sender = &got["data"]["payload"][0]["meta"]["sender"];
+        assert_eq!(sender["email"], email, "{what}: {sender}");
+        assert_eq!(sender["name"], name, "{what}: {sender}");
     }
 }
