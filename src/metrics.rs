@@ -56,6 +56,9 @@ pub struct External {
     pub runtime_revocations: usize,
     /// Syncs of runtime revocations with the shared store that failed.
     pub revocation_sync_failures: u64,
+    /// When the first of `admin.tls.client_crl`'s lists is due to be
+    /// replaced (Unix seconds), if it says.
+    pub admin_crl_next_update: Option<i64>,
 }
 
 impl Metrics {
@@ -195,6 +198,12 @@ impl Metrics {
             "# HELP chatwarden_config_info The loaded configuration.\n# TYPE chatwarden_config_info gauge\nchatwarden_config_info{{version=\"{}\"}} 1",
             escape_label(&ext.config_version)
         );
+        if let Some(due) = ext.admin_crl_next_update {
+            let _ = writeln!(
+                out,
+                "# HELP chatwarden_admin_client_crl_next_update_seconds When the first of admin.tls.client_crl's revocation lists is due to be replaced (Unix time): past it, a client certificate revoked since may be missing from it.\n# TYPE chatwarden_admin_client_crl_next_update_seconds gauge\nchatwarden_admin_client_crl_next_update_seconds {due}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP chatwarden_websocket_streams_open WebSocket streams open now.\n# TYPE chatwarden_websocket_streams_open gauge\nchatwarden_websocket_streams_open {}",
@@ -358,6 +367,7 @@ mod tests {
             audit_available: true,
             runtime_revocations: 2,
             revocation_sync_failures: 1,
+            admin_crl_next_update: None,
         }
     }
 

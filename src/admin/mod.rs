@@ -118,6 +118,11 @@ impl AdminApp {
                     audit_available: self.audit.admission().is_ok(),
                     runtime_revocations: self.revocations.in_force(shared::now_ms()),
                     revocation_sync_failures: self.revocations.sync_failures(),
+                    admin_crl_next_update: snapshot
+                        .admin
+                        .as_ref()
+                        .and_then(|a| a.tls.as_ref())
+                        .and_then(|t| t.crl_next_update),
                 });
                 respond(
                     StatusCode::OK,

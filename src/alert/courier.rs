@@ -326,6 +326,7 @@ mod tests {
                 audit_available: true,
                 runtime_revocations: 0,
                 revocation_sync_failures: 0,
+                admin_crl_next_update: None,
             });
             text.contains("chatwarden_alert_delivery_failures_total{sink=\"soc\"} 1")
         };

@@ -45,6 +45,14 @@ pub fn warnings(s: &Snapshot) -> Vec<String> {
         }
     }
     if let Some(a) = &s.admin {
+        let due = a.tls.as_ref().and_then(|t| t.crl_next_update);
+        if let Some(due) = due.filter(|d| *d < jiff::Timestamp::now().as_second()) {
+            let when = jiff::Timestamp::from_second(due)
+                .map_or_else(|_| due.to_string(), |t| t.to_string());
+            out.push(format!(
+                "admin.tls.client_crl: a revocation list was due to be replaced at {when}: a client certificate revoked since may be missing from it (fetch the new list and reload)"
+            ));
+        }
         if !local(a.addr) {
             if a.tls.is_none() {
                 out.push(format!(

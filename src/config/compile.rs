@@ -488,9 +488,12 @@ impl Compiler<'_> {
             None => None,
             Some(t) => {
                 let key = self.certified_key(&t.cert, &t.key);
-                let clients = match (&t.client_ca, &t.client_crl) {
-                    (None, None) => None,
-                    (Some(ca), crl) => Some(self.client_verifier(ca, crl.as_ref())?),
+                let (clients, crl_next_update) = match (&t.client_ca, &t.client_crl) {
+                    (None, None) => (None, None),
+                    (Some(ca), crl) => {
+                        let (verifier, due) = self.client_verifier(ca, crl.as_ref())?;
+                        (Some(verifier), due)
+                    }
                     (None, Some(crl)) => {
                         self.err(
                             &crl.referenced,
@@ -501,7 +504,11 @@ impl Compiler<'_> {
                         return None;
                     }
                 };
-                Some(AdminTls { key: key?, clients })
+                Some(AdminTls {
+                    key: key?,
+                    clients,
+                    crl_next_update,
+                })
             }
         };
         Some(Admin { addr, token, tls })
@@ -511,15 +518,16 @@ impl Compiler<'_> {
     /// against the revocation lists in `crl` if given. A client may still
     /// connect without a certificate (the admin listener's probes need none;
     /// its other endpoints refuse such a client).
+    /// Also returns when the first of the lists is due to be replaced.
     fn client_verifier(
         &mut self,
         ca: &Str,
         crl: Option<&Str>,
-    ) -> Option<Arc<dyn ClientCertVerifier>> {
+    ) -> Option<(Arc<dyn ClientCertVerifier>, Option<i64>)> {
         let (roots, certs) = self.ca_certs(ca)?;
-        let crls = match crl {
+        let (crls, due) = match crl {
             Some(f) => self.revocation_lists(f, &certs)?,
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         pingora_core::tls::install_default_crypto_provider();
         let provider = CryptoProvider::get_default()?.clone();
@@ -532,7 +540,7 @@ impl Compiler<'_> {
             .with_crls(crls)
             .build()
         {
-            Ok(v) => Some(v),
+            Ok(v) => Some((v, due)),
             Err(e) => {
                 let at = crl.filter(|_| matches!(e, VerifierBuilderError::InvalidCrl(_)));
                 let f = at.unwrap_or(ca);
@@ -552,7 +560,7 @@ impl Compiler<'_> {
         &mut self,
         f: &Str,
         cas: &[CertificateDer<'static>],
-    ) -> Option<Vec<CertificateRevocationListDer<'static>>> {
+    ) -> Option<(Vec<CertificateRevocationListDer<'static>>, Option<i64>)> {
         let (path, bytes) = self.read_named(f, "revocation list")?;
         let crls: Result<Vec<_>, _> = rustls_pemfile::crls(&mut bytes.as_slice()).collect();
         let crls = match crls {
@@ -575,6 +583,7 @@ impl Compiler<'_> {
             .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
             .map(|(_, c)| c)
             .collect();
+        let mut due: Option<i64> = None;
         for (i, der) in crls.iter().enumerate() {
             let crl = match x509_parser::parse_x509_crl(der.as_ref()) {
                 Ok((_, crl)) => crl,
@@ -601,8 +610,12 @@ impl Compiler<'_> {
                 );
                 return None;
             }
+            if let Some(next) = crl.next_update() {
+                let next = next.timestamp();
+                due = Some(due.map_or(next, |d| d.min(next)));
+            }
         }
-        Some(crls)
+        Some((crls, due))
     }
 
     pub(super) fn cidrs(&mut self, list: &[Str]) -> Vec<IpNetwork> {

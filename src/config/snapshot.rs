@@ -122,6 +122,10 @@ pub struct AdminTls {
     /// handshake (the probes need none); the admin endpoints then refuse
     /// it.
     pub clients: Option<Arc<dyn ClientCertVerifier>>,
+    /// When the first of `admin.tls.client_crl`'s lists is due to be
+    /// replaced (Unix seconds): past it, a certificate revoked since may
+    /// be missing from it.
+    pub crl_next_update: Option<i64>,
 }
 
 pub struct Upstream {

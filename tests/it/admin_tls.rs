@@ -248,6 +248,14 @@ async fn a_revoked_client_certificate_is_refused_and_a_new_list_applies_on_reloa
     );
     let (code, body) = status(alice.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
     assert_eq!(code, 200, "{body}");
+    // When the list is due to be replaced, for an alert on a stale one.
+    let due: i64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("chatwarden_admin_client_crl_next_update_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no next-update gauge in:\n{body}"));
+    let in_30_days = time::OffsetDateTime::now_utc().unix_timestamp() + 30 * 86_400;
+    assert!((due - in_30_days).abs() < 600, "{due} vs {in_30_days}");
 
     // The CA issued mallory's certificate, and the list revokes it: the
     // handshake ends, so not even the probes answer her.
@@ -289,6 +297,38 @@ async fn a_revoked_client_certificate_is_refused_and_a_new_list_applies_on_reloa
     let (code, body) = status(alice.get(url(&gw, "/metrics")).bearer_auth(ADMIN_TOKEN)).await;
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("no longer accepted"), "{body}");
+}
+
+#[test]
+fn check_warns_of_a_revocation_list_past_its_next_update() {
+    let dir = tempfile::tempdir().expect("dir");
+    harness::make_pki(dir.path());
+    let ops = TestCa::new();
+    std::fs::write(dir.path().join("ops-ca.pem"), ops.pem()).expect("write");
+    let yesterday = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    std::fs::write(dir.path().join("stale.pem"), ops.crl_due(&[7], yesterday)).expect("write");
+    let config = dir.path().join("chatwarden.yaml");
+    let yaml = "admin:\n  addr: 127.0.0.1:1\n  token_env: T\n  tls: {cert: cert.pem, key: key.pem, \
+                client_ca: ops-ca.pem, client_crl: stale.pem}\naudit: {path: \"-\", hash_chain: true}\n";
+    std::fs::write(&config, yaml).expect("write config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .env("T", "admin-token-0123456789")
+        .output()
+        .expect("run chatwarden");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a stale list still loads:\n{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with(
+            "warning: admin.tls.client_crl: a revocation list was due to be replaced at "
+        )),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -361,10 +361,19 @@ impl TestCa {
     /// A revocation list (PEM) signed by this CA, current for a month,
     /// naming the certificates with serial numbers `revoked`.
     pub fn crl(&self, revoked: &[u64]) -> String {
+        self.crl_due(
+            revoked,
+            time::OffsetDateTime::now_utc() + time::Duration::days(30),
+        )
+    }
+
+    /// As [`TestCa::crl`], due to be replaced at `next_update`.
+    pub fn crl_due(&self, revoked: &[u64], next_update: time::OffsetDateTime) -> String {
         let now = time::OffsetDateTime::now_utc();
         let params = rcgen::CertificateRevocationListParams {
-            this_update: now - time::Duration::hours(1),
-            next_update: now + time::Duration::days(30),
+            this_update: (now - time::Duration::days(60))
+                .min(next_update - time::Duration::days(1)),
+            next_update,
             crl_number: rcgen::SerialNumber::from(1u64),
             issuing_distribution_point: None,
             revoked_certs: revoked
