@@ -394,7 +394,7 @@ impl Compiler<'_> {
                     self.err(
                         &d.referenced,
                         format!(
-                            "redaction `{name}`: detect `{}` must be phone or email",
+                            "redaction `{name}`: detect `{}` must be phone, email or wamid",
                             d.value
                         ),
                     );

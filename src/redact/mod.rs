@@ -73,7 +73,19 @@ impl Style {
 pub enum Detector {
     Phone,
     Email,
+    /// A WhatsApp message id (`wamid.HBgL…`): base64 that carries the
+    /// customer's phone number in clear (`HBgLMTY0NzM3Nzc3NzUV…` decodes to
+    /// `…16473777775…`), in Chatwoot's messages (`source_id`) and Meta's
+    /// API alike.
+    WhatsAppMessageId,
 }
+
+/// What every WhatsApp message id begins with.
+const WAMID_PREFIX: &str = "wamid.";
+
+/// Fewer base64 characters after the prefix than this is the word, not an
+/// id (a real one has dozens).
+const WAMID_MIN_BODY: usize = 12;
 
 /// Text of a masked value.
 pub const FULL_MASK: &str = "[redacted]";
@@ -83,6 +95,7 @@ impl Detector {
         match name {
             "phone" => Some(Detector::Phone),
             "email" => Some(Detector::Email),
+            "wamid" => Some(Detector::WhatsAppMessageId),
             _ => None,
         }
     }
@@ -91,6 +104,7 @@ impl Detector {
         match self {
             Detector::Phone => "phone",
             Detector::Email => "email",
+            Detector::WhatsAppMessageId => "wamid",
         }
     }
 }
@@ -106,7 +120,9 @@ pub fn mask_whole(text: &str, style: &Style) -> String {
 /// [`mask_whole`], appended to `out` (a rewrite masks many values and
 /// reuses one buffer for them all).
 pub fn mask_whole_into(text: &str, style: &Style, out: &mut String) {
-    let kind = if text.contains('@') && find_email(text, 0).is_some() {
+    let kind = if find_wamid(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len()) {
+        Some(Detector::WhatsAppMessageId)
+    } else if text.contains('@') && find_email(text, 0).is_some() {
         Some(Detector::Email)
     } else if find_phone(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len()) {
         Some(Detector::Phone)
@@ -135,10 +151,12 @@ pub fn mask_detected_into(
 ) -> u64 {
     let phone = detectors.contains(&Detector::Phone);
     let email = detectors.contains(&Detector::Email);
-    // Cheap gate: no `@` and no digit means nothing to find.
+    let wamid = detectors.contains(&Detector::WhatsAppMessageId);
+    // Cheap gate: no `@`, no digit and no message id means nothing to find.
     let has_at = email && text.contains('@');
     let has_digit = phone && text.bytes().any(|b| b.is_ascii_digit());
-    if !has_at && !has_digit {
+    let has_wamid = wamid && text.contains(WAMID_PREFIX);
+    if !has_at && !has_digit && !has_wamid {
         return 0;
     }
     let mut spans: Vec<(usize, usize, Detector)> = Vec::new();
@@ -149,10 +167,17 @@ pub fn mask_detected_into(
             from = e;
         }
     }
+    if has_wamid {
+        let mut from = 0;
+        while let Some((s, e)) = find_wamid(text, from) {
+            spans.push((s, e, Detector::WhatsAppMessageId));
+            from = e;
+        }
+    }
     if has_digit {
         let mut from = 0;
         while let Some((s, e)) = find_phone(text, from) {
-            // Digits inside an e-mail address are the address's.
+            // Digits inside an e-mail address or a message id are theirs.
             if !spans.iter().any(|&(a, b, _)| s < b && a < e) {
                 spans.push((s, e, Detector::Phone));
             }
@@ -194,6 +219,11 @@ fn mask_span(text: &str, kind: Option<Detector>, style: &Style, out: &mut String
         Style::Partial => match kind {
             Some(Detector::Phone) => partial_phone(text, out),
             Some(Detector::Email) => partial_email(text, out),
+            // Nothing of the base64 is safe to keep: the number is in it.
+            Some(Detector::WhatsAppMessageId) => {
+                out.push_str(WAMID_PREFIX);
+                out.push_str("***");
+            }
             None => partial_text(text, out),
         },
     }
@@ -234,6 +264,26 @@ fn partial_text(text: &str, out: &mut String) {
             out.push_str("***");
         }
         Some(_) | None => out.push_str("***"),
+    }
+}
+
+/// The first WhatsApp message id at or after byte `from`: `wamid.` and
+/// the base64 (standard or URL-safe, padded or not) that follows it.
+fn find_wamid(text: &str, from: usize) -> Option<(usize, usize)> {
+    let mut at = from;
+    loop {
+        let start = at + text.get(at..)?.find(WAMID_PREFIX)?;
+        let body = start + WAMID_PREFIX.len();
+        let len = text.as_bytes()[body..]
+            .iter()
+            .take_while(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
+            })
+            .count();
+        if len >= WAMID_MIN_BODY {
+            return Some((start, body + len));
+        }
+        at = body;
     }
 }
 
@@ -409,6 +459,40 @@ mod tests {
     }
 
     #[test]
+    fn whatsapp_message_ids_carry_the_number_and_are_found_whole() {
+        // Meta's own example id: its base64 holds 16473777775 in clear.
+        const ID: &str = "wamid.HBgLMTY0NzM3Nzc3NzUVAgARGBI5QTNEQTA2RjdGMEY4RTRGAA==";
+        let all = [
+            Detector::Phone,
+            Detector::Email,
+            Detector::WhatsAppMessageId,
+        ];
+        let text = format!("reply to {ID}, or call +447700900123");
+        let (masked, n) =
+            mask_detected(&text, &all, &Style::Partial).unwrap_or_else(|| panic!("two findings"));
+        assert_eq!(masked, "reply to wamid.***, or call +*********123");
+        assert_eq!(n, 2, "the digits inside the id are the id's");
+        let (full, _) = mask_detected(ID, &all, &Style::Full).unwrap_or_else(|| panic!("an id"));
+        assert_eq!(full, FULL_MASK);
+        // The URL-safe alphabet, and an id that ends the text.
+        let (url_safe, _) = mask_detected(
+            "id=wamid.HBgNNDQ3NzAwOTAwMTIzFQIAEhgg-_abcdef",
+            &all,
+            &Style::Partial,
+        )
+        .unwrap_or_else(|| panic!("an id"));
+        assert_eq!(url_safe, "id=wamid.***");
+        // The word alone, or a prefix with too little after it, is no id;
+        // without the detector nothing is looked for.
+        for text in ["what is a wamid. anyway", "wamid.HBgL", "wamid."] {
+            assert_eq!(mask_detected(text, &all, &Style::Full), None, "{text:?}");
+        }
+        assert_eq!(mask_detected(ID, BOTH, &Style::Full), None);
+        // A configured field holding one is masked as one.
+        assert_eq!(mask_whole(ID, &Style::Partial), "wamid.***");
+    }
+
+    #[test]
     fn detectors_only_find_their_kind() {
         let text = "a@example.com +447700900123";
         let (only_phone, _) = mask_detected(text, &[Detector::Phone], &Style::Full)
@@ -471,8 +555,18 @@ mod tests {
             "é@é.éé",
             "+४४७७",
             "0(1)-",
+            "wamid.",
+            "wamid.wamid.HBgLMTY0NzM3Nzc3",
+            "wamid.é",
+            "éwamid.HBgLMTY0NzM3Nzc3NzUV",
         ] {
             let _ = detected(text);
+            let all = [
+                Detector::Phone,
+                Detector::Email,
+                Detector::WhatsAppMessageId,
+            ];
+            let _ = mask_detected(text, &all, &Style::Partial);
             let _ = mask_whole(text, &Style::Partial);
         }
     }

@@ -41,7 +41,7 @@ redaction:
   - name: messages
     unless_permission: contacts.read_pii
     fields: ["$.meta.contact.phone_number", "$.meta.contact.email"]
-    detect: [phone, email]
+    detect: [phone, email, wamid]
     style: full
   - name: shaped
     fields: ["$.target.phone"]
@@ -68,11 +68,32 @@ fn customer_pii() -> Vec<String> {
     out
 }
 
+/// The customer data in `body`, in clear or inside a WhatsApp message id
+/// (whose base64 holds the number).
 fn leaks(body: &str) -> Vec<String> {
+    let decoded = decoded_wamids(body);
     customer_pii()
         .into_iter()
-        .filter(|pii| body.contains(pii.as_str()))
+        .filter(|pii| body.contains(pii.as_str()) || decoded.contains(pii.as_str()))
         .collect()
+}
+
+/// Every `wamid.` id in `body`, base64-decoded (lossily, as text).
+fn decoded_wamids(body: &str) -> String {
+    use base64::Engine as _;
+    body.match_indices("wamid.")
+        .map(|(at, prefix)| {
+            let b64: String = body[at + prefix.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+                .collect();
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_default();
+            String::from_utf8_lossy(&raw).into_owned()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[tokio::test]
@@ -179,6 +200,23 @@ async fn agents_get_masked_personal_data_and_cleared_supervisors_do_not() {
     assert!(!text.contains("7700 900123"), "free text is masked: {text}");
     assert!(text.contains("[redacted]"), "full style: {text}");
     assert!(leaks(&text).is_empty(), "{:?}", leaks(&text));
+    assert!(
+        !text.contains("wamid."),
+        "message ids carry the number: {text}"
+    );
+    // The supervisor's copy shows what those ids hold.
+    let resp = get(
+        &format!("/api/v1/accounts/1/conversations/{chatty}/messages"),
+        &supervisor,
+    )
+    .await
+    .expect("request");
+    let text = resp.text().await.expect("body");
+    assert!(
+        !leaks(&text).is_empty() && decoded_wamids(&text).contains("447700"),
+        "the demo's message ids hold the customer's number: {}",
+        decoded_wamids(&text)
+    );
 
     // A supervisor cleared for personal data gets the CRM's own body.
     let resp = get("/api/v1/accounts/1/contacts?page=1", &supervisor)

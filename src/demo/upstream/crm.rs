@@ -725,7 +725,12 @@ impl Crm {
             "source_id": if message.direction == Direction::PrivateNote {
                 Value::Null
             } else {
-                json!(format!("wamid.HBgLDEMO{:010}", message.id))
+                let wa_id = self
+                    .contact(conversation.seed.contact_id)
+                    .ok()
+                    .and_then(source_id)
+                    .unwrap_or_default();
+                json!(wamid(&wa_id, message.id))
             },
             "content_type": "text",
             "content_attributes": {},
@@ -896,6 +901,22 @@ fn into_object(value: Value) -> Map<String, Value> {
         Value::Object(map) => map,
         _ => Map::new(),
     }
+}
+
+/// A WhatsApp message id as Meta makes them: `wamid.` and base64 of a
+/// small record that holds the customer's number (`wa_id`) in clear, then
+/// the message's own id. Anyone holding one can read the number out of it.
+fn wamid(wa_id: &str, message_id: u64) -> String {
+    use base64::Engine as _;
+    let mut raw = vec![0x1c, 0x18, u8::try_from(wa_id.len()).unwrap_or(0)];
+    raw.extend_from_slice(wa_id.as_bytes());
+    raw.extend_from_slice(&[0x15, 0x02, 0x00, 0x11, 0x18, 0x12]);
+    raw.extend_from_slice(format!("{message_id:018X}").as_bytes());
+    raw.push(0x00);
+    format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
 }
 
 /// The WhatsApp id Chatwoot keys a contact inbox by: the E.164 digits.
