@@ -170,7 +170,10 @@ pub fn mask_detected_into(
     if has_wamid {
         let mut from = 0;
         while let Some((s, e)) = find_wamid(text, from) {
-            spans.push((s, e, Detector::WhatsAppMessageId));
+            // One inside an e-mail address (`wamid.…@…`) is the address's.
+            if !spans.iter().any(|&(a, b, _)| s < b && a < e) {
+                spans.push((s, e, Detector::WhatsAppMessageId));
+            }
             from = e;
         }
     }
@@ -559,6 +562,8 @@ mod tests {
             "wamid.wamid.HBgLMTY0NzM3Nzc3",
             "wamid.é",
             "éwamid.HBgLMTY0NzM3Nzc3NzUV",
+            "xwamid.HBgLMTY0NzM3Nzc3@example.com",
+            "wamid.HBgLMTY0NzM3Nzc3@example.com wamid.HBgLMTY0NzM3Nzc3",
         ] {
             let _ = detected(text);
             let all = [
