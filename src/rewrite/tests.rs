@@ -1528,12 +1528,18 @@ fn missing_and_null_fields_have_nothing_to_mask_but_wrong_shapes_fail_closed() {
 #[test]
 fn masked_output_agrees_with_the_reference_on_generated_documents() {
     let mut rng = Rng(0x5eed_cafe);
-    let detect = [Detector::Phone, Detector::Email];
+    let detect = [
+        Detector::Phone,
+        Detector::Email,
+        Detector::WhatsAppMessageId,
+    ];
     for round in 0..300 {
         let rows: Vec<Value> = (0..rng.below(6)).map(|_| random_row(&mut rng)).collect();
         let mut doc = json!({"data": {"meta": {"count": rows.len()}, "payload": rows}});
         if round % 3 == 0 {
-            doc["data"]["note"] = json!("write to ops@example.com or +49 151 5551234");
+            doc["data"]["note"] = json!(
+                "write to ops@example.com or +49 151 5551234 about wamid.HBgLMTY0NzM3Nzc3NzUVAgAR"
+            );
         }
         let body = if round % 2 == 0 {
             serde_json::to_string(&doc)
