@@ -159,33 +159,18 @@ pub fn mask_detected_into(
     if !has_at && !has_digit && !has_wamid {
         return 0;
     }
+    // In this order, a later kind's finding inside an earlier one's (the
+    // digits of an address or of a message id, an id inside an address)
+    // is the earlier one's: spans never overlap.
     let mut spans: Vec<(usize, usize, Detector)> = Vec::new();
     if has_at {
-        let mut from = 0;
-        while let Some((s, e)) = find_email(text, from) {
-            spans.push((s, e, Detector::Email));
-            from = e;
-        }
+        add_disjoint(&mut spans, text, find_email, Detector::Email);
     }
     if has_wamid {
-        let mut from = 0;
-        while let Some((s, e)) = find_wamid(text, from) {
-            // One inside an e-mail address (`wamid.…@…`) is the address's.
-            if !spans.iter().any(|&(a, b, _)| s < b && a < e) {
-                spans.push((s, e, Detector::WhatsAppMessageId));
-            }
-            from = e;
-        }
+        add_disjoint(&mut spans, text, find_wamid, Detector::WhatsAppMessageId);
     }
     if has_digit {
-        let mut from = 0;
-        while let Some((s, e)) = find_phone(text, from) {
-            // Digits inside an e-mail address or a message id are theirs.
-            if !spans.iter().any(|&(a, b, _)| s < b && a < e) {
-                spans.push((s, e, Detector::Phone));
-            }
-            from = e;
-        }
+        add_disjoint(&mut spans, text, find_phone, Detector::Phone);
     }
     if spans.is_empty() {
         return 0;
@@ -200,6 +185,23 @@ pub fn mask_detected_into(
     }
     out.push_str(&text[at..]);
     spans.len() as u64
+}
+
+/// Every finding of `find` in `text` as a span of `kind`, but those that
+/// overlap a span already found.
+fn add_disjoint(
+    spans: &mut Vec<(usize, usize, Detector)>,
+    text: &str,
+    find: fn(&str, usize) -> Option<(usize, usize)>,
+    kind: Detector,
+) {
+    let mut from = 0;
+    while let Some((s, e)) = find(text, from) {
+        if !spans.iter().any(|&(a, b, _)| s < b && a < e) {
+            spans.push((s, e, kind));
+        }
+        from = e;
+    }
 }
 
 /// Appends the mask of `text` (a value of `kind`, if known) to `out`.

@@ -62,6 +62,17 @@ fn admin_client(gw: &TestGateway, server_ca: &str, identity: Option<&[u8]>) -> r
     builder.build().expect("client")
 }
 
+/// `/healthz` on a new connection presenting `identity`: an error when the
+/// handshake refuses the certificate.
+async fn probe_with(
+    gw: &TestGateway,
+    server_ca: &str,
+    identity: &[u8],
+) -> reqwest::Result<reqwest::Response> {
+    let client = admin_client(gw, server_ca, Some(identity));
+    client.get(url(gw, "/healthz")).send().await
+}
+
 fn url(gw: &TestGateway, path: &str) -> String {
     format!("https://localhost:{}{path}", gw.admin.port())
 }
@@ -259,12 +270,8 @@ async fn a_revoked_client_certificate_is_refused_and_a_new_list_applies_on_reloa
 
     // The CA issued mallory's certificate, and the list revokes it: the
     // handshake ends, so not even the probes answer her.
-    let mallory = admin_client(
-        &gw,
-        &server_ca,
-        Some(&ops.numbered_client_identity("ops-mallory", 2)),
-    );
-    let refused = mallory.get(url(&gw, "/healthz")).send().await;
+    let mallory = ops.numbered_client_identity("ops-mallory", 2);
+    let refused = probe_with(&gw, &server_ca, &mallory).await;
     assert!(refused.is_err(), "a revoked certificate: {refused:?}");
 
     // A second CA joins the bundle without a list of its own: its clients'
@@ -277,12 +284,8 @@ async fn a_revoked_client_certificate_is_refused_and_a_new_list_applies_on_reloa
     .expect("add a CA");
     let (code, body) = status(alice.post(url(&gw, "/reload")).bearer_auth(ADMIN_TOKEN)).await;
     assert_eq!(code, 200, "{body}");
-    let bob = admin_client(
-        &gw,
-        &server_ca,
-        Some(&other.numbered_client_identity("ops-bob", 3)),
-    );
-    let refused = bob.get(url(&gw, "/healthz")).send().await;
+    let bob = other.numbered_client_identity("ops-bob", 3);
+    let refused = probe_with(&gw, &server_ca, &bob).await;
     assert!(refused.is_err(), "a CA no list covers: {refused:?}");
 
     // The next list revokes alice's too. The reload she asks for re-reads
