@@ -6,12 +6,17 @@
 //! text) and calls [`mask_whole`] or [`mask_detected`] here.
 //!
 //! Detection is deliberately conservative about what counts as a phone
-//! number, because over-masking ids breaks clients: an international
-//! number (`+` and 8–15 digits, with single spaces, hyphens, dots or
-//! parentheses between digit groups), or a national number written with
-//! separators (a leading `0`, 9–11 digits, at least one separator). Bare
-//! digit runs such as WhatsApp's `phone_number_id` (`106540352242922`) are
-//! ids, not phone numbers, and are left alone.
+//! number, because over-masking ids breaks clients. A number is written
+//! as digit groups with single spaces, hyphens, dots, one `/` or
+//! parentheses between them, and is one of: international (`+`, or a
+//! percent-encoded `%2B`, and 8–15 digits); international after `00`
+//! (8–15 digits more, written with separators); national after a trunk
+//! `0` (9–13 digits with separators, 10–12 without; a date such as
+//! `01.12.2026 14:00` is not one); North American (`(415) 555-0123`,
+//! `415-555-0123`: groups of 3, 3 and 4); or 8–15 digits right after a
+//! link's `wa.me/`, `phone=`, `tel:` or `sms:`. Other bare digit runs,
+//! such as WhatsApp's `phone_number_id` (`106540352242922`), are ids, not
+//! phone numbers, and are left alone.
 
 use std::fmt::Write as _;
 
@@ -341,11 +346,10 @@ fn find_phone(text: &str, from: usize) -> Option<(usize, usize)> {
     let mut i = from;
     while i < bytes.len() {
         let b = bytes[i];
-        let starts = (b == b'+' || b == b'0' || b == b'(')
-            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'+'));
-        if starts {
-            if let Some(end) = phone_at(bytes, i) {
-                return Some((i, end));
+        let may_start = b == b'+' || b == b'%' || b == b'(' || b.is_ascii_digit();
+        if may_start && begins_number(bytes, i) {
+            if let Some(span) = phone_at(bytes, i) {
+                return Some(span);
             }
         }
         i += 1;
@@ -353,52 +357,215 @@ fn find_phone(text: &str, from: usize) -> Option<(usize, usize)> {
     None
 }
 
-/// Where a phone number starting at `start` ends, if one does.
-fn phone_at(bytes: &[u8], start: usize) -> Option<usize> {
-    let international = bytes[start] == b'+';
-    let mut i = start + usize::from(international);
-    let mut digits = 0;
-    let mut separators = 0;
-    let mut first_digit = None;
-    let mut end = i;
+/// Whether a number could begin at `i`: not inside a word or another
+/// number. Nothing of a letter, digit or `+` right before; no digit with a
+/// space or joining mark between (the groups of an IBAN or an ISBN are not
+/// each the start of a number); and, for digits, no word they are joined
+/// to (`INV-0123456789`, `key_0151…` are ids). A `+` or a link's key
+/// (`wa.me/`) says a number follows whatever comes before.
+fn begins_number(bytes: &[u8], i: usize) -> bool {
+    let Some(&prev) = i.checked_sub(1).and_then(|p| bytes.get(p)) else {
+        return true;
+    };
+    if prev.is_ascii_alphanumeric() || prev == b'+' {
+        return false;
+    }
+    if after_number_key(bytes, i) {
+        return true;
+    }
+    let Some(&before) = i.checked_sub(2).and_then(|p| bytes.get(p)) else {
+        return true;
+    };
+    let plus = bytes[i] == b'+' || bytes[i] == b'%';
+    match prev {
+        b' ' | b'-' | b'.' | b'/' if before.is_ascii_digit() => false,
+        b'-' | b'.' | b'/' | b'_' if before.is_ascii_alphabetic() => plus,
+        _ => true,
+    }
+}
+
+/// Whether `i` follows one of [`NUMBER_KEYS`].
+fn after_number_key(bytes: &[u8], i: usize) -> bool {
+    NUMBER_KEYS
+        .iter()
+        .any(|k| i >= k.len() && bytes[i - k.len()..i].eq_ignore_ascii_case(k))
+}
+
+/// URL parts after which digits are a phone number without a `+` or a
+/// trunk `0`: WhatsApp's click-to-chat links (`wa.me/447700900123`,
+/// `api.whatsapp.com/send?phone=…`) and `tel:`/`sms:` links.
+const NUMBER_KEYS: &[&[u8]] = &[b"wa.me/", b"phone=", b"tel:", b"sms:"];
+
+/// More digits than any phone number has (15, after a `00` prefix 17):
+/// reading stops there, so a long run of digits is read once, not again
+/// from each of its groups.
+const MAX_DIGITS: usize = 18;
+
+/// Digit groups read from a candidate number: how many digits, the first
+/// two, the lengths of the first groups and the separators between them.
+#[derive(Default)]
+struct Groups {
+    end: usize,
+    digits: usize,
+    first: [u8; 2],
+    /// Lengths of the first four groups (a fifth and later are counted in
+    /// `count` only).
+    lens: [usize; 4],
+    count: usize,
+    /// The separator before each of the second to fourth groups.
+    seps: [u8; 3],
+    separators: usize,
+    slashes: usize,
+}
+
+/// Reads digit groups from `start`: digits with single separators
+/// (space, `-`, `.`, one `/`) between them and parentheses around an early
+/// group, as numbers are written (`+49 (0)151 555-12345`, `0151/5551234`).
+fn read_groups(bytes: &[u8], start: usize) -> Groups {
+    let mut g = Groups::default();
+    let mut i = start;
     let mut open_paren = false;
+    let mut in_group = false;
+    let mut pending_sep = 0u8;
     while i < bytes.len() {
         let b = bytes[i];
         if b.is_ascii_digit() {
-            first_digit.get_or_insert(b);
-            digits += 1;
+            // Longer than any number: stop, and the digit that follows
+            // makes this no number at all.
+            if g.digits == MAX_DIGITS {
+                break;
+            }
+            if !in_group {
+                if g.count > 0 && g.count <= 3 {
+                    g.seps[g.count - 1] = pending_sep;
+                }
+                g.count += 1;
+                in_group = true;
+            }
+            if g.digits < 2 {
+                g.first[g.digits] = b;
+            }
+            if g.count <= 4 {
+                g.lens[g.count - 1] += 1;
+            }
+            g.digits += 1;
             i += 1;
-            end = i;
-        } else if b == b'(' && !open_paren && digits <= 4 {
+            g.end = i;
+        } else if b == b'(' && !open_paren && g.digits <= 4 {
             open_paren = true;
-            separators += 1;
+            g.separators += 1;
+            in_group = false;
+            pending_sep = b'(';
             i += 1;
         } else if b == b')' && open_paren {
             open_paren = false;
-            separators += 1;
+            g.separators += 1;
+            in_group = false;
+            pending_sep = b')';
             i += 1;
-        } else if matches!(b, b' ' | b'-' | b'.')
-            && digits > 0
+            // `(415) 555-0123`: a space may follow the closing parenthesis.
+            if bytes.get(i) == Some(&b' ') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        } else if matches!(b, b' ' | b'-' | b'.' | b'/')
+            && g.digits > 0
+            && in_group
+            && (b != b'/' || g.slashes == 0)
             && bytes
                 .get(i + 1)
                 .is_some_and(|n| n.is_ascii_digit() || *n == b'(')
         {
-            separators += 1;
+            g.slashes += usize::from(b == b'/');
+            g.separators += 1;
+            in_group = false;
+            pending_sep = b;
             i += 1;
         } else {
             break;
         }
     }
+    g
+}
+
+impl Groups {
+    /// `01.12.2026 14:00`, `2026-12-01 09`: a date (and an hour), not a
+    /// number, though its digits and separators would pass for one.
+    fn is_date(&self) -> bool {
+        let dated = |sep: u8| matches!(sep, b'.' | b'-' | b'/');
+        if self.count < 3 || self.seps[0] != self.seps[1] || !dated(self.seps[0]) {
+            return false;
+        }
+        let [a, b, c, _] = self.lens;
+        let day_first = (1..=2).contains(&a) && (1..=2).contains(&b) && c == 4;
+        let year_first = a == 4 && (1..=2).contains(&b) && (1..=2).contains(&c);
+        day_first || year_first
+    }
+
+    /// A North American number: `(415) 555-0123`, `415-555-0123`,
+    /// `1 415 555 0123`: groups of three, three and four digits (after an
+    /// optional `1`), an area code and exchange not starting with 0 or 1.
+    fn is_north_american(&self, bytes: &[u8], start: usize) -> bool {
+        let groups = &self.lens[..self.count.min(4)];
+        let (area_at, ok) = match groups {
+            [3, 3, 4] => (0, true),
+            [1, 3, 3, 4] => (1, self.first[0] == b'1'),
+            _ => (0, false),
+        };
+        if !ok {
+            return false;
+        }
+        // The first digit of the area code and of the exchange.
+        let mut leads = bytes[start..self.end]
+            .iter()
+            .enumerate()
+            .filter(|(k, b)| {
+                b.is_ascii_digit() && (*k == 0 || !bytes[start + k - 1].is_ascii_digit())
+            })
+            .map(|(_, b)| *b)
+            .skip(area_at);
+        let leads_ok = |d: Option<u8>| d.is_some_and(|d| (b'2'..=b'9').contains(&d));
+        leads_ok(leads.next()) && leads_ok(leads.next())
+    }
+}
+
+/// The phone number starting at `start`, if one does: its span (which
+/// leaves out a percent-encoded `+`).
+fn phone_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
+    let rest = &bytes[start..];
+    // `%2B447700900123`: a `+` percent-encoded in a URL.
+    let encoded_plus =
+        rest.len() > 3 && rest[0] == b'%' && rest[1] == b'2' && (rest[2] | 0x20) == b'b';
+    let (international, digits_from) = match rest[0] {
+        b'+' => (true, start + 1),
+        b'%' if encoded_plus => (true, start + 3),
+        b'%' => return None,
+        _ => (false, start),
+    };
+    let g = read_groups(bytes, digits_from);
     // A digit or letter right after means this was part of something longer.
-    if bytes.get(end).is_some_and(|b| b.is_ascii_alphanumeric()) {
+    if g.digits == 0 || bytes.get(g.end).is_some_and(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
-    let valid = if international {
-        (8..=15).contains(&digits)
+    let keyed = after_number_key(bytes, start);
+    let valid = if international || keyed {
+        (8..=15).contains(&g.digits)
+    } else if g.first == [b'0', b'0'] {
+        // `0044 7700 900123`: the international prefix most of the world
+        // dials. Written bare, a run of zeros and digits is an id.
+        g.separators > 0 && (8..=15).contains(&(g.digits - 2))
+    } else if g.first[0] == b'0' {
+        // A national number after its trunk `0`: `07700 900123`,
+        // `0151 55512345`, `06 12 34 56 78`; bare, `07700900123`.
+        if g.separators > 0 {
+            (9..=13).contains(&g.digits) && !g.is_date()
+        } else {
+            (10..=12).contains(&g.digits)
+        }
     } else {
-        first_digit == Some(b'0') && (9..=11).contains(&digits) && separators > 0
+        g.is_north_american(bytes, digits_from)
     };
-    valid.then_some(end)
+    let from = if encoded_plus { digits_from } else { start };
+    valid.then_some((from, g.end))
 }
 
 #[cfg(test)]
@@ -417,11 +584,11 @@ mod tests {
             ("call me on +447700900123", Some("call me on +*********123")),
             ("+44 7700 900123 please", Some("+** **** ***123 please")),
             ("+49 (0)151 555-12345", Some("+** (*)*** ***-**345")),
+            ("+49 (0) 151 555 12345", Some("+** (*) *** *** **345")),
             ("ring 07700 900123 today", Some("ring ***** ***123 today")),
             ("(0151) 555 1234", Some("(****) *** *234")),
             ("phone_number_id 106540352242922", None),
             ("order 4415 shipped", None),
-            ("07700900123", None),
             ("+1234567", None),
             ("v23.0 and 2026-11-30", None),
             ("ref +447700900123x", None),
@@ -429,6 +596,120 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(detected(text).as_deref(), *want, "{text:?}");
         }
+    }
+
+    /// How customers write their numbers in messages, in the demo's two
+    /// countries and beyond: national forms, the `00` prefix, North
+    /// American groups, and numbers inside links.
+    #[test]
+    fn numbers_written_the_way_people_write_them_are_found() {
+        let cases: &[(&str, &str)] = &[
+            // National, bare: how a UK mobile is usually typed.
+            ("my number is 07700900123", "my number is ********123"),
+            // German mobiles have 11 or 12 digits after the trunk 0.
+            ("Handy: 0151 55512345", "Handy: **** *****345"),
+            ("Tel. 0151/5551234 bitte", "Tel. ****/****234 bitte"),
+            ("015155512345", "*********345"),
+            // French groups of two, with spaces or dots.
+            ("06 12 34 56 78", "** ** ** *6 78"),
+            ("06.12.34.56.78", "**.**.**.*6.78"),
+            // The international prefix dialled from most of the world.
+            ("call 0044 7700 900123", "call **** **** ***123"),
+            ("0049-151-5551-2345", "****-***-****-*345"),
+            // North American.
+            ("(415) 555-0123", "(***) ***-*123"),
+            (
+                "text 415-555-0123 or 415.555.0199",
+                "text ***-***-*123 or ***.***.*199",
+            ),
+            ("1 415 555 0123", "* *** *** *123"),
+            // In links: WhatsApp click-to-chat, tel:, and a `+` the URL
+            // percent-encoded.
+            (
+                "https://wa.me/447700900123?text=hi",
+                "https://wa.me/*********123?text=hi",
+            ),
+            (
+                "https://api.whatsapp.com/send?phone=4915155512345",
+                "https://api.whatsapp.com/send?phone=**********345",
+            ),
+            (
+                "<a href=\"tel:07700900123\">",
+                "<a href=\"tel:********123\">",
+            ),
+            ("?to=%2B447700900123&x=1", "?to=%2B*********123&x=1"),
+            ("?to=%2b447700900123", "?to=%2b*********123"),
+            // After a word and a stop, a `+` still starts a number.
+            ("Tel.+44 7700 900123", "Tel.+** **** ***123"),
+        ];
+        let wrong: Vec<_> = cases
+            .iter()
+            .filter(|(text, want)| detected(text).as_deref() != Some(*want))
+            .map(|(text, _)| (*text, detected(text)))
+            .collect();
+        assert!(wrong.is_empty(), "found otherwise: {wrong:#?}");
+    }
+
+    /// What is not a phone number though it is digits: ids, dates and
+    /// times, amounts, versions, addresses, codes, and digits that are one
+    /// part of something longer.
+    #[test]
+    fn digits_that_are_not_phone_numbers_stay() {
+        let masked = [
+            // WhatsApp's and Chatwoot's ids, bare or zero-padded.
+            "106540352242922",
+            "phone_number_id=106540352242922",
+            "00000012345678",
+            "0012 3456",
+            // Dates and times, in the forms Europe and ISO write them.
+            "am 01.12.2026 14:00 geliefert",
+            "2026-12-01 09:30",
+            "01/12/2026 10:00",
+            "due 3.12.2026 10 Uhr",
+            // Amounts, versions, addresses, an ISBN, a postcode.
+            "£1,299.00 for 2 items",
+            "1.234.567.890",
+            "v23.0.1",
+            "192.168.100.200",
+            "978-3-16-148410-0",
+            "978-415-555-0123",
+            "IBAN DE89 3704 0044 0532 0130 00",
+            "LS6 2AB",
+            // Too short or too long to be a number, or fused to a word.
+            "0151 555",
+            "07700 900123 4567 8901 2345",
+            "x07700900123",
+            "INV-0123456789",
+            "key_07700900123",
+            "echo-secret-0123456789",
+            "07700900123b",
+            "0.5 and 0.25",
+            // North American groups whose exchange cannot start a number,
+            // or that are not 3-3-4.
+            "415-055-0123",
+            "4155-55-0123",
+            "12-345-6789",
+            // A percent sign that encodes no `+`, and digits after one.
+            "50% 0f 2",
+            "%2B1234",
+        ]
+        .iter()
+        .map(|t| (*t, detected(t)))
+        .filter(|(_, found)| found.is_some())
+        .collect::<Vec<_>>();
+        assert!(masked.is_empty(), "masked as numbers: {masked:#?}");
+    }
+
+    #[test]
+    fn a_long_run_of_digit_groups_is_read_only_as_far_as_a_number_goes() {
+        // Each group starts a new read; were each read to go to the end,
+        // 100,000 groups would take minutes. It stops after the digits
+        // that no number has.
+        let text = "1 ".repeat(100_000);
+        let g = read_groups(text.as_bytes(), 0);
+        assert_eq!(g.digits, MAX_DIGITS);
+        assert!(g.end < 2 * MAX_DIGITS, "read to {}", g.end);
+        assert_eq!(detected(&text), None);
     }
 
     #[test]

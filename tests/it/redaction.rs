@@ -252,6 +252,65 @@ async fn agents_get_masked_personal_data_and_cleared_supervisors_do_not() {
     );
 }
 
+/// `text` with the separators people put between digits taken out, so a
+/// number written `07700 900987` or `0151/555 12399` reads as its digits.
+fn digits_joined(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '/' | '(' | ')'))
+        .collect()
+}
+
+#[tokio::test]
+async fn numbers_customers_write_in_their_own_way_are_masked_too() {
+    // The demo's customers write numbers as people do: a UK mobile in its
+    // national form, a German one after its trunk 0, a WhatsApp
+    // click-to-chat link. None of them has a `+`.
+    let echo = EchoUpstream::start().await;
+    let (gw, idp) = harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url())]).await;
+    let client = gw.client();
+    let agent = idp.token("amelia", &["agent"], json!({"uid": 3}));
+    let supervisor = idp.token("priya", &["supervisor"], json!({"uid": 1}));
+    let cases = [
+        ("07700 900987", "7700900987"),
+        ("0151 55512399", "15155512399"),
+        ("wa.me/447700900456", "447700900456"),
+    ];
+    for (written, digits) in cases {
+        let conversation = data::messages()
+            .iter()
+            .find(|m| m.content.contains(written))
+            .unwrap_or_else(|| panic!("the demo data has {written} in a message"))
+            .conversation_id;
+        let path = format!("/api/v1/accounts/1/conversations/{conversation}/messages");
+        let as_agent = client
+            .get(gw.url(&path))
+            .bearer_auth(&agent)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(as_agent.status(), 200);
+        let text = as_agent.text().await.expect("body");
+        assert!(
+            !digits_joined(&text).contains(digits),
+            "{written} reaches the agent: {text}"
+        );
+        assert!(leaks(&text).is_empty(), "{:?}", leaks(&text));
+        // Cleared for personal data, the supervisor reads the message as
+        // it was written.
+        let as_supervisor = client
+            .get(gw.url(&path))
+            .bearer_auth(&supervisor)
+            .send()
+            .await
+            .expect("request");
+        let text = as_supervisor.text().await.expect("body");
+        assert!(
+            text.contains(written),
+            "{written} for the supervisor: {text}"
+        );
+    }
+}
+
 /// Routes whose upstream answers errors: the demo CRM refusing a duplicate
 /// contact (its 422 echoes the number or address), and a plain upstream
 /// whose error pages echo an address in several forms.

@@ -992,7 +992,7 @@ static CONVERSATIONS: &[Conversation] = &[
     ]),
     conversation_row(6, 6, None, Some(SALES), Status::Open, Some("high"), &["vip", "wholesale"], &[
         line_in("Salaam, we need 40 units of the Brixton bar stool for the new shop by Friday."),
-        line_in("Call me on +44 7700 900987 if easier."),
+        line_in("Call me on 07700 900987 if easier."),
     ]),
     conversation_row(7, 7, Some(3), Some(SUPPORT), Status::Resolved, None, &["returns"], &[
         line_in("The lamp arrived with a cracked shade. Can I return it?"),
@@ -1033,11 +1033,12 @@ static CONVERSATIONS: &[Conversation] = &[
     ]),
     conversation_row(16, 19, None, Some(SALES), Status::Open, None, &["order"], &[
         line_in("I'd like to order the Ivy vase as a gift. Please don't call the landline, my mum picks up."),
+        line_in("My work phone is on WhatsApp too if this one's off: wa.me/447700900456"),
     ]),
     conversation_row(17, 23, Some(4), Some(SALES), Status::Open, None, &["order"], &[
         line_in("Hallo, ist das Sofa Havel in Grau noch lieferbar?"),
         line_out("Hallo Frau Müller, ja, Lieferung in ca. 10 Tagen. Soll ich es reservieren?"),
-        line_in("Gerne. Rufen Sie mich bitte unter +49 151 55512399 ab 18 Uhr an."),
+        line_in("Gerne. Rufen Sie mich bitte unter 0151 55512399 ab 18 Uhr an."),
     ]),
     conversation_row(18, 25, Some(5), Some(SUPPORT), Status::Resolved, None, &["delivery"], &[
         line_in("Meine Bestellung DE-200512 ist noch nicht da."),
