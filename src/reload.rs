@@ -7,7 +7,8 @@
 //! A reload applies the whole file or nothing. Parts that cannot change
 //! in a running process (listeners, the admin listener, the audit sink,
 //! the JWKS endpoint) must stay as they are; a file that changes them is
-//! rejected with a message saying a restart is needed.
+//! rejected with a message saying a restart is needed. The audit signing
+//! key is the exception within the sink: the writer takes a new one over.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -80,8 +81,44 @@ impl Reloader {
         let _one = self.busy.lock().await;
         let current = self.store.load();
         let outcome = self.attempt(&current);
-        self.record(trigger, client_ip, &current, &outcome).await;
+        let rekeyed = match &outcome {
+            ReloadOutcome::Applied { .. } => self.rekey(&current).await,
+            _ => None,
+        };
+        self.record(trigger, client_ip, &current, &outcome, rekeyed.as_deref())
+            .await;
         outcome
+    }
+
+    /// After a reload was applied: a changed signing key (or checkpoint
+    /// interval) goes to the audit writer, which hands over from the old
+    /// key to the new one in the file. What to add to the reload's audit
+    /// record about it.
+    async fn rekey(&self, before: &Snapshot) -> Option<String> {
+        let after = self.store.load();
+        let (Some(old), Some(new)) = (&before.audit.signing, &after.audit.signing) else {
+            return None;
+        };
+        if old == new {
+            return None;
+        }
+        let change = format!(
+            "audit signing key {} -> {}, checkpoints every {:?}",
+            old.signer.key_id(),
+            new.signer.key_id(),
+            new.every
+        );
+        match self.audit.rekey(new.clone()).await {
+            Ok(()) => {
+                tracing::info!(from = %old.signer.key_id(), to = %new.signer.key_id(), "audit signing key changed");
+                Some(change)
+            }
+            Err(e) => {
+                // The writer keeps the key it has; its file says which.
+                tracing::error!(error = %e, "audit signing key not changed");
+                Some(format!("{change} failed: {e}"))
+            }
+        }
     }
 
     /// Reload whenever the config file, or a file it names, changes:
@@ -191,9 +228,14 @@ impl Reloader {
         if a.0.path != a.1.path
             || a.0.hash_chain != a.1.hash_chain
             || a.0.fail_closed != a.1.fail_closed
-            || a.0.signing != a.1.signing
         {
             problems.push("audit sink changed: restart to apply (the chain must not fork)");
+        }
+        // A new signing key (or checkpoint interval) is taken over by the
+        // running writer (see `rekey`); signing itself begins and ends with
+        // the process, which checkpoints the file it takes over.
+        if a.0.signing.is_some() != a.1.signing.is_some() {
+            problems.push("audit.signing_key added or removed: restart to apply (a new key or checkpoint_every reloads)");
         }
         let jwks_url = |s: &Snapshot| {
             s.auth
@@ -231,13 +273,17 @@ impl Reloader {
         client_ip: &str,
         current: &Snapshot,
         outcome: &ReloadOutcome,
+        rekeyed: Option<&str>,
     ) {
         let (verdict, detail, version) = match outcome {
             ReloadOutcome::Applied { from, to } => {
                 tracing::info!(from = %from, to = %to, trigger, "config reloaded");
                 (
                     Verdict::Allow,
-                    format!("{trigger}: applied {from} -> {to}"),
+                    match rekeyed {
+                        Some(change) => format!("{trigger}: applied {from} -> {to}; {change}"),
+                        None => format!("{trigger}: applied {from} -> {to}"),
+                    },
                     to.clone(),
                 )
             }

@@ -234,6 +234,7 @@ fn channel_with(out: Output, resume: Resume, options: AuditOptions) -> (AuditSin
         signing: options.signing.filter(|_| options.hash_chain),
         unsigned: 0,
         ticker: tx.downgrade(),
+        ticker_every: Arc::default(),
         #[cfg(test)]
         probe: None,
     };
@@ -322,6 +323,22 @@ impl AuditSink {
             .await
             .map_err(|_| FlushError::WriterStopped)?;
         // A napping writer would see the request only after its tick.
+        self.inner.thread.wake();
+        done.await.map_err(|_| FlushError::WriterStopped)??;
+        Ok(())
+    }
+
+    /// Signs the chain with `signing` from now on: the old key signs what it
+    /// has not yet, the new one seals a checkpoint of its own, and both are
+    /// on disk when this returns. For a reload that changed the signing
+    /// key; the writer must have been signing since it started.
+    pub async fn rekey(&self, signing: Signing) -> Result<(), FlushError> {
+        let (ack, done) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::Rekey(signing, ack))
+            .await
+            .map_err(|_| FlushError::WriterStopped)?;
         self.inner.thread.wake();
         done.await.map_err(|_| FlushError::WriterStopped)??;
         Ok(())
@@ -536,6 +553,10 @@ enum Command {
     Shutdown(oneshot::Sender<()>),
     /// Time for a signed checkpoint, if anything is unsigned.
     Checkpoint,
+    /// Sign with another key from now on (a reload changed
+    /// `audit.signing_key` or `checkpoint_every`); acknowledged once the
+    /// change is written and synced.
+    Rekey(Signing, oneshot::Sender<io::Result<()>>),
 }
 
 #[derive(Debug)]
@@ -607,6 +628,8 @@ struct WriterState {
     unsigned: u64,
     /// For the checkpoint ticker (weak: it must not keep the queue open).
     ticker: mpsc::WeakSender<Command>,
+    /// The ticker's interval, which a rekey may change.
+    ticker_every: Arc<TickerEvery>,
     /// Where the loop reports its steps, so tests can follow it without sleeping.
     #[cfg(test)]
     probe: Option<std::sync::mpsc::Sender<Step>>,
@@ -655,14 +678,29 @@ fn spawn_thread(
         })
 }
 
-/// Asks the writer for a checkpoint every `every`, until the queue is
-/// gone. A full queue skips a tick: the writer is busy, and the next tick
-/// comes soon enough.
-fn spawn_ticker(tx: mpsc::WeakSender<Command>, every: Duration) {
+/// How often the ticker asks for a checkpoint, in nanoseconds.
+#[derive(Debug, Default)]
+struct TickerEvery(AtomicU64);
+
+impl TickerEvery {
+    fn set(&self, every: Duration) {
+        let nanos = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
+        self.0.store(nanos, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// Asks the writer for a checkpoint every `every` (read again after each
+/// tick: a rekey may change it), until the queue is gone. A full queue
+/// skips a tick: the writer is busy, and the next tick comes soon enough.
+fn spawn_ticker(tx: mpsc::WeakSender<Command>, every: Arc<TickerEvery>) {
     let spawned = std::thread::Builder::new()
         .name("chatwarden-audit-checkpoints".into())
         .spawn(move || loop {
-            std::thread::sleep(every);
+            std::thread::sleep(every.get());
             let Some(tx) = tx.upgrade() else { return };
             if let Err(TrySendError::Closed(_)) = tx.try_send(Command::Checkpoint) {
                 return;
@@ -694,7 +732,8 @@ impl WriterState {
             self.append(record, Kind::Note);
         }
         if let Some(signing) = &self.signing {
-            spawn_ticker(self.ticker.clone(), signing.every);
+            self.ticker_every.set(signing.every);
+            spawn_ticker(self.ticker.clone(), Arc::clone(&self.ticker_every));
             // The file is signed from its first line on, so a file younger
             // than `checkpoint_every` verifies too.
             self.open_checkpoint();
@@ -797,6 +836,28 @@ impl WriterState {
     fn open_checkpoint(&mut self) {
         if self.seal_checkpoint() {
             self.opened = true;
+        }
+    }
+
+    /// Signs with `signing` from here on. What the old key has not signed
+    /// yet it signs now; the new key seals a checkpoint at once, so the
+    /// file shows where one key hands over to the other and nothing is
+    /// left between them. Both vouch from the same `since`: this process
+    /// wrote everything after it. The change is synced before it is
+    /// acknowledged.
+    fn rekey(&mut self, signing: Signing) -> io::Result<()> {
+        if self.signing.is_none() {
+            // Checkpoints began (or not) with the process; a reload cannot
+            // start them (see `Reloader::adopt`).
+            return Err(io::Error::other("signing is off in this process"));
+        }
+        self.checkpoint();
+        self.ticker_every.set(signing.every);
+        self.signing = Some(signing);
+        self.seal_checkpoint();
+        match self.commit() {
+            Some(e) => Err(e),
+            None => self.out.sync(),
         }
     }
 
@@ -911,6 +972,9 @@ impl WriterState {
                 let owed = self.unsigned > 0;
                 self.checkpoint();
                 self.probe(Step::Checkpoint { signed: owed });
+            }
+            Command::Rekey(signing, ack) => {
+                let _ = ack.send(self.rekey(signing));
             }
             Command::Shutdown(ack) => {
                 self.checkpoint();
@@ -2101,6 +2165,25 @@ mod tests {
             prev = hash;
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_does_not_sign_refuses_a_key_and_writes_nothing() {
+        let (_dir, path) = temp_log();
+        let (sink, writer) = open(&path, AuditOptions::default());
+        let thread = spawn(writer);
+        let (signed, _) = signing(Duration::from_secs(3600));
+        let signing = signed.signing.expect("a key");
+        assert!(
+            matches!(sink.rekey(signing).await, Err(FlushError::Io(_))),
+            "signing starts with the process"
+        );
+        assert!(sink.submit(record(1)).await.is_ok());
+        assert!(sink.flush().await.is_ok());
+        drop(sink);
+        assert!(thread.join().is_ok());
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 1, "no checkpoint: {lines:?}");
     }
 
     #[tokio::test]

@@ -377,6 +377,125 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
     );
 }
 
+/// A new signing key is a reload: the running writer hands over from the
+/// old key to the new in the file, and the file verifies with both public
+/// keys (not with the new one alone). Turning signing off is refused.
+#[tokio::test]
+async fn a_new_signing_key_is_taken_over_by_a_reload() {
+    use chatwarden::reload::ReloadOutcome;
+
+    let (gw, _up, old_public) = signing_gateway("  checkpoint_every: 1h\n").await;
+    let reloader = gw.handles.reloader.clone().expect("a reloader");
+    let get = || async {
+        let resp = gw
+            .client()
+            .get(gw.url("/api/v1/accounts/1/contacts"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+    };
+    get().await;
+    get().await;
+
+    // The Secret holding the key is updated.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+    std::fs::write(gw.dir.path().join("audit-signing.pem"), key.serialize_pem()).expect("key");
+    let new_public = gw.dir.path().join("audit-signing.new.pub.pem");
+    std::fs::write(&new_public, key.public_key_pem()).expect("public key");
+    let outcome = reloader.reload("test", "").await;
+    assert!(
+        matches!(outcome, ReloadOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+    get().await;
+    gw.handles.audit.flush().await.expect("flush");
+
+    let records = harness::read_jsonl(&gw.audit_path);
+    let events: Vec<&str> = records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap_or("request"))
+        .collect();
+    // Opening checkpoint, two requests, the old key's last checkpoint, the
+    // new key's first, the reload, the request after it.
+    assert_eq!(
+        events,
+        [
+            "checkpoint",
+            "request",
+            "request",
+            "checkpoint",
+            "checkpoint",
+            "reload",
+            "request"
+        ],
+        "{records:#?}"
+    );
+    let key_of = |r: &serde_json::Value| {
+        let detail = r["detail"].as_str().expect("detail");
+        let at = detail.find("key=").expect("a key id") + 4;
+        detail[at..].split(' ').next().expect("id").to_string()
+    };
+    let (old_id, new_id) = (key_of(&records[3]), key_of(&records[4]));
+    assert_ne!(old_id, new_id);
+    assert_eq!(key_of(&records[0]), old_id);
+    assert!(
+        records[3]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("2 records sealed")),
+        "the old key signs what it had not: {}",
+        records[3]
+    );
+    assert!(
+        records[5]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("test: applied ")
+                && d.ends_with(&format!(
+                    "; audit signing key {old_id} -> {new_id}, checkpoints every 3600s"
+                ))),
+        "{}",
+        records[5]
+    );
+
+    // Clean stop: the new key signs the last request.
+    gw.handles
+        .audit
+        .finish_blocking(std::time::Duration::from_secs(5));
+    let (code, out) = verify_cli(
+        std::slice::from_ref(&gw.audit_path),
+        &[&old_public, &new_public],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("keys {old_id} then {new_id}")),
+        "{out}"
+    );
+    let (code, out) = verify_cli(std::slice::from_ref(&gw.audit_path), &[&new_public]);
+    assert_eq!(
+        code,
+        Some(1),
+        "the new key alone cannot vouch for the old: {out}"
+    );
+
+    // Signing cannot be turned off by a reload.
+    let config = gw.dir.path().join("chatwarden.yaml");
+    let yaml = std::fs::read_to_string(&config).expect("config");
+    let unsigned: String = yaml
+        .lines()
+        .filter(|l| !l.contains("signing_key") && !l.contains("checkpoint_every"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, unsigned).expect("write");
+    let outcome = reloader.reload("test", "").await;
+    let ReloadOutcome::Rejected { problems } = outcome else {
+        panic!("turning signing off should be refused: {outcome:?}");
+    };
+    assert!(
+        problems.contains("audit.signing_key added or removed: restart to apply"),
+        "{problems}"
+    );
+}
+
 /// What someone with write access but no key can do: `lines` (edited or
 /// not) sealed again into a chain from the genesis hash that verifies.
 fn rechain(lines: impl Iterator<Item = String>) -> String {
