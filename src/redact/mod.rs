@@ -528,6 +528,24 @@ impl Groups {
     }
 }
 
+/// Whether `rest` begins the way a national or North American number
+/// does: a trunk `0` (after an optional `(`), or a first group of three
+/// digits (`415-`, `(415)`) or a lone `1` (`1 415 …`) before a separator.
+/// Most digits in a body (ids, counts, timestamps) fail this at once and
+/// are not read any further.
+fn may_be_national_or_north_american(rest: &[u8]) -> bool {
+    let rest = rest.strip_prefix(b"(").unwrap_or(rest);
+    let separator = |b: Option<&u8>| matches!(b, Some(b' ' | b'-' | b'.' | b')'));
+    match rest.first() {
+        Some(b'0') => true,
+        Some(b'1') if separator(rest.get(1)) => true,
+        Some(_) => {
+            rest.len() > 3 && rest[..3].iter().all(u8::is_ascii_digit) && separator(rest.get(3))
+        }
+        None => false,
+    }
+}
+
 /// The phone number starting at `start`, if one does: its span (which
 /// leaves out a percent-encoded `+`).
 fn phone_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
@@ -541,12 +559,15 @@ fn phone_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
         b'%' => return None,
         _ => (false, start),
     };
+    let keyed = after_number_key(bytes, start);
+    if !international && !keyed && !may_be_national_or_north_american(rest) {
+        return None;
+    }
     let g = read_groups(bytes, digits_from);
     // A digit or letter right after means this was part of something longer.
     if g.digits == 0 || bytes.get(g.end).is_some_and(|b| b.is_ascii_alphanumeric()) {
         return None;
     }
-    let keyed = after_number_key(bytes, start);
     let valid = if international || keyed {
         (8..=15).contains(&g.digits)
     } else if g.first == [b'0', b'0'] {
