@@ -384,11 +384,15 @@ fn begins_number(bytes: &[u8], i: usize) -> bool {
     }
 }
 
-/// Whether `i` follows one of [`NUMBER_KEYS`].
+/// Whether `i` follows one of [`NUMBER_KEYS`], itself a word of its own
+/// (`Hotel:` holds no `tel:`).
 fn after_number_key(bytes: &[u8], i: usize) -> bool {
-    NUMBER_KEYS
-        .iter()
-        .any(|k| i >= k.len() && bytes[i - k.len()..i].eq_ignore_ascii_case(k))
+    NUMBER_KEYS.iter().any(|k| {
+        let Some(at) = i.checked_sub(k.len()) else {
+            return false;
+        };
+        bytes[at..i].eq_ignore_ascii_case(k) && (at == 0 || !bytes[at - 1].is_ascii_alphanumeric())
+    })
 }
 
 /// URL parts after which digits are a phone number without a `+` or a
@@ -703,6 +707,7 @@ mod tests {
             "INV-0123456789",
             "key_07700900123",
             "echo-secret-0123456789",
+            "Hotel:12345678 Smartphone=123456789",
             "07700900123b",
             "0.5 and 0.25",
             // North American groups whose exchange cannot start a number,
