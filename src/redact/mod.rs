@@ -127,7 +127,7 @@ pub fn mask_whole(text: &str, style: &Style) -> String {
 pub fn mask_whole_into(text: &str, style: &Style, out: &mut String) {
     let kind = if find_wamid(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len()) {
         Some(Detector::WhatsAppMessageId)
-    } else if text.contains('@') && find_email(text, 0).is_some() {
+    } else if (text.contains('@') || text.contains(ENCODED_AT)) && find_email(text, 0).is_some() {
         Some(Detector::Email)
     } else if find_phone(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len()) {
         Some(Detector::Phone)
@@ -158,7 +158,7 @@ pub fn mask_detected_into(
     let email = detectors.contains(&Detector::Email);
     let wamid = detectors.contains(&Detector::WhatsAppMessageId);
     // Cheap gate: no `@`, no digit and no message id means nothing to find.
-    let has_at = email && text.contains('@');
+    let has_at = email && (text.contains('@') || text.contains(ENCODED_AT));
     let has_digit = phone && text.bytes().any(|b| b.is_ascii_digit());
     let has_wamid = wamid && text.contains(WAMID_PREFIX);
     if !has_at && !has_digit && !has_wamid {
@@ -256,11 +256,12 @@ fn partial_phone(text: &str, out: &mut String) {
 }
 
 fn partial_email(text: &str, out: &mut String) {
-    match text.split_once('@') {
-        Some((local, domain)) => {
-            out.extend(local.chars().take(1));
-            out.push_str("***@");
-            out.push_str(domain);
+    match next_at_sign(text, 0) {
+        Some((at, _)) => {
+            out.extend(text[..at].chars().take(1));
+            out.push_str("***");
+            // The `@` as it was written, plain or encoded.
+            out.push_str(&text[at..]);
         }
         None => partial_text(text, out),
     }
@@ -299,28 +300,35 @@ fn find_wamid(text: &str, from: usize) -> Option<(usize, usize)> {
 
 /// The first e-mail address at or after byte `from`: `local@domain.tld`
 /// with an RFC 5322 dot-atom local part and a dotted domain whose last
-/// label is at least two letters.
+/// label is at least two letters. In a URL the `@` may be percent-encoded
+/// (`?email=sophie%40example.com`): then the local part is what a URL
+/// leaves unencoded, so it stops at the query's `=` or `&`.
 fn find_email(text: &str, from: usize) -> Option<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut search = from;
-    while let Some(rel) = text.get(search..)?.find('@') {
-        let at = search + rel;
+    while let Some((at, width)) = next_at_sign(text, search) {
+        let local_byte: fn(u8) -> bool = if width == 1 {
+            is_local_byte
+        } else {
+            is_encoded_local_byte
+        };
         let mut start = at;
-        while start > 0 && is_local_byte(bytes[start - 1]) {
+        while start > 0 && local_byte(bytes[start - 1]) {
             start -= 1;
         }
         // A local part does not start or end with a dot.
         while start < at && bytes[start] == b'.' {
             start += 1;
         }
-        let mut end = at + 1;
+        let domain_at = at + width;
+        let mut end = domain_at;
         while end < bytes.len() && is_domain_byte(bytes[end]) {
             end += 1;
         }
-        while end > at + 1 && matches!(bytes[end - 1], b'.' | b'-') {
+        while end > domain_at && matches!(bytes[end - 1], b'.' | b'-') {
             end -= 1;
         }
-        let domain = &text[at + 1..end];
+        let domain = &text[domain_at..end];
         let tld_ok = domain.rsplit_once('.').is_some_and(|(head, tld)| {
             !head.is_empty() && tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())
         });
@@ -330,6 +338,27 @@ fn find_email(text: &str, from: usize) -> Option<(usize, usize)> {
         search = at + 1;
     }
     None
+}
+
+/// The next `@` at or after `from`, or its percent-encoding `%40`: where
+/// it is and how many bytes it takes.
+fn next_at_sign(text: &str, from: usize) -> Option<(usize, usize)> {
+    let rest = text.get(from..)?;
+    let plain = rest.find('@').map(|i| (from + i, 1));
+    let encoded = rest.find(ENCODED_AT).map(|i| (from + i, ENCODED_AT.len()));
+    match (plain, encoded) {
+        (Some(p), Some(e)) => Some(if p.0 < e.0 { p } else { e }),
+        (p, e) => p.or(e),
+    }
+}
+
+/// `@` as a URL carries it.
+const ENCODED_AT: &str = "%40";
+
+/// What an address's local part holds in a URL: letters, digits, `.`,
+/// `-`, `_`, `+` and percent-encodings; not the query's `=` and `&`.
+fn is_encoded_local_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+' | b'%')
 }
 
 fn is_local_byte(b: u8) -> bool {
@@ -752,6 +781,16 @@ mod tests {
             ("two: x@y.io, z@w.io.", Some("two: x***@y.io, z***@w.io.")),
             ("not an address: @handle or a@b", None),
             ("user@localhost", None),
+            // Percent-encoded in a URL: the local part stops at the query.
+            (
+                "https://crm.example/c?email=sophie.t%40example.com&x=1",
+                Some("https://crm.example/c?email=s***%40example.com&x=1"),
+            ),
+            (
+                "mailto:a.b%2Btag%40mail.example.co.uk",
+                Some("mailto:a***%40mail.example.co.uk"),
+            ),
+            ("100%40 off, 50%40x", None),
         ];
         for (text, want) in cases {
             assert_eq!(detected(text).as_deref(), *want, "{text:?}");
@@ -823,6 +862,10 @@ mod tests {
             mask_whole("sophie@example.com", &Style::Partial),
             "s***@example.com"
         );
+        assert_eq!(
+            mask_whole("sophie%40example.com", &Style::Partial),
+            "s***%40example.com"
+        );
         assert_eq!(mask_whole("Sophie Taylor", &Style::Partial), "S***");
         assert_eq!(mask_whole("S", &Style::Partial), "***");
         assert_eq!(mask_whole("", &Style::Partial), "***");
@@ -872,6 +915,12 @@ mod tests {
             "wamid.é",
             "éwamid.HBgLMTY0NzM3Nzc3NzUV",
             "xwamid.HBgLMTY0NzM3Nzc3@example.com",
+            "%40",
+            "%4",
+            "a%40",
+            "%40b.cd",
+            "a%40é.éé",
+            "é%40x.io",
             "wamid.HBgLMTY0NzM3Nzc3@example.com wamid.HBgLMTY0NzM3Nzc3",
         ] {
             let _ = detected(text);
