@@ -567,7 +567,7 @@ static CONTACTS: &[Contact] = &[
         Some("george.whitfield@example.com"),
         "Manchester",
         Some("Whitfield Joinery Ltd"),
-        Some("Trade account; send invoices to accounts@whitfield-joinery.example.com"),
+        Some("Trade account; send invoices to accounts@whitfield-joinery.example.com, deliveries via the site foreman on 07700 900222."),
     ),
     contact_row(
         3,
