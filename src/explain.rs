@@ -15,6 +15,7 @@ use crate::config::Snapshot;
 use crate::gate::{self, Circumstances, RequestView, WireFacts};
 use crate::policy::{plan_row_filter, RowFilterPlan};
 use crate::revocation::RuntimeRevocations;
+use crate::rewrite::{RewriteOutcome, RewritePlan};
 
 /// One request to explain.
 pub struct Question {
@@ -89,6 +90,66 @@ pub fn answer(
         out.push_str(&r);
     }
     Ok(out)
+}
+
+/// What the caller of `q` would get for `body`, a 2xx JSON answer from the
+/// upstream: the route's row filter and redaction applied as the proxy
+/// applies them, or why nothing would be sent. `Err` for a malformed
+/// question.
+pub fn response_for(
+    snapshot: &Snapshot,
+    q: &Question,
+    revocations: &RuntimeRevocations,
+    body: &[u8],
+) -> Result<String, String> {
+    let (outcome, _) = decide(snapshot, q, revocations)?;
+    let admission = match outcome {
+        Ok(a) => a,
+        Err(r) => {
+            return Ok(format!(
+                "response: none: the request is refused ({}) and never reaches the upstream\n",
+                r.reason.code()
+            ))
+        }
+    };
+    let plan = RewritePlan::for_caller(
+        admission.route.row_filter.as_ref(),
+        &admission.route.redactions,
+        admission.caller.as_ref().map(|c| &c.identity),
+        snapshot.policy.roles(),
+    );
+    if plan.is_empty() {
+        return Ok(
+            "response: sent as the upstream wrote it (nothing to filter or mask for this caller)\n"
+                .to_string(),
+        );
+    }
+    let outcome = crate::rewrite::rewrite(
+        body,
+        Some("application/json"),
+        None,
+        &plan,
+        crate::rewrite::MAX_REWRITE_BYTES,
+    );
+    Ok(match outcome {
+        Ok(RewriteOutcome::Rewritten {
+            body,
+            removed,
+            masked,
+        }) => format!(
+            "response: {removed} row(s) removed, {masked} value(s) masked:\n{}\n",
+            String::from_utf8_lossy(&body)
+        ),
+        Ok(RewriteOutcome::Unchanged) => {
+            "response: sent as the upstream wrote it (every row passed, nothing to mask)\n"
+                .to_string()
+        }
+        Ok(RewriteOutcome::NotFound) => {
+            "response: 404 not_found: the row filter refuses the object, as if it did not exist\n"
+                .to_string()
+        }
+        Err(e) => format!("response: 502 redaction_failed, nothing of the body sent: {e}\n"),
+    })
 }
 
 /// Run the gate for a question; `Err` for a malformed question.
@@ -411,6 +472,45 @@ routes:
                 "expected `{line}` in:\n{supervisor}"
             );
         }
+    }
+
+    #[test]
+    fn a_sample_answer_is_shown_as_the_caller_would_get_it() {
+        let snapshot = load_str(CONFIG, Path::new("t.yaml"), &HashMap::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ask = |roles: &str, path: &str, body: &str| {
+            let q = Question {
+                method: "GET".into(),
+                path: path.into(),
+                token: None,
+                claims: Some(format!(r#"{{"sub": "a", "roles": {roles}, "uid": 7}}"#)),
+                ip: "10.0.0.1".into(),
+                at: None,
+            };
+            response_for(
+                &snapshot,
+                &q,
+                &RuntimeRevocations::default(),
+                body.as_bytes(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let body = r#"{"meta":{"sender":{"email":"jo@example.com"}},"note":"call 07700 900123"}"#;
+        assert_eq!(
+            ask(r#"["agent"]"#, "/c/42", body),
+            "response: 0 row(s) removed, 2 value(s) masked:\n\
+             {\"meta\":{\"sender\":{\"email\":\"j***@example.com\"}},\"note\":\"call ***** ***123\"}\n"
+        );
+        assert_eq!(
+            ask(r#"["supervisor"]"#, "/c/42", body),
+            "response: sent as the upstream wrote it (nothing to filter or mask for this caller)\n"
+        );
+        assert_eq!(
+            ask(r#"["guest"]"#, "/c/42", body),
+            "response: none: the request is refused (permission_denied) and never reaches the upstream\n"
+        );
+        assert!(ask(r#"["agent"]"#, "/c/42", "<html>not JSON</html>")
+            .starts_with("response: 502 redaction_failed, nothing of the body sent: "),);
     }
 
     #[test]

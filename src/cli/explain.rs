@@ -5,11 +5,21 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{load_file, ProcessEnv, Snapshot};
-use crate::explain::answer;
 pub use crate::explain::Question;
+use crate::explain::{answer, response_for};
 use crate::revocation::RuntimeRevocations;
 
-pub fn run(config: &Path, q: &Question) -> ExitCode {
+/// `response`: a file holding an upstream answer to show as the caller
+/// would get it (`-`: stdin).
+pub fn run(config: &Path, q: &Question, response: Option<&Path>) -> ExitCode {
+    // Read first: a missing file is the question's fault, not the config's.
+    let body = match response.map(read_response).transpose() {
+        Ok(b) => b,
+        Err(msg) => {
+            eprintln!("chatwarden explain: {msg}");
+            return ExitCode::from(2);
+        }
+    };
     let snapshot = match load_file(config, &ProcessEnv) {
         Ok(s) => s,
         Err(e) => {
@@ -23,7 +33,13 @@ pub fn run(config: &Path, q: &Question) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    match answer(&snapshot, q, &RuntimeRevocations::default()) {
+    let revocations = RuntimeRevocations::default();
+    let report = answer(&snapshot, q, &revocations).and_then(|report| match &body {
+        Some(body) => response_for(&snapshot, q, &revocations, body)
+            .map(|response| format!("{report}\n{response}")),
+        None => Ok(report),
+    });
+    match report {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS
@@ -33,6 +49,16 @@ pub fn run(config: &Path, q: &Question) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn read_response(path: &Path) -> Result<Vec<u8>, String> {
+    let read = if path == Path::new("-") {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body).map(|_| body)
+    } else {
+        std::fs::read(path)
+    };
+    read.map_err(|e| format!("cannot read the response {}: {e}", path.display()))
 }
 
 /// One decision, rendered for people. Shared with `chatwarden test`.

@@ -83,6 +83,10 @@ enum Command {
         /// When (default now): 2026-11-24T10:00:00Z or 2026-11-24T10:00:00[Europe/London].
         #[arg(long)]
         at: Option<String>,
+        /// A 2xx JSON answer of the upstream (a file, `-` for stdin): print it
+        /// as this caller would get it, row filter and redaction applied.
+        #[arg(long, value_name = "FILE")]
+        response: Option<PathBuf>,
     },
     /// Run policy test cases; exit 1 on any mismatch.
     Test {
@@ -189,6 +193,7 @@ pub fn main() -> ExitCode {
             claims,
             ip,
             at,
+            response,
         } => explain::run(
             &config,
             &explain::Question {
@@ -199,6 +204,7 @@ pub fn main() -> ExitCode {
                 ip,
                 at,
             },
+            response.as_deref(),
         ),
         Command::Test { config, cases } => policy_test::run(&config, &cases),
         Command::Token {

@@ -24,14 +24,13 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::auth::Verified;
 use crate::config::snapshot::Route;
-use crate::policy::{plan_row_filter, RoleSet};
+use crate::policy::RoleSet;
 use crate::rewrite::{
     check_error_head, mask_error_body, rewrite, ErrorScan, RewriteError, RewriteOutcome,
     RewritePlan,
 };
 
-/// Largest upstream body buffered for rewriting.
-pub const MAX_REWRITE_BYTES: usize = 16 * 1024 * 1024;
+pub use crate::rewrite::MAX_REWRITE_BYTES;
 
 /// Conditional and partial requests would let a cached or partial body
 /// slip past the rewriter.
@@ -79,21 +78,12 @@ pub fn plan(route: &Route, caller: Option<&Verified>, roles: &RoleSet) -> Option
     if route.row_filter.is_none() && route.redactions.is_empty() {
         return None;
     }
-    // Routes with a row filter or redaction are jwt routes: a caller is
-    // always there. Without one nothing is known to be visible: mask all.
-    let mut plan = RewritePlan::default();
-    if let (Some(filter), Some(caller)) = (&route.row_filter, caller) {
-        plan.push_row_filter(filter, plan_row_filter(filter, &caller.identity, roles));
-    }
-    for rule in &route.redactions {
-        let exempt = match (&rule.unless_permission, caller) {
-            (Some(p), Some(c)) => roles.holds(&c.identity.roles, p),
-            _ => false,
-        };
-        if !exempt {
-            plan.push_redaction(rule);
-        }
-    }
+    let plan = RewritePlan::for_caller(
+        route.row_filter.as_ref(),
+        &route.redactions,
+        caller.map(|c| &c.identity),
+        roles,
+    );
     (!plan.is_empty()).then(|| RewriteState::new(plan))
 }
 

@@ -38,6 +38,10 @@ pub use plan::{PlannedDetect, PlannedMask, PlannedRowFilter, RewritePlan, MAX_PL
 use plan::Compiled;
 use scan::{WalkError, Walked};
 
+/// Largest upstream body buffered for rewriting (the proxy's cap, and
+/// `chatwarden explain --response`'s).
+pub const MAX_REWRITE_BYTES: usize = 16 * 1024 * 1024;
+
 /// What [`rewrite`] decided for one body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RewriteOutcome {

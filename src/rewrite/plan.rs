@@ -8,8 +8,13 @@
 //! so every live selector at depth `d` has consumed `d` steps, and every
 //! live field watch has consumed `d - item_depth` segments.
 
+use std::sync::Arc;
+
 use super::RewriteError;
-use crate::policy::{FilterMode, ItemSelector, RowFilter, RowFilterPlan, SelectorStep};
+use crate::identity::Identity;
+use crate::policy::{
+    plan_row_filter, FilterMode, ItemSelector, RoleSet, RowFilter, RowFilterPlan, SelectorStep,
+};
 use crate::redact::{Detector, RedactionRule, Style};
 
 /// Everything the rewriter must do to one response body.
@@ -61,6 +66,33 @@ pub struct PlannedRowFilter {
 pub const MAX_PLAN_ENTRIES: usize = 64;
 
 impl RewritePlan {
+    /// What a route's answers go through for one caller: its row filter
+    /// as planned for `identity`, and each redaction rule whose
+    /// `unless_permission` the caller lacks. Routes with either are token
+    /// routes; without an identity nothing is known to be visible, so
+    /// every rule masks (and no row filter can be planned).
+    pub fn for_caller(
+        row_filter: Option<&RowFilter>,
+        redactions: &[Arc<RedactionRule>],
+        identity: Option<&Identity>,
+        roles: &RoleSet,
+    ) -> RewritePlan {
+        let mut plan = RewritePlan::default();
+        if let (Some(filter), Some(identity)) = (row_filter, identity) {
+            plan.push_row_filter(filter, plan_row_filter(filter, identity, roles));
+        }
+        for rule in redactions {
+            let exempt = match (&rule.unless_permission, identity) {
+                (Some(p), Some(identity)) => roles.holds(&identity.roles, p),
+                _ => false,
+            };
+            if !exempt {
+                plan.push_redaction(rule);
+            }
+        }
+        plan
+    }
+
     /// Adds `filter` as planned for this caller; a `Skip` plan adds nothing.
     pub fn push_row_filter(&mut self, filter: &RowFilter, plan: RowFilterPlan) {
         if plan == RowFilterPlan::Skip {

@@ -319,13 +319,16 @@ auth:
   mfa: {amr_any: [otp]}
 roles:
   agent: {permissions: [conversations.read, conversations.create]}
-  supervisor: {inherits: [agent], permissions: [contacts.export]}
+  supervisor: {inherits: [agent], permissions: [contacts.export, contacts.read_pii]}
+redaction:
+  - {name: pii, unless_permission: contacts.read_pii, fields: ["$.data.payload[*].meta.sender.phone_number"], detect: [phone, email]}
 access:
   - name: office-hours
     roles: [agent]
     time: {days: [mon-fri], from: "08:00", to: "18:00", tz: Europe/London}
 routes:
-  - {name: conversations, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/conversations", permission: conversations.read}
+  - {name: conversations, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/conversations", permission: conversations.read,
+     redaction: [pii]}
   - {name: export, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts/export", permission: contacts.export, mfa_max_age: 15m}
   - {name: open, upstream: crm, methods: [POST], path: "/api/v1/accounts/{account_id}/conversations", permission: conversations.create,
      scope: [{body: inbox_id, claim: inbox_ids}]}
@@ -474,4 +477,61 @@ fn explain_and_policy_tests_use_the_proxy_decision() {
         "explain names the deciding rule:\n{stdout}"
     );
     assert!(stdout.contains("office-hours"), "{stdout}");
+
+    // A sample answer, as the agent would get it in hours (from a file)
+    // and as the supervisor would (from stdin).
+    let sample = r#"{"data":{"payload":[{"id":1,"meta":{"sender":{"phone_number":"+447700900123"}},"last":"mail jo@example.com"}]}}"#;
+    let answer = dir.path().join("answer.json");
+    std::fs::write(&answer, sample).expect("write");
+    let explain = |claims: &str, response: &std::path::Path| {
+        let mut child = bin()
+            .arg("explain")
+            .arg("-c")
+            .arg(&config)
+            .args(["--path", "/api/v1/accounts/1/conversations"])
+            .args(["--claims", claims])
+            .args(["--at", "2026-11-24T10:30:00[Europe/London]"])
+            .arg("--response")
+            .arg(response)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, sample.as_bytes()).expect("stdin");
+        }
+        let out = child.wait_with_output().expect("run");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stdout = explain(r#"{"sub":"amelia","roles":["agent"]}"#, &answer);
+    assert!(
+        stdout.contains(
+            "response: 0 row(s) removed, 2 value(s) masked:\n\
+             {\"data\":{\"payload\":[{\"id\":1,\"meta\":{\"sender\":{\"phone_number\":\"+*********123\"}},\"last\":\"mail j***@example.com\"}]}}"
+        ),
+        "{stdout}"
+    );
+    let stdout = explain(
+        r#"{"sub":"priya","roles":["supervisor"]}"#,
+        std::path::Path::new("-"),
+    );
+    assert!(
+        stdout.contains(
+            "response: sent as the upstream wrote it (nothing to filter or mask for this caller)"
+        ),
+        "{stdout}"
+    );
+    // A file that is not there is the question's fault: exit 2.
+    let out = bin()
+        .arg("explain")
+        .arg("-c")
+        .arg(&config)
+        .args(["--path", "/api/v1/accounts/1/conversations"])
+        .args(["--response", "/nonexistent/answer.json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("chatwarden explain: cannot read the response /nonexistent/answer.json"));
 }
