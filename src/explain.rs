@@ -15,7 +15,7 @@ use crate::config::Snapshot;
 use crate::gate::{self, Circumstances, RequestView, WireFacts};
 use crate::policy::{plan_row_filter, RowFilterPlan};
 use crate::revocation::RuntimeRevocations;
-use crate::rewrite::{RewriteOutcome, RewritePlan};
+use crate::rewrite::{RewriteError, RewriteOutcome, RewritePlan};
 
 /// One request to explain.
 pub struct Question {
@@ -92,6 +92,33 @@ pub fn answer(
     Ok(out)
 }
 
+/// The upstream's 2xx JSON answer `body` as the admitted caller gets it:
+/// the route's row filter and redaction, planned for this caller and
+/// applied by the proxy's own rewriter. `None`: nothing to do for this
+/// caller, the body goes out as it is.
+pub fn rewrite_for(
+    snapshot: &Snapshot,
+    admission: &gate::Admission,
+    body: &[u8],
+) -> Option<Result<RewriteOutcome, RewriteError>> {
+    let plan = RewritePlan::for_caller(
+        admission.route.row_filter.as_ref(),
+        &admission.route.redactions,
+        admission.caller.as_ref().map(|c| &c.identity),
+        snapshot.policy.roles(),
+    );
+    if plan.is_empty() {
+        return None;
+    }
+    Some(crate::rewrite::rewrite(
+        body,
+        Some("application/json"),
+        None,
+        &plan,
+        crate::rewrite::MAX_REWRITE_BYTES,
+    ))
+}
+
 /// What the caller of `q` would get for `body`, a 2xx JSON answer from the
 /// upstream: the route's row filter and redaction applied as the proxy
 /// applies them, or why nothing would be sent. `Err` for a malformed
@@ -112,25 +139,12 @@ pub fn response_for(
             ))
         }
     };
-    let plan = RewritePlan::for_caller(
-        admission.route.row_filter.as_ref(),
-        &admission.route.redactions,
-        admission.caller.as_ref().map(|c| &c.identity),
-        snapshot.policy.roles(),
-    );
-    if plan.is_empty() {
+    let Some(outcome) = rewrite_for(snapshot, &admission, body) else {
         return Ok(
             "response: sent as the upstream wrote it (nothing to filter or mask for this caller)\n"
                 .to_string(),
         );
-    }
-    let outcome = crate::rewrite::rewrite(
-        body,
-        Some("application/json"),
-        None,
-        &plan,
-        crate::rewrite::MAX_REWRITE_BYTES,
-    );
+    };
     Ok(match outcome {
         Ok(RewriteOutcome::Rewritten {
             body,

@@ -1,5 +1,7 @@
 //! `chatwarden test CASES`: policy test cases (who, what, when, where →
-//! expected decision), run through the proxy's own decision function.
+//! expected decision, and for a given upstream answer the answer the
+//! caller gets), run through the proxy's own decision function and
+//! rewriter.
 //! Prints a table; exits 1 on any mismatch, so CI can hold a policy to
 //! its intent.
 
@@ -12,9 +14,10 @@ use serde_json::Value;
 use crate::config::duration::parse_duration;
 use crate::config::{load_file, ProcessEnv, Snapshot};
 use crate::decision::Reason;
-use crate::explain::{decide, parse_instant, Question};
+use crate::explain::{decide, parse_instant, rewrite_for, Question};
 use crate::policy::body_scope::{self, BodyRefusal};
 use crate::revocation::RuntimeRevocations;
+use crate::rewrite::RewriteOutcome;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,8 +43,32 @@ struct Case {
     /// The JSON request body, for routes whose scope binds a body member
     /// (`{inbox_id: 2}`).
     body: Option<Value>,
+    /// The upstream's 2xx JSON answer, to run through the route's row
+    /// filter and redaction for this caller. An object the row filter
+    /// refuses makes the decision `not_found`; a body that cannot be
+    /// masked, `redaction_failed`.
+    response: Option<Value>,
     /// `allow` or a reason code (`outside_hours`, `scope_denied`, …).
     expect: String,
+    /// The answer the caller must get (compared as JSON), given `response`.
+    expect_response: Option<Value>,
+}
+
+/// What a case got: the decision, and the answer the caller would get
+/// when the case gave one.
+#[derive(Debug, PartialEq)]
+struct Got {
+    decision: String,
+    response: Option<Value>,
+}
+
+impl Got {
+    fn decision(decision: &str) -> Got {
+        Got {
+            decision: decision.to_string(),
+            response: None,
+        }
+    }
 }
 
 fn default_ip() -> String {
@@ -84,12 +111,18 @@ pub fn run(config: &Path, cases: &Path) -> ExitCode {
     );
     let mut failed = 0;
     for (case, got) in file.cases.iter().zip(&results) {
-        let ok = got.as_deref() == Ok(case.expect.as_str());
+        let decided = got.as_ref().is_ok_and(|g| g.decision == case.expect);
+        let answered = match (&case.expect_response, got) {
+            (Some(want), Ok(g)) => g.response.as_ref() == Some(want),
+            _ => true,
+        };
+        let ok = decided && answered;
         if !ok {
             failed += 1;
         }
         let shown = match got {
-            Ok(g) => g.clone(),
+            Ok(g) if decided && !answered => format!("{} (answer differs)", g.decision),
+            Ok(g) => g.decision.clone(),
             Err(e) => format!("error: {e}"),
         };
         println!(
@@ -99,6 +132,15 @@ pub fn run(config: &Path, cases: &Path) -> ExitCode {
             shown,
             if ok { "ok" } else { "FAIL" }
         );
+        if let (
+            false,
+            Ok(Got {
+                response: Some(r), ..
+            }),
+        ) = (answered, got)
+        {
+            println!("    the caller gets: {r}");
+        }
     }
     println!("\n{} passed, {} failed", results.len() - failed, failed);
     if failed == 0 {
@@ -108,11 +150,14 @@ pub fn run(config: &Path, cases: &Path) -> ExitCode {
     }
 }
 
-fn run_cases(snapshot: &Snapshot, cases: &[Case]) -> Vec<Result<String, String>> {
+fn run_cases(snapshot: &Snapshot, cases: &[Case]) -> Vec<Result<Got, String>> {
     cases.iter().map(|c| run_case(snapshot, c)).collect()
 }
 
-fn run_case(snapshot: &Snapshot, case: &Case) -> Result<String, String> {
+fn run_case(snapshot: &Snapshot, case: &Case) -> Result<Got, String> {
+    if case.expect_response.is_some() && case.response.is_none() {
+        return Err("`expect_response` needs the upstream's `response` to rewrite".into());
+    }
     let at = parse_instant(&case.at)?;
     let claims = match &case.who {
         Some(who) => {
@@ -139,10 +184,37 @@ fn run_case(snapshot: &Snapshot, case: &Case) -> Result<String, String> {
         at: Some(case.at.clone()),
     };
     let (outcome, _) = decide(snapshot, &q, &RuntimeRevocations::default())?;
-    match outcome {
-        Ok(admission) => body_outcome(snapshot, &admission, case.body.as_ref()),
-        Err(r) => Ok(r.reason.code().to_string()),
+    let admission = match outcome {
+        Ok(admission) => admission,
+        Err(r) => return Ok(Got::decision(r.reason.code())),
+    };
+    let decided = body_outcome(snapshot, &admission, case.body.as_ref())?;
+    match &case.response {
+        Some(response) if decided == "allow" => answer_outcome(snapshot, &admission, response),
+        _ => Ok(Got::decision(&decided)),
     }
+}
+
+/// The case's upstream answer as the caller gets it (see `explain`'s
+/// [`rewrite_for`], the proxy's own rewriter).
+fn answer_outcome(
+    snapshot: &Snapshot,
+    admission: &crate::gate::Admission,
+    response: &Value,
+) -> Result<Got, String> {
+    let bytes = serde_json::to_vec(response).map_err(|e| e.to_string())?;
+    let sent = match rewrite_for(snapshot, admission, &bytes) {
+        None | Some(Ok(RewriteOutcome::Unchanged)) => response.clone(),
+        Some(Ok(RewriteOutcome::Rewritten { body, .. })) => {
+            serde_json::from_slice(&body).map_err(|e| format!("rewritten answer: {e}"))?
+        }
+        Some(Ok(RewriteOutcome::NotFound)) => return Ok(Got::decision(Reason::NotFound.code())),
+        Some(Err(_)) => return Ok(Got::decision(Reason::RedactionFailed.code())),
+    };
+    Ok(Got {
+        decision: "allow".to_string(),
+        response: Some(sent),
+    })
 }
 
 /// What the route's body scope bindings make of the case's body, as the

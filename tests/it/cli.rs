@@ -342,6 +342,14 @@ cases:
     path: /api/v1/accounts/1/conversations
     at: "2026-11-24T10:00:00[Europe/London]"
     expect: allow
+  - name: agent gets the sender's number masked
+    who: {sub: amelia, roles: [agent]}
+    method: GET
+    path: /api/v1/accounts/1/conversations
+    at: "2026-11-24T10:00:00[Europe/London]"
+    response: {data: {payload: [{id: 1, meta: {sender: {phone_number: "+447700900123"}}}]}}
+    expect: allow
+    expect_response: {data: {payload: [{id: 1, meta: {sender: {phone_number: "+*********123"}}}]}}
   - name: agent at night
     who: {sub: amelia, roles: [agent]}
     method: GET
@@ -411,7 +419,36 @@ fn explain_and_policy_tests_use_the_proxy_decision() {
     let out = policy_test(&config, &cases);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "every case should pass:\n{stdout}");
-    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
+
+    // An answer that reaches the caller otherwise than expected fails,
+    // and shows what the caller gets.
+    std::fs::write(
+        &cases,
+        CASES.replacen(
+            r#"phone_number: "+*********123"}}}]}}"#,
+            r#"phone_number: "+447700900123"}}}]}}"#,
+            1,
+        ),
+    )
+    .expect("write");
+    let out = policy_test(&config, &cases);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("agent gets the sender's number masked")
+                && l.contains("allow (answer differs)")
+                && l.ends_with("FAIL")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            r#"    the caller gets: {"data":{"payload":[{"id":1,"meta":{"sender":{"phone_number":"+*********123"}}}]}}"#
+        ),
+        "{stdout}"
+    );
 
     // A wrong expectation fails the run and is pointed out.
     std::fs::write(
