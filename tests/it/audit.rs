@@ -293,6 +293,17 @@ async fn signing_gateway(extra: &str) -> (harness::TestGateway, EchoUpstream, st
     (gw, up, public)
 }
 
+/// One request the signing gateway answers (200).
+async fn contacts_answered(gw: &harness::TestGateway) {
+    let resp = gw
+        .client()
+        .get(gw.url("/api/v1/accounts/1/contacts"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+}
+
 /// `chatwarden audit verify FILES --key PUBLIC`: its exit code and output.
 fn verify_cli(files: &[std::path::PathBuf], keys: &[&std::path::Path]) -> (Option<i32>, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"));
@@ -316,13 +327,7 @@ async fn signed_checkpoints_show_a_file_rewritten_without_the_key() {
 
     let (gw, _up, public) = signing_gateway("  checkpoint_every: 1s\n").await;
     for _ in 0..3 {
-        let resp = gw
-            .client()
-            .get(gw.url("/api/v1/accounts/1/contacts"))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(resp.status(), 200);
+        contacts_answered(&gw).await;
     }
     // The file opens with a checkpoint; the writer signs the records
     // within `checkpoint_every`.
@@ -386,17 +391,8 @@ async fn a_new_signing_key_is_taken_over_by_a_reload() {
 
     let (gw, _up, old_public) = signing_gateway("  checkpoint_every: 1h\n").await;
     let reloader = gw.handles.reloader.clone().expect("a reloader");
-    let get = || async {
-        let resp = gw
-            .client()
-            .get(gw.url("/api/v1/accounts/1/contacts"))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(resp.status(), 200);
-    };
-    get().await;
-    get().await;
+    contacts_answered(&gw).await;
+    contacts_answered(&gw).await;
     // Both requests' records (written just after their responses) are in
     // before the key changes.
     assert_eq!(gw.audit_records(3).await.len(), 3);
@@ -411,7 +407,7 @@ async fn a_new_signing_key_is_taken_over_by_a_reload() {
         matches!(outcome, ReloadOutcome::Applied { .. }),
         "{outcome:?}"
     );
-    get().await;
+    contacts_answered(&gw).await;
     let records = gw.audit_records(7).await;
     let events: Vec<&str> = records
         .iter()
