@@ -2168,7 +2168,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_writer_that_does_not_sign_refuses_a_key_and_writes_nothing() {
+    async fn a_writer_that_does_not_sign_refuses_a_key_and_signs_nothing() {
         let (_dir, path) = temp_log();
         let (sink, writer) = open(&path, AuditOptions::default());
         let thread = spawn(writer);
