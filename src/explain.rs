@@ -119,6 +119,48 @@ pub fn rewrite_for(
     ))
 }
 
+/// A JSON answer of the upstream as the admitted caller gets it, for
+/// `chatwarden test` and the admin `POST /explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallerGets {
+    /// The answer as the upstream wrote it: nothing to do for this caller,
+    /// or every row passed and nothing was masked.
+    AsWritten,
+    /// Rows removed and values masked.
+    Rewritten {
+        body: serde_json::Value,
+        removed: u64,
+        masked: u64,
+    },
+    /// The row filter refuses the object: 404 `not_found`.
+    NotFound,
+    /// 502 `redaction_failed`, nothing of the answer sent; why.
+    Failed(String),
+}
+
+/// [`rewrite_for`] on a JSON value (see [`CallerGets`]).
+pub fn caller_gets(
+    snapshot: &Snapshot,
+    admission: &gate::Admission,
+    response: &serde_json::Value,
+) -> Result<CallerGets, String> {
+    let bytes = serde_json::to_vec(response).map_err(|e| e.to_string())?;
+    Ok(match rewrite_for(snapshot, admission, &bytes) {
+        None | Some(Ok(RewriteOutcome::Unchanged)) => CallerGets::AsWritten,
+        Some(Ok(RewriteOutcome::Rewritten {
+            body,
+            removed,
+            masked,
+        })) => CallerGets::Rewritten {
+            body: serde_json::from_slice(&body).map_err(|e| format!("rewritten answer: {e}"))?,
+            removed,
+            masked,
+        },
+        Some(Ok(RewriteOutcome::NotFound)) => CallerGets::NotFound,
+        Some(Err(e)) => CallerGets::Failed(e.to_string()),
+    })
+}
+
 /// What the caller of `q` would get for `body`, a 2xx JSON answer from the
 /// upstream: the route's row filter and redaction applied as the proxy
 /// applies them, or why nothing would be sent. `Err` for a malformed

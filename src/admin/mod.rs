@@ -172,12 +172,14 @@ impl AdminApp {
     }
 
     /// `POST /explain` with `{"method", "path", "token" | "claims", "ip",
-    /// "at"}`: what the running gateway (its live config, keys and runtime
+    /// "at"}` and optionally `"response"` (a JSON answer of the upstream,
+    /// returned as the caller would get it): what the running gateway (its live config, keys and runtime
     /// revocations) would decide for that request, and why. Nothing is
     /// forwarded and no audit record is written: it is a question, not a
     /// request.
     async fn explain(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let body = match read_body(session, 16 * 1024).await {
+        // Room for a sample answer of the upstream (`response`).
+        let body = match read_body(session, 1 << 20).await {
             Ok(b) => b,
             Err(resp) => return resp,
         };
@@ -207,7 +209,7 @@ impl AdminApp {
             Ok(v) => v,
             Err(msg) => return json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": msg})),
         };
-        let body = match &outcome {
+        let mut body = match &outcome {
             Ok(a) => serde_json::json!({
                 "decision": "allow",
                 "reason": null,
@@ -225,6 +227,33 @@ impl AdminApp {
                 "explanation": text,
             }),
         };
+        if let Some(response) = &ask.response {
+            let answered = match &outcome {
+                Ok(a) => explain::caller_gets(&snapshot, a, response).map(|gets| match gets {
+                    explain::CallerGets::AsWritten => {
+                        serde_json::json!({"outcome": "as_written", "body": response})
+                    }
+                    explain::CallerGets::Rewritten {
+                        body,
+                        removed,
+                        masked,
+                    } => serde_json::json!({"outcome": "rewritten", "body": body, "removed": removed, "masked": masked}),
+                    explain::CallerGets::NotFound => {
+                        serde_json::json!({"outcome": "not_found", "status": 404})
+                    }
+                    explain::CallerGets::Failed(why) => {
+                        serde_json::json!({"outcome": "redaction_failed", "status": 502, "why": why})
+                    }
+                }),
+                Err(_) => Ok(serde_json::json!({"outcome": "refused"})),
+            };
+            match answered {
+                Ok(v) => body["response"] = v,
+                Err(msg) => {
+                    return json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": msg}))
+                }
+            }
+        }
         json(StatusCode::OK, &body)
     }
 
@@ -570,6 +599,8 @@ struct ExplainRequest {
     claims: Option<serde_json::Value>,
     ip: Option<String>,
     at: Option<String>,
+    /// A JSON answer of the upstream, to see as the caller would get it.
+    response: Option<serde_json::Value>,
 }
 
 /// The whole request body, at most `limit` bytes.

@@ -14,10 +14,9 @@ use serde_json::Value;
 use crate::config::duration::parse_duration;
 use crate::config::{load_file, ProcessEnv, Snapshot};
 use crate::decision::Reason;
-use crate::explain::{decide, parse_instant, rewrite_for, Question};
+use crate::explain::{caller_gets, decide, parse_instant, CallerGets, Question};
 use crate::policy::body_scope::{self, BodyRefusal};
 use crate::revocation::RuntimeRevocations;
-use crate::rewrite::RewriteOutcome;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -196,20 +195,17 @@ fn run_case(snapshot: &Snapshot, case: &Case) -> Result<Got, String> {
 }
 
 /// The case's upstream answer as the caller gets it (see `explain`'s
-/// [`rewrite_for`], the proxy's own rewriter).
+/// [`caller_gets`], the proxy's own rewriter).
 fn answer_outcome(
     snapshot: &Snapshot,
     admission: &crate::gate::Admission,
     response: &Value,
 ) -> Result<Got, String> {
-    let bytes = serde_json::to_vec(response).map_err(|e| e.to_string())?;
-    let sent = match rewrite_for(snapshot, admission, &bytes) {
-        None | Some(Ok(RewriteOutcome::Unchanged)) => response.clone(),
-        Some(Ok(RewriteOutcome::Rewritten { body, .. })) => {
-            serde_json::from_slice(&body).map_err(|e| format!("rewritten answer: {e}"))?
-        }
-        Some(Ok(RewriteOutcome::NotFound)) => return Ok(Got::decision(Reason::NotFound.code())),
-        Some(Err(_)) => return Ok(Got::decision(Reason::RedactionFailed.code())),
+    let sent = match caller_gets(snapshot, admission, response)? {
+        CallerGets::AsWritten => response.clone(),
+        CallerGets::Rewritten { body, .. } => body,
+        CallerGets::NotFound => return Ok(Got::decision(Reason::NotFound.code())),
+        CallerGets::Failed(_) => return Ok(Got::decision(Reason::RedactionFailed.code())),
     };
     Ok(Got {
         decision: "allow".to_string(),

@@ -311,6 +311,51 @@ async fn numbers_customers_write_in_their_own_way_are_masked_too() {
     }
 }
 
+#[tokio::test]
+async fn the_admin_explain_shows_an_answer_as_the_caller_gets_it() {
+    let echo = EchoUpstream::start().await;
+    let (gw, _idp) = harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url())]).await;
+    let sample = json!({"payload": [{"id": 1, "phone_number": "+447700900101", "email": "h.blake@example.com"}]});
+    let ask = |roles: Value, path: &str| {
+        gw.client()
+            .post(format!("http://{}/explain", gw.admin))
+            .json(&json!({"method": "GET", "path": path,
+                          "claims": {"sub": "amelia", "roles": roles, "uid": 3},
+                          "response": sample}))
+            .send()
+    };
+    let answer = |resp: reqwest::Response| async move {
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.expect("json");
+        body["response"].clone()
+    };
+    let agent = answer(
+        ask(json!(["agent"]), "/api/v1/accounts/1/contacts")
+            .await
+            .expect("explain"),
+    )
+    .await;
+    assert_eq!(
+        agent,
+        json!({"outcome": "rewritten", "removed": 0, "masked": 2,
+               "body": {"payload": [{"id": 1, "phone_number": "+*********101", "email": "h***@example.com"}]}})
+    );
+    let supervisor = answer(
+        ask(json!(["supervisor"]), "/api/v1/accounts/1/contacts")
+            .await
+            .expect("explain"),
+    )
+    .await;
+    assert_eq!(supervisor, json!({"outcome": "as_written", "body": sample}));
+    let refused = answer(
+        ask(json!(["agent"]), "/api/v1/accounts/1/nowhere")
+            .await
+            .expect("explain"),
+    )
+    .await;
+    assert_eq!(refused, json!({"outcome": "refused"}));
+}
+
 /// Routes whose upstream answers errors: the demo CRM refusing a duplicate
 /// contact (its 422 echoes the number or address), and a plain upstream
 /// whose error pages echo an address in several forms.
