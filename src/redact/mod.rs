@@ -129,12 +129,23 @@ pub fn mask_whole_into(text: &str, style: &Style, out: &mut String) {
         Some(Detector::WhatsAppMessageId)
     } else if (text.contains('@') || text.contains(ENCODED_AT)) && find_email(text, 0).is_some() {
         Some(Detector::Email)
-    } else if find_phone(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len()) {
+    } else if find_phone(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len())
+        || is_bare_number(text)
+    {
         Some(Detector::Phone)
     } else {
         None
     };
     mask_span(text, kind, style, out);
+}
+
+/// A value of 8–15 digits and nothing else: in free text an id, but a field
+/// configured as personal data holding one holds a number without its `+`
+/// (WhatsApp's `wa_id`, Chatwoot's `source_id` of a WhatsApp contact), so
+/// a partial mask keeps its last three digits, as the `phone_number` next
+/// to it does.
+fn is_bare_number(text: &str) -> bool {
+    (8..=15).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `text` with every phone number and e-mail address the `detectors` find
@@ -866,6 +877,8 @@ mod tests {
             mask_whole("sophie%40example.com", &Style::Partial),
             "s***%40example.com"
         );
+        assert_eq!(mask_whole("447700900101", &Style::Partial), "*********101");
+        assert_eq!(mask_whole("4477", &Style::Partial), "4***");
         assert_eq!(mask_whole("Sophie Taylor", &Style::Partial), "S***");
         assert_eq!(mask_whole("S", &Style::Partial), "***");
         assert_eq!(mask_whole("", &Style::Partial), "***");
