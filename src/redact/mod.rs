@@ -125,18 +125,24 @@ pub fn mask_whole(text: &str, style: &Style) -> String {
 /// [`mask_whole`], appended to `out` (a rewrite masks many values and
 /// reuses one buffer for them all).
 pub fn mask_whole_into(text: &str, style: &Style, out: &mut String) {
-    let kind = if find_wamid(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len()) {
+    let kind = if wamid_end(text, 0) == Some(text.len()) {
         Some(Detector::WhatsAppMessageId)
-    } else if (text.contains('@') || text.contains(ENCODED_AT)) && find_email(text, 0).is_some() {
+    } else if next_at_sign(text, 0).is_some() && find_email(text, 0).is_some() {
         Some(Detector::Email)
-    } else if find_phone(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len())
-        || is_bare_number(text)
-    {
+    } else if is_whole_phone(text) || is_bare_number(text) {
         Some(Detector::Phone)
     } else {
         None
     };
     mask_span(text, kind, style, out);
+}
+
+/// Whether all of `text` is one phone number (as [`find_phone`] finds
+/// them), without looking for one further in.
+fn is_whole_phone(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.first().is_some_and(|&b| may_start_number(b))
+        && phone_at(bytes, 0) == Some((0, bytes.len()))
 }
 
 /// A value of 8–15 digits and nothing else: in free text an id, but a field
@@ -169,9 +175,9 @@ pub fn mask_detected_into(
     let email = detectors.contains(&Detector::Email);
     let wamid = detectors.contains(&Detector::WhatsAppMessageId);
     // Cheap gate: no `@`, no digit and no message id means nothing to find.
-    let has_at = email && (text.contains('@') || text.contains(ENCODED_AT));
+    let has_at = email && next_at_sign(text, 0).is_some();
     let has_digit = phone && text.bytes().any(|b| b.is_ascii_digit());
-    let has_wamid = wamid && text.contains(WAMID_PREFIX);
+    let has_wamid = wamid && wamid_finder().find(text.as_bytes()).is_some();
     if !has_at && !has_digit && !has_wamid {
         return 0;
     }
@@ -253,17 +259,23 @@ fn mask_span(text: &str, kind: Option<Detector>, style: &Style, out: &mut String
 /// Every digit but the last three becomes `*`; separators stay.
 fn partial_phone(text: &str, out: &mut String) {
     let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    let hidden = digits.saturating_sub(3);
+    out.reserve(text.len());
+    // Digits are ASCII, so every cut here is at a character boundary.
     let mut seen = 0;
-    out.extend(text.chars().map(|c| {
-        if c.is_ascii_digit() {
-            seen += 1;
-            if seen + 3 > digits {
-                return c;
-            }
-            return '*';
+    let mut copied = 0;
+    for (i, b) in text.bytes().enumerate() {
+        if seen == hidden {
+            break;
         }
-        c
-    }));
+        if b.is_ascii_digit() {
+            out.push_str(&text[copied..i]);
+            out.push('*');
+            copied = i + 1;
+            seen += 1;
+        }
+    }
+    out.push_str(&text[copied..]);
 }
 
 fn partial_email(text: &str, out: &mut String) {
@@ -292,21 +304,36 @@ fn partial_text(text: &str, out: &mut String) {
 /// The first WhatsApp message id at or after byte `from`: `wamid.` and
 /// the base64 (standard or URL-safe, padded or not) that follows it.
 fn find_wamid(text: &str, from: usize) -> Option<(usize, usize)> {
+    let finder = wamid_finder();
     let mut at = from;
     loop {
-        let start = at + text.get(at..)?.find(WAMID_PREFIX)?;
-        let body = start + WAMID_PREFIX.len();
-        let len = text.as_bytes()[body..]
-            .iter()
-            .take_while(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
-            })
-            .count();
-        if len >= WAMID_MIN_BODY {
-            return Some((start, body + len));
+        let start = at + finder.find(text.as_bytes().get(at..)?)?;
+        if let Some(end) = wamid_end(text, start) {
+            return Some((start, end));
         }
-        at = body;
+        at = start + WAMID_PREFIX.len();
     }
+}
+
+/// Where the message id that begins at byte `start` ends, if one does.
+fn wamid_end(text: &str, start: usize) -> Option<usize> {
+    let body = start + WAMID_PREFIX.len();
+    if text.as_bytes().get(start..body)? != WAMID_PREFIX.as_bytes() {
+        return None;
+    }
+    let len = text.as_bytes()[body..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
+        .count();
+    (len >= WAMID_MIN_BODY).then_some(body + len)
+}
+
+/// The searcher for `wamid.`, built once: building one per string cost a
+/// masked page more than searching it.
+fn wamid_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memchr::memmem::Finder::new(WAMID_PREFIX))
 }
 
 /// The first e-mail address at or after byte `from`: `local@domain.tld`
@@ -352,14 +379,19 @@ fn find_email(text: &str, from: usize) -> Option<(usize, usize)> {
 }
 
 /// The next `@` at or after `from`, or its percent-encoding `%40`: where
-/// it is and how many bytes it takes.
+/// it is and how many bytes it takes. One pass over the bytes.
 fn next_at_sign(text: &str, from: usize) -> Option<(usize, usize)> {
-    let rest = text.get(from..)?;
-    let plain = rest.find('@').map(|i| (from + i, 1));
-    let encoded = rest.find(ENCODED_AT).map(|i| (from + i, ENCODED_AT.len()));
-    match (plain, encoded) {
-        (Some(p), Some(e)) => Some(if p.0 < e.0 { p } else { e }),
-        (p, e) => p.or(e),
+    let bytes = text.as_bytes();
+    let mut at = from;
+    loop {
+        at += memchr::memchr2(b'@', b'%', bytes.get(at..)?)?;
+        if bytes[at] == b'@' {
+            return Some((at, 1));
+        }
+        if bytes.get(at..at + ENCODED_AT.len()) == Some(ENCODED_AT.as_bytes()) {
+            return Some((at, ENCODED_AT.len()));
+        }
+        at += 1;
     }
 }
 
@@ -385,9 +417,7 @@ fn find_phone(text: &str, from: usize) -> Option<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut i = from;
     while i < bytes.len() {
-        let b = bytes[i];
-        let may_start = b == b'+' || b == b'%' || b == b'(' || b.is_ascii_digit();
-        if may_start && begins_number(bytes, i) {
+        if may_start_number(bytes[i]) && begins_number(bytes, i) {
             if let Some(span) = phone_at(bytes, i) {
                 return Some(span);
             }
@@ -395,6 +425,12 @@ fn find_phone(text: &str, from: usize) -> Option<(usize, usize)> {
         i += 1;
     }
     None
+}
+
+/// A byte a phone number can begin with: a digit, `+`, `(`, or the `%`
+/// of an encoded `+`.
+fn may_start_number(b: u8) -> bool {
+    b == b'+' || b == b'%' || b == b'(' || b.is_ascii_digit()
 }
 
 /// Whether a number could begin at `i`: not inside a word or another
@@ -883,6 +919,56 @@ mod tests {
         assert_eq!(mask_whole("S", &Style::Partial), "***");
         assert_eq!(mask_whole("", &Style::Partial), "***");
         assert_eq!(mask_whole("Sophie Taylor", &Style::Full), FULL_MASK);
+    }
+
+    #[test]
+    fn a_whole_value_is_a_number_exactly_when_free_text_would_find_it_whole() {
+        for text in [
+            "+44 7700 900123",
+            "07700 900123",
+            "(415) 555-0123",
+            "%2B447700900123",
+            "0044 7700 900123",
+            "+44 7700 900123 (mobile)",
+            "call +44 7700 900123",
+            "01.12.2026",
+            "wa.me/447700900123",
+            "4477009001",
+            "Sophie",
+            "+",
+            "",
+        ] {
+            let found_whole = find_phone(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len());
+            assert_eq!(is_whole_phone(text), found_whole, "{text:?}");
+        }
+        assert!(is_whole_phone("+44 7700 900123"));
+        assert!(!is_whole_phone("call +44 7700 900123"));
+    }
+
+    #[test]
+    fn the_first_at_sign_is_found_plain_or_encoded() {
+        assert_eq!(next_at_sign("a%40b@c", 0), Some((1, 3)));
+        assert_eq!(next_at_sign("a@b%40c", 0), Some((1, 1)));
+        assert_eq!(next_at_sign("%%40", 0), Some((1, 3)));
+        assert_eq!(next_at_sign("a@b@c", 2), Some((3, 1)));
+        assert_eq!(next_at_sign("100% sure", 0), None);
+        assert_eq!(next_at_sign("50%4", 0), None);
+        assert_eq!(next_at_sign("x@y", 2), None);
+        assert_eq!(next_at_sign("x@y", 9), None);
+    }
+
+    #[test]
+    fn a_partial_phone_mask_keeps_separators_and_the_last_three_digits() {
+        let partial = |text: &str| {
+            let mut out = String::new();
+            partial_phone(text, &mut out);
+            out
+        };
+        assert_eq!(partial("+44 (0) 7700-900123"), "+** (*) ****-***123");
+        assert_eq!(partial("☎ 07700 900123 ☎"), "☎ ***** ***123 ☎");
+        assert_eq!(partial("12"), "12");
+        assert_eq!(partial("123"), "123");
+        assert_eq!(partial("1234"), "*234");
     }
 
     #[test]
