@@ -405,7 +405,21 @@ fn is_encoded_local_byte(b: u8) -> bool {
 }
 
 fn is_local_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b)
+    /// RFC 5322's `atext` besides letters and digits, and the dot.
+    const SPECIALS: [bool; 128] = byte_set(b"!#$%&'*+/=?^_`{|}~.-");
+    b.is_ascii_alphanumeric() || SPECIALS.get(usize::from(b)) == Some(&true)
+}
+
+/// A lookup table of ASCII bytes: one load per byte where searching the
+/// list took one comparison per entry.
+const fn byte_set(bytes: &[u8]) -> [bool; 128] {
+    let mut set = [false; 128];
+    let mut i = 0;
+    while i < bytes.len() {
+        set[bytes[i] as usize] = true;
+        i += 1;
+    }
+    set
 }
 
 fn is_domain_byte(b: u8) -> bool {
@@ -463,6 +477,10 @@ fn begins_number(bytes: &[u8], i: usize) -> bool {
 /// Whether `i` follows one of [`NUMBER_KEYS`], itself a word of its own
 /// (`Hotel:` holds no `tel:`).
 fn after_number_key(bytes: &[u8], i: usize) -> bool {
+    // Every key ends in `/`, `=` or `:`; most digits follow none of them.
+    if !matches!(i.checked_sub(1).map(|p| bytes[p]), Some(b'/' | b'=' | b':')) {
+        return false;
+    }
     NUMBER_KEYS.iter().any(|k| {
         let Some(at) = i.checked_sub(k.len()) else {
             return false;
