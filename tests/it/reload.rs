@@ -178,6 +178,15 @@ async fn reload_publishes_good_files_and_keeps_serving_on_bad_ones() {
     );
 }
 
+/// Replaces `path` as a ConfigMap volume or an editor's save-by-rename
+/// does, so that the watch never reads it half written (a half-written
+/// file is rejected, and then the whole one applied: a rejection more).
+fn replace_file(path: &std::path::Path, text: &str) {
+    let next = path.with_extension("yaml.next");
+    std::fs::write(&next, text).expect("write the new file");
+    std::fs::rename(&next, path).expect("rename it over the old one");
+}
+
 /// `run --watch`: a renewed certificate and an edited file are applied
 /// with no signal and no admin call; a broken edit is rejected once and
 /// the running config keeps serving.
@@ -243,20 +252,28 @@ async fn a_watched_config_reloads_itself_when_its_files_change() {
         "routes:\n",
         "routes:\n  - {name: agents, upstream: crm, methods: [GET], path: /agents, auth: none}\n",
     );
-    std::fs::write(&config, &with_agents).expect("edit");
+    replace_file(&config, &with_agents);
     until("the new route is served", new_ca.pem(), "/agents", 200).await;
 
     // A broken edit is rejected; the running config stays.
-    std::fs::write(
+    replace_file(
         &config,
-        with_agents.replace("upstream: crm", "upstream: nope"),
-    )
-    .expect("break");
+        &with_agents.replace("upstream: crm", "upstream: nope"),
+    );
     let started = Instant::now();
+    // Rejections of the broken version. (The renewal above may have been
+    // seen half done, a new certificate beside the old key: a rejection
+    // too, of another version, followed by the applied one.)
     let rejected = |records: &[serde_json::Value]| {
         records
             .iter()
-            .filter(|r| r["event"] == "reload" && r["decision"] == "deny")
+            .filter(|r| {
+                r["event"] == "reload"
+                    && r["decision"] == "deny"
+                    && r["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("unknown upstream `nope`"))
+            })
             .count()
     };
     loop {
@@ -284,7 +301,7 @@ async fn a_watched_config_reloads_itself_when_its_files_change() {
     }
 
     // Fixed: applied, and the broken version was tried once only.
-    std::fs::write(&config, &yaml).expect("fix");
+    replace_file(&config, &yaml);
     until("the fixed file is applied", new_ca.pem(), "/agents", 404).await;
     let _ = gw.handles.audit.flush().await;
     let records = harness::read_jsonl(&gw.audit_path);
