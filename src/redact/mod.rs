@@ -964,6 +964,18 @@ mod tests {
     }
 
     #[test]
+    fn every_link_key_ends_in_a_byte_the_quick_check_looks_for() {
+        // `after_number_key` looks at the keys only after one of these.
+        for key in NUMBER_KEYS {
+            assert!(
+                matches!(key.last(), Some(b'/' | b'=' | b':')),
+                "{:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+
+    #[test]
     fn the_first_at_sign_is_found_plain_or_encoded() {
         assert_eq!(next_at_sign("a%40b@c", 0), Some((1, 3)));
         assert_eq!(next_at_sign("a@b%40c", 0), Some((1, 1)));
