@@ -301,7 +301,9 @@ async fn contacts_answered(gw: &harness::TestGateway) {
         .send()
         .await
         .expect("request");
-    assert_eq!(resp.status(), 200);
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}");
 }
 
 /// `chatwarden audit verify FILES --key PUBLIC`: its exit code and output.

@@ -19,15 +19,10 @@ const GUARD: Duration = Duration::from_secs(15);
 
 async fn start(connections: &str, trusted: &str) -> (TestGateway, EchoUpstream) {
     let up = EchoUpstream::start().await;
-    let yaml = proxy::config()
-        .replace(
-            "network:\n  trusted_proxies: [10.0.0.0/8]\n",
-            &format!("network:\n  trusted_proxies: [{trusted}]\nconnections: {connections}\n"),
-        )
-        .replace(
-            "timeouts: {connect: 1s, read: 300ms}",
-            "timeouts: {connect: 1s, read: 5s}",
-        );
+    let yaml = proxy::config().replace(
+        "network:\n  trusted_proxies: [10.0.0.0/8]\n",
+        &format!("network:\n  trusted_proxies: [{trusted}]\nconnections: {connections}\n"),
+    );
     let gw = harness::start(
         &yaml,
         &[

@@ -20,7 +20,10 @@ const CONFIG: &str = r#"
 listeners: [{name: main, addr: "${LISTEN}"}]
 admin: {addr: "${ADMIN}"}
 upstreams:
-  crm: {url: "${CRM}", headers: {api_access_token: "${CRM_TOKEN}"}, timeouts: {connect: 1s, read: 300ms}}
+  crm: {url: "${CRM}", headers: {api_access_token: "${CRM_TOKEN}"}, timeouts: {connect: 1s, read: 10s}}
+  # For the route that never answers (a short read timeout on `crm` would
+  # fail a normal request on a loaded machine now and then).
+  slow: {url: "${CRM}", headers: {api_access_token: "${CRM_TOKEN}"}, timeouts: {connect: 1s, read: 300ms}}
   dead: {url: "${DEAD}", timeouts: {connect: 1s, read: 1s}}
 auth:
   issuer: https://idp.acme-retail.test/
@@ -37,7 +40,7 @@ routes:
   - {name: contacts, upstream: crm, methods: [GET, POST], path: "/api/v1/accounts/{account_id}/contacts", permission: contacts.read, redaction: [contact-list]}
   - {name: big, upstream: crm, methods: [GET], path: "/big", permission: contacts.read, redaction: [contact-list]}
   - {name: nothing, upstream: crm, methods: [GET], path: "/nothing", permission: contacts.read, redaction: [contact-list]}
-  - {name: hang, upstream: crm, methods: [GET], path: "/hang", permission: contacts.read, redaction: [contact-list]}
+  - {name: hang, upstream: slow, methods: [GET], path: "/hang", permission: contacts.read, redaction: [contact-list]}
   - name: owned
     upstream: crm
     methods: [GET]
@@ -335,7 +338,7 @@ async fn upstream_failures_on_a_fetched_answer_keep_the_error_contract() {
     let metrics = gw.metrics().await;
     for line in [
         "chatwarden_upstream_errors_total{upstream=\"dead\",kind=\"connect_refused\"} 1",
-        "chatwarden_upstream_errors_total{upstream=\"crm\",kind=\"read_timeout\"} 1",
+        "chatwarden_upstream_errors_total{upstream=\"slow\",kind=\"read_timeout\"} 1",
     ] {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }

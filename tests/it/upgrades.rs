@@ -512,7 +512,7 @@ async fn an_open_stream_follows_a_reloaded_policy() {
 async fn a_quiet_stream_ends_at_the_upstreams_read_timeout_without_an_error() {
     let config = CONFIG.replace(
         "    headers: {api_access_token: \"${CRM_KEY}\"}\n",
-        "    headers: {api_access_token: \"${CRM_KEY}\"}\n    timeouts: {read: 300ms}\n",
+        "    headers: {api_access_token: \"${CRM_KEY}\"}\n    timeouts: {read: 1s}\n",
     );
     let Env { idp, gw, .. } = env_with(&config).await;
     let token = idp.token("priya", &["agent"], json!({}));
