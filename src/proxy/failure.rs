@@ -15,13 +15,26 @@ pub fn classify(e: &Error) -> Option<Reason> {
     }
     match e.esource() {
         ErrorSource::Upstream => Some(Reason::UpstreamError),
-        ErrorSource::Downstream => match e.etype() {
-            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
-            _ => Some(Reason::BadRequest),
-        },
+        ErrorSource::Downstream if client_went_away(e) => None,
+        ErrorSource::Downstream => Some(Reason::BadRequest),
         ErrorSource::Internal | ErrorSource::Unset => Some(Reason::UpstreamError),
     }
 }
+
+/// The client closed its connection (or it broke) before its answer was
+/// complete: routine for browsers and phones, not a failure of the gateway
+/// or the upstream, and nothing can be written back.
+pub fn client_went_away(e: &Error) -> bool {
+    e.esource() == &ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        )
+}
+
+/// What the audit record says of a request whose client went away.
+pub const CLIENT_WENT_AWAY: &str =
+    "the client closed the connection before the response was complete";
 
 /// An upgraded stream that ended because neither side sent anything for
 /// the upstream's read timeout.
@@ -60,5 +73,15 @@ mod tests {
         assert_eq!(classify(&e), Some(Reason::UpstreamError));
         let e = Error::new_down(ErrorType::ConnectionClosed);
         assert_eq!(classify(&e), None, "a vanished client gets no response");
+        assert!(client_went_away(&e));
+        let e = Error::new_up(ErrorType::ConnectionClosed);
+        assert!(
+            !client_went_away(&e),
+            "an upstream that hung up is a failure"
+        );
+        assert_eq!(classify(&e), Some(Reason::UpstreamError));
+        let e = Error::new_down(ErrorType::InvalidHTTPHeader);
+        assert!(!client_went_away(&e));
+        assert_eq!(classify(&e), Some(Reason::BadRequest));
     }
 }

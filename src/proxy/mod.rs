@@ -328,6 +328,10 @@ impl ProxyHttp for Gateway {
         };
         if ended_on_purpose(session, ctx) {
             tracing::debug!(request_id = %ctx.request_id, error = %e, "request ended by the gateway");
+        } else if reason.is_none() {
+            // The client went away, or a stream idled out: nothing failed,
+            // and a busy gateway sees this all day. The audit record says so.
+            tracing::debug!(request_id = %ctx.request_id, error = %e, "request ended by the client");
         } else {
             tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
         }
@@ -337,8 +341,10 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    fn suppress_error_log(&self, session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+    fn suppress_error_log(&self, session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
         ended_on_purpose(session, ctx)
+            || failure::client_went_away(error)
+            || (session.was_upgraded() && failure::idle_stream(error))
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -144,6 +144,13 @@ pub fn build(
     {
         rec.detail = Some(super::failure::IDLE_STREAM.to_string());
     }
+    if rec.detail.is_none()
+        && !session.was_upgraded()
+        && ctx.refused.is_none()
+        && error.is_some_and(super::failure::client_went_away)
+    {
+        rec.detail = Some(super::failure::CLIENT_WENT_AWAY.to_string());
+    }
     rec.rules = std::mem::take(&mut ctx.rules);
     rec.status = session.response_written().map_or(0, |r| r.status.as_u16());
     rec.bytes_out = session.body_bytes_sent() as u64;

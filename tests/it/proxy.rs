@@ -36,6 +36,7 @@ routes:
   - {name: dump, upstream: crm, methods: [GET], path: "/dump", auth: none}
   - {name: gzip, upstream: crm, methods: [GET], path: "/gzip", auth: none}
   - {name: hang, upstream: slow, methods: [GET], path: "/hang", auth: none}
+  - {name: abandoned, upstream: crm, methods: [GET], path: "/hang/long", auth: none}
   - {name: dead, upstream: dead, methods: [GET], path: "/dead", auth: none}
 audit:
   path: ${AUDIT}
@@ -427,6 +428,50 @@ async fn compression_level_is_checked() {
     assert!(
         err.contains("compression.level 12 is out of range: 1 (fastest) to 9 (smallest)"),
         "{err}"
+    );
+}
+
+/// A client that hangs up while the upstream is still working (a browser
+/// tab closed, a phone out of coverage) is routine, not a failure: its
+/// request is audited as allowed with nothing sent and says the client
+/// went away, and it counts as no upstream error.
+#[tokio::test]
+async fn a_client_that_goes_away_is_audited_as_such_not_as_a_failure() {
+    use tokio::io::AsyncWriteExt;
+    let (gw, up) = start().await;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    conn.write_all(b"GET /hang/long HTTP/1.1\r\nHost: crm\r\n\r\n")
+        .await
+        .expect("write");
+    // Hang up once the request is upstream (the upstream waits 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while up.count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    drop(conn);
+
+    let records = gw.audit_records(1).await;
+    let rec = records
+        .iter()
+        .find(|r| r["route"] == "abandoned")
+        .unwrap_or_else(|| panic!("the abandoned request is audited: {records:?}"));
+    assert_eq!(rec["decision"], "allow", "{rec}");
+    assert_eq!(rec["status"], 0, "nothing was sent: {rec}");
+    assert_eq!(
+        rec["detail"], "the client closed the connection before the response was complete",
+        "{rec}"
+    );
+    assert!(rec["reason"].is_null(), "{rec}");
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.contains("chatwarden_upstream_errors_total{upstream=\"crm\""),
+        "a client hanging up is no upstream error: {metrics}"
     );
 }
 
