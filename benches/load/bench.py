@@ -299,11 +299,11 @@ def wrk(args, port, tokens_file, seconds, connections, cpu, path=PATH):
     return json.loads(lines[-1])
 
 
-def measure(peer, tokens_file, a, path=PATH):
+def measure(peer, tokens_file, a, path=PATH, seconds=None):
     sampler = RssSampler(peer.pid)
     sampler.start()
     cpu0 = cpu_seconds(peer.pid)
-    w = wrk(a, peer.port, tokens_file, a.duration, a.connections, a.load_cpu, path)
+    w = wrk(a, peer.port, tokens_file, seconds or a.duration, a.connections, a.load_cpu, path)
     cpu1 = cpu_seconds(peer.pid)
     sampler.stop.set()
     sampler.join()
@@ -438,6 +438,9 @@ def main():
     ap.add_argument("--idle-connections", type=int, default=10000)
     ap.add_argument("--export-seconds", type=int, default=5,
                     help="seconds of back-to-back large exports per proxy for memory (0: skip)")
+    ap.add_argument("--pairs", type=int, default=10,
+                    help="back-to-back (b, f cached token) pairs judging the 85%% and p99 targets")
+    ap.add_argument("--pair-duration", type=int, default=3, help="seconds per side of a pair")
     ap.add_argument("--only", default="", help="comma-separated mix keys, e.g. b,f-hit")
     ap.add_argument("--out", default=os.path.join(LOAD_DIR, "results.md"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -587,6 +590,27 @@ def main():
                 f"p50 {m['p50_ms']:.2f} ms  p99 {m['p99_ms']:.2f} ms  "
                 f"{m['cpu10k']:.3f} CPU-s/10k  errors {m['errors']}")
 
+    # Pairs: the cached-token mix and the bare proxy back to back, the order
+    # flipped each pair. A shared VM's speed drifts by tens of percent within
+    # minutes, more than the rounds above (minutes apart for one peer) can
+    # average out; two runs seconds apart see the same machine, so the ratio
+    # of each pair is what the 85 % and p99 targets are judged on.
+    pairs = []
+    if a.pairs and "f-hit" in results:
+        log(f"load bench: {a.pairs} back-to-back pairs of (b) and (f) cached token, "
+            f"{a.pair_duration}s each")
+        for i in range(a.pairs):
+            sides = [("b", peers["b"]), ("f", peers["f"])]
+            if i % 2:
+                sides.reverse()
+            got = {k: measure(peer, one_file, a, seconds=a.pair_duration) for k, peer in sides}
+            b_, f_ = got["b"], got["f"]
+            pairs.append({"rps": f_["rps"] / b_["rps"], "p99": f_["p99_ms"] / b_["p99_ms"],
+                          "cpu": f_["cpu10k"] / b_["cpu10k"], "b_rps": b_["rps"]})
+            log(f"  pair {i + 1}/{a.pairs}: bare {b_['rps']:8.0f} req/s, chatwarden "
+                f"{pairs[-1]['rps']:.2f}× req/s, p99 {pairs[-1]['p99']:.2f}×, "
+                f"CPU/req {pairs[-1]['cpu']:.2f}×")
+
     load_after = open("/proc/loadavg").read().split()[:3]
     med = {k: {f: statistics.median(x[f] for x in v)
                for f in ("rps", "p50_ms", "p99_ms", "cpu10k", "rss_peak")}
@@ -692,12 +716,29 @@ def main():
         else:
             targets.append(f"- {'met' if ok else '**missed**'}: {text} — {detail}")
 
+    def spread(key, fmt):
+        v = sorted(p[key] for p in pairs)
+        return statistics.median(v), f"{fmt(v[0])}–{fmt(v[-1])}"
+
     if "f-hit" in med:
         f, b = med["f-hit"], med["b"]
-        target("cached token: ≥ 85% of bare pingora's throughput", f["rps"] >= 0.85 * b["rps"],
-               f"{f['rps'] / b['rps']:.0%} of req/s; per core {per_core('f-hit') / per_core('b'):.0%}")
-        target("cached token: p99 within 1.2× bare pingora", f["p99_ms"] <= 1.2 * b["p99_ms"],
-               f"{f['p99_ms'] / b['p99_ms']:.2f}×")
+        if pairs:
+            rps, rps_range = spread("rps", lambda x: f"{x:.0%}")
+            p99, p99_range = spread("p99", lambda x: f"{x:.2f}×")
+            cpu, _ = spread("cpu", str)
+            n = len(pairs)
+            target("cached token: ≥ 85% of bare pingora's throughput", rps >= 0.85,
+                   f"{rps:.0%} of req/s, median of {n} back-to-back pairs (range {rps_range}); "
+                   f"per core {1 / cpu:.0%}; the table's medians: {f['rps'] / b['rps']:.0%}")
+            target("cached token: p99 within 1.2× bare pingora", p99 <= 1.2,
+                   f"{p99:.2f}×, median of {n} pairs (range {p99_range}); the table's medians: "
+                   f"{f['p99_ms'] / b['p99_ms']:.2f}×")
+        else:
+            target("cached token: ≥ 85% of bare pingora's throughput", f["rps"] >= 0.85 * b["rps"],
+                   f"{f['rps'] / b['rps']:.0%} of req/s; per core "
+                   f"{per_core('f-hit') / per_core('b'):.0%}")
+            target("cached token: p99 within 1.2× bare pingora", f["p99_ms"] <= 1.2 * b["p99_ms"],
+                   f"{f['p99_ms'] / b['p99_ms']:.2f}×")
         for k, factor, name in (("e-hit", 1.5, "Envoy with its token cache"), ("d", 3.0, "HAProxy")):
             if k in med:
                 ratio = per_core("f-hit") / per_core(k)
@@ -755,6 +796,11 @@ def main():
         f"ES256 tokens for every peer. wrk: 1 thread, {a.connections} connections, "
         f"{a.duration} s per mix per round, {a.rounds} interleaved rounds (order rotated each "
         f"round) after a {a.warmup} s warm-up; medians shown. "
+        + (f"Then {len(pairs)} back-to-back pairs of (b) and (f) cached token, {a.pair_duration} s "
+           "each, order flipped each pair: the 85 % and p99 targets are judged on the median of "
+           "the pairs' ratios, since the machine's speed drifts between rounds minutes apart "
+           f"(bare pingora read {min(p['b_rps'] for p in pairs):,.0f}–"
+           f"{max(p['b_rps'] for p in pairs):,.0f} req/s across the pairs). " if pairs else "")
         + ("Peers pinned to CPU 1, wrk and the upstream (nginx, 1 worker) to CPU 0. "
            if pin else "No CPU pinning (taskset missing or one CPU). ")
         + "CPU = utime+stime of the peer's processes (all threads) from /proc; per core = "
