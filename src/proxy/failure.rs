@@ -21,20 +21,26 @@ pub fn classify(e: &Error) -> Option<Reason> {
     }
 }
 
-/// The client closed its connection (or it broke) before its answer was
-/// complete: routine for browsers and phones, not a failure of the gateway
-/// or the upstream, and nothing can be written back.
+/// The client closed its connection (or it broke), or reset its HTTP/2
+/// stream, before its answer was complete: routine for browsers and
+/// phones, not a failure of the gateway or the upstream, and nothing can be
+/// written back. (pingora reports a reset stream, and an HTTP/2 connection
+/// that failed while the request waited, as a downstream `H2Error`; a
+/// malformed HTTP/2 request is refused before any gateway phase runs.)
 pub fn client_went_away(e: &Error) -> bool {
     e.esource() == &ErrorSource::Downstream
         && matches!(
             e.etype(),
-            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            ErrorType::WriteError
+                | ErrorType::ReadError
+                | ErrorType::ConnectionClosed
+                | ErrorType::H2Error
         )
 }
 
 /// What the audit record says of a request whose client went away.
 pub const CLIENT_WENT_AWAY: &str =
-    "the client closed the connection before the response was complete";
+    "the client closed the connection or cancelled the request before the response was complete";
 
 /// An upgraded stream that ended because neither side sent anything for
 /// the upstream's read timeout.
@@ -80,6 +86,11 @@ mod tests {
             "an upstream that hung up is a failure"
         );
         assert_eq!(classify(&e), Some(Reason::UpstreamError));
+        let e = Error::explain(ErrorType::H2Error, "Client closed H2, reason: CANCEL").into_down();
+        assert!(
+            client_went_away(&e),
+            "a reset HTTP/2 stream is a client gone"
+        );
         let e = Error::new_down(ErrorType::InvalidHTTPHeader);
         assert!(!client_went_away(&e));
         assert_eq!(classify(&e), Some(Reason::BadRequest));

@@ -218,3 +218,61 @@ async fn a_certificate_renewed_in_place_is_served_after_a_reload() {
     let body = gw.reload(ADMIN_TOKEN).await;
     assert_eq!(body["reloaded"], false, "{body}");
 }
+
+/// An HTTP/2 client that cancels a request (a browser navigating away
+/// resets the stream) went away like an HTTP/1 client that hangs up: its
+/// request is audited as allowed, nothing sent, and says so.
+#[tokio::test]
+async fn an_http2_request_the_client_cancels_is_audited_as_such() {
+    let up = EchoUpstream::start().await;
+    let pki_dir = tempfile::tempdir().expect("dir");
+    let ca_pem = harness::make_pki(pki_dir.path());
+    let yaml = TLS_LISTENER.replace(
+        "routes:\n",
+        "routes:\n  - {name: abandoned, upstream: crm, methods: [GET], path: /hang/long, auth: none}\n",
+    );
+    let gw = harness::start(
+        &yaml,
+        &[
+            ("UP", up.url()),
+            ("PKI", pki_dir.path().display().to_string()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ],
+    )
+    .await;
+    let client = client_trusting(Some(&ca_pem), &gw).build().expect("client");
+    let url = format!("https://localhost:{}/hang/long", gw.addr.port());
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { client.get(&url).send().await.map(|r| r.version()) }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while up.count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    // Dropping the response future resets the stream; the connection stays.
+    pending.abort();
+    let records = gw.audit_records(1).await;
+    let rec = records
+        .iter()
+        .find(|r| r["route"] == "abandoned")
+        .unwrap_or_else(|| panic!("the cancelled request is audited: {records:?}"));
+    assert_eq!(rec["decision"], "allow", "{rec}");
+    assert_eq!(rec["status"], 0, "nothing was sent: {rec}");
+    assert_eq!(
+        rec["detail"], "the client closed the connection or cancelled the request before the response was complete",
+        "{rec}"
+    );
+    // The same connection serves the next request.
+    let resp = client
+        .get(format!("https://localhost:{}/contacts", gw.addr.port()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+}
