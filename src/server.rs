@@ -182,6 +182,15 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         work_stealing: false,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(5),
+        // Timeouts of a second or more (the upstreams' connect, read, write
+        // and idle timeouts as configured) on tokio's timer rather than
+        // pingora's shared one: each worker's runtime keeps its own wheel
+        // and drops a cancelled timer at once, where pingora's reads the
+        // clock twice per timeout, keeps cancelled timers until their
+        // deadline, and runs a thread that wakes every 10 ms to fire them.
+        // (A cached-token request: 1 % fewer instructions, and lower CPU in
+        // 6 of 8 interleaved pairs on 2026-12-03, median 4 %.)
+        fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()
     };
     conf.daemon = opts.daemon;
