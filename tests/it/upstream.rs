@@ -105,6 +105,19 @@ impl EchoUpstream {
     pub fn count(&self) -> usize {
         self.seen.lock().expect("lock").len()
     }
+
+    /// Waits (bounded) until `n` requests have arrived, answered or not.
+    pub async fn wait_for(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.count() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} request(s) should have reached the upstream, {} did",
+                self.count()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
 }
 
 async fn handle(
