@@ -725,7 +725,7 @@ def main():
         if pairs:
             rps, rps_range = spread("rps", lambda x: f"{x:.0%}")
             p99, p99_range = spread("p99", lambda x: f"{x:.2f}×")
-            cpu, _ = spread("cpu", str)
+            cpu = statistics.median(p["cpu"] for p in pairs)
             n = len(pairs)
             target("cached token: ≥ 85% of bare pingora's throughput", rps >= 0.85,
                    f"{rps:.0%} of req/s, median of {n} back-to-back pairs (range {rps_range}); "
