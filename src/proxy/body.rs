@@ -8,7 +8,7 @@
 //! read for method override parameters as it streams (see
 //! [`crate::request::method_override`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pingora_http::RequestHeader;
@@ -19,6 +19,10 @@ use crate::connection::BodyPace;
 use crate::decision::Reason;
 use crate::request::method_override::{form_body, FormBody, FormScan, Found};
 
+/// The longest a body's next piece is waited for, however far ahead of
+/// its pace the body is: pingora's own limit for each HTTP/1.1 body read.
+pub const MAX_PIECE_WAIT: Duration = Duration::from_secs(60);
+
 /// What has come of a request body so far.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -26,6 +30,9 @@ pub struct Progress {
     /// When the first piece of a body that came in more than one arrived,
     /// and its size: the pace is counted from there.
     started: Option<(Instant, u64)>,
+    /// How long the next piece may take before the body falls behind
+    /// its pace; `None` once the body is whole (or cut).
+    next_within: Option<Duration>,
     /// The body was cut after forwarding began: the upstream saw part of
     /// the request.
     pub cut: bool,
@@ -51,18 +58,36 @@ impl Progress {
             // one was checked before forwarding).
             Some(Reason::BodyTooLarge)
         } else if end {
+            self.next_within = None;
             None
         } else if let Some((first_at, first_bytes)) = self.started {
             let elapsed = now().saturating_duration_since(first_at);
-            pace.time_left(elapsed, self.bytes - first_bytes)
-                .is_none()
-                .then_some(Reason::BodyTooSlow)
+            self.next_within = pace.time_left(elapsed, self.bytes - first_bytes);
+            self.next_within.is_none().then_some(Reason::BodyTooSlow)
         } else {
             self.started = Some((now(), self.bytes));
+            self.next_within = Some(pace.grace);
             None
         };
         self.cut |= over.is_some();
         over
+    }
+
+    /// How long the client may take to send the body's next piece: until
+    /// it falls behind its pace, and at most [`MAX_PIECE_WAIT`] for a body
+    /// ahead of it. The read timeout for the next read of a body still
+    /// coming; `None` when no more is expected.
+    pub fn next_within(&self) -> Option<Duration> {
+        self.next_within
+            .filter(|_| !self.cut)
+            .map(|d| d.min(MAX_PIECE_WAIT))
+    }
+
+    /// The client stopped sending the body, forwarded in part, past its
+    /// pace: it is cut like one that fell behind.
+    pub fn stalled(&mut self) {
+        self.cut = true;
+        self.next_within = None;
     }
 
     /// A body that is a form, scanned with `scan` as it streams.
@@ -191,7 +216,6 @@ mod tests {
 
     #[test]
     fn a_body_is_cut_where_it_passes_its_limit_or_falls_behind() {
-        use std::time::Duration;
         let pace = BodyPace {
             min_rate: 1000,
             grace: Duration::from_secs(1),
@@ -215,13 +239,24 @@ mod tests {
         // The first piece's bytes earn nothing; 500 more earn 0.5s.
         let mut steady = Progress::default();
         assert_eq!(steady.piece(100, false, 1 << 20, &pace, at(0)), None);
+        assert_eq!(
+            steady.next_within(),
+            Some(Duration::from_secs(1)),
+            "the grace, for the piece after the first"
+        );
         assert_eq!(steady.piece(500, false, 1 << 20, &pace, at(1400)), None);
+        assert_eq!(
+            steady.next_within(),
+            Some(Duration::from_millis(100)),
+            "1.5s earned, 1.4s gone"
+        );
         assert_eq!(steady.piece(10, false, 1 << 20, &pace, at(1500)), None);
         assert_eq!(
             steady.piece(10, false, 1 << 20, &pace, at(1600)),
             Some(Reason::BodyTooSlow),
             "520 bytes after the first piece earn 1.52s"
         );
+        assert_eq!(steady.next_within(), None, "a cut body reads no more");
         let mut late_end = Progress::default();
         assert_eq!(late_end.piece(1, false, 10, &pace, at(0)), None);
         assert_eq!(
@@ -229,6 +264,21 @@ mod tests {
             None,
             "a body that is complete is not cut for being late"
         );
+        assert_eq!(late_end.next_within(), None, "nothing more to wait for");
+
+        let mut ahead = Progress::default();
+        assert_eq!(ahead.piece(100, false, 1 << 30, &pace, at(0)), None);
+        assert_eq!(ahead.piece(1 << 20, false, 1 << 30, &pace, at(10)), None);
+        assert_eq!(
+            ahead.next_within(),
+            Some(MAX_PIECE_WAIT),
+            "1MB earns over 17 minutes, but a silence is waited out for a minute at most"
+        );
+
+        let mut stopped = Progress::default();
+        assert_eq!(stopped.piece(100, false, 1 << 20, &pace, at(0)), None);
+        stopped.stalled();
+        assert!(stopped.cut && stopped.next_within().is_none());
     }
 
     #[test]

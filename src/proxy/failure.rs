@@ -8,6 +8,11 @@ use crate::decision::Reason;
 /// itself went away and no response can be written.
 pub fn classify(e: &Error) -> Option<Reason> {
     match e.etype() {
+        // The per-read timeout on an HTTP/1.1 request body, which the
+        // gateway sets from the body's pace: the client stopped sending it.
+        ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => {
+            return Some(Reason::BodyTooSlow);
+        }
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             return Some(Reason::UpstreamTimeout);
         }
@@ -91,6 +96,14 @@ mod tests {
             client_went_away(&e),
             "a reset HTTP/2 stream is a client gone"
         );
+        let e = Error::new_down(ErrorType::ReadTimedout);
+        assert_eq!(
+            classify(&e),
+            Some(Reason::BodyTooSlow),
+            "a request body that stopped coming is the client's, not the upstream's"
+        );
+        let e = Error::new_up(ErrorType::ReadTimedout);
+        assert_eq!(classify(&e), Some(Reason::UpstreamTimeout));
         let e = Error::new_down(ErrorType::InvalidHTTPHeader);
         assert!(!client_went_away(&e));
         assert_eq!(classify(&e), Some(Reason::BadRequest));

@@ -205,7 +205,15 @@ impl ProxyHttp for Gateway {
                     tracing::debug!(request_id = %ctx.request_id, found = ?found, "method override in a form body");
                     Reason::BadRequest
                 }
-                None => return Ok(()),
+                None => {
+                    // The next read of a body still coming waits only as
+                    // long as its pace allows (pingora times out each
+                    // HTTP/1.1 body read; HTTP/2 reads have no timeout).
+                    if let Some(within) = progress.next_within() {
+                        session.set_read_timeout(Some(within));
+                    }
+                    return Ok(());
+                }
             },
         };
         // The head and the body so far are upstream, without its end: the
@@ -305,6 +313,15 @@ impl ProxyHttp for Gateway {
             None if session.was_upgraded() && failure::idle_stream(e) => None,
             _ => failure::classify(e),
         };
+        if reason == Some(Reason::BodyTooSlow) && ctx.refused.is_none() {
+            // The client stopped sending its body, part of which is
+            // upstream: cut like a body that fell behind as it came.
+            if let Some(a) = &ctx.admitted {
+                ctx.rules
+                    .push(body::rule_for(Reason::BodyTooSlow, &a.route));
+            }
+            ctx.body.get_or_insert_default().stalled();
+        }
         if let (Some(r), Some(admission)) = (reason, &ctx.admitted) {
             if r.is_failure() {
                 self.metrics
@@ -502,6 +519,13 @@ impl Gateway {
                     // Boxed, like the lookup: a whole exchange.
                     Box::pin(fetch::answer(&self.lookups, &self.metrics, session, ctx)).await?;
                     return Ok(true);
+                }
+                // A body's first piece is due within the grace (pingora's
+                // own limit is 60 s a read); `request_body_filter` sets the
+                // time for each piece after. Not on a WebSocket route: an
+                // upgraded stream's reads are the stream's, idle as it likes.
+                if !a.route.websocket {
+                    session.set_read_timeout(Some(snapshot.connections.body_pace.grace));
                 }
                 Ok(false)
             }

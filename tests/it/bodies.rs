@@ -278,13 +278,13 @@ async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
     assert!(seen[0].complete && seen[0].body.len() == 2000);
     assert!(seen.iter().skip(1).all(|s| !s.complete), "never whole");
 
-    // A streamed body's status, and whether it came within 3s.
+    // A streamed body's status, and whether it came within 4s.
     let send = |body: reqwest::Body| {
         let req = client.post(&url).bearer_auth(&token).body(body);
         async move {
             let started = std::time::Instant::now();
             let status = req.send().await.expect("request").status().as_u16();
-            (status, started.elapsed() < Duration::from_secs(3))
+            (status, started.elapsed() < Duration::from_secs(4))
         }
     };
     // A byte every 50ms falls behind 1KB a second after the 1s grace.
@@ -295,7 +295,8 @@ async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
         (n < 100).then(|| (Ok::<_, std::io::Error>(vec![b'x']), n + 1))
     });
     assert_eq!(send(reqwest::Body::wrap_stream(drip)).await, (408, true));
-    // A body that stops altogether: the upstream's read timeout (1s) ends it.
+    // A body that stops altogether: over HTTP/2, pingora reads a body
+    // without a timeout, so the upstream's (2s) ends it.
     let stall = futures_util::stream::iter([Ok::<_, std::io::Error>(vec![b'x'; 10])])
         .chain(futures_util::stream::pending());
     assert_eq!(send(reqwest::Body::wrap_stream(stall)).await, (504, true));
@@ -313,7 +314,7 @@ async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
 }
 
 /// [`CONFIG`] holding bodies to 1KB a second after a 1s grace, with a
-/// Meta webhook route, and upstream reads timed out after 1s.
+/// Meta webhook route, and upstream reads timed out after 2s.
 fn paced_config() -> String {
     CONFIG
         .replace(
@@ -322,7 +323,7 @@ fn paced_config() -> String {
         )
         .replace(
             "crm: {url: \"${UP}\", max_body: 2KB}",
-            "crm: {url: \"${UP}\", max_body: 2KB, timeouts: {read: 1s}}",
+            "crm: {url: \"${UP}\", max_body: 2KB, timeouts: {read: 2s}}",
         )
         .replace(
             "  jwks_url: \"${JWKS}\"",
@@ -394,6 +395,16 @@ async fn a_body_dripped_slower_than_the_minimum_rate_is_cut() {
         "the CRM never got the whole request"
     );
 
+    // A body that stops altogether after its first 1000 bytes: nothing
+    // arrives to be found late, so the read waiting for the next piece
+    // ends when it falls behind (1s), before the upstream's 2s read
+    // timeout would blame the upstream.
+    let mut stalled = head(2000).into_bytes();
+    stalled.extend_from_slice(&[b'x'; 1000]);
+    let raw = exchange_until_closed(gw.addr, &stalled).await;
+    assert_eq!(harness::status_of(&raw), 408, "{raw}");
+    assert_eq!(body_of(&raw)["reason"], "body_too_slow");
+
     // An unauthenticated webhook sender that stops after a few bytes: the
     // gateway reads webhook bodies itself, and stops waiting at the grace.
     let raw = exchange_until_closed(
@@ -403,14 +414,20 @@ async fn a_body_dripped_slower_than_the_minimum_rate_is_cut() {
     .await;
     assert_eq!(harness::status_of(&raw), 408, "{raw}");
 
-    let records = gw.audit_records(3).await;
-    let dripped = &records[1];
-    assert_eq!(dripped["decision"], "deny", "{dripped}");
-    assert_eq!(dripped["reason"], "body_too_slow");
-    assert_eq!(dripped["status"], 408);
-    assert_eq!(dripped["rules"], json!(["connections.body_min_rate"]));
-    assert_eq!(dripped["upstream"], "crm");
-    assert_eq!(records[2]["reason"], "body_too_slow");
-    assert_eq!(records[2]["route"], "webhook");
-    assert_eq!(records[2]["upstream"], Value::Null, "nothing was forwarded");
+    let records = gw.audit_records(4).await;
+    for cut in [&records[1], &records[2]] {
+        assert_eq!(cut["decision"], "deny", "{cut}");
+        assert_eq!(cut["reason"], "body_too_slow");
+        assert_eq!(cut["status"], 408);
+        assert_eq!(cut["rules"], json!(["connections.body_min_rate"]));
+        assert_eq!(cut["upstream"], "crm", "the body was forwarded in part");
+    }
+    assert_eq!(records[3]["reason"], "body_too_slow");
+    assert_eq!(records[3]["route"], "webhook");
+    assert_eq!(records[3]["upstream"], Value::Null, "nothing was forwarded");
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.contains("chatwarden_upstream_errors_total{upstream=\"crm\""),
+        "a client that stops sending is no upstream error: {metrics}"
+    );
 }
