@@ -672,17 +672,29 @@ def main():
                                           [tokens["good"]], a.instructions)
         fresh_ir = instructions_per_request("chatwarden-fresh", cw_argv, ifp, workdir, PATH,
                                             fresh, a.instructions)
+        # The 12 KB list with redaction, against bare pingora passing the same body.
+        ib = free_port()
+        bare_list_ir = instructions_per_request(
+            "bare-list", [a.bare_proxy, "--serve", f"127.0.0.1:{ib}", "--upstream", up], ib,
+            workdir, REDACT_PATH, [tokens["good"]], a.instructions)
+        redact_ir = instructions_per_request("chatwarden-redact", cw_argv, ifp, workdir,
+                                             REDACT_PATH, [tokens["good"]], a.instructions)
         instr = [
             "| peer | instructions per request (user space) | ×bare |",
             "|---|---:|---:|",
             f"| (b) bare pingora | {bare_ir:,.0f} | 1.00 |",
             f"| (f) chatwarden, cached token | {hit_ir:,.0f} | {hit_ir / bare_ir:.2f} |",
             f"| (f) chatwarden, new token each request | {fresh_ir:,.0f} | {fresh_ir / bare_ir:.2f} |",
+            f"| (b) bare pingora, 12 KB list | {bare_list_ir:,.0f} | 1.00 |",
+            f"| (g) chatwarden, 12 KB list, redaction | {redact_ir:,.0f} "
+            f"| {redact_ir / bare_list_ir:.2f} |",
             "",
-            f"callgrind, {a.instructions:,} requests per peer after 300 to warm up, all threads. "
+            f"callgrind, {a.instructions:,} requests per peer after 300 to warm up, all threads; "
+            "the 12 KB list rows are a ratio to bare pingora passing the same list. "
             "Kernel work (the same syscalls for every pingora peer) is not counted, and "
             "valgrind's CPU has no SHA-NI, so SHA-256 (token digests, the audit hash chain) "
-            "counts several times what it costs natively.",
+            "counts several times what it costs natively. With `--keep`, the callgrind files "
+            "stay in the work directory for `callgrind_files.py` (see the README).",
         ]
 
     # ------------------------------------------------------------ the table
