@@ -300,17 +300,29 @@ async fn a_watched_config_reloads_itself_when_its_files_change() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    // Fixed: applied, and the broken version was tried once only.
+    // Fixed: applied, and the broken version was tried once only. (The
+    // reload is recorded just after the new config takes effect: wait for
+    // its record, not only for the 404.)
     replace_file(&config, &yaml);
     until("the fixed file is applied", new_ca.pem(), "/agents", 404).await;
-    let _ = gw.handles.audit.flush().await;
-    let records = harness::read_jsonl(&gw.audit_path);
+    let applied_records = |records: &[serde_json::Value]| {
+        records
+            .iter()
+            .filter(|r| r["event"] == "reload" && r["decision"] == "allow")
+            .map(|r| r["detail"].as_str().expect("detail").to_string())
+            .collect::<Vec<_>>()
+    };
+    let started = Instant::now();
+    let records = loop {
+        let _ = gw.handles.audit.flush().await;
+        let records = harness::read_jsonl(&gw.audit_path);
+        if applied_records(&records).len() >= 3 || started.elapsed() > Duration::from_secs(10) {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert_eq!(rejected(&records), 1, "tried once: {records:#?}");
-    let applied: Vec<_> = records
-        .iter()
-        .filter(|r| r["event"] == "reload" && r["decision"] == "allow")
-        .map(|r| r["detail"].as_str().expect("detail"))
-        .collect();
+    let applied = applied_records(&records);
     assert_eq!(applied.len(), 3, "{applied:?}");
     assert!(
         applied
