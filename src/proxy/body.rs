@@ -83,6 +83,21 @@ impl Progress {
             .map(|d| d.min(MAX_PIECE_WAIT))
     }
 
+    /// Whether a body not yet whole is behind its pace at `now`: its next
+    /// piece is overdue. Before its first piece the grace runs from the
+    /// request head (`head_at`).
+    pub fn behind(&self, pace: &BodyPace, head_at: Instant, now: Instant) -> bool {
+        match self.started {
+            Some((first_at, first_bytes)) => pace
+                .time_left(
+                    now.saturating_duration_since(first_at),
+                    self.bytes - first_bytes,
+                )
+                .is_none(),
+            None => now.saturating_duration_since(head_at) > pace.grace,
+        }
+    }
+
     /// The client stopped sending the body, forwarded in part, past its
     /// pace: it is cut like one that fell behind.
     pub fn stalled(&mut self) {
@@ -277,8 +292,21 @@ mod tests {
 
         let mut stopped = Progress::default();
         assert_eq!(stopped.piece(100, false, 1 << 20, &pace, at(0)), None);
+        assert!(
+            !stopped.behind(&pace, t0, at(1000)()),
+            "the grace, to the end"
+        );
+        assert!(stopped.behind(&pace, t0, at(1001)()));
         stopped.stalled();
         assert!(stopped.cut && stopped.next_within().is_none());
+
+        let never = Progress::default();
+        let head_at = t0 + Duration::from_millis(500);
+        assert!(
+            !never.behind(&pace, head_at, at(1500)()),
+            "no piece yet: the grace runs from the head"
+        );
+        assert!(never.behind(&pace, head_at, at(1501)()));
     }
 
     #[test]

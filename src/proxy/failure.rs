@@ -26,6 +26,11 @@ pub fn classify(e: &Error) -> Option<Reason> {
     }
 }
 
+/// The upstream did not answer within its read timeout.
+pub fn upstream_read_timeout(e: &Error) -> bool {
+    e.etype() == &ErrorType::ReadTimedout && e.esource() == &ErrorSource::Upstream
+}
+
 /// The client closed its connection (or it broke), or reset its HTTP/2
 /// stream, before its answer was complete: routine for browsers and
 /// phones, not a failure of the gateway or the upstream, and nothing can be

@@ -311,6 +311,12 @@ impl ProxyHttp for Gateway {
             // A stream quiet for longer than the upstream's read timeout
             // ends there; nothing failed.
             None if session.was_upgraded() && failure::idle_stream(e) => None,
+            // The upstream's read timed out while it waited for a body the
+            // client stopped sending: HTTP/2 (whose body reads pingora does
+            // not time out), or a pause longer than the upstream's timeout.
+            _ if failure::upstream_read_timeout(e) && client_stalled(session, ctx) => {
+                Some(Reason::BodyTooSlow)
+            }
             _ => failure::classify(e),
         };
         if reason == Some(Reason::BodyTooSlow) && ctx.refused.is_none() {
@@ -814,6 +820,23 @@ const UNKNOWN_KID_WAIT: std::time::Duration = std::time::Duration::from_millis(5
 /// proxying failure for the error log.
 fn ended_on_purpose(session: &Session, ctx: &RequestCtx) -> bool {
     forwarded_in_part(session, ctx) && ctx.refused.is_some_and(|r| !r.is_failure())
+}
+
+/// Whether the request's body is still to come and behind its pace: the
+/// client stopped sending it.
+fn client_stalled(session: &mut Session, ctx: &RequestCtx) -> bool {
+    let Some(snapshot) = &ctx.snapshot else {
+        return false;
+    };
+    if session.was_upgraded() || session.is_body_done() {
+        return false;
+    }
+    let pace = &snapshot.connections.body_pace;
+    let now = std::time::Instant::now();
+    match &ctx.body {
+        Some(progress) => progress.behind(pace, ctx.started, now),
+        None => body::Progress::default().behind(pace, ctx.started, now),
+    }
 }
 
 /// Whether some of the request reached the upstream before the gateway

@@ -295,11 +295,13 @@ async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
         (n < 100).then(|| (Ok::<_, std::io::Error>(vec![b'x']), n + 1))
     });
     assert_eq!(send(reqwest::Body::wrap_stream(drip)).await, (408, true));
-    // A body that stops altogether: over HTTP/2, pingora reads a body
-    // without a timeout, so the upstream's (2s) ends it.
+    // A body that stops altogether: pingora reads HTTP/2 bodies without a
+    // timeout, so the upstream's read timeout (2s) ends the wait, but the
+    // body is behind its pace by then: the client's doing, not the
+    // upstream's.
     let stall = futures_util::stream::iter([Ok::<_, std::io::Error>(vec![b'x'; 10])])
         .chain(futures_util::stream::pending());
-    assert_eq!(send(reqwest::Body::wrap_stream(stall)).await, (504, true));
+    assert_eq!(send(reqwest::Body::wrap_stream(stall)).await, (408, true));
 
     let records = gw.audit_records(5).await;
     assert_eq!(records[1]["reason"], "body_too_large", "{records:#?}");
@@ -311,6 +313,16 @@ async fn an_http2_body_without_a_length_is_cut_at_the_limit() {
     assert_eq!(records[2]["reason"], "body_too_large", "{records:#?}");
     assert_eq!(records[2]["upstream"], "crm");
     assert_eq!(records[3]["reason"], "body_too_slow", "{records:#?}");
+    let stalled = &records[4];
+    assert_eq!(stalled["reason"], "body_too_slow", "{records:#?}");
+    assert_eq!(stalled["status"], 408);
+    assert_eq!(stalled["rules"], json!(["connections.body_min_rate"]));
+    assert_eq!(stalled["upstream"], "crm", "the body was forwarded in part");
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.contains("chatwarden_upstream_errors_total{upstream=\"crm\""),
+        "a client that stops sending is no upstream error: {metrics}"
+    );
 }
 
 /// [`CONFIG`] holding bodies to 1KB a second after a 1s grace, with a
