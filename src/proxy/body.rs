@@ -170,7 +170,16 @@ pub async fn read_whole(
         let Ok(read) = tokio::time::timeout(left, read).await else {
             return Ok(Err(Reason::BodyTooSlow));
         };
-        let Some(chunk) = read? else {
+        let chunk = match read {
+            Ok(chunk) => chunk,
+            // pingora's own limit on an HTTP/1.1 read (60 s) came first, a
+            // `body_grace` being longer: too slow all the same.
+            Err(e) if e.etype() == &pingora_core::ErrorType::ReadTimedout => {
+                return Ok(Err(Reason::BodyTooSlow));
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(chunk) = chunk else {
             return Ok(Ok(body));
         };
         if body.len() + chunk.len() > max {
