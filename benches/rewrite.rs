@@ -160,7 +160,7 @@ fn redacted(mut plan: RewritePlan, fields: &[&str]) -> RewritePlan {
             .iter()
             .map(|f| ItemSelector::parse(f).expect("bench mask selector"))
             .collect(),
-        detect: vec![Detector::Phone, Detector::Email],
+        detect: vec![Detector::PHONE, Detector::Email],
         style: Style::Partial,
     });
     plan

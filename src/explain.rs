@@ -14,6 +14,7 @@ use crate::auth::{identity_from_unchecked_claims, Verified};
 use crate::config::Snapshot;
 use crate::gate::{self, Circumstances, RequestView, WireFacts};
 use crate::policy::{plan_row_filter, RowFilterPlan};
+use crate::redact::{Detector, Region};
 use crate::revocation::RuntimeRevocations;
 use crate::rewrite::{RewriteError, RewriteOutcome, RewritePlan};
 
@@ -394,7 +395,17 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
                         ", {} found in free text",
                         rule.detect
                             .iter()
-                            .map(|d| d.as_str())
+                            .map(|d| match d {
+                                Detector::Phone(regions) if !regions.is_empty() => format!(
+                                    "phone (with {} national numbers)",
+                                    regions
+                                        .iter()
+                                        .map(Region::code)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                                d => d.as_str().to_string(),
+                            })
                             .collect::<Vec<_>>()
                             .join(" and ")
                     )
@@ -458,7 +469,7 @@ roles:
   agent: {permissions: [conversations.read]}
   supervisor: {inherits: [agent], permissions: [conversations.read_all, pii.read, scope.all_inboxes]}
 redaction:
-  - {name: pii, unless_permission: pii.read, fields: ["$.meta.sender.email"], detect: [phone]}
+  - {name: pii, unless_permission: pii.read, fields: ["$.meta.sender.email"], detect: [phone], phone_regions: [in, ES]}
 routes:
   - name: show
     upstream: crm
@@ -500,7 +511,7 @@ routes:
             "decision: allow",
             "owner:    GET /c/42 first; forwarded only if meta.assignee.id is in the caller's user_id [7], else 404 not_found",
             "limit:    at most 120 requests at once, one more every 500ms, per caller",
-            "redact:   pii: 1 field(s) masked, phone found in free text",
+            "redact:   pii: 1 field(s) masked, phone (with ES, IN national numbers) found in free text",
         ] {
             assert!(agent.contains(line), "expected `{line}` in:\n{agent}");
         }

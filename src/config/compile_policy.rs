@@ -20,7 +20,7 @@ use crate::policy::{
     FilterMode, ItemSelector, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef,
     RoleSet, RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
 };
-use crate::redact::{Detector, RedactionRule, Style};
+use crate::redact::{Detector, RedactionRule, Region, Regions, Style};
 use crate::route::{MethodSet, PathTemplate};
 
 /// How long an ownership lookup is reused unless the route says otherwise.
@@ -401,6 +401,31 @@ impl Compiler<'_> {
                     return None;
                 }
             }
+        }
+        if !r.phone_regions.is_empty() {
+            let mut regions = Regions::NONE;
+            for code in &r.phone_regions {
+                let Some(region) = Region::parse(&code.value) else {
+                    self.err(
+                        &code.referenced,
+                        format!(
+                            "redaction `{name}`: phone_regions `{}` is not one of {}",
+                            code.value,
+                            Region::ALL.map(Region::code).join(", ")
+                        ),
+                    );
+                    return None;
+                };
+                regions = regions.with(region);
+            }
+            let Some(phone) = detect.iter_mut().find(|d| matches!(d, Detector::Phone(_))) else {
+                self.err(
+                    &r.phone_regions[0].referenced,
+                    format!("redaction `{name}`: phone_regions needs `phone` in `detect`"),
+                );
+                return None;
+            };
+            *phone = Detector::Phone(regions);
         }
         if fields.is_empty() && detect.is_empty() {
             self.err(

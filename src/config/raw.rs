@@ -112,6 +112,10 @@ pub struct RawRedaction {
     /// Found and masked in every string of the body: `phone`, `email`.
     #[serde(default)]
     pub detect: Vec<Str>,
+    /// Countries (`ES`, `IN`, …) whose national numbers, written without
+    /// `+` or trunk `0`, `detect: [phone]` finds too.
+    #[serde(default)]
+    pub phone_regions: Vec<Str>,
     /// `partial` (default), `full` or `hash`.
     pub style: Option<Str>,
     /// Key of the `hash` style (at least 16 bytes; from an environment

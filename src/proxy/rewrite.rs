@@ -303,7 +303,7 @@ mod tests {
             name: "pii".into(),
             unless_permission: None,
             fields: vec![ItemSelector::parse("$.payload.email").expect("selector")],
-            detect: vec![Detector::Phone],
+            detect: vec![Detector::PHONE],
             style: Style::Partial,
         });
         state(plan)

@@ -16,7 +16,8 @@
 //! `415-555-0123`: groups of 3, 3 and 4); or 8–15 digits right after a
 //! link's `wa.me/`, `phone=`, `tel:` or `sms:`. Other bare digit runs,
 //! such as WhatsApp's `phone_number_id` (`106540352242922`), are ids, not
-//! phone numbers, and are left alone.
+//! phone numbers, and are left alone, unless a rule names countries whose
+//! national numbers have their shape (`phone_regions`, [`national`]).
 
 use std::fmt::Write as _;
 
@@ -24,6 +25,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::policy::{ItemSelector, Permission};
+
+mod national;
+
+pub use national::{Region, Regions};
 
 /// A `redaction` rule of the config, compiled: for callers without
 /// `unless_permission`, mask the values at `fields` whole and the phone
@@ -76,7 +81,9 @@ impl Style {
 /// A kind of personal data found in free text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Detector {
-    Phone,
+    /// Phone numbers, and the national numbers of these countries
+    /// (`phone_regions`).
+    Phone(Regions),
     Email,
     /// A WhatsApp message id (`wamid.HBgL…`): base64 that carries the
     /// customer's phone number in clear (`HBgLMTY0NzM3Nzc3NzUV…` decodes to
@@ -96,9 +103,13 @@ const WAMID_MIN_BODY: usize = 12;
 pub const FULL_MASK: &str = "[redacted]";
 
 impl Detector {
+    /// Phone numbers as found everywhere, no country's national numbers
+    /// added.
+    pub const PHONE: Detector = Detector::Phone(Regions::NONE);
+
     pub fn parse(name: &str) -> Option<Detector> {
         match name {
-            "phone" => Some(Detector::Phone),
+            "phone" => Some(Detector::PHONE),
             "email" => Some(Detector::Email),
             "wamid" => Some(Detector::WhatsAppMessageId),
             _ => None,
@@ -107,7 +118,7 @@ impl Detector {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Detector::Phone => "phone",
+            Detector::Phone(_) => "phone",
             Detector::Email => "email",
             Detector::WhatsAppMessageId => "wamid",
         }
@@ -130,7 +141,7 @@ pub fn mask_whole_into(text: &str, style: &Style, out: &mut String) {
     } else if next_at_sign(text, 0).is_some() && find_email(text, 0).is_some() {
         Some(Detector::Email)
     } else if is_whole_phone(text) || is_bare_number(text) {
-        Some(Detector::Phone)
+        Some(Detector::PHONE)
     } else {
         None
     };
@@ -142,7 +153,7 @@ pub fn mask_whole_into(text: &str, style: &Style, out: &mut String) {
 fn is_whole_phone(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.first().is_some_and(|&b| may_start_number(b))
-        && phone_at(bytes, 0) == Some((0, bytes.len()))
+        && phone_at(bytes, 0, Regions::NONE) == Some((0, bytes.len()))
 }
 
 /// A value of 8–15 digits and nothing else: in free text an id, but a field
@@ -171,12 +182,20 @@ pub fn mask_detected_into(
     style: &Style,
     out: &mut String,
 ) -> u64 {
-    let phone = detectors.contains(&Detector::Phone);
+    // Several rules' phone detectors find the numbers of all their
+    // countries.
+    let phone = detectors
+        .iter()
+        .filter_map(|d| match d {
+            Detector::Phone(regions) => Some(*regions),
+            _ => None,
+        })
+        .reduce(Regions::union);
     let email = detectors.contains(&Detector::Email);
     let wamid = detectors.contains(&Detector::WhatsAppMessageId);
     // Cheap gate: no `@`, no digit and no message id means nothing to find.
     let has_at = email && next_at_sign(text, 0).is_some();
-    let has_digit = phone && text.bytes().any(|b| b.is_ascii_digit());
+    let has_digit = phone.is_some() && text.bytes().any(|b| b.is_ascii_digit());
     let has_wamid = wamid && wamid_finder().find(text.as_bytes()).is_some();
     if !has_at && !has_digit && !has_wamid {
         return 0;
@@ -191,8 +210,13 @@ pub fn mask_detected_into(
     if has_wamid {
         add_disjoint(&mut spans, text, find_wamid, Detector::WhatsAppMessageId);
     }
-    if has_digit {
-        add_disjoint(&mut spans, text, find_phone, Detector::Phone);
+    if let (true, Some(regions)) = (has_digit, phone) {
+        add_disjoint(
+            &mut spans,
+            text,
+            |text, from| find_phone(text, from, regions),
+            Detector::Phone(regions),
+        );
     }
     if spans.is_empty() {
         return 0;
@@ -214,7 +238,7 @@ pub fn mask_detected_into(
 fn add_disjoint(
     spans: &mut Vec<(usize, usize, Detector)>,
     text: &str,
-    find: fn(&str, usize) -> Option<(usize, usize)>,
+    find: impl Fn(&str, usize) -> Option<(usize, usize)>,
     kind: Detector,
 ) {
     let mut from = 0;
@@ -244,7 +268,7 @@ fn mask_span(text: &str, kind: Option<Detector>, style: &Style, out: &mut String
             }
         }
         Style::Partial => match kind {
-            Some(Detector::Phone) => partial_phone(text, out),
+            Some(Detector::Phone(_)) => partial_phone(text, out),
             Some(Detector::Email) => partial_email(text, out),
             // Nothing of the base64 is safe to keep: the number is in it.
             Some(Detector::WhatsAppMessageId) => {
@@ -426,13 +450,14 @@ fn is_domain_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
 }
 
-/// The first phone number at or after byte `from` (see the module docs).
-fn find_phone(text: &str, from: usize) -> Option<(usize, usize)> {
+/// The first phone number at or after byte `from` (see the module docs),
+/// national numbers of `regions` included.
+fn find_phone(text: &str, from: usize, regions: Regions) -> Option<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut i = from;
     while i < bytes.len() {
         if may_start_number(bytes[i]) && begins_number(bytes, i) {
-            if let Some(span) = phone_at(bytes, i) {
+            if let Some(span) = phone_at(bytes, i, regions) {
                 return Some(span);
             }
         }
@@ -599,6 +624,12 @@ impl Groups {
         day_first || year_first
     }
 
+    /// `99.123.45.67`: an IPv4 address, four dotted groups of one to three
+    /// digits.
+    fn is_dotted_quad(&self) -> bool {
+        self.count == 4 && self.seps == [b'.'; 3] && self.lens.iter().all(|l| (1..=3).contains(l))
+    }
+
     /// A North American number: `(415) 555-0123`, `415-555-0123`,
     /// `1 415 555 0123`: groups of three, three and four digits (after an
     /// optional `1`), an area code and exchange not starting with 0 or 1.
@@ -645,8 +676,8 @@ fn may_be_national_or_north_american(rest: &[u8]) -> bool {
 }
 
 /// The phone number starting at `start`, if one does: its span (which
-/// leaves out a percent-encoded `+`).
-fn phone_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
+/// leaves out a percent-encoded `+`). National numbers of `regions` count.
+fn phone_at(bytes: &[u8], start: usize, regions: Regions) -> Option<(usize, usize)> {
     let rest = &bytes[start..];
     // `%2B447700900123`: a `+` percent-encoded in a URL.
     let encoded_plus =
@@ -658,7 +689,11 @@ fn phone_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
         _ => (false, start),
     };
     let keyed = after_number_key(bytes, start);
-    if !international && !keyed && !may_be_national_or_north_american(rest) {
+    if !international
+        && !keyed
+        && !may_be_national_or_north_american(rest)
+        && !regions.may_begin(rest)
+    {
         return None;
     }
     let g = read_groups(bytes, digits_from);
@@ -681,7 +716,7 @@ fn phone_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
             (10..=12).contains(&g.digits)
         }
     } else {
-        g.is_north_american(bytes, digits_from)
+        g.is_north_american(bytes, digits_from) || regions.matches(bytes, digits_from, &g)
     };
     let from = if encoded_plus { digits_from } else { start };
     valid.then_some((from, g.end))
@@ -691,7 +726,7 @@ fn phone_at(bytes: &[u8], start: usize) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
 
-    const BOTH: &[Detector] = &[Detector::Phone, Detector::Email];
+    const BOTH: &[Detector] = &[Detector::PHONE, Detector::Email];
 
     fn detected(text: &str) -> Option<String> {
         mask_detected(text, BOTH, &Style::Partial).map(|(t, _)| t)
@@ -820,6 +855,110 @@ mod tests {
         assert!(masked.is_empty(), "masked as numbers: {masked:#?}");
     }
 
+    fn national(text: &str, regions: &[Region]) -> Option<String> {
+        let regions = regions.iter().fold(Regions::NONE, |r, c| r.with(*c));
+        mask_detected(text, &[Detector::Phone(regions)], &Style::Partial).map(|(t, _)| t)
+    }
+
+    /// How customers in the countries `phone_regions` names type their
+    /// numbers into a chat: national forms without a trunk 0, grouped or
+    /// bare, and with the country calling code but no `+`.
+    #[test]
+    fn national_numbers_of_the_named_countries_are_found() {
+        use Region::*;
+        let cases: &[(Region, &str, &str)] = &[
+            (
+                Spain,
+                "mi número es 612 345 678",
+                "mi número es *** *** 678",
+            ),
+            (Spain, "llámame al 612345678", "llámame al ******678"),
+            (Spain, "fijo 91 123 45 67", "fijo ** *** *5 67"),
+            (Spain, "612-34-56-78", "***-**-*6-78"),
+            (Spain, "34 612 345 678", "** *** *** 678"),
+            (Spain, "34612345678", "********678"),
+            (Portugal, "ligue 912 345 678", "ligue *** *** 678"),
+            (Portugal, "351 912 345 678", "*** *** *** 678"),
+            (Italy, "cell. 333 123 4567", "cell. *** *** *567"),
+            (Italy, "3331234567", "*******567"),
+            (Italy, "39 333 1234567", "** *** ****567"),
+            (India, "call me on 98765 43210", "call me on ***** **210"),
+            (India, "9876543210", "*******210"),
+            (India, "91 98765 43210", "** ***** **210"),
+            (Brazil, "(11) 91234-5678", "(**) *****-*678"),
+            (Brazil, "11 91234 5678", "** ***** *678"),
+            (Brazil, "11912345678", "********678"),
+            (Brazil, "(11) 3456-7890", "(**) ****-*890"),
+            (Brazil, "55 11 91234-5678", "** ** *****-*678"),
+            (Mexico, "55 1234 5678", "** **** *678"),
+            (Mexico, "(33) 1234-5678", "(**) ****-*678"),
+            (Mexico, "5512345678", "*******678"),
+            (Colombia, "300 123 4567", "*** *** *567"),
+            (Colombia, "601 234 5678", "*** *** *678"),
+        ];
+        let wrong: Vec<_> = cases
+            .iter()
+            .filter(|(r, text, want)| national(text, &[*r]).as_deref() != Some(*want))
+            .map(|(r, text, _)| (*r, *text, national(text, &[*r])))
+            .collect();
+        assert!(wrong.is_empty(), "found otherwise: {wrong:#?}");
+        // Without the country named, only those that also have North
+        // America's 3-3-4 shape: the others are digit runs that in most
+        // bodies are ids.
+        let by_default: Vec<_> = cases
+            .iter()
+            .filter(|(_, text, _)| detected(text).is_some())
+            .map(|(_, text, _)| *text)
+            .collect();
+        assert_eq!(by_default, ["601 234 5678"]);
+    }
+
+    /// A named country adds its numbers, not every digit run: wrong
+    /// lengths and leading digits, another country's shape, dates, IP
+    /// addresses, timestamps and digits fused to words stay.
+    #[test]
+    fn national_numbers_keep_to_their_countrys_plan() {
+        use Region::*;
+        let cases: &[(Region, &str)] = &[
+            (Spain, "512 345 678"),
+            (Spain, "order 61234567"),
+            (Spain, "99.123.45.67"),
+            (Spain, "ref-612345678"),
+            (Spain, "612345678x"),
+            (Spain, "35 612 345 678"),
+            (Spain, "3461 234 5678"),
+            (Portugal, "812 345 678"),
+            (Italy, "433 123 4567"),
+            (Italy, "333 123 456"),
+            (India, "58765 43210"),
+            (India, "1733212345"),
+            (Brazil, "1733212345"),
+            (Brazil, "11 81234 5678"),
+            (Brazil, "(11) 7456-7890"),
+            (Mexico, "1512345678"),
+            (Mexico, "12.03.2026 10"),
+            (Colombia, "700 123 4567"),
+            (Spain, "2026-12-03 09"),
+        ];
+        let masked: Vec<_> = cases
+            .iter()
+            .filter_map(|(r, text)| national(text, &[*r]).map(|m| (*r, *text, m)))
+            .collect();
+        assert!(masked.is_empty(), "masked as numbers: {masked:#?}");
+    }
+
+    #[test]
+    fn several_countries_find_each_others_numbers_in_one_text() {
+        assert_eq!(
+            national(
+                "ES 612 345 678, IN 98765 43210, UK 07700 900123, id 106540352242922",
+                &[Region::Spain, Region::India]
+            )
+            .as_deref(),
+            Some("ES *** *** 678, IN ***** **210, UK ***** ***123, id 106540352242922")
+        );
+    }
+
     #[test]
     fn a_long_run_of_digit_groups_is_read_only_as_far_as_a_number_goes() {
         // Each group starts a new read; were each read to go to the end,
@@ -879,7 +1018,7 @@ mod tests {
         // Meta's own example id: its base64 holds 16473777775 in clear.
         const ID: &str = "wamid.HBgLMTY0NzM3Nzc3NzUVAgARGBI5QTNEQTA2RjdGMEY4RTRGAA==";
         let all = [
-            Detector::Phone,
+            Detector::PHONE,
             Detector::Email,
             Detector::WhatsAppMessageId,
         ];
@@ -911,7 +1050,7 @@ mod tests {
     #[test]
     fn detectors_only_find_their_kind() {
         let text = "a@example.com +447700900123";
-        let (only_phone, _) = mask_detected(text, &[Detector::Phone], &Style::Full)
+        let (only_phone, _) = mask_detected(text, &[Detector::PHONE], &Style::Full)
             .unwrap_or_else(|| panic!("a phone"));
         assert_eq!(only_phone, "a@example.com [redacted]");
         assert_eq!(mask_detected("nothing here", BOTH, &Style::Full), None);
@@ -956,7 +1095,8 @@ mod tests {
             "+",
             "",
         ] {
-            let found_whole = find_phone(text, 0).is_some_and(|(s, e)| s == 0 && e == text.len());
+            let found_whole =
+                find_phone(text, 0, Regions::NONE).is_some_and(|(s, e)| s == 0 && e == text.len());
             assert_eq!(is_whole_phone(text), found_whole, "{text:?}");
         }
         assert!(is_whole_phone("+44 7700 900123"));
@@ -1051,10 +1191,17 @@ mod tests {
             "a%40é.éé",
             "é%40x.io",
             "wamid.HBgLMTY0NzM3Nzc3@example.com wamid.HBgLMTY0NzM3Nzc3",
+            "(1",
+            "(11) 9",
+            "55",
+            "351 ",
+            "1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0",
+            "(99) 99999-99999999999999",
         ] {
             let _ = detected(text);
+            let every_region = Region::ALL.into_iter().fold(Regions::NONE, Regions::with);
             let all = [
-                Detector::Phone,
+                Detector::Phone(every_region),
                 Detector::Email,
                 Detector::WhatsAppMessageId,
             ];

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use super::plan::{Compiled, PlannedDetect, RewritePlan};
 use super::scan::{self, WalkError};
 use super::{media, splice, RewriteError, RewriteOutcome};
-use crate::redact::{mask_detected, Detector, Style};
+use crate::redact::{mask_detected, Detector, Regions, Style};
 
 /// How one caller's error bodies are searched: built from the caller's
 /// [`RewritePlan`] by [`RewritePlan::error_scan`], only when an error
@@ -43,12 +43,18 @@ impl RewritePlan {
         if self.masks.is_empty() && self.detect.iter().all(|d| d.detectors.is_empty()) {
             return None;
         }
-        let mut detectors = vec![Detector::Phone, Detector::Email];
+        // One phone detector, finding the national numbers of every rule's
+        // countries.
+        let mut regions = Regions::NONE;
+        let mut detectors = vec![Detector::Email];
         for d in self.detect.iter().flat_map(|d| d.detectors.iter()) {
-            if !detectors.contains(d) {
-                detectors.push(*d);
+            match d {
+                Detector::Phone(r) => regions = regions.union(*r),
+                d if !detectors.contains(d) => detectors.push(*d),
+                _ => {}
             }
         }
+        detectors.insert(0, Detector::Phone(regions));
         let styles = self
             .masks
             .iter()
@@ -273,8 +279,34 @@ mod tests {
     fn a_plan_without_redaction_has_no_error_scan() {
         assert_eq!(RewritePlan::default().error_scan(), None);
         let scan = partial();
-        assert_eq!(scan.detectors(), &[Detector::Phone, Detector::Email]);
+        assert_eq!(scan.detectors(), &[Detector::PHONE, Detector::Email]);
         assert_eq!(scan.style(), &Style::Partial);
+    }
+
+    #[test]
+    fn one_phone_detector_finds_every_rules_countries() {
+        use crate::redact::Region;
+        let es = Regions::NONE.with(Region::Spain);
+        let india = Regions::NONE.with(Region::India);
+        let mut plan = RewritePlan::default();
+        plan.push_redaction(&rule(&[], &[Detector::Phone(es)], Style::Partial));
+        plan.push_redaction(&rule(
+            &[],
+            &[Detector::Phone(india), Detector::Email],
+            Style::Full,
+        ));
+        let scan = plan.error_scan().unwrap_or_else(|| panic!("rules apply"));
+        assert_eq!(
+            scan.detectors(),
+            &[Detector::Phone(es.union(india)), Detector::Email]
+        );
+        let (body, n) = masked(
+            br#"{"message":"612 345 678 and 98765 43210 are taken"}"#,
+            JSON,
+            &scan,
+        );
+        assert_eq!(body, r#"{"message":"[redacted] and [redacted] are taken"}"#);
+        assert_eq!(n, 2);
     }
 
     #[test]

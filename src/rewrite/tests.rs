@@ -1351,7 +1351,7 @@ fn masks_fields_and_free_text_in_the_same_pass_as_row_filters() {
         Style::Hash(b"0123456789abcdef0123".to_vec()),
     ] {
         let mut plan = agent3_list_plan();
-        let masks = masks_plan(PII, &[Detector::Phone, Detector::Email], style.clone());
+        let masks = masks_plan(PII, &[Detector::PHONE, Detector::Email], style.clone());
         plan.masks = masks.masks;
         plan.detect = masks.detect;
         let got = check_masks(&body, &plan, &format!("agent 3, {style:?}"));
@@ -1381,7 +1381,7 @@ fn two_detecting_rules_each_mask_what_the_other_left() {
     // Phone numbers partially by one rule, e-mail addresses in full by
     // another: a string holding both goes through both.
     let body = inbox();
-    let mut plan = masks_plan(&[], &[Detector::Phone], Style::Partial);
+    let mut plan = masks_plan(&[], &[Detector::PHONE], Style::Partial);
     plan.push_redaction(&RedactionRule {
         name: "mail".to_owned(),
         unless_permission: None,
@@ -1478,7 +1478,7 @@ fn free_text_is_searched_everywhere_but_member_names() {
         {"content": "order 4415 arrived", "+447700900123": "a key is not masked"},
         {"content": "Esca\u0070ed: \u002b447700900999", "note": null}
     ]}"#;
-    let plan = masks_plan(&[], &[Detector::Phone, Detector::Email], Style::Partial);
+    let plan = masks_plan(&[], &[Detector::PHONE, Detector::Email], Style::Partial);
     let got = check_masks(body, &plan, "free text");
     assert_eq!(
         got["payload"][0]["content"],
@@ -1487,7 +1487,7 @@ fn free_text_is_searched_everywhere_but_member_names() {
     assert_eq!(got["payload"][1]["content"], "order 4415 arrived");
     assert!(got["payload"][1].get("+447700900123").is_some(), "{got}");
     assert_eq!(got["payload"][2]["content"], "Escaped: +*********999");
-    let plan = masks_plan(&[], &[Detector::Phone], Style::Partial);
+    let plan = masks_plan(&[], &[Detector::PHONE], Style::Partial);
     assert_eq!(
         run(r#"{"a": "nothing to see", "b": 12345}"#, &plan),
         Ok(RewriteOutcome::Unchanged),
@@ -1529,7 +1529,7 @@ fn missing_and_null_fields_have_nothing_to_mask_but_wrong_shapes_fail_closed() {
 fn masked_output_agrees_with_the_reference_on_generated_documents() {
     let mut rng = Rng(0x5eed_cafe);
     let detect = [
-        Detector::Phone,
+        Detector::PHONE,
         Detector::Email,
         Detector::WhatsAppMessageId,
     ];

@@ -17,6 +17,7 @@ upstreams:
   crm: {url: "${CRM}", headers: {api_access_token: "${CRM_TOKEN}"}}
   echo: {url: "${ECHO}"}
   echoing: {url: "${ECHO}", headers: {x-api-key: echo-secret-0123456789}}
+  chats: {url: "${CHATS}"}
 auth:
   issuer: https://idp.acme-retail.test/
   audiences: [chatwarden]
@@ -45,12 +46,18 @@ redaction:
     style: full
   - name: shaped
     fields: ["$.target.phone"]
+  - name: worldwide
+    unless_permission: contacts.read_pii
+    detect: [phone]
+    phone_regions: [ES, IN, BR]
 routes:
   - {name: contacts, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts", permission: contacts.read, redaction: [contact-list]}
   - {name: contact, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts/{id}", permission: contacts.read, redaction: [contact]}
   - {name: messages, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/conversations/{conversation_id}/messages", permission: messages.read, redaction: [messages]}
   - {name: echo, upstream: echo, methods: [GET], path: "/echo/{rest*}", permission: contacts.read, redaction: [shaped]}
   - {name: dump, upstream: echoing, methods: [GET], path: "/dump/{rest*}", permission: contacts.read, redaction: [messages]}
+  - {name: inbox-worldwide, upstream: chats, methods: [GET], path: "/worldwide/messages", permission: messages.read, redaction: [worldwide]}
+  - {name: inbox-default, upstream: chats, methods: [GET], path: "/default/messages", permission: messages.read, redaction: [messages]}
 audit: {path: "${AUDIT}"}
 "#;
 
@@ -101,7 +108,8 @@ async fn a_rewritten_body_never_carries_the_upstreams_credential() {
     // The echo's debug dump holds its injected key 3,000 times; the body
     // is fetched whole, rewritten, then searched.
     let echo = EchoUpstream::start().await;
-    let (gw, idp) = harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url())]).await;
+    let (gw, idp) =
+        harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url()), ("CHATS", echo.url())]).await;
     let agent = idp.token("amelia", &["agent"], json!({"uid": 3}));
     let resp = gw
         .client()
@@ -131,7 +139,8 @@ async fn a_rewritten_body_never_carries_the_upstreams_credential() {
 #[tokio::test]
 async fn agents_get_masked_personal_data_and_cleared_supervisors_do_not() {
     let echo = EchoUpstream::start().await;
-    let (gw, idp) = harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url())]).await;
+    let (gw, idp) =
+        harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url()), ("CHATS", echo.url())]).await;
     let client = gw.client();
     let agent = idp.token("amelia", &["agent"], json!({"uid": 3}));
     let supervisor = idp.token("priya", &["supervisor"], json!({"uid": 1}));
@@ -266,7 +275,8 @@ async fn numbers_customers_write_in_their_own_way_are_masked_too() {
     // national form, a German one after its trunk 0, a WhatsApp
     // click-to-chat link. None of them has a `+`.
     let echo = EchoUpstream::start().await;
-    let (gw, idp) = harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url())]).await;
+    let (gw, idp) =
+        harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url()), ("CHATS", echo.url())]).await;
     let client = gw.client();
     let agent = idp.token("amelia", &["agent"], json!({"uid": 3}));
     let supervisor = idp.token("priya", &["supervisor"], json!({"uid": 1}));
@@ -311,10 +321,116 @@ async fn numbers_customers_write_in_their_own_way_are_masked_too() {
     }
 }
 
+/// Messages from customers in Spain, India and Brazil, each with the
+/// number the way people there type it: no `+`, no trunk `0`.
+const WORLDWIDE_MESSAGES: &str = r#"{"payload":[
+  {"id":1,"content":"Hola, mi número es 612 345 678, llámame por la tarde"},
+  {"id":2,"content":"Please call me on 98765 43210 after 6pm"},
+  {"id":3,"content":"Meu celular: (11) 91234-5678"},
+  {"id":4,"content":"Pedido 4415 enviado, referencia 106540352242922"}
+]}"#;
+
+#[tokio::test]
+async fn national_numbers_are_masked_for_the_countries_a_rule_names() {
+    let chats = JsonUpstream::start(WORLDWIDE_MESSAGES).await;
+    let echo = EchoUpstream::start().await;
+    let (gw, idp) =
+        harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url()), ("CHATS", chats.url())]).await;
+    let client = gw.client();
+    let agent = idp.token("amelia", &["agent"], json!({"uid": 3}));
+    let supervisor = idp.token("priya", &["supervisor"], json!({"uid": 1}));
+    let get = |path: &'static str, token: &str| {
+        let req = client.get(gw.url(path)).bearer_auth(token);
+        async move {
+            let resp = req.send().await.expect("request");
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.text().await.expect("body")
+        }
+    };
+    let numbers = ["612345678", "9876543210", "11912345678"];
+    let as_agent = get("/worldwide/messages", &agent).await;
+    for digits in numbers {
+        assert!(
+            !digits_joined(&as_agent).contains(digits),
+            "{digits} reaches the agent: {as_agent}"
+        );
+    }
+    let body: Value = serde_json::from_str(&as_agent).expect("still JSON");
+    assert_eq!(
+        body["payload"][1]["content"],
+        "Please call me on ***** **210 after 6pm"
+    );
+    // An order number and an id are not numbers in any of these countries.
+    assert_eq!(
+        body["payload"][3]["content"],
+        "Pedido 4415 enviado, referencia 106540352242922"
+    );
+    // Cleared for personal data, the supervisor reads them as written.
+    let as_supervisor = get("/worldwide/messages", &supervisor).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&as_supervisor).expect("JSON"),
+        serde_json::from_str::<Value>(WORLDWIDE_MESSAGES).expect("JSON")
+    );
+    // A rule that names no country leaves them: in most bodies such digit
+    // runs are ids, so each country is something a rule asks for.
+    let by_default = get("/default/messages", &agent).await;
+    assert!(
+        by_default.contains("612 345 678") && by_default.contains("98765 43210"),
+        "{by_default}"
+    );
+    let records = gw.audit_records(3).await;
+    let record = records
+        .iter()
+        .find(|r| r["route"] == "inbox-worldwide")
+        .expect("a record");
+    assert_eq!(record["decision"], "allow");
+    assert_eq!(record["redactions"], 3, "{record}");
+}
+
+/// A plain HTTP upstream answering every request with one JSON body.
+struct JsonUpstream {
+    addr: std::net::SocketAddr,
+}
+
+impl JsonUpstream {
+    async fn start(body: &'static str) -> Self {
+        use hyper_util::rt::TokioIo;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req| async move {
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/json; charset=utf-8")
+                                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                    body.as_bytes(),
+                                )))
+                                .expect("response"),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        JsonUpstream { addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 #[tokio::test]
 async fn the_admin_explain_shows_an_answer_as_the_caller_gets_it() {
     let echo = EchoUpstream::start().await;
-    let (gw, _idp) = harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url())]).await;
+    let (gw, _idp) =
+        harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url()), ("CHATS", echo.url())]).await;
     let sample = json!({"payload": [{"id": 1, "phone_number": "+447700900101", "email": "h.blake@example.com"}]});
     let ask = |roles: Value, path: &str| {
         gw.client()
