@@ -947,6 +947,37 @@ mod tests {
         assert!(masked.is_empty(), "masked as numbers: {masked:#?}");
     }
 
+    /// Over many random texts of digits, separators and letters, with every
+    /// country on: no panic, and a partial mask only ever turns digits
+    /// into `*` (every other byte stays where it was).
+    #[test]
+    fn national_detection_only_ever_masks_digits() {
+        use rand::{Rng as _, SeedableRng as _};
+        const ALPHABET: &[u8] = b"0123456789 0123456789-./()+%2Bx";
+        let every_region = Region::ALL.into_iter().fold(Regions::NONE, Regions::with);
+        let detectors = [Detector::Phone(every_region)];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut found = 0;
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..40);
+            let text: String = (0..len)
+                .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+                .collect();
+            let Some((masked, _)) = mask_detected(&text, &detectors, &Style::Partial) else {
+                continue;
+            };
+            found += 1;
+            assert_eq!(masked.len(), text.len(), "{text:?} -> {masked:?}");
+            for (a, b) in text.bytes().zip(masked.bytes()) {
+                assert!(
+                    a == b || (a.is_ascii_digit() && b == b'*'),
+                    "{text:?} -> {masked:?}"
+                );
+            }
+        }
+        assert!(found > 1_000, "only {found} texts had a number");
+    }
+
     #[test]
     fn several_countries_find_each_others_numbers_in_one_text() {
         assert_eq!(
