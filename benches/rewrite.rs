@@ -27,7 +27,7 @@ use chatwarden::demo::upstream::data::{self, Direction};
 use chatwarden::policy::{
     FieldPath, FilterMode, HiddenLabel, ItemSelector, OwnerMatch, RowFilterPlan,
 };
-use chatwarden::redact::{Detector, RedactionRule, Style};
+use chatwarden::redact::{Detector, RedactionRule, Region, Regions, Style};
 use chatwarden::rewrite::{
     mask_error_body, rewrite, ErrorScan, PlannedRowFilter, RewriteError, RewriteOutcome,
     RewritePlan,
@@ -131,6 +131,22 @@ fn cases() -> Vec<Case> {
             ),
         },
         Case {
+            // The same, with every country's national numbers searched for
+            // too (`phone_regions`): what naming countries costs.
+            name: "load_list_12kb_redacted_every_region",
+            body: include_bytes!("load/conversations.json").to_vec(),
+            scan: None,
+            plan: redacted_with(
+                RewritePlan::default(),
+                &[
+                    "$.data.payload[*].meta.sender.phone_number",
+                    "$.data.payload[*].meta.sender.email",
+                    "$.data.payload[*].meta.sender.name",
+                ],
+                Detector::Phone(Region::ALL.into_iter().fold(Regions::NONE, Regions::with)),
+            ),
+        },
+        Case {
             name: "error_422_duplicate_phone",
             body: br#"{"message":"Phone number +447700900123 has already been taken","attributes":["phone_number"]}"#.to_vec(),
             plan: RewritePlan::default(),
@@ -152,7 +168,12 @@ fn agent_error_scan() -> Option<ErrorScan> {
 
 /// `plan` plus masking of `fields` and phone/e-mail detection everywhere,
 /// partial style (the demo's agent redaction).
-fn redacted(mut plan: RewritePlan, fields: &[&str]) -> RewritePlan {
+fn redacted(plan: RewritePlan, fields: &[&str]) -> RewritePlan {
+    redacted_with(plan, fields, Detector::PHONE)
+}
+
+/// [`redacted`] with `phone` as the phone detector.
+fn redacted_with(mut plan: RewritePlan, fields: &[&str], phone: Detector) -> RewritePlan {
     plan.push_redaction(&RedactionRule {
         name: "pii".to_owned(),
         unless_permission: None,
@@ -160,7 +181,7 @@ fn redacted(mut plan: RewritePlan, fields: &[&str]) -> RewritePlan {
             .iter()
             .map(|f| ItemSelector::parse(f).expect("bench mask selector"))
             .collect(),
-        detect: vec![Detector::PHONE, Detector::Email],
+        detect: vec![phone, Detector::Email],
         style: Style::Partial,
     });
     plan

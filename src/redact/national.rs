@@ -22,23 +22,27 @@ use super::Groups;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Region {
     Brazil,
+    Chile,
     Colombia,
     Spain,
     India,
     Italy,
     Mexico,
+    Peru,
     Portugal,
 }
 
 impl Region {
     /// In the order of their codes.
-    pub const ALL: [Region; 7] = [
+    pub const ALL: [Region; 9] = [
         Region::Brazil,
+        Region::Chile,
         Region::Colombia,
         Region::Spain,
         Region::India,
         Region::Italy,
         Region::Mexico,
+        Region::Peru,
         Region::Portugal,
     ];
 
@@ -52,10 +56,12 @@ impl Region {
     pub fn code(self) -> &'static str {
         match self {
             Region::Brazil => "BR",
+            Region::Chile => "CL",
             Region::Colombia => "CO",
             Region::India => "IN",
             Region::Italy => "IT",
             Region::Mexico => "MX",
+            Region::Peru => "PE",
             Region::Portugal => "PT",
             Region::Spain => "ES",
         }
@@ -64,10 +70,12 @@ impl Region {
     fn calling_code(self) -> &'static [u8] {
         match self {
             Region::Brazil => b"55",
+            Region::Chile => b"56",
             Region::Colombia => b"57",
             Region::India => b"91",
             Region::Italy => b"39",
             Region::Mexico => b"52",
+            Region::Peru => b"51",
             Region::Portugal => b"351",
             Region::Spain => b"34",
         }
@@ -86,6 +94,10 @@ impl Region {
             Region::Spain => d.len() == 9 && matches!(first, b'6'..=b'9'),
             // Mobiles 9, landlines 2; nine digits.
             Region::Portugal => d.len() == 9 && matches!(first, b'2' | b'9'),
+            // Mobiles 9, landlines 2 (Santiago) to 7; nine digits.
+            Region::Chile => d.len() == 9 && matches!(first, b'2'..=b'9'),
+            // Mobiles: nine digits from 9.
+            Region::Peru => d.len() == 9 && first == b'9',
             // Mobiles: ten digits from 3. (Landlines keep their leading 0,
             // which the default detection reads as a trunk.)
             Region::Italy => d.len() == 10 && first == b'3',
@@ -118,23 +130,28 @@ impl Region {
         match self {
             Region::Spain | Region::India => matches!(b, b'6'..=b'9'),
             Region::Portugal => matches!(b, b'2' | b'9'),
+            Region::Chile => matches!(b, b'2'..=b'9'),
+            Region::Peru => b == b'9',
             Region::Italy => b == b'3',
             Region::Colombia => matches!(b, b'3' | b'6'),
             Region::Mexico | Region::Brazil => matches!(b, b'1'..=b'9'),
         }
     }
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
+
+// Each country is one bit of `Regions::set`.
+const _: () = assert!(Region::ALL.len() <= u16::BITS as usize);
 
 /// A set of [`Region`]s, with the digits their numbers can start with
 /// worked out once (most digit runs in a body are ruled out by their first
 /// digit alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Regions {
-    set: u8,
+    set: u16,
     /// Bit `d`: a number starting with digit `d` may be one of theirs.
     leads: u16,
 }

@@ -310,7 +310,7 @@ routes:
             "bad.yaml:11:39: redaction `six`: style `blur` must be partial, full, hash or withhold",
             "bad.yaml:12:58: redaction `seven`: style withhold makes whole values null, so it takes `fields` only",
             "bad.yaml:15:12: duplicate redaction rule `ok`",
-            "bad.yaml:16:56: redaction `eight`: phone_regions `GB` is not one of BR, CO, ES, IN, IT, MX, PT",
+            "bad.yaml:16:56: redaction `eight`: phone_regions `GB` is not one of BR, CL, CO, ES, IN, IT, MX, PE, PT",
             "bad.yaml:17:51: redaction `nine`: phone_regions needs `phone` in `detect`",
             "bad.yaml:19:76: route `r` names unknown redaction `nope` (known: counts, ok)",
         ],
