@@ -394,7 +394,7 @@ impl Compiler<'_> {
                     self.err(
                         &d.referenced,
                         format!(
-                            "redaction `{name}`: detect `{}` must be phone, email or wamid",
+                            "redaction `{name}`: detect `{}` must be phone, email, wamid, card or iban",
                             d.value
                         ),
                     );

@@ -109,7 +109,8 @@ pub struct RawRedaction {
     /// Values masked whole: `$.payload[*].email`, `$.payload[*].meta.sender`.
     #[serde(default)]
     pub fields: Vec<Str>,
-    /// Found and masked in every string of the body: `phone`, `email`.
+    /// Found and masked in every string of the body: `phone`, `email`,
+    /// `wamid`, `card`, `iban`.
     #[serde(default)]
     pub detect: Vec<Str>,
     /// Countries (`ES`, `IN`, …) whose national numbers, written without

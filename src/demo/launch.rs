@@ -213,6 +213,8 @@ fn print_guide(
   # contact fields and in free text; a supervisor (contacts.read_pii) sees them
   curl -s $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $AGENT" | jq -c '.payload[:2][] | {{name, phone_number, email, note: .additional_attributes.description}}'
   curl -s $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $SUPERVISOR" | jq -c '.payload[:2][] | {{name, phone_number, email, note: .additional_attributes.description}}'
+  # ...and a card number a customer typed into a chat (IBANs likewise): the last four digits stay
+  curl -s $GW/api/v1/accounts/1/conversations/{card}/messages -H "Authorization: Bearer $AGENT" | jq -r '.payload[-1].content'
 
   # One conversation: hers opens; another agent's is 404, as if it did not exist, and a reply
   # into it never reaches the CRM (the gateway looks the conversation up first)
@@ -290,7 +292,21 @@ Ctrl-C to stop.
         verify_key = verify_key.display(),
         mine = sample.0,
         theirs = sample.1,
+        card = card_conversation(),
     );
+}
+
+/// The demo agent's conversation whose customer last typed a card number.
+fn card_conversation() -> u64 {
+    data::conversations()
+        .iter()
+        .find(|c| {
+            c.assignee_id == Some(3)
+                && c.lines
+                    .last()
+                    .is_some_and(|l| l.content.contains("by card?"))
+        })
+        .map_or(5, |c| c.id)
 }
 
 /// A conversation assigned to the demo agent (Amelia, uid 3) and one

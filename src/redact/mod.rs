@@ -26,6 +26,7 @@ use sha2::Sha256;
 
 use crate::policy::{ItemSelector, Permission};
 
+mod finance;
 mod national;
 
 pub use national::{Region, Regions};
@@ -90,6 +91,10 @@ pub enum Detector {
     /// `…16473777775…`), in Chatwoot's messages (`source_id`) and Meta's
     /// API alike.
     WhatsAppMessageId,
+    /// A payment card number (13–19 digits passing the Luhn check).
+    Card,
+    /// An IBAN (passing its mod 97 check).
+    Iban,
 }
 
 /// What every WhatsApp message id begins with.
@@ -112,6 +117,8 @@ impl Detector {
             "phone" => Some(Detector::PHONE),
             "email" => Some(Detector::Email),
             "wamid" => Some(Detector::WhatsAppMessageId),
+            "card" => Some(Detector::Card),
+            "iban" => Some(Detector::Iban),
             _ => None,
         }
     }
@@ -121,6 +128,8 @@ impl Detector {
             Detector::Phone(_) => "phone",
             Detector::Email => "email",
             Detector::WhatsAppMessageId => "wamid",
+            Detector::Card => "card",
+            Detector::Iban => "iban",
         }
     }
 }
@@ -136,12 +145,20 @@ pub fn mask_whole(text: &str, style: &Style) -> String {
 /// [`mask_whole`], appended to `out` (a rewrite masks many values and
 /// reuses one buffer for them all).
 pub fn mask_whole_into(text: &str, style: &Style, out: &mut String) {
+    // A phone number before a card number: a bare 13–15 digit `wa_id`
+    // passes the Luhn check one time in ten, and keeps three digits, not
+    // four, as a phone number.
+    let whole = |found: Option<(usize, usize)>| found == Some((0, text.len()));
     let kind = if wamid_end(text, 0) == Some(text.len()) {
         Some(Detector::WhatsAppMessageId)
     } else if next_at_sign(text, 0).is_some() && find_email(text, 0).is_some() {
         Some(Detector::Email)
     } else if is_whole_phone(text) || is_bare_number(text) {
         Some(Detector::PHONE)
+    } else if whole(finance::find_card(text, 0)) {
+        Some(Detector::Card)
+    } else if whole(finance::find_iban(text, 0)) {
+        Some(Detector::Iban)
     } else {
         None
     };
@@ -193,9 +210,11 @@ pub fn mask_detected_into(
         .reduce(Regions::union);
     let email = detectors.contains(&Detector::Email);
     let wamid = detectors.contains(&Detector::WhatsAppMessageId);
+    let card = detectors.contains(&Detector::Card);
+    let iban = detectors.contains(&Detector::Iban);
     // Cheap gate: no `@`, no digit and no message id means nothing to find.
     let has_at = email && next_at_sign(text, 0).is_some();
-    let has_digit = phone.is_some() && text.bytes().any(|b| b.is_ascii_digit());
+    let has_digit = (phone.is_some() || card || iban) && text.bytes().any(|b| b.is_ascii_digit());
     let has_wamid = wamid && wamid_finder().find(text.as_bytes()).is_some();
     if !has_at && !has_digit && !has_wamid {
         return 0;
@@ -209,6 +228,12 @@ pub fn mask_detected_into(
     }
     if has_wamid {
         add_disjoint(&mut spans, text, find_wamid, Detector::WhatsAppMessageId);
+    }
+    if has_digit && card {
+        add_disjoint(&mut spans, text, finance::find_card, Detector::Card);
+    }
+    if has_digit && iban {
+        add_disjoint(&mut spans, text, finance::find_iban, Detector::Iban);
     }
     if let (true, Some(regions)) = (has_digit, phone) {
         add_disjoint(
@@ -275,6 +300,8 @@ fn mask_span(text: &str, kind: Option<Detector>, style: &Style, out: &mut String
                 out.push_str(WAMID_PREFIX);
                 out.push_str("***");
             }
+            Some(Detector::Card) => finance::partial_account(text, false, out),
+            Some(Detector::Iban) => finance::partial_account(text, true, out),
             None => partial_text(text, out),
         },
     }
@@ -1094,6 +1121,31 @@ mod tests {
         assert_eq!(mask_detected("nothing here", BOTH, &Style::Full), None);
     }
 
+    /// What a customer types to pay or to be refunded is masked where the
+    /// rule names it, each kind in its own way, and left where it does not.
+    #[test]
+    fn card_numbers_and_ibans_in_free_text_are_masked_when_named() {
+        let text = "Card 4111 1111 1111 1111, or refund to DE89 3704 0044 0532 0130 00; call +44 7700 900123";
+        let all = [Detector::PHONE, Detector::Card, Detector::Iban];
+        let (masked, n) =
+            mask_detected(text, &all, &Style::Partial).unwrap_or_else(|| panic!("findings"));
+        assert_eq!(
+            masked,
+            "Card **** **** **** 1111, or refund to DE** **** **** **** **30 00; call +** **** ***123"
+        );
+        assert_eq!(n, 3);
+        let (phone_only, n) = mask_detected(text, &[Detector::PHONE], &Style::Full)
+            .unwrap_or_else(|| panic!("a phone"));
+        assert_eq!(
+            phone_only,
+            "Card 4111 1111 1111 1111, or refund to DE89 3704 0044 0532 0130 00; call [redacted]"
+        );
+        assert_eq!(n, 1);
+        assert_eq!(Detector::parse("card"), Some(Detector::Card));
+        assert_eq!(Detector::parse("iban"), Some(Detector::Iban));
+        assert_eq!(Detector::Iban.as_str(), "iban");
+    }
+
     #[test]
     fn whole_values_mask_by_their_shape() {
         assert_eq!(
@@ -1109,6 +1161,20 @@ mod tests {
             "s***%40example.com"
         );
         assert_eq!(mask_whole("447700900101", &Style::Partial), "*********101");
+        assert_eq!(
+            mask_whole("4111 1111 1111 1111", &Style::Partial),
+            "**** **** **** 1111"
+        );
+        assert_eq!(
+            mask_whole("GB82WEST12345698765432", &Style::Partial),
+            "GB****************5432"
+        );
+        // Thirteen to fifteen bare digits are a phone number first (a
+        // `wa_id`), whatever their Luhn sum.
+        assert_eq!(
+            mask_whole("4222222222222", &Style::Partial),
+            "**********222"
+        );
         assert_eq!(mask_whole("4477", &Style::Partial), "4***");
         assert_eq!(mask_whole("Sophie Taylor", &Style::Partial), "S***");
         assert_eq!(mask_whole("S", &Style::Partial), "***");
@@ -1242,6 +1308,8 @@ mod tests {
                 Detector::Phone(every_region),
                 Detector::Email,
                 Detector::WhatsAppMessageId,
+                Detector::Card,
+                Detector::Iban,
             ];
             let _ = mask_detected(text, &all, &Style::Partial);
             let _ = mask_whole(text, &Style::Partial);

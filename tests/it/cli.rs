@@ -282,6 +282,26 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
         phone.starts_with('+') && phone.contains('*'),
         "the demo masks phone numbers for agents: {phone}"
     );
+    // The guide's card number, typed by a customer into one of the agent's
+    // conversations: she gets its last four digits.
+    let card = chatwarden::demo::upstream::data::messages()
+        .iter()
+        .find(|m| m.content.contains("4539 1488 0343 6467"))
+        .expect("the demo data has a card number in a message")
+        .conversation_id;
+    let messages = call(
+        &format!("/api/v1/accounts/1/conversations/{card}/messages"),
+        "AGENT",
+    )
+    .await
+    .expect("request")
+    .text()
+    .await
+    .expect("body");
+    assert!(
+        messages.contains("by card? **** **** **** 6467") && !messages.contains("4539"),
+        "the demo masks card numbers for agents: {messages}"
+    );
     // The guide's new customer: on her own number's inbox, not the other.
     let create = |inbox: u32| {
         client

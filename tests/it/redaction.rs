@@ -50,6 +50,9 @@ redaction:
     unless_permission: contacts.read_pii
     detect: [phone]
     phone_regions: [ES, IN, BR]
+  - name: payments
+    unless_permission: contacts.read_pii
+    detect: [phone, card, iban]
 routes:
   - {name: contacts, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts", permission: contacts.read, redaction: [contact-list]}
   - {name: contact, upstream: crm, methods: [GET], path: "/api/v1/accounts/{account_id}/contacts/{id}", permission: contacts.read, redaction: [contact]}
@@ -58,6 +61,7 @@ routes:
   - {name: dump, upstream: echoing, methods: [GET], path: "/dump/{rest*}", permission: contacts.read, redaction: [messages]}
   - {name: inbox-worldwide, upstream: chats, methods: [GET], path: "/worldwide/messages", permission: messages.read, redaction: [worldwide]}
   - {name: inbox-default, upstream: chats, methods: [GET], path: "/default/messages", permission: messages.read, redaction: [messages]}
+  - {name: inbox-payments, upstream: chats, methods: [GET], path: "/payments/messages", permission: messages.read, redaction: [payments]}
 audit: {path: "${AUDIT}"}
 "#;
 
@@ -327,15 +331,28 @@ const WORLDWIDE_MESSAGES: &str = r#"{"payload":[
   {"id":1,"content":"Hola, mi número es 612 345 678, llámame por la tarde"},
   {"id":2,"content":"Please call me on 98765 43210 after 6pm"},
   {"id":3,"content":"Meu celular: (11) 91234-5678"},
-  {"id":4,"content":"Pedido 4415 enviado, referencia 106540352242922"}
+  {"id":4,"content":"Pedido 4415 enviado, referencia 106540352242922"},
+  {"id":5,"content":"Pay with my card 4111 1111 1111 1111 exp 12/28"},
+  {"id":6,"content":"Refund to IBAN GB82 WEST 1234 5698 7654 32 please, order 4111 1111 1111 1112"}
 ]}"#;
 
-#[tokio::test]
-async fn national_numbers_are_masked_for_the_countries_a_rule_names() {
+/// The gateway of [`CONFIG`] whose `chats` upstream answers
+/// [`WORLDWIDE_MESSAGES`] (the upstreams are returned to keep them alive).
+async fn start_with_worldwide_messages() -> (
+    harness::TestGateway,
+    std::sync::Arc<crate::idp::Idp>,
+    (JsonUpstream, EchoUpstream),
+) {
     let chats = JsonUpstream::start(WORLDWIDE_MESSAGES).await;
     let echo = EchoUpstream::start().await;
     let (gw, idp) =
         harness::start_with_demo_crm(CONFIG, &[("ECHO", echo.url()), ("CHATS", chats.url())]).await;
+    (gw, idp, (chats, echo))
+}
+
+#[tokio::test]
+async fn national_numbers_are_masked_for_the_countries_a_rule_names() {
+    let (gw, idp, _upstreams) = start_with_worldwide_messages().await;
     let client = gw.client();
     let agent = idp.token("amelia", &["agent"], json!({"uid": 3}));
     let supervisor = idp.token("priya", &["supervisor"], json!({"uid": 1}));
@@ -385,6 +402,43 @@ async fn national_numbers_are_masked_for_the_countries_a_rule_names() {
         .expect("a record");
     assert_eq!(record["decision"], "allow");
     assert_eq!(record["redactions"], 3, "{record}");
+}
+
+#[tokio::test]
+async fn card_numbers_and_ibans_customers_type_are_masked_where_a_rule_names_them() {
+    let (gw, idp, _upstreams) = start_with_worldwide_messages().await;
+    let client = gw.client();
+    let agent = idp.token("amelia", &["agent"], json!({"uid": 3}));
+    let resp = client
+        .get(gw.url("/payments/messages"))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("still JSON");
+    assert_eq!(
+        body["payload"][4]["content"],
+        "Pay with my card **** **** **** 1111 exp 12/28"
+    );
+    // The IBAN is masked; a 16-digit order number that fails the card
+    // check is not a card.
+    assert_eq!(
+        body["payload"][5]["content"],
+        "Refund to IBAN GB** **** **** **** **54 32 please, order 4111 1111 1111 1112"
+    );
+    // Without `card` and `iban`, a rule leaves them.
+    let resp = client
+        .get(gw.url("/worldwide/messages"))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("request");
+    let text = resp.text().await.expect("body");
+    assert!(
+        text.contains("4111 1111 1111 1111") && text.contains("GB82 WEST"),
+        "{text}"
+    );
 }
 
 /// A plain HTTP upstream answering every request with one JSON body.

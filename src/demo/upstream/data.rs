@@ -989,6 +989,7 @@ static CONVERSATIONS: &[Conversation] = &[
         line_in("Please leave the wardrobe at the side gate, 14 Elm Row, Leeds LS6 2AB, I'm at work."),
         line_out("Noted Daniel, I've added that to the delivery instructions."),
         note("Driver needs a second person for the wardrobe; booked two-man crew."),
+        line_in("Can I pay the £40 two-man fee by card? 4539 1488 0343 6467, exp 09/27"),
     ]),
     conversation_row(6, 6, None, Some(SALES), Status::Open, Some("high"), &["vip", "wholesale"], &[
         line_in("Salaam, we need 40 units of the Brixton bar stool for the new shop by Friday."),
