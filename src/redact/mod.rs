@@ -1,5 +1,6 @@
 //! Masking personal data: what a masked value looks like, and where free
-//! text holds a phone number or an e-mail address.
+//! text holds a phone number, an e-mail address, a WhatsApp message id, a
+//! payment card number or an IBAN ([`finance`]).
 //!
 //! Pure functions over text. The response rewriter decides *which* values
 //! to mask (configured fields, and every string when a rule detects free
@@ -33,7 +34,7 @@ pub use national::{Region, Regions};
 
 /// A `redaction` rule of the config, compiled: for callers without
 /// `unless_permission`, mask the values at `fields` whole and the phone
-/// numbers and e-mail addresses `detect` finds in every string.
+/// numbers, e-mail addresses and the rest `detect` finds in every string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedactionRule {
     pub name: String,
