@@ -132,7 +132,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             // The same, with every country's national numbers searched for
-            // too (`phone_regions`): what naming countries costs.
+            // too (`countries`): what naming countries costs.
             name: "load_list_12kb_redacted_every_region",
             body: include_bytes!("load/conversations.json").to_vec(),
             scan: None,

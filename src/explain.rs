@@ -14,7 +14,7 @@ use crate::auth::{identity_from_unchecked_claims, Verified};
 use crate::config::Snapshot;
 use crate::gate::{self, Circumstances, RequestView, WireFacts};
 use crate::policy::{plan_row_filter, RowFilterPlan};
-use crate::redact::{Detector, Region};
+use crate::redact::{national_id, Detector, Region};
 use crate::revocation::RuntimeRevocations;
 use crate::rewrite::{RewriteError, RewriteOutcome, RewritePlan};
 
@@ -404,6 +404,15 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
                                         .collect::<Vec<_>>()
                                         .join(", ")
                                 ),
+                                Detector::NationalId(regions) => format!(
+                                    "national_id ({})",
+                                    regions
+                                        .iter()
+                                        .filter(|r| national_id::known(*r))
+                                        .map(Region::code)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
                                 d => d.as_str().to_string(),
                             })
                             .collect::<Vec<_>>()
@@ -469,7 +478,7 @@ roles:
   agent: {permissions: [conversations.read]}
   supervisor: {inherits: [agent], permissions: [conversations.read_all, pii.read, scope.all_inboxes]}
 redaction:
-  - {name: pii, unless_permission: pii.read, fields: ["$.meta.sender.email"], detect: [phone], phone_regions: [in, ES]}
+  - {name: pii, unless_permission: pii.read, fields: ["$.meta.sender.email"], detect: [phone, national_id], countries: [in, ES, CO]}
 routes:
   - name: show
     upstream: crm
@@ -511,7 +520,7 @@ routes:
             "decision: allow",
             "owner:    GET /c/42 first; forwarded only if meta.assignee.id is in the caller's user_id [7], else 404 not_found",
             "limit:    at most 120 requests at once, one more every 500ms, per caller",
-            "redact:   pii: 1 field(s) masked, phone (with ES, IN national numbers) found in free text",
+            "redact:   pii: 1 field(s) masked, phone (with CO, ES, IN national numbers) and national_id (ES, IN) found in free text",
         ] {
             assert!(agent.contains(line), "expected `{line}` in:\n{agent}");
         }

@@ -20,7 +20,7 @@ use crate::policy::{
     FilterMode, ItemSelector, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef,
     RoleSet, RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
 };
-use crate::redact::{Detector, RedactionRule, Region, Regions, Style};
+use crate::redact::{national_id, Detector, RedactionRule, Region, Regions, Style};
 use crate::route::{MethodSet, PathTemplate};
 
 /// How long an ownership lookup is reused unless the route says otherwise.
@@ -402,30 +402,55 @@ impl Compiler<'_> {
                 }
             }
         }
-        if !r.phone_regions.is_empty() {
-            let mut regions = Regions::NONE;
-            for code in &r.phone_regions {
-                let Some(region) = Region::parse(&code.value) else {
-                    self.err(
-                        &code.referenced,
-                        format!(
-                            "redaction `{name}`: phone_regions `{}` is not one of {}",
-                            code.value,
-                            Region::ALL.map(Region::code).join(", ")
-                        ),
-                    );
-                    return None;
-                };
-                regions = regions.with(region);
-            }
-            let Some(phone) = detect.iter_mut().find(|d| matches!(d, Detector::Phone(_))) else {
+        let mut regions = Regions::NONE;
+        for code in &r.countries {
+            let Some(region) = Region::parse(&code.value) else {
                 self.err(
-                    &r.phone_regions[0].referenced,
-                    format!("redaction `{name}`: phone_regions needs `phone` in `detect`"),
+                    &code.referenced,
+                    format!(
+                        "redaction `{name}`: country `{}` is not one of {}",
+                        code.value,
+                        Region::ALL.map(Region::code).join(", ")
+                    ),
                 );
                 return None;
             };
-            *phone = Detector::Phone(regions);
+            regions = regions.with(region);
+        }
+        let wants_ids = detect.iter().any(|d| matches!(d, Detector::NationalId(_)));
+        if wants_ids && !regions.iter().any(national_id::known) {
+            let known: Vec<&str> = Region::ALL
+                .into_iter()
+                .filter(|r| national_id::known(*r))
+                .map(Region::code)
+                .collect();
+            let at = r
+                .countries
+                .first()
+                .map_or(r.name.referenced, |c| c.referenced);
+            self.err(
+                &at,
+                format!(
+                    "redaction `{name}`: national_id needs `countries` naming one whose identity numbers are known ({})",
+                    known.join(", ")
+                ),
+            );
+            return None;
+        }
+        let uses_countries = detect
+            .iter()
+            .any(|d| matches!(d, Detector::Phone(_) | Detector::NationalId(_)));
+        if !r.countries.is_empty() && !uses_countries {
+            self.err(
+                &r.countries[0].referenced,
+                format!("redaction `{name}`: countries needs `phone` or `national_id` in `detect`"),
+            );
+            return None;
+        }
+        for d in &mut detect {
+            if let Detector::Phone(r) | Detector::NationalId(r) = d {
+                *r = regions;
+            }
         }
         if fields.is_empty() && detect.is_empty() {
             self.err(

@@ -113,10 +113,11 @@ pub struct RawRedaction {
     /// `wamid`, `card`, `iban`.
     #[serde(default)]
     pub detect: Vec<Str>,
-    /// Countries (`ES`, `IN`, …) whose national numbers, written without
-    /// `+` or trunk `0`, `detect: [phone]` finds too.
+    /// Countries (`ES`, `IN`, …) whose national phone numbers, written
+    /// without `+` or trunk `0`, `detect: [phone]` finds too, and whose
+    /// identity numbers `detect: [national_id]` finds.
     #[serde(default)]
-    pub phone_regions: Vec<Str>,
+    pub countries: Vec<Str>,
     /// `partial` (default), `full` or `hash`.
     pub style: Option<Str>,
     /// Key of the `hash` style (at least 16 bytes; from an environment

@@ -18,7 +18,7 @@
 //! link's `wa.me/`, `phone=`, `tel:` or `sms:`. Other bare digit runs,
 //! such as WhatsApp's `phone_number_id` (`106540352242922`), are ids, not
 //! phone numbers, and are left alone, unless a rule names countries whose
-//! national numbers have their shape (`phone_regions`, [`national`]).
+//! national numbers have their shape (`countries`, [`national`]).
 
 use std::fmt::Write as _;
 
@@ -29,6 +29,7 @@ use crate::policy::{ItemSelector, Permission};
 
 mod finance;
 mod national;
+pub mod national_id;
 
 pub use national::{Region, Regions};
 
@@ -84,7 +85,7 @@ impl Style {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Detector {
     /// Phone numbers, and the national numbers of these countries
-    /// (`phone_regions`).
+    /// (`countries`).
     Phone(Regions),
     Email,
     /// A WhatsApp message id (`wamid.HBgL…`): base64 that carries the
@@ -96,6 +97,9 @@ pub enum Detector {
     Card,
     /// An IBAN (passing its mod 97 check).
     Iban,
+    /// The identity numbers of these countries (`countries`): Brazil's
+    /// CPF, Spain's DNI and NIE, … ([`national_id`]).
+    NationalId(Regions),
 }
 
 /// What every WhatsApp message id begins with.
@@ -120,6 +124,7 @@ impl Detector {
             "wamid" => Some(Detector::WhatsAppMessageId),
             "card" => Some(Detector::Card),
             "iban" => Some(Detector::Iban),
+            "national_id" => Some(Detector::NationalId(Regions::NONE)),
             _ => None,
         }
     }
@@ -131,6 +136,7 @@ impl Detector {
             Detector::WhatsAppMessageId => "wamid",
             Detector::Card => "card",
             Detector::Iban => "iban",
+            Detector::NationalId(_) => "national_id",
         }
     }
 }
@@ -213,9 +219,18 @@ pub fn mask_detected_into(
     let wamid = detectors.contains(&Detector::WhatsAppMessageId);
     let card = detectors.contains(&Detector::Card);
     let iban = detectors.contains(&Detector::Iban);
+    let national_id = detectors
+        .iter()
+        .filter_map(|d| match d {
+            Detector::NationalId(regions) => Some(*regions),
+            _ => None,
+        })
+        .reduce(Regions::union)
+        .filter(|r| !r.is_empty());
     // Cheap gate: no `@`, no digit and no message id means nothing to find.
     let has_at = email && next_at_sign(text, 0).is_some();
-    let has_digit = (phone.is_some() || card || iban) && text.bytes().any(|b| b.is_ascii_digit());
+    let has_digit = (phone.is_some() || card || iban || national_id.is_some())
+        && text.bytes().any(|b| b.is_ascii_digit());
     let has_wamid = wamid && wamid_finder().find(text.as_bytes()).is_some();
     if !has_at && !has_digit && !has_wamid {
         return 0;
@@ -235,6 +250,14 @@ pub fn mask_detected_into(
     }
     if has_digit && iban {
         add_disjoint(&mut spans, text, finance::find_iban, Detector::Iban);
+    }
+    if let (true, Some(regions)) = (has_digit, national_id) {
+        add_disjoint(
+            &mut spans,
+            text,
+            |text, from| national_id::find_national_id(text, from, regions),
+            Detector::NationalId(regions),
+        );
     }
     if let (true, Some(regions)) = (has_digit, phone) {
         add_disjoint(
@@ -303,6 +326,7 @@ fn mask_span(text: &str, kind: Option<Detector>, style: &Style, out: &mut String
             }
             Some(Detector::Card) => finance::partial_account(text, false, out),
             Some(Detector::Iban) => finance::partial_account(text, true, out),
+            Some(Detector::NationalId(_)) => national_id::partial_id(text, out),
             None => partial_text(text, out),
         },
     }
@@ -888,7 +912,7 @@ mod tests {
         mask_detected(text, &[Detector::Phone(regions)], &Style::Partial).map(|(t, _)| t)
     }
 
-    /// How customers in the countries `phone_regions` names type their
+    /// How customers in the countries `countries` names type their
     /// numbers into a chat: national forms without a trunk 0, grouped or
     /// bare, and with the country calling code but no `+`.
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! The default detection leaves such digit runs alone, because in most
 //! bodies a bare run of nine or ten digits is an id. A redaction rule
-//! names the countries whose numbers it should find (`phone_regions`),
+//! names the countries whose numbers it should find (`countries`),
 //! and for those a run is a number when it fits that country's numbering
 //! plan: its length and leading digits, as a national number or after
 //! the country calling code (`34 612 345 678`, `5511912345678`). Each
@@ -18,7 +18,8 @@
 
 use super::Groups;
 
-/// A country whose national numbers `phone_regions` can ask for.
+/// A country whose national numbers (and identity numbers, see
+/// `national_id`) a rule's `countries` can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Region {
     Brazil,

@@ -44,17 +44,20 @@ impl RewritePlan {
             return None;
         }
         // One phone detector, finding the national numbers of every rule's
-        // countries.
+        // countries; likewise one for their identity numbers.
         let mut regions = Regions::NONE;
+        let mut ids: Option<Regions> = None;
         let mut detectors = vec![Detector::Email];
         for d in self.detect.iter().flat_map(|d| d.detectors.iter()) {
             match d {
                 Detector::Phone(r) => regions = regions.union(*r),
+                Detector::NationalId(r) => ids = Some(ids.unwrap_or_default().union(*r)),
                 d if !detectors.contains(d) => detectors.push(*d),
                 _ => {}
             }
         }
         detectors.insert(0, Detector::Phone(regions));
+        detectors.extend(ids.map(Detector::NationalId));
         let styles = self
             .masks
             .iter()
@@ -289,24 +292,40 @@ mod tests {
         let es = Regions::NONE.with(Region::Spain);
         let india = Regions::NONE.with(Region::India);
         let mut plan = RewritePlan::default();
-        plan.push_redaction(&rule(&[], &[Detector::Phone(es)], Style::Partial));
         plan.push_redaction(&rule(
             &[],
-            &[Detector::Phone(india), Detector::Email],
+            &[Detector::Phone(es), Detector::NationalId(es)],
+            Style::Partial,
+        ));
+        plan.push_redaction(&rule(
+            &[],
+            &[
+                Detector::Phone(india),
+                Detector::Email,
+                Detector::NationalId(india),
+            ],
             Style::Full,
         ));
         let scan = plan.error_scan().unwrap_or_else(|| panic!("rules apply"));
+        let both = es.union(india);
         assert_eq!(
             scan.detectors(),
-            &[Detector::Phone(es.union(india)), Detector::Email]
+            &[
+                Detector::Phone(both),
+                Detector::Email,
+                Detector::NationalId(both)
+            ]
         );
         let (body, n) = masked(
-            br#"{"message":"612 345 678 and 98765 43210 are taken"}"#,
+            br#"{"message":"612 345 678 and 98765 43210 are taken, as is DNI 12345678Z"}"#,
             JSON,
             &scan,
         );
-        assert_eq!(body, r#"{"message":"[redacted] and [redacted] are taken"}"#);
-        assert_eq!(n, 2);
+        assert_eq!(
+            body,
+            r#"{"message":"[redacted] and [redacted] are taken, as is DNI [redacted]"}"#
+        );
+        assert_eq!(n, 3);
     }
 
     #[test]

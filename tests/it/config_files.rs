@@ -293,8 +293,9 @@ redaction:
   - {name: counts, fields: [$.meta], style: withhold}
   - {name: ok, fields: [$.a]}
   - {name: ok, fields: [$.b]}
-  - {name: eight, detect: [phone], phone_regions: [ES, GB]}
-  - {name: nine, detect: [email], phone_regions: [es]}
+  - {name: eight, detect: [phone], countries: [ES, GB]}
+  - {name: nine, detect: [email], countries: [es]}
+  - {name: ten, detect: [national_id], countries: [CO]}
 routes:
   - {name: r, upstream: crm, path: /r, permission: c.read, redaction: [ok, nope]}
 ";
@@ -310,9 +311,10 @@ routes:
             "bad.yaml:11:39: redaction `six`: style `blur` must be partial, full, hash or withhold",
             "bad.yaml:12:58: redaction `seven`: style withhold makes whole values null, so it takes `fields` only",
             "bad.yaml:15:12: duplicate redaction rule `ok`",
-            "bad.yaml:16:56: redaction `eight`: phone_regions `GB` is not one of BR, CL, CO, ES, IN, IT, MX, PE, PT",
-            "bad.yaml:17:51: redaction `nine`: phone_regions needs `phone` in `detect`",
-            "bad.yaml:19:76: route `r` names unknown redaction `nope` (known: counts, ok)",
+            "bad.yaml:16:52: redaction `eight`: country `GB` is not one of BR, CL, CO, ES, IN, IT, MX, PE, PT",
+            "bad.yaml:17:47: redaction `nine`: countries needs `phone` or `national_id` in `detect`",
+            "bad.yaml:18:52: redaction `ten`: national_id needs `countries` naming one whose identity numbers are known (BR, CL, ES, IN, PT)",
+            "bad.yaml:20:76: route `r` names unknown redaction `nope` (known: counts, ok)",
         ],
     );
 }

@@ -48,8 +48,8 @@ redaction:
     fields: ["$.target.phone"]
   - name: worldwide
     unless_permission: contacts.read_pii
-    detect: [phone]
-    phone_regions: [ES, IN, BR]
+    detect: [phone, national_id]
+    countries: [ES, IN, BR]
   - name: payments
     unless_permission: contacts.read_pii
     detect: [phone, card, iban]
@@ -333,7 +333,9 @@ const WORLDWIDE_MESSAGES: &str = r#"{"payload":[
   {"id":3,"content":"Meu celular: (11) 91234-5678"},
   {"id":4,"content":"Pedido 4415 enviado, referencia 106540352242922"},
   {"id":5,"content":"Pay with my card 4111 1111 1111 1111 exp 12/28"},
-  {"id":6,"content":"Refund to IBAN GB82 WEST 1234 5698 7654 32 please, order 4111 1111 1111 1112"}
+  {"id":6,"content":"Refund to IBAN GB82 WEST 1234 5698 7654 32 please, order 4111 1111 1111 1112"},
+  {"id":7,"content":"Meu CPF é 529.982.247-25, pode emitir a nota?"},
+  {"id":8,"content":"DNI 12345678Z para la factura"}
 ]}"#;
 
 /// The gateway of [`CONFIG`] whose `chats` upstream answers
@@ -364,7 +366,7 @@ async fn national_numbers_are_masked_for_the_countries_a_rule_names() {
             resp.text().await.expect("body")
         }
     };
-    let numbers = ["612345678", "9876543210", "11912345678"];
+    let numbers = ["612345678", "9876543210", "11912345678", "52998224725"];
     let as_agent = get("/worldwide/messages", &agent).await;
     for digits in numbers {
         assert!(
@@ -376,6 +378,15 @@ async fn national_numbers_are_masked_for_the_countries_a_rule_names() {
     assert_eq!(
         body["payload"][1]["content"],
         "Please call me on ***** **210 after 6pm"
+    );
+    // Identity numbers of these countries, where their check digits hold.
+    assert_eq!(
+        body["payload"][6]["content"],
+        "Meu CPF é ***.***.***-25, pode emitir a nota?"
+    );
+    assert_eq!(
+        body["payload"][7]["content"],
+        "DNI *******8Z para la factura"
     );
     // An order number and an id are not numbers in any of these countries.
     assert_eq!(
@@ -401,7 +412,7 @@ async fn national_numbers_are_masked_for_the_countries_a_rule_names() {
         .find(|r| r["route"] == "inbox-worldwide")
         .expect("a record");
     assert_eq!(record["decision"], "allow");
-    assert_eq!(record["redactions"], 3, "{record}");
+    assert_eq!(record["redactions"], 5, "{record}");
 }
 
 #[tokio::test]

@@ -1,0 +1,402 @@
+//! National identity numbers customers type when a service asks who they
+//! are: Brazil's CPF (`123.456.789-09`), Spain's DNI and NIE (`12345678Z`,
+//! `X1234567L`), India's Aadhaar (`2345 6789 0124`) and PAN (`ABCPE1234F`),
+//! Chile's RUT (`12.345.678-5`), Portugal's NIF (`123 456 789`).
+//!
+//! Each is found only where its check digit (or, for a PAN, its fixed
+//! pattern) holds, and only for the countries a rule names (`countries`):
+//! a run of digits of the same length is otherwise an id or a reference.
+//! Countries whose numbers carry no check (Colombia's cédula, Peru's DNI)
+//! or a scheme not read here (Italy's codice fiscale, Mexico's CURP) have
+//! none.
+
+use super::national::{Region, Regions};
+
+/// Whether `region` has an identity number this module finds.
+pub fn known(region: Region) -> bool {
+    matches!(
+        region,
+        Region::Brazil | Region::Chile | Region::Spain | Region::India | Region::Portugal
+    )
+}
+
+/// The first identity number of one of `regions` at or after byte `from`.
+pub(super) fn find_national_id(
+    text: &str,
+    from: usize,
+    regions: Regions,
+) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let on = |r: Region| regions.iter().any(|x| x == r);
+    let mut i = from;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_alphanumeric() && starts_token(bytes, i) {
+            let b = bytes[i];
+            let end = if b.is_ascii_digit() {
+                (on(Region::Brazil).then(|| cpf_at(bytes, i)).flatten())
+                    .or_else(|| on(Region::Spain).then(|| dni_at(bytes, i)).flatten())
+                    .or_else(|| on(Region::Chile).then(|| rut_at(bytes, i)).flatten())
+                    .or_else(|| on(Region::India).then(|| aadhaar_at(bytes, i)).flatten())
+                    .or_else(|| on(Region::Portugal).then(|| nif_at(bytes, i)).flatten())
+            } else {
+                (on(Region::Spain).then(|| nie_at(bytes, i)).flatten())
+                    .or_else(|| on(Region::India).then(|| pan_at(bytes, i)).flatten())
+            };
+            if let Some(end) = end {
+                return Some((i, end));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Not inside a word or a number already running.
+fn starts_token(bytes: &[u8], i: usize) -> bool {
+    let Some(&prev) = i.checked_sub(1).and_then(|p| bytes.get(p)) else {
+        return true;
+    };
+    if prev.is_ascii_alphanumeric() || matches!(prev, b'_' | b'+' | b'%') {
+        return false;
+    }
+    match (prev, i.checked_sub(2).map(|p| bytes[p])) {
+        (b' ' | b'-' | b'.' | b'/', Some(b)) if b.is_ascii_digit() => false,
+        (b'-' | b'.' | b'/', Some(b)) if b.is_ascii_alphabetic() => false,
+        _ => true,
+    }
+}
+
+/// Whether the token ends at `end`: no letter or digit, and no further
+/// group of digits, follows.
+fn ends_token(bytes: &[u8], end: usize) -> bool {
+    match bytes.get(end) {
+        None => true,
+        Some(b) if b.is_ascii_alphanumeric() => false,
+        Some(b' ' | b'-' | b'.' | b'/') => !bytes.get(end + 1).is_some_and(u8::is_ascii_digit),
+        Some(_) => true,
+    }
+}
+
+/// Reads digits at `at` following `shape`: a digit count per group and the
+/// separator allowed after each group (`None`: none). Returns the digits
+/// and where the read stopped, or `None` when the text does not fit.
+fn read_shape(bytes: &[u8], at: usize, shape: &[(usize, Option<u8>)]) -> Option<(Vec<u8>, usize)> {
+    let mut digits = Vec::with_capacity(16);
+    let mut i = at;
+    for (k, &(n, sep)) in shape.iter().enumerate() {
+        for _ in 0..n {
+            let b = *bytes.get(i).filter(|b| b.is_ascii_digit())?;
+            digits.push(b - b'0');
+            i += 1;
+        }
+        if k + 1 < shape.len() {
+            if let Some(s) = sep {
+                if bytes.get(i) != Some(&s) {
+                    return None;
+                }
+                i += 1;
+            }
+        }
+    }
+    Some((digits, i))
+}
+
+/// The first shape of `shapes` the text at `at` fits as a whole token.
+fn read_any(
+    bytes: &[u8],
+    at: usize,
+    shapes: &[&[(usize, Option<u8>)]],
+) -> Option<(Vec<u8>, usize)> {
+    shapes
+        .iter()
+        .filter_map(|shape| read_shape(bytes, at, shape))
+        .find(|(_, end)| ends_token(bytes, *end))
+}
+
+/// Brazil's CPF: `123.456.789-09` or 11 bare digits, two mod 11 check
+/// digits, not all one digit.
+fn cpf_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let (d, end) = read_any(
+        bytes,
+        at,
+        &[
+            &[(3, Some(b'.')), (3, Some(b'.')), (3, Some(b'-')), (2, None)],
+            &[(11, None)],
+        ],
+    )?;
+    let check = |n: usize| {
+        let sum: usize = d[..n]
+            .iter()
+            .enumerate()
+            .map(|(k, &x)| usize::from(x) * (n + 1 - k))
+            .sum();
+        (sum * 10 % 11 % 10) as u8
+    };
+    let varied = d.iter().any(|&x| x != d[0]);
+    (varied && check(9) == d[9] && check(10) == d[10]).then_some(end)
+}
+
+/// Spain's DNI: 8 digits and the letter their remainder by 23 picks
+/// (`12345678Z`, `12345678-Z`).
+fn dni_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let (d, mut i) = read_shape(bytes, at, &[(8, None)])?;
+    if matches!(bytes.get(i), Some(b'-' | b' ')) {
+        i += 1;
+    }
+    let letter = bytes.get(i)?.to_ascii_uppercase();
+    let n = d.iter().fold(0u32, |n, &x| n * 10 + u32::from(x));
+    (dni_letter(n) == letter && ends_token(bytes, i + 1)).then_some(i + 1)
+}
+
+/// Spain's NIE: `X`, `Y` or `Z` (0, 1, 2), 7 digits and the DNI letter of
+/// the whole (`X1234567L`).
+fn nie_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let lead = match bytes[at].to_ascii_uppercase() {
+        b'X' => 0,
+        b'Y' => 1,
+        b'Z' => 2,
+        _ => return None,
+    };
+    let mut i = at + 1;
+    if bytes.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    let (d, mut i) = read_shape(bytes, i, &[(7, None)])?;
+    if matches!(bytes.get(i), Some(b'-' | b' ')) {
+        i += 1;
+    }
+    let letter = bytes.get(i)?.to_ascii_uppercase();
+    let n = d.iter().fold(lead, |n, &x| n * 10 + u32::from(x));
+    (dni_letter(n) == letter && ends_token(bytes, i + 1)).then_some(i + 1)
+}
+
+fn dni_letter(n: u32) -> u8 {
+    b"TRWAGMYFPDXBNJZSQVHLCKE"[(n % 23) as usize]
+}
+
+/// Chile's RUT (RUN): 7 or 8 digits, dotted in threes or not, a hyphen and
+/// the mod 11 check (`0`–`9` or `K`): `12.345.678-5`, `12345678-5`.
+fn rut_at(bytes: &[u8], at: usize) -> Option<usize> {
+    const SHAPES: [&[(usize, Option<u8>)]; 4] = [
+        &[(2, Some(b'.')), (3, Some(b'.')), (3, Some(b'-')), (0, None)],
+        &[(1, Some(b'.')), (3, Some(b'.')), (3, Some(b'-')), (0, None)],
+        &[(8, Some(b'-')), (0, None)],
+        &[(7, Some(b'-')), (0, None)],
+    ];
+    // The check character follows the hyphen, so the token ends after it.
+    let (d, i) = SHAPES
+        .iter()
+        .find_map(|shape| read_shape(bytes, at, shape))?;
+    let given = bytes.get(i)?.to_ascii_uppercase();
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .zip([2u32, 3, 4, 5, 6, 7].iter().cycle())
+        .map(|(&x, &w)| u32::from(x) * w)
+        .sum();
+    let want = match 11 - sum % 11 {
+        11 => b'0',
+        10 => b'K',
+        n => b'0' + n as u8,
+    };
+    (given == want && ends_token(bytes, i + 1)).then_some(i + 1)
+}
+
+/// India's Aadhaar: 12 digits from 2 to 9, bare or in fours (space or
+/// hyphen), passing the Verhoeff check.
+fn aadhaar_at(bytes: &[u8], at: usize) -> Option<usize> {
+    if !matches!(bytes[at], b'2'..=b'9') {
+        return None;
+    }
+    let (d, end) = read_any(
+        bytes,
+        at,
+        &[
+            &[(4, Some(b' ')), (4, Some(b' ')), (4, None)],
+            &[(4, Some(b'-')), (4, Some(b'-')), (4, None)],
+            &[(12, None)],
+        ],
+    )?;
+    verhoeff(&d).then_some(end)
+}
+
+/// The Verhoeff check over `digits`, its check digit last.
+fn verhoeff(digits: &[u8]) -> bool {
+    const D: [[u8; 10]; 10] = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    ];
+    const P: [[u8; 10]; 8] = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+    ];
+    let c = digits.iter().rev().enumerate().fold(0u8, |c, (k, &x)| {
+        D[usize::from(c)][usize::from(P[k % 8][usize::from(x)])]
+    });
+    c == 0
+}
+
+/// India's PAN: five letters (the fourth the holder's kind), four digits,
+/// a letter (`ABCPE1234F`). It carries no check digit: the pattern is all.
+fn pan_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let t = bytes.get(at..at + 10)?;
+    let upper = |b: &u8| b.is_ascii_uppercase();
+    let ok = t[..5].iter().all(upper)
+        && b"ABCFGHJLPT".contains(&t[3])
+        && t[5..9].iter().all(u8::is_ascii_digit)
+        && upper(&t[9]);
+    (ok && ends_token(bytes, at + 10)).then_some(at + 10)
+}
+
+/// Portugal's NIF: 9 digits (from 1, 2, 3, 5, 6, 8 or 9), bare or in
+/// threes, the last a mod 11 check.
+fn nif_at(bytes: &[u8], at: usize) -> Option<usize> {
+    if !matches!(bytes[at], b'1' | b'2' | b'3' | b'5' | b'6' | b'8' | b'9') {
+        return None;
+    }
+    let (d, end) = read_any(
+        bytes,
+        at,
+        &[&[(3, Some(b' ')), (3, Some(b' ')), (3, None)], &[(9, None)]],
+    )?;
+    let sum: usize = d[..8]
+        .iter()
+        .enumerate()
+        .map(|(k, &x)| usize::from(x) * (9 - k))
+        .sum();
+    let check = match 11 - sum % 11 {
+        10 | 11 => 0,
+        n => n as u8,
+    };
+    (check == d[8]).then_some(end)
+}
+
+/// Every letter and digit but the last two becomes `*`; separators stay.
+pub(super) fn partial_id(text: &str, out: &mut String) {
+    let marks = text.bytes().filter(u8::is_ascii_alphanumeric).count();
+    let hide = marks.saturating_sub(2);
+    let mut seen = 0;
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(if seen < hide { '*' } else { c });
+            seen += 1;
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Regions {
+        Region::ALL.into_iter().fold(Regions::NONE, Regions::with)
+    }
+
+    fn found(text: &str) -> Option<&str> {
+        find_national_id(text, 0, all()).map(|(s, e)| &text[s..e])
+    }
+
+    #[test]
+    fn identity_numbers_are_found_as_people_write_them() {
+        for (text, want) in [
+            ("meu CPF é 529.982.247-25, obrigado", "529.982.247-25"),
+            ("cpf 52998224725", "52998224725"),
+            ("DNI 12345678Z", "12345678Z"),
+            ("dni: 12345678-z.", "12345678-z"),
+            ("NIE X1234567L", "X1234567L"),
+            ("nie y-0000000-z", "y-0000000-z"),
+            ("RUT 12.345.678-5", "12.345.678-5"),
+            ("rut 7.654.321-6 gracias", "7.654.321-6"),
+            ("12345670-K", "12345670-K"),
+            ("Aadhaar 2345 6789 0124", "2345 6789 0124"),
+            ("234567890124", "234567890124"),
+            ("PAN ABCPE1234F", "ABCPE1234F"),
+            ("NIF 123 456 789", "123 456 789"),
+            ("contribuinte 123456789", "123456789"),
+        ] {
+            assert_eq!(found(text), Some(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_that_fail_their_check_stay() {
+        for text in [
+            "529.982.247-26",
+            "111.111.111-11",
+            "12345678A",
+            "X1234567A",
+            "12.345.678-6",
+            "2345 6789 0125",
+            "134567890124",
+            "ABCXE1234F",
+            "abcpe1234f",
+            "123 456 788",
+            "order 4123456789",
+            "ref529.982.247-25",
+            "529.982.247-25-1",
+            "12345678Zx",
+        ] {
+            assert_eq!(found(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_countries_named_are_searched() {
+        let spain = Regions::NONE.with(Region::Spain);
+        let text = "CPF 529.982.247-25, DNI 12345678Z";
+        assert_eq!(find_national_id(text, 0, spain), Some((24, 33)));
+        let colombia = Regions::NONE.with(Region::Colombia);
+        assert_eq!(find_national_id(text, 0, colombia), None);
+        assert!(!known(Region::Colombia) && known(Region::Brazil));
+    }
+
+    #[test]
+    fn a_partial_mask_keeps_the_last_two() {
+        let mut out = String::new();
+        partial_id("529.982.247-25", &mut out);
+        assert_eq!(out, "***.***.***-25");
+    }
+
+    #[test]
+    fn check_schemes_hold_for_published_examples() {
+        // Verhoeff's own example: 236 with its check digit 3.
+        assert!(verhoeff(&[2, 3, 6, 3]));
+        assert!(!verhoeff(&[2, 3, 6, 4]));
+        assert_eq!(dni_letter(12_345_678), b'Z');
+    }
+
+    #[test]
+    fn no_panic_on_odd_text() {
+        for text in [
+            "",
+            "1",
+            "X",
+            "X-",
+            "12.345.",
+            "12.345.678-",
+            "529.982.247-",
+            "ABCPE",
+            "1234 5678 ",
+            "é529.982.247-25",
+            "12345678-é",
+        ] {
+            let _ = found(text);
+        }
+    }
+}
