@@ -185,10 +185,12 @@ impl Regions {
         self.set == 0
     }
 
+    pub fn contains(self, region: Region) -> bool {
+        self.set & region.bit() != 0
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Region> {
-        Region::ALL
-            .into_iter()
-            .filter(move |r| self.set & r.bit() != 0)
+        Region::ALL.into_iter().filter(move |r| self.contains(*r))
     }
 
     /// Whether `rest` (after an optional `(`) starts with a digit one of

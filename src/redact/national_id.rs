@@ -27,7 +27,7 @@ pub(super) fn find_national_id(
     regions: Regions,
 ) -> Option<(usize, usize)> {
     let bytes = text.as_bytes();
-    let on = |r: Region| regions.iter().any(|x| x == r);
+    let on = |r: Region| regions.contains(r);
     let mut i = from;
     while i < bytes.len() {
         if bytes[i].is_ascii_alphanumeric() && starts_token(bytes, i) {
@@ -77,16 +77,32 @@ fn ends_token(bytes: &[u8], end: usize) -> bool {
     }
 }
 
+/// The digits read by [`read_shape`] (no number here has more than 12).
+struct Digits {
+    d: [u8; 12],
+    n: usize,
+}
+
+impl std::ops::Deref for Digits {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.d[..self.n]
+    }
+}
+
 /// Reads digits at `at` following `shape`: a digit count per group and the
-/// separator allowed after each group (`None`: none). Returns the digits
-/// and where the read stopped, or `None` when the text does not fit.
-fn read_shape(bytes: &[u8], at: usize, shape: &[(usize, Option<u8>)]) -> Option<(Vec<u8>, usize)> {
-    let mut digits = Vec::with_capacity(16);
+/// separator required after each group but the last (`None`: none).
+/// Returns the digits and where the read stopped, or `None` when the text
+/// does not fit.
+fn read_shape(bytes: &[u8], at: usize, shape: &[(usize, Option<u8>)]) -> Option<(Digits, usize)> {
+    let mut digits = Digits { d: [0; 12], n: 0 };
     let mut i = at;
     for (k, &(n, sep)) in shape.iter().enumerate() {
         for _ in 0..n {
             let b = *bytes.get(i).filter(|b| b.is_ascii_digit())?;
-            digits.push(b - b'0');
+            *digits.d.get_mut(digits.n)? = b - b'0';
+            digits.n += 1;
             i += 1;
         }
         if k + 1 < shape.len() {
@@ -102,11 +118,7 @@ fn read_shape(bytes: &[u8], at: usize, shape: &[(usize, Option<u8>)]) -> Option<
 }
 
 /// The first shape of `shapes` the text at `at` fits as a whole token.
-fn read_any(
-    bytes: &[u8],
-    at: usize,
-    shapes: &[&[(usize, Option<u8>)]],
-) -> Option<(Vec<u8>, usize)> {
+fn read_any(bytes: &[u8], at: usize, shapes: &[&[(usize, Option<u8>)]]) -> Option<(Digits, usize)> {
     shapes
         .iter()
         .filter_map(|shape| read_shape(bytes, at, shape))
