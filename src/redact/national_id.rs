@@ -1,14 +1,14 @@
 //! National identity numbers customers type when a service asks who they
 //! are: Brazil's CPF (`123.456.789-09`), Spain's DNI and NIE (`12345678Z`,
 //! `X1234567L`), India's Aadhaar (`2345 6789 0124`) and PAN (`ABCPE1234F`),
-//! Chile's RUT (`12.345.678-5`), Portugal's NIF (`123 456 789`).
+//! Chile's RUT (`12.345.678-5`), Portugal's NIF (`123 456 789`), Italy's
+//! codice fiscale (`RSSMRA85T10A562S`).
 //!
 //! Each is found only where its check digit (or, for a PAN, its fixed
 //! pattern) holds, and only for the countries a rule names (`countries`):
 //! a run of digits of the same length is otherwise an id or a reference.
 //! Countries whose numbers carry no check (Colombia's cédula, Peru's DNI)
-//! or a scheme not read here (Italy's codice fiscale, Mexico's CURP) have
-//! none.
+//! or a scheme not read here (Mexico's CURP) have none.
 
 use super::national::{Region, Regions};
 
@@ -16,7 +16,12 @@ use super::national::{Region, Regions};
 pub fn known(region: Region) -> bool {
     matches!(
         region,
-        Region::Brazil | Region::Chile | Region::Spain | Region::India | Region::Portugal
+        Region::Brazil
+            | Region::Chile
+            | Region::Spain
+            | Region::India
+            | Region::Italy
+            | Region::Portugal
     )
 }
 
@@ -41,6 +46,11 @@ pub(super) fn find_national_id(
             } else {
                 (on(Region::Spain).then(|| nie_at(bytes, i)).flatten())
                     .or_else(|| on(Region::India).then(|| pan_at(bytes, i)).flatten())
+                    .or_else(|| {
+                        on(Region::Italy)
+                            .then(|| codice_fiscale_at(bytes, i))
+                            .flatten()
+                    })
             };
             if let Some(end) = end {
                 return Some((i, end));
@@ -297,6 +307,54 @@ fn nif_at(bytes: &[u8], at: usize) -> Option<usize> {
     (check == d[8]).then_some(end)
 }
 
+/// Italy's codice fiscale: six letters (surname, name), the year, the
+/// month's letter, the day, the birthplace's code and a check letter
+/// (`RSSMRA85T10A562S`), in either case. Digits may be replaced by the
+/// letters `L`–`V` (omocodia); the check letter is computed over the
+/// characters as written.
+fn codice_fiscale_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut t = [0u8; 16];
+    t.copy_from_slice(bytes.get(at..at + 16)?);
+    t.make_ascii_uppercase();
+    let letter = |b: u8| b.is_ascii_uppercase();
+    let digit = |b: u8| b.is_ascii_digit() || b"LMNPQRSTUV".contains(&b);
+    let shaped = t[..6].iter().all(|&b| letter(b))
+        && t[6..8].iter().all(|&b| digit(b))
+        && b"ABCDEHLMPRST".contains(&t[8])
+        && t[9..11].iter().all(|&b| digit(b))
+        && letter(t[11])
+        && t[12..15].iter().all(|&b| digit(b))
+        && letter(t[15]);
+    if !shaped || !ends_token(bytes, at + 16) {
+        return None;
+    }
+    // Odd positions (1st, 3rd, …) count by this table, digits as the
+    // letter of the same index; even ones by their index.
+    const ODD: [u32; 26] = [
+        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24,
+        23,
+    ];
+    let index = |b: u8| {
+        u32::from(if b.is_ascii_digit() {
+            b - b'0'
+        } else {
+            b - b'A'
+        })
+    };
+    let sum: u32 = t[..15]
+        .iter()
+        .enumerate()
+        .map(|(k, &b)| {
+            if k % 2 == 0 {
+                ODD[index(b) as usize]
+            } else {
+                index(b)
+            }
+        })
+        .sum();
+    (t[15] == b'A' + (sum % 26) as u8).then_some(at + 16)
+}
+
 /// Every letter and digit but the last two becomes `*`; separators stay.
 pub(super) fn partial_id(text: &str, out: &mut String) {
     let marks = text.bytes().filter(u8::is_ascii_alphanumeric).count();
@@ -341,6 +399,8 @@ mod tests {
             ("PAN ABCPE1234F", "ABCPE1234F"),
             ("NIF 123 456 789", "123 456 789"),
             ("contribuinte 123456789", "123456789"),
+            ("codice fiscale RSSMRA85T10A562S.", "RSSMRA85T10A562S"),
+            ("cf: mrtmtt91d08f205j", "mrtmtt91d08f205j"),
         ] {
             assert_eq!(found(text), Some(want), "{text:?}");
         }
@@ -363,6 +423,9 @@ mod tests {
             "ref529.982.247-25",
             "529.982.247-25-1",
             "12345678Zx",
+            "RSSMRA85T10A562T",
+            "RSSMRA85Z10A562S",
+            "XRSSMRA85T10A562S",
         ] {
             assert_eq!(found(text), None, "{text:?}");
         }

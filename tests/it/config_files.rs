@@ -313,7 +313,7 @@ routes:
             "bad.yaml:15:12: duplicate redaction rule `ok`",
             "bad.yaml:16:52: redaction `eight`: country `GB` is not one of BR, CL, CO, ES, IN, IT, MX, PE, PT",
             "bad.yaml:17:47: redaction `nine`: countries needs `phone` or `national_id` in `detect`",
-            "bad.yaml:18:52: redaction `ten`: national_id needs `countries` naming one whose identity numbers are known (BR, CL, ES, IN, PT)",
+            "bad.yaml:18:52: redaction `ten`: national_id needs `countries` naming one whose identity numbers are known (BR, CL, ES, IN, IT, PT)",
             "bad.yaml:20:76: route `r` names unknown redaction `nope` (known: counts, ok)",
         ],
     );
