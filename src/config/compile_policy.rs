@@ -394,7 +394,7 @@ impl Compiler<'_> {
                     self.err(
                         &d.referenced,
                         format!(
-                            "redaction `{name}`: detect `{}` must be phone, email, wamid, card or iban",
+                            "redaction `{name}`: detect `{}` must be phone, email, wamid, card, iban or national_id",
                             d.value
                         ),
                     );

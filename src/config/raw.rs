@@ -110,7 +110,7 @@ pub struct RawRedaction {
     #[serde(default)]
     pub fields: Vec<Str>,
     /// Found and masked in every string of the body: `phone`, `email`,
-    /// `wamid`, `card`, `iban`.
+    /// `wamid`, `card`, `iban`, `national_id`.
     #[serde(default)]
     pub detect: Vec<Str>,
     /// Countries (`ES`, `IN`, …) whose national phone numbers, written

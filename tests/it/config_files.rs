@@ -304,7 +304,7 @@ routes:
         Match::Prefix,
         &[
             "bad.yaml:6:26: JSON selector `payload.phone` is invalid",
-            "bad.yaml:7:33: redaction `two`: detect `passport` must be phone, email, wamid, card or iban",
+            "bad.yaml:7:33: redaction `two`: detect `passport` must be phone, email, wamid, card, iban or national_id",
             "bad.yaml:8:12: redaction `three`: style hash needs a hash_key",
             "bad.yaml:9:56: redaction `four`: hash_key must be at least 16 bytes",
             "bad.yaml:10:12: redaction `five` masks nothing",
