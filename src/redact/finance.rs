@@ -36,7 +36,8 @@ pub(super) fn find_card(text: &str, from: usize) -> Option<(usize, usize)> {
 
 /// Whether a number or code may start at `i`: not inside a word, and not a
 /// later group of digits already running (`1234 5678` from its `5678`).
-fn starts_word(bytes: &[u8], i: usize) -> bool {
+/// Card numbers, IBANs and identity numbers alike.
+pub(super) fn starts_word(bytes: &[u8], i: usize) -> bool {
     let Some(&prev) = i.checked_sub(1).and_then(|p| bytes.get(p)) else {
         return true;
     };

@@ -35,7 +35,7 @@ pub(super) fn find_national_id(
     let on = |r: Region| regions.contains(r);
     let mut i = from;
     while i < bytes.len() {
-        if bytes[i].is_ascii_alphanumeric() && starts_token(bytes, i) {
+        if bytes[i].is_ascii_alphanumeric() && super::finance::starts_word(bytes, i) {
             let b = bytes[i];
             let end = if b.is_ascii_digit() {
                 (on(Region::Brazil).then(|| cpf_at(bytes, i)).flatten())
@@ -59,21 +59,6 @@ pub(super) fn find_national_id(
         i += 1;
     }
     None
-}
-
-/// Not inside a word or a number already running.
-fn starts_token(bytes: &[u8], i: usize) -> bool {
-    let Some(&prev) = i.checked_sub(1).and_then(|p| bytes.get(p)) else {
-        return true;
-    };
-    if prev.is_ascii_alphanumeric() || matches!(prev, b'_' | b'+' | b'%') {
-        return false;
-    }
-    match (prev, i.checked_sub(2).map(|p| bytes[p])) {
-        (b' ' | b'-' | b'.' | b'/', Some(b)) if b.is_ascii_digit() => false,
-        (b'-' | b'.' | b'/', Some(b)) if b.is_ascii_alphabetic() => false,
-        _ => true,
-    }
 }
 
 /// Whether the token ends at `end`: no letter or digit, and no further
