@@ -215,15 +215,16 @@ fn iban_checks_out(text: &[u8]) -> bool {
     rem == 1
 }
 
-/// Every digit (card) or letter and digit (IBAN) becomes `*` but the
-/// IBAN's country and the last four; separators stay.
-pub(super) fn partial_account(text: &str, keep_country: bool, out: &mut String) {
+/// Every letter and digit becomes `*` but the first `keep_first` and the
+/// last `keep_last`; separators stay. A card keeps its last four digits, an
+/// IBAN its country too, an identity number its last two characters.
+pub(super) fn partial_marks(text: &str, keep_first: usize, keep_last: usize, out: &mut String) {
     let marks = text.bytes().filter(u8::is_ascii_alphanumeric).count();
-    let hide_to = marks.saturating_sub(4);
+    let hide_to = marks.saturating_sub(keep_last);
     let mut seen = 0;
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {
-            let shown = seen >= hide_to || (keep_country && seen < 2);
+            let shown = seen < keep_first || seen >= hide_to;
             out.push(if shown { c } else { '*' });
             seen += 1;
         } else {
@@ -335,7 +336,7 @@ mod tests {
     fn a_partial_mask_keeps_the_last_four_and_an_ibans_country() {
         let partial = |text: &str, country: bool| {
             let mut out = String::new();
-            partial_account(text, country, &mut out);
+            partial_marks(text, if country { 2 } else { 0 }, 4, &mut out);
             out
         };
         assert_eq!(partial("4111 1111 1111 1111", false), "**** **** **** 1111");

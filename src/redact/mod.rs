@@ -324,9 +324,9 @@ fn mask_span(text: &str, kind: Option<Detector>, style: &Style, out: &mut String
                 out.push_str(WAMID_PREFIX);
                 out.push_str("***");
             }
-            Some(Detector::Card) => finance::partial_account(text, false, out),
-            Some(Detector::Iban) => finance::partial_account(text, true, out),
-            Some(Detector::NationalId(_)) => national_id::partial_id(text, out),
+            Some(Detector::Card) => finance::partial_marks(text, 0, 4, out),
+            Some(Detector::Iban) => finance::partial_marks(text, 2, 4, out),
+            Some(Detector::NationalId(_)) => finance::partial_marks(text, 0, 2, out),
             None => partial_text(text, out),
         },
     }

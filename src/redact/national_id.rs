@@ -340,21 +340,6 @@ fn codice_fiscale_at(bytes: &[u8], at: usize) -> Option<usize> {
     (t[15] == b'A' + (sum % 26) as u8).then_some(at + 16)
 }
 
-/// Every letter and digit but the last two becomes `*`; separators stay.
-pub(super) fn partial_id(text: &str, out: &mut String) {
-    let marks = text.bytes().filter(u8::is_ascii_alphanumeric).count();
-    let hide = marks.saturating_sub(2);
-    let mut seen = 0;
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(if seen < hide { '*' } else { c });
-            seen += 1;
-        } else {
-            out.push(c);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,7 +414,7 @@ mod tests {
     #[test]
     fn a_partial_mask_keeps_the_last_two() {
         let mut out = String::new();
-        partial_id("529.982.247-25", &mut out);
+        crate::redact::finance::partial_marks("529.982.247-25", 0, 2, &mut out);
         assert_eq!(out, "***.***.***-25");
     }
 
