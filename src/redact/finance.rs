@@ -34,6 +34,23 @@ pub(super) fn find_card(text: &str, from: usize) -> Option<(usize, usize)> {
     None
 }
 
+/// Whether all of `text` is one card number, looked for at its start only
+/// (a configured field's value, masked whole).
+pub(super) fn is_whole_card(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.first().is_some_and(|b| matches!(b, b'2'..=b'6'))
+        && card_at(bytes, 0) == Some(bytes.len())
+}
+
+/// Whether all of `text` is one IBAN, looked for at its start only.
+pub(super) fn is_whole_iban(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() >= *IBAN_CHARS.start()
+        && bytes[..2].iter().all(u8::is_ascii_alphabetic)
+        && bytes[2..4].iter().all(u8::is_ascii_digit)
+        && iban_at(bytes, 0) == Some(bytes.len())
+}
+
 /// Whether a number or code may start at `i`: not inside a word, and not a
 /// later group of digits already running (`1234 5678` from its `5678`).
 /// Card numbers, IBANs and identity numbers alike.

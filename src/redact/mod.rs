@@ -155,16 +155,15 @@ pub fn mask_whole_into(text: &str, style: &Style, out: &mut String) {
     // A phone number before a card number: a bare 13–15 digit `wa_id`
     // passes the Luhn check one time in ten, and keeps three digits, not
     // four, as a phone number.
-    let whole = |found: Option<(usize, usize)>| found == Some((0, text.len()));
     let kind = if wamid_end(text, 0) == Some(text.len()) {
         Some(Detector::WhatsAppMessageId)
     } else if next_at_sign(text, 0).is_some() && find_email(text, 0).is_some() {
         Some(Detector::Email)
     } else if is_whole_phone(text) || is_bare_number(text) {
         Some(Detector::PHONE)
-    } else if whole(finance::find_card(text, 0)) {
+    } else if finance::is_whole_card(text) {
         Some(Detector::Card)
-    } else if whole(finance::find_iban(text, 0)) {
+    } else if finance::is_whole_iban(text) {
         Some(Detector::Iban)
     } else {
         None
@@ -206,27 +205,24 @@ pub fn mask_detected_into(
     style: &Style,
     out: &mut String,
 ) -> u64 {
-    // Several rules' phone detectors find the numbers of all their
-    // countries.
-    let phone = detectors
-        .iter()
-        .filter_map(|d| match d {
-            Detector::Phone(regions) => Some(*regions),
-            _ => None,
-        })
-        .reduce(Regions::union);
-    let email = detectors.contains(&Detector::Email);
-    let wamid = detectors.contains(&Detector::WhatsAppMessageId);
-    let card = detectors.contains(&Detector::Card);
-    let iban = detectors.contains(&Detector::Iban);
-    let national_id = detectors
-        .iter()
-        .filter_map(|d| match d {
-            Detector::NationalId(regions) => Some(*regions),
-            _ => None,
-        })
-        .reduce(Regions::union)
-        .filter(|r| !r.is_empty());
+    // What to look for, in one pass over the detectors (this runs for
+    // every string of a body). Several rules' phone (and identity number)
+    // detectors find the numbers of all their countries.
+    let (mut phone, mut national_id) = (None::<Regions>, None::<Regions>);
+    let (mut email, mut wamid, mut card, mut iban) = (false, false, false, false);
+    for d in detectors {
+        match *d {
+            Detector::Phone(r) => phone = Some(phone.unwrap_or_default().union(r)),
+            Detector::NationalId(r) if !r.is_empty() => {
+                national_id = Some(national_id.unwrap_or_default().union(r));
+            }
+            Detector::NationalId(_) => {}
+            Detector::Email => email = true,
+            Detector::WhatsAppMessageId => wamid = true,
+            Detector::Card => card = true,
+            Detector::Iban => iban = true,
+        }
+    }
     // Cheap gate: no `@`, no digit and no message id means nothing to find.
     let has_at = email && next_at_sign(text, 0).is_some();
     let has_digit = (phone.is_some() || card || iban || national_id.is_some())
