@@ -84,7 +84,7 @@ impl Credentials {
     }
 
     /// Overwrites every credential in `data` with `*`; how many there were.
-    fn mask(&self, data: &mut [u8]) -> usize {
+    pub fn mask(&self, data: &mut [u8]) -> usize {
         let mut spans = Vec::new();
         for n in &self.needles {
             let len = n.needle().len();

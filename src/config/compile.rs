@@ -842,6 +842,12 @@ impl Compiler<'_> {
             let Some(websocket) = self.websocket(r, &methods, mode) else {
                 continue;
             };
+            let Some(message_filter) = self.message_filter(r) else {
+                continue;
+            };
+            let Some(control_messages) = self.control_messages(r) else {
+                continue;
+            };
             let Some(body_scope) = self.body_scope(r, &methods) else {
                 continue;
             };
@@ -859,6 +865,8 @@ impl Compiler<'_> {
                     rate_limit,
                     max_body,
                     websocket,
+                    message_filter,
+                    control_messages,
                     body_scope,
                 }),
             ));
@@ -1002,21 +1010,34 @@ impl Compiler<'_> {
         out
     }
 
-    /// A route's `websocket`. A stream's frames are passed as they are, so
-    /// a route that masks or filters its answers cannot carry one, and the
-    /// handshake is a GET.
+    /// A route's `websocket`. The handshake is a GET; the stream's
+    /// messages are filtered by `message_filter`, not `row_filter` (which
+    /// reads lists), and only a WebSocket route has messages.
     fn websocket(&mut self, r: &RawRoute, methods: &MethodSet, mode: AuthMode) -> Option<bool> {
+        let name = &r.name.value;
+        let on = r.websocket.as_ref().is_some_and(|f| f.value);
+        if !on {
+            let stray = r
+                .message_filter
+                .as_ref()
+                .map(|f| (f.object.referenced, "message_filter"))
+                .or(r.control_messages.as_ref().map(|c| (c.referenced, "control_messages")));
+            if let Some((at, key)) = stray {
+                self.err(
+                    &at,
+                    format!("route `{name}`: {key} applies to WebSocket messages: the route needs `websocket: true`"),
+                );
+                return None;
+            }
+            return Some(false);
+        }
         let Some(flag) = &r.websocket else {
             return Some(false);
         };
-        if !flag.value {
-            return Some(false);
-        }
-        let name = &r.name.value;
         let problem = if !methods.contains(&Method::GET) {
             Some("a WebSocket handshake is a GET: add GET to `methods`")
-        } else if r.row_filter.is_some() || !r.redaction.is_empty() {
-            Some("a WebSocket stream's frames are not inspected, so the route cannot also have `row_filter` or `redaction`")
+        } else if r.row_filter.is_some() {
+            Some("`row_filter` reads list answers; a WebSocket route's messages are filtered by `message_filter`")
         } else if mode == AuthMode::MetaSignature {
             Some("Meta's webhooks are signed POSTs, not WebSockets")
         } else {
@@ -1032,6 +1053,29 @@ impl Compiler<'_> {
             }
             None => Some(true),
         }
+    }
+
+    /// A WebSocket route's `control_messages`: a top-level member name.
+    fn control_messages(&mut self, r: &RawRoute) -> Option<Option<Box<str>>> {
+        let Some(member) = &r.control_messages else {
+            return Some(None);
+        };
+        let fine = !member.value.is_empty()
+            && member
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !fine {
+            self.err(
+                &member.referenced,
+                format!(
+                    "route `{}`: control_messages names the top-level member that marks the protocol's own messages (`type`), not `{}`",
+                    r.name.value, member.value
+                ),
+            );
+            return None;
+        }
+        Some(Some(member.value.as_str().into()))
     }
 
     pub(super) fn methods(&mut self, raw: &[Str]) -> Option<MethodSet> {

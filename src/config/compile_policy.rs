@@ -17,7 +17,7 @@ use crate::limit::{LimitError, LimitKey, RateLimit};
 use crate::policy::body_scope::BodyBinding;
 use crate::policy::{
     parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, FieldPath,
-    FilterMode, ItemSelector, LabelRule, OwnerCheck, Permission, Policy, PolicyError, RoleDef,
+    FilterMode, ItemSelector, LabelRule, MessageFilter, OwnerCheck, Permission, Policy, PolicyError, RoleDef,
     RoleSet, RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
 };
 use crate::redact::{national_id, Detector, RedactionRule, Region, Regions, Style};
@@ -267,6 +267,40 @@ impl Compiler<'_> {
         filter.unless_permission = self.permission_opt(f.unless_permission.as_ref())?;
         filter.labels = self.label_rules(&f.labels)?;
         Some(Some(filter))
+    }
+
+    /// A WebSocket route's `message_filter`: one object per message, owned
+    /// by the first of its `fields` present.
+    pub(super) fn message_filter(&mut self, r: &RawRoute) -> Option<Option<MessageFilter>> {
+        let Some(f) = &r.message_filter else {
+            return Some(None);
+        };
+        let route = &r.name.value;
+        if f.object.value.ends_with("[*]") {
+            self.err(
+                &f.object.referenced,
+                format!("route `{route}`: message_filter.object must name the one object each message carries, not list items"),
+            );
+            return None;
+        }
+        let Some(first) = f.fields.first() else {
+            self.err(
+                &f.object.referenced,
+                format!("route `{route}`: message_filter.fields must name at least one field holding the object's owner"),
+            );
+            return None;
+        };
+        let mut filter = self.located_result(
+            &f.object.referenced,
+            RowFilter::new(&f.object.value, &first.value, &f.claim.value, FilterMode::Object),
+        )?;
+        let mut fields = Vec::with_capacity(f.fields.len());
+        for field in &f.fields {
+            fields.push(self.located_result(&field.referenced, FieldPath::parse(&field.value))?);
+        }
+        filter.unless_permission = self.permission_opt(f.unless_permission.as_ref())?;
+        filter.labels = self.label_rules(&f.labels)?;
+        Some(Some(MessageFilter { filter, fields }))
     }
 
     /// A route's `owner_check`. `id` is unique per route within the

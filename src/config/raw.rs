@@ -255,6 +255,31 @@ pub struct RawRoute {
     /// Let WebSocket handshakes through (`Upgrade: websocket`); the open
     /// stream is decided again as its frames pass.
     pub websocket: Option<Spanned<bool>>,
+    /// WebSocket routes: drop the messages whose object the caller may not
+    /// see.
+    pub message_filter: Option<RawMessageFilter>,
+    /// WebSocket routes: messages with this top-level member are the
+    /// protocol's own (ActionCable's `type`: welcome, ping, confirmations),
+    /// not filtered and only searched by `detect`.
+    pub control_messages: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMessageFilter {
+    /// Where each message's object is: `$.message.data`.
+    pub object: Str,
+    /// Fields of the object that may hold its owner, the first present
+    /// wins: `[meta.assignee.id, conversation.assignee_id]`.
+    pub fields: Vec<Str>,
+    /// Attribute claim with the caller's values: `user_id`.
+    pub claim: Str,
+    /// Callers holding this get every owner's messages.
+    pub unless_permission: Option<Str>,
+    /// Messages whose object carries a label are dropped unless the caller
+    /// has its permission.
+    #[serde(default)]
+    pub labels: Vec<RawLabelRule>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,7 @@ use crate::auth::origin::TrustedOrigins;
 use crate::auth::{AuthSettings, JwksOptions, KeyStore, Verifier};
 use crate::limit::{LimitStore, RateLimit};
 use crate::policy::body_scope::BodyBinding;
-use crate::policy::{OwnerCache, OwnerCheck, Policy, RouteRequirement, RowFilter};
+use crate::policy::{MessageFilter, OwnerCache, OwnerCheck, Policy, RouteRequirement, RowFilter};
 use crate::redact::RedactionRule;
 use crate::request::TrustedProxies;
 use crate::revocation::RevocationList;
@@ -226,6 +226,13 @@ pub struct Route {
     /// WebSocket handshakes are forwarded (an open stream is decided
     /// again as its frames pass); on other routes they are refused.
     pub websocket: bool,
+    /// WebSocket routes: messages from the upstream whose object the
+    /// caller may not see are dropped.
+    pub message_filter: Option<MessageFilter>,
+    /// WebSocket routes: messages with this top-level member are the
+    /// protocol's own (pings, welcomes): not filtered, and only `detect`
+    /// searches them.
+    pub control_messages: Option<Box<str>>,
     /// Members of a JSON request body bound to the caller's claims: the
     /// body is read and checked before anything is forwarded.
     pub body_scope: Vec<BodyBinding>,

@@ -348,6 +348,61 @@ pub fn plan_row_filter(filter: &RowFilter, identity: &Identity, roles: &RoleSet)
     }
 }
 
+/// A WebSocket route's `message_filter`: each message the upstream sends
+/// is one object (`$.message.data` of an ActionCable broadcast), kept or
+/// dropped whole.
+///
+/// `filter` is in [`FilterMode::Object`] with the first owner field;
+/// `fields` lists every owner field in order, because one stream carries
+/// objects of several kinds (Chatwoot's conversation events name the
+/// assignee at `meta.assignee.id`, its message events at
+/// `conversation.assignee_id`): the first one present is the owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageFilter {
+    pub filter: RowFilter,
+    pub fields: Vec<FieldPath>,
+}
+
+/// Why a message could not be judged: it has no single object where the
+/// filter's selector points (the upstream changed shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoObject;
+
+impl MessageFilter {
+    /// Whether `message` may pass under `plan`. The object's owner is the
+    /// first of `fields` present in it (a `null` one is present, and owns
+    /// nothing); none present keeps nothing. A hidden label's field must be
+    /// present too: an object that does not say its labels could carry the
+    /// hidden one, so it is not kept (stricter than a list's rows, which
+    /// all come with their labels).
+    pub fn allows(&self, message: &Value, plan: &RowFilterPlan) -> Result<bool, NoObject> {
+        let object = match self.filter.items.select(message).as_slice() {
+            [object] if object.is_object() => *object,
+            _ => return Err(NoObject),
+        };
+        let RowFilterPlan::Keep {
+            owner,
+            hidden_labels,
+        } = plan
+        else {
+            return Ok(true);
+        };
+        if let Some(owner) = owner {
+            let value = self.fields.iter().find_map(|f| f.lookup(object));
+            if !value.is_some_and(|v| value_in(v, &owner.allowed_values)) {
+                return Ok(false);
+            }
+        }
+        Ok(hidden_labels.iter().all(|hidden| {
+            hidden
+                .field
+                .lookup(object)
+                .and_then(Value::as_array)
+                .is_some_and(|labels| !labels.iter().any(|l| l.as_str() == Some(&hidden.label)))
+        }))
+    }
+}
+
 /// Whether one item survives the plan (the reference the streaming
 /// rewriter is tested against).
 pub fn item_allowed(item: &Value, plan: &RowFilterPlan) -> bool {

@@ -26,6 +26,7 @@
 
 mod error_body;
 mod media;
+pub mod messages;
 mod plan;
 mod scan;
 
