@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use crate::auth::{identity_from_unchecked_claims, Verified};
 use crate::config::Snapshot;
 use crate::gate::{self, Circumstances, RequestView, WireFacts};
-use crate::policy::{plan_row_filter, RowFilterPlan};
+use crate::policy::{plan_row_filter, FieldPath, MessageFilter, RowFilterPlan};
 use crate::redact::{national_id, Detector, Region};
 use crate::revocation::RuntimeRevocations;
 use crate::rewrite::{RewriteError, RewriteOutcome, RewritePlan};
@@ -422,6 +422,23 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
             )
         });
     }
+    if let Some(m) = &a.route.message_filter {
+        lines.push(match plan_row_filter(&m.filter, &caller.identity, roles) {
+            RowFilterPlan::Skip => {
+                "messages: the stream's messages are not filtered for this caller".to_string()
+            }
+            plan => format!(
+                "messages: each the upstream sends is dropped unless its object at {} passes: {}",
+                m.filter.items.as_str(),
+                describe_message(&plan, m)
+            ),
+        });
+    }
+    if let Some(member) = &a.route.control_messages {
+        lines.push(format!(
+            "messages: those with a top-level `{member}` are the protocol's own: not filtered, searched by `detect` only"
+        ));
+    }
     if let Some(filter) = &a.route.row_filter {
         lines.push(match plan_row_filter(filter, &caller.identity, roles) {
             RowFilterPlan::Skip => "rows:     response not filtered for this caller".to_string(),
@@ -453,6 +470,43 @@ fn describe(plan: &RowFilterPlan, claim: &str) -> String {
     }
     for h in hidden_labels {
         tests.push(format!("{} lacks `{}`", h.field.as_str(), h.label));
+    }
+    tests.join(" and ")
+}
+
+/// A message filter's tests, as [`describe`] words a row filter's.
+fn describe_message(plan: &RowFilterPlan, m: &MessageFilter) -> String {
+    let RowFilterPlan::Keep {
+        owner,
+        hidden_labels,
+    } = plan
+    else {
+        return "always".to_string();
+    };
+    let mut tests = Vec::new();
+    if let Some(o) = owner {
+        let fields: Vec<&str> = m.fields.iter().map(FieldPath::as_str).collect();
+        tests.push(format!(
+            "its owner ({}) is in the caller's {} [{}]",
+            match fields.as_slice() {
+                [one] => (*one).to_string(),
+                many => format!("the first present of {}", many.join(", ")),
+            },
+            m.filter.claim,
+            o.allowed_values.join(", ")
+        ));
+    }
+    for h in hidden_labels {
+        tests.push(format!(
+            "{} lacks `{}`{}",
+            h.field.as_str(),
+            h.label,
+            if owner.is_some() {
+                " (an object of hers that does not say its labels passes)"
+            } else {
+                " (an object that does not say its labels is dropped)"
+            }
+        ));
     }
     tests.join(" and ")
 }
@@ -490,6 +544,20 @@ routes:
     redaction: [pii]
   - {name: reply, upstream: crm, methods: [POST], path: "/c/{id}/messages", permission: conversations.read, max_body: 40MB}
   - {name: cable, upstream: crm, methods: [GET], path: "/cable", permission: conversations.read, websocket: true}
+  - name: live
+    upstream: crm
+    methods: [GET]
+    path: /live
+    permission: conversations.read
+    websocket: true
+    control_messages: type
+    message_filter:
+      object: $.message.data
+      fields: [meta.assignee.id, conversation.assignee_id]
+      claim: user_id
+      unless_permission: conversations.read_all
+      labels: [{label: confidential, permission: pii.read}]
+    redaction: [pii]
   - {name: open, upstream: crm, methods: [POST], path: "/c", permission: conversations.read, scope: [{body: inbox_id, claim: inbox_ids, unless_permission: scope.all_inboxes}]}
 "#;
 
@@ -529,6 +597,18 @@ routes:
         let cable = ask_to("GET", "/cable", r#"["agent"]"#);
         let line = "stream:   a WebSocket handshake is forwarded; the open stream is decided again as its frames pass";
         assert!(cable.contains(line), "expected `{line}` in:\n{cable}");
+        assert!(!cable.contains("messages:"), "{cable}");
+        let live = ask_to("GET", "/live", r#"["agent"]"#);
+        for line in [
+            "messages: each the upstream sends is dropped unless its object at $.message.data passes: its owner (the first present of meta.assignee.id, conversation.assignee_id) is in the caller's user_id [7] and labels lacks `confidential` (an object of hers that does not say its labels passes)",
+            "messages: those with a top-level `type` are the protocol's own: not filtered, searched by `detect` only",
+            "redact:   pii: 1 field(s) masked",
+        ] {
+            assert!(live.contains(line), "expected `{line}` in:\n{live}");
+        }
+        let live = ask_to("GET", "/live", r#"["supervisor"]"#);
+        let line = "messages: the stream's messages are not filtered for this caller";
+        assert!(live.contains(line), "expected `{line}` in:\n{live}");
         let reply = ask_to("POST", "/c/42/messages", r#"["agent"]"#);
         let line = "body:     at most 40MB forwarded (413 body_too_large beyond)";
         assert!(reply.contains(line), "expected `{line}` in:\n{reply}");

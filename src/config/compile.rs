@@ -943,6 +943,7 @@ impl Compiler<'_> {
             || !r.scope.is_empty()
             || r.row_filter.is_some()
             || r.owner_check.is_some()
+            || r.message_filter.is_some()
             || !r.redaction.is_empty();
         match mode {
             AuthMode::Jwt if config.auth.is_none() => {
@@ -972,7 +973,7 @@ impl Compiler<'_> {
             AuthMode::None | AuthMode::MetaSignature if needs_policy => {
                 self.err(
                     &at,
-                    format!("route `{}`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller (auth: jwt)", r.name.value),
+                    format!("route `{}`: permission, mfa_max_age, scope, row_filter, owner_check, message_filter and redaction need an authenticated caller (auth: jwt)", r.name.value),
                 );
                 return None;
             }
@@ -1021,7 +1022,10 @@ impl Compiler<'_> {
                 .message_filter
                 .as_ref()
                 .map(|f| (f.object.referenced, "message_filter"))
-                .or(r.control_messages.as_ref().map(|c| (c.referenced, "control_messages")));
+                .or(r
+                    .control_messages
+                    .as_ref()
+                    .map(|c| (c.referenced, "control_messages")));
             if let Some((at, key)) = stray {
                 self.err(
                     &at,

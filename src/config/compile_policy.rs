@@ -17,8 +17,8 @@ use crate::limit::{LimitError, LimitKey, RateLimit};
 use crate::policy::body_scope::BodyBinding;
 use crate::policy::{
     parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, FieldPath,
-    FilterMode, ItemSelector, LabelRule, MessageFilter, OwnerCheck, Permission, Policy, PolicyError, RoleDef,
-    RoleSet, RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
+    FilterMode, ItemSelector, LabelRule, MessageFilter, OwnerCheck, Permission, Policy,
+    PolicyError, RoleDef, RoleSet, RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
 };
 use crate::redact::{national_id, Detector, RedactionRule, Region, Regions, Style};
 use crate::route::{MethodSet, PathTemplate};
@@ -292,7 +292,12 @@ impl Compiler<'_> {
         };
         let mut filter = self.located_result(
             &f.object.referenced,
-            RowFilter::new(&f.object.value, &first.value, &f.claim.value, FilterMode::Object),
+            RowFilter::new(
+                &f.object.value,
+                &first.value,
+                &f.claim.value,
+                FilterMode::Object,
+            ),
         )?;
         let mut fields = Vec::with_capacity(f.fields.len());
         for field in &f.fields {

@@ -81,6 +81,7 @@ pub use permission::{Permission, PermissionGrant};
 pub use roles::{GrantedBy, RoleDef, RoleSet};
 pub use scope::{
     item_allowed, plan_row_filter, FieldPath, FilterMode, HiddenLabel, ItemSelector, LabelRule,
-    MessageFilter, NoObject, OwnerMatch, RowFilter, RowFilterPlan, ScopeBinding, ScopeOutcome, SelectorStep,
+    MessageFilter, NoObject, OwnerMatch, RowFilter, RowFilterPlan, ScopeBinding, ScopeOutcome,
+    SelectorStep,
 };
 pub use window::{parse_date, parse_days, parse_time, parse_time_zone, DaySet, TimeWindow};

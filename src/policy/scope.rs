@@ -371,10 +371,15 @@ pub struct NoObject;
 impl MessageFilter {
     /// Whether `message` may pass under `plan`. The object's owner is the
     /// first of `fields` present in it (a `null` one is present, and owns
-    /// nothing); none present keeps nothing. A hidden label's field must be
-    /// present too: an object that does not say its labels could carry the
-    /// hidden one, so it is not kept (stricter than a list's rows, which
-    /// all come with their labels).
+    /// nothing); none present keeps nothing.
+    ///
+    /// Labels: an object that carries a hidden label is not kept, as a
+    /// list's row would not be. One that does not say its labels at all
+    /// (Chatwoot's message events do not name their conversation's) is
+    /// kept only for a caller the owner test let through: it is her own
+    /// conversation's. A caller who gets every owner's messages
+    /// (`unless_permission`) but lacks a label's permission does not get
+    /// it: any such message could be from a conversation with that label.
     pub fn allows(&self, message: &Value, plan: &RowFilterPlan) -> Result<bool, NoObject> {
         let object = match self.filter.items.select(message).as_slice() {
             [object] if object.is_object() => *object,
@@ -393,13 +398,13 @@ impl MessageFilter {
                 return Ok(false);
             }
         }
-        Ok(hidden_labels.iter().all(|hidden| {
-            hidden
-                .field
-                .lookup(object)
-                .and_then(Value::as_array)
-                .is_some_and(|labels| !labels.iter().any(|l| l.as_str() == Some(&hidden.label)))
-        }))
+        let owned = owner.is_some();
+        Ok(hidden_labels
+            .iter()
+            .all(|hidden| match hidden.field.lookup(object) {
+                Some(_) => !has_label(object, hidden),
+                None => owned,
+            }))
     }
 }
 

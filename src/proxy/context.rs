@@ -76,6 +76,14 @@ pub struct ResponseWork {
     pub scrub: crate::echo::Scrub,
     /// The upstream's half of a WebSocket stream.
     pub frames: crate::echo::FrameScrub,
+    /// The same, read message by message, when the route filters or masks
+    /// them for this caller (the credential is masked there too).
+    pub messages: Option<crate::rewrite::messages::MessageStream>,
+    /// The config version the stream's messages are read under (set when
+    /// the stream opens; a reload re-plans them).
+    pub messages_under: Option<std::sync::Arc<str>>,
+    /// Why a message could not be read (the stream ended on it).
+    pub message_failure: Option<crate::rewrite::messages::MessageError>,
 }
 
 impl RequestCtx {
@@ -90,9 +98,11 @@ impl RequestCtx {
 
     /// Credentials masked in the response body so far.
     pub fn credentials_masked(&self) -> usize {
-        self.response
-            .as_ref()
-            .map_or(0, |w| w.scrub.masked + w.frames.masked())
+        self.response.as_ref().map_or(0, |w| {
+            w.scrub.masked
+                + w.frames.masked()
+                + w.messages.as_ref().map_or(0, |m| m.credentials_masked)
+        })
     }
 }
 

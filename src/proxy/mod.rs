@@ -188,7 +188,7 @@ impl ProxyHttp for Gateway {
         // An upgraded connection's bytes are a stream, not a request body:
         // no size or pace, but the stream must still be allowed.
         if session.was_upgraded() {
-            return stream::recheck(self, session, ctx);
+            return stream::recheck(self, session, ctx).map(|_| ());
         }
         let progress = ctx.body.get_or_insert_default();
         let over = progress.piece(
@@ -266,6 +266,7 @@ impl ProxyHttp for Gateway {
         if websocket && upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
             self.metrics.stream_opened();
             ctx.streaming = true;
+            stream::read_messages(ctx);
         }
         shape_response(session, ctx, upstream_response, h2, head)
     }
@@ -279,9 +280,10 @@ impl ProxyHttp for Gateway {
     ) -> Result<Option<std::time::Duration>> {
         let websocket = ctx.admitted.as_ref().is_some_and(|a| a.route.websocket);
         if websocket && body.is_some() && session.was_upgraded() {
-            stream::recheck(self, session, ctx)?;
+            let (snapshot, live) = stream::recheck(self, session, ctx)?;
+            stream::follow_reload(ctx, &snapshot, &live)?;
         }
-        if let Some(state) = ctx.rewriting_mut() {
+        if let Some(state) = ctx.rewriting_mut().filter(|_| !session.was_upgraded()) {
             if let Err(e) = rewrite::body_chunk(state, body, end_of_stream) {
                 tracing::error!(request_id = %ctx.request_id, error = %e, "response not sent: it could not be filtered");
                 ctx.refused = Some(Reason::RedactionFailed);
@@ -289,7 +291,11 @@ impl ProxyHttp for Gateway {
             }
         }
         if session.was_upgraded() {
-            scrub_frames(ctx, body)?;
+            if ctx.response.as_ref().is_some_and(|w| w.messages.is_some()) {
+                stream_messages(ctx, body)?;
+            } else {
+                scrub_frames(ctx, body)?;
+            }
         } else {
             scrub_credentials(ctx, body, end_of_stream);
         }
@@ -672,8 +678,13 @@ fn shape_request(session: &Session, ctx: &RequestCtx, req: &mut RequestHeader) -
         &ctx.request_id,
         client_tls,
     )?;
-    if admission.route.websocket && !admission.route.upstream.credentials.is_empty() {
-        // Compressed frames could not be searched for the credential.
+    let route = &admission.route;
+    let frames_read = !route.upstream.credentials.is_empty()
+        || route.message_filter.is_some()
+        || !route.redactions.is_empty();
+    if route.websocket && frames_read {
+        // Compressed frames could not be read: not searched for the
+        // credential, nor filtered and masked.
         req.remove_header(&http::header::SEC_WEBSOCKET_EXTENSIONS);
     }
     if ctx.rewriting().is_some() {
@@ -807,6 +818,39 @@ fn scrub_frames(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Result
         Err(e) => {
             *refused = Some(Reason::RedactionFailed);
             Error::e_explain(ErrorType::InternalError, e.to_string())
+        }
+    }
+}
+
+/// The upstream's half of a stream whose messages are read: control
+/// frames and whole, filtered and masked messages go on; a message that
+/// cannot be read ends the stream, with nothing of it sent.
+fn stream_messages(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Result<()> {
+    let RequestCtx {
+        admitted,
+        response,
+        refused,
+        request_id,
+        ..
+    } = ctx;
+    let (Some(a), Some(work), Some(piece)) = (admitted, response, body.as_ref()) else {
+        return Ok(());
+    };
+    let Some(stream) = &mut work.messages else {
+        return Ok(());
+    };
+    match stream.piece(&a.route.upstream.credentials, piece) {
+        Ok(out) => {
+            *body = Some(bytes::Bytes::from(out));
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(request_id = %request_id, error = %e, "WebSocket stream ended: a message could not be filtered");
+            *refused = Some(Reason::RedactionFailed);
+            *body = None;
+            let text = e.to_string();
+            work.message_failure = Some(e);
+            Error::e_explain(ErrorType::InternalError, text)
         }
     }
 }

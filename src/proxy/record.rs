@@ -132,6 +132,10 @@ pub fn build(
     if let Some(r) = ctx.rewriting() {
         rec.redactions = r.removed + r.masked;
     }
+    if let Some(m) = ctx.response.as_ref().and_then(|w| w.messages.as_ref()) {
+        // A stream's messages dropped and values masked, over its life.
+        rec.redactions += m.removed + m.masked;
+    }
     let masked = ctx.credentials_masked();
     if masked > 0 {
         rec.detail = Some(format!(
@@ -143,6 +147,15 @@ pub fn build(
         && error.is_some_and(super::failure::idle_stream)
     {
         rec.detail = Some(super::failure::IDLE_STREAM.to_string());
+    }
+    if let Some(e) = ctx
+        .response
+        .as_ref()
+        .and_then(|w| w.message_failure.as_ref())
+    {
+        rec.detail = Some(format!(
+            "WebSocket stream ended on a message it could not filter: {e}"
+        ));
     }
     if rec.detail.is_none()
         && !session.was_upgraded()

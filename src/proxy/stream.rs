@@ -16,8 +16,12 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
+use std::sync::Arc;
+
 use super::{Gateway, RequestCtx};
+use crate::config::Snapshot;
 use crate::gate;
+use crate::rewrite::messages::{MessageError, MessagePlan, MessageStream};
 
 /// An HTTP/1.1 request asking to become a WebSocket, as pingora would
 /// forward it (`Upgrade: websocket`, any case). Other upgrades (`h2c`) are
@@ -31,14 +35,19 @@ pub fn is_websocket_handshake(req: &RequestHeader) -> bool {
 }
 
 /// Decides an open stream again before one of its pieces passes; `Err`
-/// ends the stream, with the refusal's reason and rules in `ctx`.
-pub fn recheck(gateway: &Gateway, session: &Session, ctx: &mut RequestCtx) -> Result<()> {
+/// ends the stream, with the refusal's reason and rules in `ctx`. `Ok`
+/// has the live config and what it admitted.
+pub fn recheck(
+    gateway: &Gateway,
+    session: &Session,
+    ctx: &mut RequestCtx,
+) -> Result<(Arc<Snapshot>, gate::Admission)> {
     let snapshot = gateway.store.load();
     // The handshake's framing was judged when it arrived.
     let view = super::request_view(session.req_header(), gate::WireFacts::default());
     let circumstances = gateway.circumstances(ctx, jiff::Timestamp::now());
     let refusal = match gate::admit(&snapshot, &view, &circumstances) {
-        Ok(_) => return Ok(()),
+        Ok(admission) => return Ok((snapshot, admission)),
         Err(refusal) => refusal,
     };
     tracing::info!(request_id = %ctx.request_id, reason = %refusal.reason, detail = %refusal.detail, "WebSocket stream ended");
@@ -54,6 +63,70 @@ pub fn recheck(gateway: &Gateway, session: &Session, ctx: &mut RequestCtx) -> Re
         ErrorType::Custom(refusal.reason.code()),
         "WebSocket stream ended: no longer allowed",
     )
+}
+
+/// Once a WebSocket stream is open: whether its messages are read for this
+/// caller (the route's `message_filter` and the redaction rules the caller
+/// is under; see [`crate::rewrite::messages`]).
+pub fn read_messages(ctx: &mut RequestCtx) {
+    let (Some(a), Some(snapshot)) = (&ctx.admitted, &ctx.snapshot) else {
+        return;
+    };
+    let plan = plan_for(snapshot, a);
+    let work = ctx.response.get_or_insert_default();
+    work.messages_under = Some(snapshot.version.0.clone());
+    work.messages = plan.map(MessageStream::new);
+}
+
+fn plan_for(snapshot: &Snapshot, a: &gate::Admission) -> Option<MessagePlan> {
+    let route = &a.route;
+    MessagePlan::for_caller(
+        route.message_filter.as_ref(),
+        route.control_messages.as_deref(),
+        &route.redactions,
+        a.caller.as_deref().map(|c| &c.identity),
+        snapshot.policy.roles(),
+    )
+}
+
+/// After a reload, the messages still to come go by the live config's
+/// plan for this caller. A stream that was not read and now must be (its
+/// route gained a `message_filter` or a redaction rule the caller is
+/// under) cannot start reading in the middle of a frame: it ends, and the
+/// client reconnects under the new config.
+pub fn follow_reload(
+    ctx: &mut RequestCtx,
+    snapshot: &Arc<Snapshot>,
+    live: &gate::Admission,
+) -> Result<()> {
+    let Some(work) = ctx.response.as_deref_mut() else {
+        return Ok(());
+    };
+    if work
+        .messages_under
+        .as_ref()
+        .is_none_or(|v| *v == snapshot.version.0)
+    {
+        return Ok(());
+    }
+    work.messages_under = Some(snapshot.version.0.clone());
+    let plan = plan_for(snapshot, live);
+    match (&mut work.messages, plan) {
+        (Some(stream), plan) => stream.replan(plan),
+        (None, None) => {}
+        (None, Some(_)) => {
+            tracing::info!(request_id = %ctx.request_id, "WebSocket stream ended: the reloaded config filters its messages");
+            work.message_failure = Some(MessageError::Reloaded);
+            ctx.refused = Some(crate::decision::Reason::RedactionFailed);
+            // The record names the config that ended the stream.
+            ctx.snapshot = Some(snapshot.clone());
+            return Error::e_explain(
+                ErrorType::Custom(crate::decision::Reason::RedactionFailed.code()),
+                "WebSocket stream ended: its messages are now filtered",
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -117,6 +117,8 @@ pub enum MessageError {
     NoObject(String),
     #[error("a message: {0}")]
     Rewrite(#[from] RewriteError),
+    #[error("a reload gave the route message rules this caller is under, and the stream was not read until then: ended so the client reconnects under them")]
+    Reloaded,
 }
 
 /// The frame being read.
@@ -131,7 +133,9 @@ struct Frame {
 /// The upstream's half of one stream (see the module docs).
 #[derive(Debug)]
 pub struct MessageStream {
-    plan: MessagePlan,
+    /// `None`: messages pass as they are, binary ones too (a reload left
+    /// nothing to do for this caller).
+    plan: Option<MessagePlan>,
     /// The frame header read so far (at most 10 bytes: servers do not mask).
     header: Vec<u8>,
     frame: Option<Frame>,
@@ -139,6 +143,8 @@ pub struct MessageStream {
     control: Vec<u8>,
     /// The text message's payload so far, from its first fragment on.
     message: Vec<u8>,
+    /// The opcode of the message being put together (text or binary).
+    message_opcode: u8,
     in_message: bool,
     /// A close frame went out: nothing after it is a frame.
     closed: bool,
@@ -152,17 +158,24 @@ pub struct MessageStream {
 impl MessageStream {
     pub fn new(plan: MessagePlan) -> MessageStream {
         MessageStream {
-            plan,
+            plan: Some(plan),
             header: Vec::with_capacity(10),
             frame: None,
             control: Vec::new(),
             message: Vec::new(),
+            message_opcode: 0x1,
             in_message: false,
             closed: false,
             removed: 0,
             masked: 0,
             credentials_masked: 0,
         }
+    }
+
+    /// The plan for the messages still to come, after a reload (`None`:
+    /// they pass as they are).
+    pub fn replan(&mut self, plan: Option<MessagePlan>) {
+        self.plan = plan;
     }
 
     /// The next bytes from the upstream, as they may go to the client: the
@@ -247,14 +260,14 @@ impl MessageStream {
                 "a control frame fragmented or over 125 bytes",
             )),
             0x8..=0xa => Ok(Some(frame)),
-            0x2 => Err(MessageError::Binary),
-            0x1 if self.in_message => Err(MessageError::Protocol(
+            0x2 if self.plan.is_some() => Err(MessageError::Binary),
+            0x1 | 0x2 if self.in_message => Err(MessageError::Protocol(
                 "a new message began before the last one ended",
             )),
             0x0 if !self.in_message => Err(MessageError::Protocol(
                 "a continuation frame with no message to continue",
             )),
-            0x0 | 0x1 => {
+            0x0..=0x2 => {
                 let total = u64::try_from(self.message.len())
                     .unwrap_or(u64::MAX)
                     .saturating_add(left);
@@ -279,28 +292,36 @@ impl MessageStream {
             self.closed = f.opcode == 0x8;
             return Ok(());
         }
+        if f.opcode != 0x0 {
+            self.message_opcode = f.opcode;
+        }
         self.in_message = !f.fin;
         if f.fin {
             let message = std::mem::take(&mut self.message);
-            if let Some(mut text) = self.decide(&message)? {
+            if self.message_opcode == 0x2 && self.plan.is_some() {
+                // A reload gave the stream a plan while it was under way.
+                return Err(MessageError::Binary);
+            }
+            if let Some(mut text) = self.decide(message)? {
                 self.credentials_masked += creds.mask(&mut text);
-                push_text_frame(out, &text);
+                push_frame(out, self.message_opcode, &text);
             }
         }
         Ok(())
     }
 
     /// One whole message: what to send in its place (`None`: nothing).
-    fn decide(&mut self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
-        let text = std::str::from_utf8(message).map_err(|_| MessageError::NotText)?;
+    fn decide(&mut self, message: Vec<u8>) -> Result<Option<Vec<u8>>, MessageError> {
+        let Some(plan) = &self.plan else {
+            return Ok(Some(message));
+        };
+        let text = std::str::from_utf8(&message).map_err(|_| MessageError::NotText)?;
         let value: Value =
             serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
-        let plan = &self.plan;
-        let control = plan.control.as_deref().is_some_and(|member| {
-            value
-                .as_object()
-                .is_some_and(|o| o.contains_key(member))
-        });
+        let control = plan
+            .control
+            .as_deref()
+            .is_some_and(|member| value.as_object().is_some_and(|o| o.contains_key(member)));
         if !control {
             if let Some((filter, filter_plan)) = &plan.filter {
                 match filter.allows(&value, filter_plan) {
@@ -323,7 +344,7 @@ impl MessageStream {
             &plan.data
         };
         match rewrite(
-            message,
+            &message,
             Some("application/json"),
             None,
             rewrite_plan,
@@ -333,7 +354,7 @@ impl MessageStream {
                 self.masked += masked;
                 Ok(Some(body.to_vec()))
             }
-            RewriteOutcome::Unchanged => Ok(Some(message.to_vec())),
+            RewriteOutcome::Unchanged => Ok(Some(message)),
             RewriteOutcome::NotFound => Err(MessageError::Rewrite(RewriteError::Internal)),
         }
     }
@@ -343,9 +364,9 @@ fn is_control(opcode: u8) -> bool {
     opcode & 0x8 != 0
 }
 
-/// Appends one final, unmasked text frame carrying `payload`.
-fn push_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
-    out.push(0x81);
+/// Appends one final, unmasked frame of `opcode` carrying `payload`.
+fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    out.push(0x80 | opcode);
     let len = payload.len();
     if len < 126 {
         out.push(len as u8);

@@ -269,7 +269,7 @@ routes:
             "bad.yaml:10:27: route `one`: owner_check.lookup uses `{cid}` that the route's path `/c/{id}/messages` does not capture",
             "bad.yaml:15:27: route `two`: owner_check.object must name one object",
             "bad.yaml:20:52: route `three`: owner_check.cache may be at most 300s",
-            "route `four`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller",
+            "route `four`: permission, mfa_max_age, scope, row_filter, owner_check, message_filter and redaction need an authenticated caller",
             "bad.yaml:30:25: route `five`: row_filter.items must select list items",
         ],
     );
@@ -706,16 +706,32 @@ routes:
   - {name: any, upstream: crm, path: /any, methods: ['*'], permission: c.read, websocket: true}
   - {name: off, upstream: crm, path: /off, methods: [POST], permission: c.read, websocket: false}
   - {name: post, upstream: crm, path: /post, methods: [POST], permission: c.read, websocket: true}
-  - {name: masked, upstream: crm, path: /masked, methods: [GET], permission: c.read, redaction: [phones], websocket: true}
+  - {name: listed, upstream: crm, path: /listed, methods: [GET], permission: c.read, row_filter: {items: \"$.payload[*]\", field: a, claim: b}, websocket: true}
   - {name: hook, upstream: crm, path: /hook, methods: [GET], auth: meta_signature, websocket: true}
+  - {name: masked, upstream: crm, path: /masked, methods: [GET], permission: c.read, redaction: [phones], websocket: true}
+  - {name: stray, upstream: crm, path: /stray, methods: [GET], permission: c.read, control_messages: type}
+  - {name: strayf, upstream: crm, path: /strayf, methods: [GET], permission: c.read, message_filter: {object: $.data, fields: [a], claim: b}}
+  - {name: rows, upstream: crm, path: /rows, methods: [GET], permission: c.read, websocket: true, message_filter: {object: \"$.data[*]\", fields: [a], claim: b}}
+  - {name: none, upstream: crm, path: /none, methods: [GET], permission: c.read, websocket: true, message_filter: {object: $.data, fields: [], claim: b}}
+  - {name: badf, upstream: crm, path: /badf, methods: [GET], permission: c.read, websocket: true, message_filter: {object: $.data, fields: [a, \"b..c\"], claim: b}}
+  - {name: badc, upstream: crm, path: /badc, methods: [GET], permission: c.read, websocket: true, control_messages: \"$.type\"}
+  - {name: open, upstream: crm, path: /open, methods: [GET], auth: none, websocket: true, message_filter: {object: $.data, fields: [a], claim: b}}
+  - {name: good, upstream: crm, path: /good, methods: [GET], permission: c.read, websocket: true, control_messages: type, redaction: [phones], message_filter: {object: $.message.data, fields: [meta.assignee.id, conversation.assignee_id], claim: user_id, unless_permission: c.read, labels: [{label: x, permission: c.read}]}}
 ";
     expect_errors(
         yaml,
         Match::Prefix,
         &[
             "bad.yaml:11:94: route `post`: websocket: a WebSocket handshake is a GET: add GET to `methods`",
-            "bad.yaml:12:118: route `masked`: websocket: a WebSocket stream's frames are not inspected, so the route cannot also have `row_filter` or `redaction`",
+            "bad.yaml:12:154: route `listed`: websocket: `row_filter` reads list answers; a WebSocket route's messages are filtered by `message_filter`",
             "bad.yaml:13:95: route `hook`: websocket: Meta's webhooks are signed POSTs, not WebSockets",
+            "bad.yaml:15:102: route `stray`: control_messages applies to WebSocket messages: the route needs `websocket: true`",
+            "bad.yaml:16:111: route `strayf`: message_filter applies to WebSocket messages: the route needs `websocket: true`",
+            "bad.yaml:17:124: route `rows`: message_filter.object must name the one object each message carries, not list items",
+            "bad.yaml:18:124: route `none`: message_filter.fields must name at least one field holding the object's owner",
+            "bad.yaml:19:144: field path `b..c` is invalid",
+            "bad.yaml:20:117: route `badc`: control_messages names the top-level member that marks the protocol's own messages (`type`), not `$.type`",
+            "bad.yaml:21:68: route `open`: permission, mfa_max_age, scope, row_filter, owner_check, message_filter and redaction need an authenticated caller (auth: jwt)",
         ],
     );
     let word = yaml.replace("websocket: false", "websocket: sometimes");
@@ -752,7 +768,7 @@ routes:
             "bad.yaml:10:106: route `neither`: scope entry for claim `ids` must name a path `param` or a `body` member",
             "bad.yaml:11:103: route `nested`: scope body member `message.inbox_id` must be a top-level member name",
             "bad.yaml:12:122: route `twice`: scope body member `a` is bound twice",
-            "bad.yaml:13:69: route `open`: permission, mfa_max_age, scope, row_filter, owner_check and redaction need an authenticated caller",
+            "bad.yaml:13:69: route `open`: permission, mfa_max_age, scope, row_filter, owner_check, message_filter and redaction need an authenticated caller",
             "bad.yaml:14:131: route `param`: `optional` is for a `body` member; a path parameter is always there",
             "bad.yaml:15:121: route `req`: scope body member `b.c` must be a top-level member name",
             "bad.yaml:16:131: route `preq`: `requires` is for a `body` member",

@@ -122,6 +122,12 @@ impl WsUpstream {
                 p = pushed.recv() => match p {
                     // `fragments:a|b|c`: one text message sent as fragments
                     // `a`, `b`, `c`, with a ping between every two.
+                    Ok(text) if text.starts_with("binary:") => {
+                        let bytes = text.as_bytes()["binary:".len()..].to_vec();
+                        if ws.send(Message::binary(bytes)).await.is_err() {
+                            return;
+                        }
+                    }
                     Ok(text) if text.starts_with("fragments:") => {
                         if send_fragments(&mut ws, &text["fragments:".len()..]).await.is_err() {
                             return;
@@ -609,4 +615,303 @@ async fn the_upstreams_credential_is_masked_in_the_frames_it_sends() {
         streamed["detail"], "the upstream's credential was in the response body 4 time(s): masked",
         "{streamed}"
     );
+}
+
+/// Chatwoot's cable behind a gateway that filters and masks its messages:
+/// an agent gets the events of her own conversations only, with the
+/// customers' numbers and addresses masked.
+const CABLE_CONFIG: &str = r#"
+listeners: [{name: main, addr: "${LISTEN}"}]
+admin: {addr: "${ADMIN}", token_env: ADMIN_TOKEN}
+upstreams:
+  crm: {url: "${UP}"}
+  rest: {url: "${REST}"}
+auth:
+  issuer: https://idp.acme-retail.test/
+  audiences: [chatwarden]
+  algorithms: [EdDSA]
+  jwks_url: "${JWKS}"
+  claims: {attributes: {user_id: uid}}
+roles:
+  agent: {permissions: [conversations.read]}
+  supervisor: {inherits: [agent], permissions: [conversations.read_all]}
+  admin: {inherits: [supervisor], permissions: [contacts.read_pii, conversations.read_confidential]}
+redaction:
+  - name: cable-pii
+    unless_permission: contacts.read_pii
+    fields:
+      - $.message.data.sender.phone_number
+      - $.message.data.meta.sender.phone_number
+      - $.message.data.meta.sender.email
+    detect: [phone, email]
+routes:
+  - name: cable
+    upstream: crm
+    methods: [GET]
+    path: /cable
+    permission: conversations.read
+    websocket: true
+    control_messages: type
+    message_filter:
+      object: $.message.data
+      fields: [meta.assignee.id, conversation.assignee_id]
+      claim: user_id
+      unless_permission: conversations.read_all
+      labels: [{label: confidential, permission: conversations.read_confidential}]
+    redaction: [cable-pii]
+  - name: conversations.list
+    upstream: rest
+    methods: [GET]
+    path: "/api/v1/accounts/{account_id}/conversations"
+    permission: conversations.read
+audit: {path: "${AUDIT}"}
+"#;
+
+fn cable_identifier() -> String {
+    json!({"channel": "RoomChannel", "pubsub_token": "tok-1"}).to_string()
+}
+
+/// A new message in conversation 7, as Chatwoot broadcasts it.
+fn cable_message(id: u64, assignee: Value, content: &str) -> String {
+    json!({"identifier": cable_identifier(), "message": {"event": "message.created", "data": {
+        "id": id, "content": content, "conversation_id": 7, "message_type": 0,
+        "sender": {"id": 12, "name": "Sophie Martin", "phone_number": "+447700900123", "type": "contact"},
+        "conversation": {"assignee_id": assignee, "unread_count": 1}
+    }}})
+    .to_string()
+}
+
+/// A conversation's update, as Chatwoot broadcasts it.
+fn cable_conversation(id: u64, assignee: Value, labels: &[&str]) -> String {
+    let assignee = if assignee.is_null() {
+        Value::Null
+    } else {
+        json!({"id": assignee})
+    };
+    json!({"identifier": cable_identifier(), "message": {"event": "conversation.updated", "data": {
+        "id": id, "labels": labels, "status": "open",
+        "meta": {"sender": {"name": "Lukas Becker", "phone_number": "+4915112345678", "email": "lukas@example.de"},
+                 "assignee": assignee}
+    }}})
+    .to_string()
+}
+
+/// Opens the cable as `who` and waits until the upstream streams to it
+/// (the upstream echoes the subscription confirmation the client sends).
+async fn subscribed(env: &Env, who: &str, roles: &[&str]) -> Ws {
+    let token = env.idp.token(who, roles, json!({"uid": 3}));
+    let mut stream = open(env.gw.addr, "/cable", &[("authorization", &bearer(&token))])
+        .await
+        .expect("opened");
+    let confirm =
+        json!({"identifier": cable_identifier(), "type": "confirm_subscription"}).to_string();
+    assert_eq!(
+        round_trip(&mut stream, &confirm).await.as_deref(),
+        Some(confirm.as_str())
+    );
+    stream
+}
+
+#[tokio::test]
+async fn an_agents_stream_carries_her_conversations_only_masked() {
+    let env = env_with(CABLE_CONFIG).await;
+    let mut agent = subscribed(&env, "priya", &["agent"]).await;
+    let mut supervisor = subscribed(&env, "marta", &["supervisor"]).await;
+    let mut admin = subscribed(&env, "omar", &["admin"]).await;
+    // The client's compression offer is not passed on: compressed frames
+    // could not be read.
+    let events = [
+        cable_message(501, json!(7), "Anyone there? I'm on +44 7700 900999"),
+        cable_conversation(8, json!(7), &[]),
+        cable_conversation(9, Value::Null, &[]),
+        cable_conversation(10, json!(3), &["confidential"]),
+        json!({"type": "ping", "message": 1_764_000_000}).to_string(),
+        cable_message(
+            502,
+            json!(3),
+            "Call me on +44 7700 900123 or sophie@example.com",
+        ),
+        cable_conversation(11, json!(3), &["vip"]),
+    ];
+    for e in &events[..5] {
+        env.ws.push.send(e.clone()).expect("pushed");
+    }
+    // The last message is sent in fragments, a ping between them.
+    let last = &events[5];
+    let (a, rest) = last.split_at(last.len() / 3);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    env.ws
+        .push
+        .send(format!("fragments:{a}|{b}|{c}"))
+        .expect("pushed");
+    env.ws.push.send(events[6].clone()).expect("pushed");
+
+    // The agent: the ping, then her two conversations' events, masked.
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let text = next_text(&mut agent).await.expect("a message");
+        got.push(serde_json::from_str::<Value>(&text).expect("JSON"));
+    }
+    assert_eq!(got[0], json!({"type": "ping", "message": 1_764_000_000}));
+    let data = &got[1]["message"]["data"];
+    assert_eq!(data["id"], 502);
+    assert_eq!(
+        data["content"],
+        "Call me on +** **** ***123 or s***@example.com"
+    );
+    assert_eq!(data["sender"]["phone_number"], "+*********123");
+    assert_eq!(data["sender"]["name"], "Sophie Martin");
+    let data = &got[2]["message"]["data"];
+    assert_eq!(data["id"], 11);
+    assert_eq!(data["meta"]["sender"]["email"], "l***@example.de");
+    assert_eq!(data["meta"]["sender"]["name"], "Lukas Becker");
+
+    // The supervisor: every conversation but the confidential one, and
+    // message events (which do not say their conversation's labels) not
+    // at all; masked all the same.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let text = next_text(&mut supervisor).await.expect("a message");
+        assert!(
+            !text.contains("7700 900") && !text.contains("lukas@"),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        ids.push(v["message"]["data"]["id"].clone());
+    }
+    assert_eq!(ids, [json!(8), json!(9), Value::Null, json!(11)]);
+
+    // The admin: the stream as the CRM sent it.
+    for sent in &events {
+        let text = next_text(&mut admin).await.expect("a message");
+        assert_eq!(&text, sent);
+    }
+
+    // One message that cannot be read (binary) ends each filtered stream,
+    // with nothing of it sent; the admin's is not read and goes on.
+    env.ws
+        .push
+        .send("binary:+44 7700 900123".into())
+        .expect("pushed");
+    assert_eq!(
+        next_text(&mut agent).await,
+        None,
+        "the agent's stream ended"
+    );
+    assert_eq!(next_text(&mut supervisor).await, None);
+    let after = json!({"type": "ping", "message": 1}).to_string();
+    env.ws.push.send(after.clone()).expect("pushed");
+    assert_eq!(next_binary_then_text(&mut admin).await, after);
+    drop(admin);
+
+    let records = env.gw.audit_records(3).await;
+    let of = |sub: &str| {
+        records
+            .iter()
+            .find(|r| r["sub"] == sub && r["status"] == 101)
+            .unwrap_or_else(|| panic!("{sub}'s stream record in {records:#?}"))
+            .clone()
+    };
+    let agent = of("priya");
+    assert_eq!(agent["decision"], "error", "{agent}");
+    assert_eq!(agent["reason"], "redaction_failed");
+    assert_eq!(
+        agent["detail"],
+        "WebSocket stream ended on a message it could not filter: a binary message: only JSON text messages can be filtered and masked"
+    );
+    // Five messages dropped; four values masked in the two that passed.
+    assert_eq!(agent["redactions"], 9, "{agent}");
+    assert_eq!(of("marta")["reason"], "redaction_failed");
+    let admin = of("omar");
+    assert_eq!(admin["decision"], "allow", "{admin}");
+    assert_eq!(admin["redactions"], 0);
+}
+
+/// Skips one binary message, then the next text one.
+async fn next_binary_then_text(ws: &mut Ws) -> String {
+    let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a frame within 10 s");
+    assert!(matches!(next, Some(Ok(Message::Binary(_)))), "{next:?}");
+    next_text(ws).await.expect("a message")
+}
+
+#[tokio::test]
+async fn open_streams_follow_a_reload_of_the_message_rules() {
+    let rules = "    control_messages: type\n    message_filter:\n      object: $.message.data\n      fields: [meta.assignee.id, conversation.assignee_id]\n      claim: user_id\n      unless_permission: conversations.read_all\n      labels: [{label: confidential, permission: conversations.read_confidential}]\n    redaction: [cable-pii]\n";
+    assert!(CABLE_CONFIG.contains(rules));
+    let env = env_with(&CABLE_CONFIG.replace(rules, "")).await;
+    let write = |config: &str| {
+        std::fs::write(env.gw.dir.path().join("chatwarden.yaml"), config).expect("write")
+    };
+
+    // A stream opened before its route read messages cannot start reading
+    // them mid-frame: the first message after the reload ends it.
+    let mut unread = subscribed(&env, "priya", &["agent"]).await;
+    write(CABLE_CONFIG);
+    env.gw.reload(ADMIN_TOKEN).await;
+    env.ws
+        .push
+        .send(cable_message(501, json!(7), "+44 7700 900999"))
+        .expect("pushed");
+    assert_eq!(
+        next_text(&mut unread).await,
+        None,
+        "ended, nothing of the message sent"
+    );
+
+    // A stream that is read takes the reloaded rules from its next message
+    // on: here agents may now see numbers (still only their own
+    // conversations).
+    let mut read = subscribed(&env, "priya", &["agent"]).await;
+    env.ws
+        .push
+        .send(cable_message(502, json!(3), "+44 7700 900123"))
+        .expect("pushed");
+    let got: Value =
+        serde_json::from_str(&next_text(&mut read).await.expect("a message")).expect("JSON");
+    assert_eq!(got["message"]["data"]["content"], "+** **** ***123");
+    write(&CABLE_CONFIG.replace(
+        "agent: {permissions: [conversations.read]}",
+        "agent: {permissions: [conversations.read, contacts.read_pii]}",
+    ));
+    env.gw.reload(ADMIN_TOKEN).await;
+    env.ws
+        .push
+        .send(cable_message(503, json!(7), "+44 7700 900999"))
+        .expect("pushed");
+    env.ws
+        .push
+        .send(cable_message(504, json!(3), "+44 7700 900123"))
+        .expect("pushed");
+    let got: Value =
+        serde_json::from_str(&next_text(&mut read).await.expect("a message")).expect("JSON");
+    assert_eq!(got["message"]["data"]["id"], 504);
+    assert_eq!(got["message"]["data"]["content"], "+44 7700 900123");
+    drop(read);
+
+    let records = env.gw.audit_records(4).await;
+    let reloads: Vec<&Value> = records.iter().filter(|r| r["event"] == "reload").collect();
+    let streams: Vec<&Value> = records.iter().filter(|r| r["status"] == 101).collect();
+    assert_eq!((reloads.len(), streams.len()), (2, 2), "{records:#?}");
+    let ended = streams
+        .iter()
+        .find(|r| r["reason"] == "redaction_failed")
+        .expect("the unread stream's record");
+    assert_eq!(
+        ended["config_version"], reloads[0]["config_version"],
+        "{ended}"
+    );
+    assert!(
+        ended["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("a reload gave the route message rules")),
+        "{ended}"
+    );
+    let read = streams
+        .iter()
+        .find(|r| r["decision"] == "allow")
+        .expect("the read stream's");
+    // 502's two values masked, 503 dropped; 504 passed as it was.
+    assert_eq!(read["redactions"], 3, "{read}");
 }

@@ -4,7 +4,9 @@ use serde_json::json;
 
 use super::*;
 use crate::identity::RoleName;
-use crate::policy::{FieldPath, FilterMode, ItemSelector, LabelRule, Permission, RoleDef, RowFilter};
+use crate::policy::{
+    FieldPath, FilterMode, ItemSelector, LabelRule, Permission, RoleDef, RowFilter,
+};
 use crate::redact::{Detector, Style};
 
 const SECRET: &str = "crm-key-0123456789";
@@ -22,7 +24,11 @@ fn roles() -> RoleSet {
     RoleSet::compile(vec![
         def("agent", &[], &["conversations.read"]),
         def("supervisor", &["agent"], &["conversations.read_all"]),
-        def("admin", &["supervisor"], &["contacts.read_pii", "conversations.confidential"]),
+        def(
+            "admin",
+            &["supervisor"],
+            &["contacts.read_pii", "conversations.confidential"],
+        ),
     ])
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -46,8 +52,13 @@ fn field(text: &str) -> FieldPath {
 /// Chatwoot's cable: conversation events name the assignee at
 /// `meta.assignee.id`, message events at `conversation.assignee_id`.
 fn cable_filter(labels: bool) -> MessageFilter {
-    let mut filter = RowFilter::new("$.message.data", "meta.assignee.id", "user_id", FilterMode::Object)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut filter = RowFilter::new(
+        "$.message.data",
+        "meta.assignee.id",
+        "user_id",
+        FilterMode::Object,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     filter.unless_permission = Some(perm("conversations.read_all"));
     if labels {
         filter.labels = vec![LabelRule {
@@ -126,14 +137,22 @@ fn frames(mut bytes: &[u8]) -> Vec<(u8, bool, Vec<u8>)> {
             }
             n => (usize::from(n), 2),
         };
-        out.push((bytes[0] & 0x0f, bytes[0] & 0x80 != 0, bytes[at..at + len].to_vec()));
+        out.push((
+            bytes[0] & 0x0f,
+            bytes[0] & 0x80 != 0,
+            bytes[at..at + len].to_vec(),
+        ));
         bytes = &bytes[at + len..];
     }
     out
 }
 
 /// Sends `input` through a stream in pieces of `size` bytes.
-fn through(plan: MessagePlan, input: &[u8], size: usize) -> (Result<Vec<u8>, MessageError>, MessageStream) {
+fn through(
+    plan: MessagePlan,
+    input: &[u8],
+    size: usize,
+) -> (Result<Vec<u8>, MessageError>, MessageStream) {
     let c = creds();
     let mut stream = MessageStream::new(plan);
     let mut out = Vec::new();
@@ -203,13 +222,25 @@ fn an_agent_gets_her_conversations_masked_and_nothing_of_the_others() {
         assert_eq!(got.len(), 6, "pieces of {size}: {got:#?}");
         assert_eq!(got[0], welcome);
         assert_eq!(got[1], confirm);
-        assert_eq!(got[2]["message"]["data"]["content"], "Call me on +** **** ***123");
-        assert_eq!(got[2]["message"]["data"]["sender"]["phone_number"], "+*********123");
+        assert_eq!(
+            got[2]["message"]["data"]["content"],
+            "Call me on +** **** ***123"
+        );
+        assert_eq!(
+            got[2]["message"]["data"]["sender"]["phone_number"],
+            "+*********123"
+        );
         assert_eq!(got[2]["message"]["data"]["sender"]["name"], "Sophie Martin");
         assert_eq!(got[3], ping, "a control message passes, numbers and all");
         assert_eq!(got[4]["message"]["data"]["id"], 8);
-        assert_eq!(got[4]["message"]["data"]["meta"]["sender"]["email"], "l***@example.de");
-        assert_eq!(got[5]["message"]["data"]["content"], "string ids match as text");
+        assert_eq!(
+            got[4]["message"]["data"]["meta"]["sender"]["email"],
+            "l***@example.de"
+        );
+        assert_eq!(
+            got[5]["message"]["data"]["content"],
+            "string ids match as text"
+        );
         assert_eq!(stream.removed, 3);
         assert_eq!(stream.masked, 5);
     }
@@ -228,7 +259,10 @@ fn a_supervisor_gets_every_message_masked_and_an_admin_the_stream_as_it_is() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[0]["message"]["data"]["content"], "+** **** ***999");
     assert_eq!(stream.removed, 0);
-    assert!(plan_for("admin", true).is_none(), "nothing to do: frames pass as they are");
+    assert!(
+        plan_for("admin", true).is_none(),
+        "nothing to do: frames pass as they are"
+    );
 }
 
 #[test]
@@ -253,29 +287,46 @@ fn fragments_are_put_together_and_control_frames_between_them_pass_first() {
         assert_eq!(got[0], (0x9, true, b"are you there".to_vec()));
         assert_eq!(got[1].0, 0x1);
         let message: Value = serde_json::from_slice(&got[1].2).expect("json");
-        assert_eq!(message["message"]["data"]["content"], "Call me on +** **** ***123");
+        assert_eq!(
+            message["message"]["data"]["content"],
+            "Call me on +** **** ***123"
+        );
         assert_eq!(got[2], (0x8, true, vec![0x03, 0xe8]));
     }
 }
 
 #[test]
-fn a_message_without_its_labels_is_dropped_where_a_label_is_hidden() {
+fn a_hidden_label_drops_its_conversations_and_the_unlabelled_messages_of_other_owners() {
     let input = [
         text(&message_created(json!(3), "no labels in message events")),
+        text(&message_created(json!(7), "someone else's")),
         text(&conversation_updated(json!(3), &["vip"])),
         text(&conversation_updated(json!(3), &["confidential"])),
+        text(&conversation_updated(json!(7), &[])),
     ]
     .concat();
-    let (out, stream) = through(plan_for("agent", true).expect("plan"), &input, 9);
-    let got = payloads(&out.unwrap_or_else(|e| panic!("{e}")));
-    assert_eq!(got.len(), 1, "{got:#?}");
-    assert_eq!(got[0]["message"]["data"]["labels"], json!(["vip"]));
-    assert_eq!(stream.removed, 2);
+    let ids = |role: &str| {
+        let (out, _) = through(plan_for(role, true).expect("plan"), &input, 9);
+        payloads(&out.unwrap_or_else(|e| panic!("{e}")))
+            .iter()
+            .map(|m| m["message"]["data"]["id"].clone())
+            .collect::<Vec<_>>()
+    };
+    // Her own conversation's message, which does not say its labels,
+    // passes; the confidential conversation does not.
+    assert_eq!(ids("agent"), [json!(501), json!(8)]);
+    // Every owner's conversations but the confidential one, and no message
+    // event: any could be from it.
+    assert_eq!(ids("supervisor"), [json!(8), json!(8)]);
+    assert!(plan_for("admin", true).is_none());
 }
 
 #[test]
 fn the_upstreams_credential_is_masked_in_what_passes() {
-    let input = text(&message_created(json!(3), &format!("debug: api_access_token={SECRET}")));
+    let input = text(&message_created(
+        json!(3),
+        &format!("debug: api_access_token={SECRET}"),
+    ));
     let (out, stream) = through(plan_for("agent", false).expect("plan"), &input, 4);
     let got = payloads(&out.unwrap_or_else(|e| panic!("{e}")));
     let content = got[0]["message"]["data"]["content"].as_str().expect("text");
@@ -289,22 +340,41 @@ fn what_cannot_be_read_ends_the_stream_with_nothing_of_it_sent() {
     let cases: Vec<(Vec<u8>, MessageError)> = vec![
         (frame(0x2, true, b"\x00\x01"), MessageError::Binary),
         (vec![0xc1, 0x02, b'{', b'}'], MessageError::Encoded),
-        (vec![0x81, 0x82, 1, 2, 3, 4, b'{', b'}'], MessageError::Masked),
-        (frame(0x1, true, b"hello +44 7700 900123"), MessageError::NotJson("expected value at line 1 column 1".into())),
+        (
+            vec![0x81, 0x82, 1, 2, 3, 4, b'{', b'}'],
+            MessageError::Masked,
+        ),
+        (
+            frame(0x1, true, b"hello +44 7700 900123"),
+            MessageError::NotJson("expected value at line 1 column 1".into()),
+        ),
         (frame(0x1, true, b"\xff\xfe"), MessageError::NotText),
         (
             text(&json!({"identifier": "x", "message": "+44 7700 900123"})),
             MessageError::NoObject("$.message.data".into()),
         ),
-        (frame(0x0, true, b"{}"), MessageError::Protocol("a continuation frame with no message to continue")),
+        (
+            frame(0x0, true, b"{}"),
+            MessageError::Protocol("a continuation frame with no message to continue"),
+        ),
         (
             [frame(0x1, false, b"{"), frame(0x1, true, b"}")].concat(),
             MessageError::Protocol("a new message began before the last one ended"),
         ),
-        (frame(0x9, true, &long), MessageError::Protocol("a control frame fragmented or over 125 bytes")),
-        (frame(0x3, true, b"{}"), MessageError::Protocol("a reserved opcode")),
         (
-            [vec![0x81, 127], ((MAX_MESSAGE_BYTES + 1) as u64).to_be_bytes().to_vec()].concat(),
+            frame(0x9, true, &long),
+            MessageError::Protocol("a control frame fragmented or over 125 bytes"),
+        ),
+        (
+            frame(0x3, true, b"{}"),
+            MessageError::Protocol("a reserved opcode"),
+        ),
+        (
+            [
+                vec![0x81, 127],
+                ((MAX_MESSAGE_BYTES + 1) as u64).to_be_bytes().to_vec(),
+            ]
+            .concat(),
             MessageError::TooLarge,
         ),
     ];
@@ -315,7 +385,15 @@ fn what_cannot_be_read_ends_the_stream_with_nothing_of_it_sent() {
     // A message the masks cannot fit (a list where the rule reads an object).
     let odd = json!({"identifier": "x", "message": {"event": "e", "data": {"meta": {"assignee": {"id": 3}}, "sender": []}}});
     let (out, _) = through(plan_for("agent", false).expect("plan"), &text(&odd), 100);
-    assert!(matches!(out, Err(MessageError::Rewrite(RewriteError::MaskShapeMismatch { .. }))), "{out:?}");
+    assert!(
+        matches!(
+            out,
+            Err(MessageError::Rewrite(
+                RewriteError::MaskShapeMismatch { .. }
+            ))
+        ),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -325,16 +403,55 @@ fn large_messages_are_framed_with_the_length_they_need() {
         let input = text(&message_created(json!(3), &content));
         let (out, _) = through(plan_for("agent", false).expect("plan"), &input, 4096);
         let got = payloads(&out.unwrap_or_else(|e| panic!("{e}")));
-        assert_eq!(got[0]["message"]["data"]["content"].as_str().map(str::len), Some(len));
+        assert_eq!(
+            got[0]["message"]["data"]["content"].as_str().map(str::len),
+            Some(len)
+        );
     }
 }
 
 #[test]
 fn without_an_identity_no_message_is_owned() {
-    let plan = MessagePlan::for_caller(Some(&cable_filter(false)), Some("type"), &[], None, &roles())
-        .expect("filtered");
-    let input = [text(&message_created(json!(3), "hi")), text(&json!({"type": "ping", "message": 1}))].concat();
+    let plan = MessagePlan::for_caller(
+        Some(&cable_filter(false)),
+        Some("type"),
+        &[],
+        None,
+        &roles(),
+    )
+    .expect("filtered");
+    let input = [
+        text(&message_created(json!(3), "hi")),
+        text(&json!({"type": "ping", "message": 1})),
+    ]
+    .concat();
     let (out, stream) = through(plan, &input, 10);
     assert_eq!(payloads(&out.unwrap_or_else(|e| panic!("{e}"))).len(), 1);
     assert_eq!(stream.removed, 1);
+}
+
+#[test]
+fn a_reload_replans_the_messages_still_to_come() {
+    let c = creds();
+    let mut stream = MessageStream::new(plan_for("agent", false).expect("plan"));
+    let theirs = text(&message_created(json!(7), "theirs"));
+    let (a, b) = theirs.split_at(30);
+    assert_eq!(stream.piece(&c, a), Ok(Vec::new()));
+    // Nothing left to do for this caller: what comes next passes as it is,
+    // the message under way and binary ones too.
+    stream.replan(None);
+    let binary = frame(0x2, true, b"\x00\xff");
+    let out = stream.piece(&c, &[b, &binary].concat()).expect("passes");
+    let got = frames(&out);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].2,
+        message_created(json!(7), "theirs").to_string().into_bytes()
+    );
+    assert_eq!(got[1], (0x2, true, b"\x00\xff".to_vec()));
+    // A binary message under way when a plan arrives cannot be read.
+    let (a, b) = binary.split_at(3);
+    assert_eq!(stream.piece(&c, a), Ok(Vec::new()));
+    stream.replan(plan_for("agent", false));
+    assert_eq!(stream.piece(&c, b), Err(MessageError::Binary));
 }
