@@ -310,6 +310,31 @@ impl FrameScrub {
     }
 }
 
+/// The payload length a frame header declares, once `h` holds the whole
+/// header (RFC 6455 § 5.2: two bytes, the extended length, the masking
+/// key if the mask bit is set); `None` while it needs more bytes.
+pub(crate) fn payload_length(h: &[u8]) -> Option<u64> {
+    let second = *h.get(1)?;
+    let length_bytes = match second & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let whole = 2 + length_bytes + if second & 0x80 != 0 { 4 } else { 0 };
+    if h.len() < whole {
+        return None;
+    }
+    Some(match length_bytes {
+        2 => u64::from(u16::from_be_bytes([h[2], h[3]])),
+        8 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[2..10]);
+            u64::from_be_bytes(b)
+        }
+        _ => u64::from(second & 0x7f),
+    })
+}
+
 /// The frame once `h` holds a whole frame header (RFC 6455 § 5.2), `None`
 /// while it needs more bytes.
 fn frame_header(h: &[u8]) -> Result<Option<Frame>, FrameError> {
@@ -321,23 +346,8 @@ fn frame_header(h: &[u8]) -> Result<Option<Frame>, FrameError> {
         return Err(FrameError::Encoded);
     }
     let masked = second & 0x80 != 0;
-    let length_bytes = match second & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let whole = 2 + length_bytes + if masked { 4 } else { 0 };
-    if h.len() < whole {
+    let Some(left) = payload_length(h) else {
         return Ok(None);
-    }
-    let left = match length_bytes {
-        2 => u64::from(u16::from_be_bytes([h[2], h[3]])),
-        8 => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&h[2..10]);
-            u64::from_be_bytes(b)
-        }
-        _ => u64::from(second & 0x7f),
     };
     Ok(Some(Frame {
         left,

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use crate::auth::{identity_from_unchecked_claims, Verified};
 use crate::config::Snapshot;
 use crate::gate::{self, Circumstances, RequestView, WireFacts};
-use crate::policy::{plan_row_filter, FieldPath, MessageFilter, RowFilterPlan};
+use crate::policy::{plan_row_filter, FieldPath, MessageFilter, OwnerMatch, RowFilterPlan};
 use crate::redact::{national_id, Detector, Region};
 use crate::revocation::RuntimeRevocations;
 use crate::rewrite::{RewriteError, RewriteOutcome, RewritePlan};
@@ -453,6 +453,38 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
 }
 
 fn describe(plan: &RowFilterPlan, claim: &str) -> String {
+    tests_of(plan, claim, |o| o.field.as_str().to_string(), "")
+}
+
+/// A message filter's tests, as [`describe`] words a row filter's.
+fn describe_message(plan: &RowFilterPlan, m: &MessageFilter) -> String {
+    let fields: Vec<&str> = m.fields.iter().map(FieldPath::as_str).collect();
+    let owner = match fields.as_slice() {
+        [one] => format!("its owner ({one})"),
+        many => format!("its owner (the first present of {})", many.join(", ")),
+    };
+    let owned = matches!(plan, RowFilterPlan::Keep { owner: Some(_), .. });
+    tests_of(
+        plan,
+        &m.filter.claim,
+        |_| owner.clone(),
+        if owned {
+            " (an object of hers that does not say its labels passes)"
+        } else {
+            " (an object that does not say its labels is dropped)"
+        },
+    )
+}
+
+/// The tests a filter plan applies, joined with "and": the owner (named
+/// by `owner`) in the caller's claim values, each hidden label absent
+/// (with `label_note` after it).
+fn tests_of(
+    plan: &RowFilterPlan,
+    claim: &str,
+    owner_name: impl Fn(&OwnerMatch) -> String,
+    label_note: &str,
+) -> String {
     let RowFilterPlan::Keep {
         owner,
         hidden_labels,
@@ -464,48 +496,15 @@ fn describe(plan: &RowFilterPlan, claim: &str) -> String {
     if let Some(o) = owner {
         tests.push(format!(
             "{} is in the caller's {claim} [{}]",
-            o.field.as_str(),
-            o.allowed_values.join(", ")
-        ));
-    }
-    for h in hidden_labels {
-        tests.push(format!("{} lacks `{}`", h.field.as_str(), h.label));
-    }
-    tests.join(" and ")
-}
-
-/// A message filter's tests, as [`describe`] words a row filter's.
-fn describe_message(plan: &RowFilterPlan, m: &MessageFilter) -> String {
-    let RowFilterPlan::Keep {
-        owner,
-        hidden_labels,
-    } = plan
-    else {
-        return "always".to_string();
-    };
-    let mut tests = Vec::new();
-    if let Some(o) = owner {
-        let fields: Vec<&str> = m.fields.iter().map(FieldPath::as_str).collect();
-        tests.push(format!(
-            "its owner ({}) is in the caller's {} [{}]",
-            match fields.as_slice() {
-                [one] => (*one).to_string(),
-                many => format!("the first present of {}", many.join(", ")),
-            },
-            m.filter.claim,
+            owner_name(o),
             o.allowed_values.join(", ")
         ));
     }
     for h in hidden_labels {
         tests.push(format!(
-            "{} lacks `{}`{}",
+            "{} lacks `{}`{label_note}",
             h.field.as_str(),
-            h.label,
-            if owner.is_some() {
-                " (an object of hers that does not say its labels passes)"
-            } else {
-                " (an object that does not say its labels is dropped)"
-            }
+            h.label
         ));
     }
     tests.join(" and ")

@@ -1,7 +1,9 @@
-//! The command line: `run`, `check`, `demo`. Each subcommand is a small
+//! The command line: `run`, `check`, `demo`, `explain`, `test`, `token`,
+//! `audit`, `cable`. Each subcommand is a small
 //! function over the library; `main.rs` only calls `cli::main`.
 
 mod audit;
+mod cable;
 mod check;
 mod explain;
 mod policy_test;
@@ -125,6 +127,24 @@ enum Command {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// Watch Chatwoot's live updates (its WebSocket) through the gateway as
+    /// a token sees them: one line per event, ActionCable's pings left out.
+    Cable {
+        /// The gateway's cable, e.g. ws://127.0.0.1:8080/cable.
+        url: String,
+        /// The staff token (sent as `Authorization: Bearer`).
+        #[arg(long)]
+        token: String,
+        /// Stop after this many events.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Print each message as the gateway sent it (JSON).
+        #[arg(long)]
+        raw: bool,
+    },
     /// Work with audit files.
     Audit {
         #[command(subcommand)]
@@ -231,6 +251,19 @@ pub fn main() -> ExitCode {
             amr: &amr,
             auth_age: auth_age.as_deref(),
             ttl: &ttl,
+        }),
+        Command::Cable {
+            url,
+            token,
+            count,
+            seconds,
+            raw,
+        } => cable::run(&cable::Watch {
+            url,
+            token,
+            count,
+            seconds,
+            raw,
         }),
         Command::Audit {
             command: AuditCommand::Verify { files, keys },

@@ -216,6 +216,12 @@ fn print_guide(
   # ...and a card number a customer typed into a chat (IBANs likewise): the last four digits stay
   curl -s $GW/api/v1/accounts/1/conversations/{card}/messages -H "Authorization: Bearer $AGENT" | jq -r '.payload[-1].content'
 
+  # Live updates (Chatwoot's cable, a WebSocket; while one is open a customer writes every two
+  # seconds): the agent's stream carries only her own conversations' events, masked; the
+  # supervisor's, every conversation's
+  chatwarden cable {cable} --token "$AGENT" --count 3
+  chatwarden cable {cable} --token "$SUPERVISOR" --count 3
+
   # One conversation: hers opens; another agent's is 404, as if it did not exist, and a reply
   # into it never reaches the CRM (the gateway looks the conversation up first)
   curl -s $GW/api/v1/accounts/1/conversations/{mine} -H "Authorization: Bearer $AGENT" | jq -c '{{id, status, assignee: .meta.assignee.name}}'
@@ -293,6 +299,7 @@ Ctrl-C to stop.
         mine = sample.0,
         theirs = sample.1,
         card = card_conversation(),
+        cable = format!("ws://{listen}/cable"),
     );
 }
 

@@ -233,22 +233,8 @@ impl MessageStream {
         if second & 0x80 != 0 {
             return Err(MessageError::Masked);
         }
-        let length_bytes = match second & 0x7f {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        if h.len() < 2 + length_bytes {
+        let Some(left) = crate::echo::payload_length(h) else {
             return Ok(None);
-        }
-        let left = match length_bytes {
-            2 => u64::from(u16::from_be_bytes([h[2], h[3]])),
-            8 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&h[2..10]);
-                u64::from_be_bytes(b)
-            }
-            _ => u64::from(second & 0x7f),
         };
         let frame = Frame {
             opcode: first & 0x0f,

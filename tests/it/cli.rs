@@ -302,6 +302,47 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
         messages.contains("by card? **** **** **** 6467") && !messages.contains("4539"),
         "the demo masks card numbers for agents: {messages}"
     );
+    // The guide's live updates: the agent's stream carries her own
+    // conversations' events, masked; the supervisor's, everyone's.
+    let watch = |who: &str, count: &str| {
+        let mut cmd = bin();
+        cmd.args([
+            "cable",
+            &format!("ws://{gw}/cable"),
+            "--token",
+            tokens.get(who).map(String::as_str).unwrap_or_default(),
+            "--count",
+            count,
+            "--seconds",
+            "20",
+        ]);
+        tokio::task::spawn_blocking(move || cmd.output().expect("run chatwarden cable"))
+    };
+    let (agent, supervisor) = (watch("AGENT", "1"), watch("SUPERVISOR", "2"));
+    let (agent, supervisor) = (
+        agent.await.expect("agent"),
+        supervisor.await.expect("supervisor"),
+    );
+    let agent_lines = String::from_utf8_lossy(&agent.stdout).to_string();
+    assert!(
+        agent.status.success(),
+        "{agent_lines}{}",
+        String::from_utf8_lossy(&agent.stderr)
+    );
+    let line = agent_lines.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with("message.created")
+            && line.contains("assignee 3 ")
+            && line.contains("(+*********1"),
+        "the agent's event is one of her conversations', masked: {agent_lines}"
+    );
+    let supervisor_lines = String::from_utf8_lossy(&supervisor.stdout).to_string();
+    assert!(
+        supervisor_lines.lines().count() == 2
+            && supervisor_lines.lines().any(|l| !l.contains("assignee 3 "))
+            && !supervisor_lines.contains('*'),
+        "the supervisor's stream has another agent's conversation, unmasked: {supervisor_lines}"
+    );
     // The guide's new customer: on her own number's inbox, not the other.
     let create = |inbox: u32| {
         client

@@ -17,7 +17,7 @@
 //! conversations 25 a page, as in Chatwoot. State lives in memory per
 //! server, so writes are visible to later requests of the same server only.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Method, StatusCode};
@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 
 use super::data::{self, Direction, Status};
-use super::http::{empty, serve, Request, Response};
+use super::http::{empty, serve_upgrading, Request, Response};
 use super::DEMO_CRM_API_TOKEN;
 
 /// Chatwoot's page size for contact lists and searches.
@@ -33,16 +33,27 @@ pub const CONTACTS_PER_PAGE: usize = 15;
 /// Chatwoot's page size for conversation lists.
 pub const CONVERSATIONS_PER_PAGE: usize = 25;
 
-/// Serves the CRM on `listener` until the future is dropped.
+mod cable;
+
+/// Serves the CRM on `listener` until the future is dropped: its API, and
+/// its live updates at `/cable` (see [`cable`]).
 pub(super) async fn run(listener: TcpListener) {
-    let crm = Mutex::new(Crm::seeded());
-    serve(listener, move |req| {
-        // A handler that panicked mid-update would poison the lock; the
-        // demo state is still usable, so carry on with it.
-        let mut crm = crm.lock().unwrap_or_else(PoisonError::into_inner);
-        crm.handle(req)
-    })
+    let seeded = Crm::seeded();
+    let events = seeded.events.clone();
+    let crm = Arc::new(Mutex::new(seeded));
+    let writing = tokio::spawn(cable::customers_write(Arc::clone(&crm), events.clone()));
+    serve_upgrading(
+        listener,
+        move |req| {
+            // A handler that panicked mid-update would poison the lock; the
+            // demo state is still usable, so carry on with it.
+            let mut crm = crm.lock().unwrap_or_else(PoisonError::into_inner);
+            crm.handle(req)
+        },
+        Some(cable::hook(events)),
+    )
     .await;
+    writing.abort();
 }
 
 /// The CRM's mutable state.
@@ -52,6 +63,8 @@ struct Crm {
     messages: Vec<StoredMessage>,
     next_contact_id: u64,
     next_message_id: u64,
+    /// The account's live events, to every open `/cable` stream.
+    events: cable::Events,
 }
 
 /// A contact as Chatwoot serializes it (without `contact_inboxes`), so that
@@ -130,6 +143,7 @@ impl Crm {
             messages,
             next_contact_id: data::contacts().len() as u64 + 1,
             next_message_id: data::FIRST_RUNTIME_MESSAGE_ID,
+            events: tokio::sync::broadcast::channel(256).0,
         }
     }
 
@@ -137,6 +151,9 @@ impl Crm {
         let mut response = self
             .route(req)
             .unwrap_or_else(|failure| failure.into_response());
+        if req.method != Method::GET && response.status().is_success() {
+            self.announce(req);
+        }
         // Chatwoot run with CW_API_ONLY_SERVER answers CORS for every path
         // (rack-cors, `origins '*'`, its session headers exposed): any
         // site's page may read. The gateway drops this and answers for
@@ -1619,5 +1636,92 @@ mod tests {
         let unknown =
             test_client::send(addr, "GET", "/api/v1/accounts/7/contacts", &[AUTH], b"").await;
         assert_eq!(unknown.status, 404, "only account 1 exists");
+    }
+
+    /// The next message that is not a ping, as JSON.
+    async fn next<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use futures_util::StreamExt;
+        loop {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+                .await
+                .expect("a message within 10 s")
+                .expect("open")
+                .expect("a frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).expect("JSON");
+                if v["type"] != "ping" {
+                    return v;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cable_streams_the_accounts_events_to_a_subscriber() {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message;
+
+        let addr = test_client::start(serve_crm).await;
+        let request = |token: Option<&str>| {
+            let mut req = format!("ws://{addr}/cable")
+                .into_client_request()
+                .expect("request");
+            if let Some(t) = token {
+                req.headers_mut()
+                    .insert("api_access_token", t.parse().expect("value"));
+            }
+            req
+        };
+        for token in [None, Some("guess")] {
+            match tokio_tungstenite::connect_async(request(token)).await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    assert_eq!(resp.status(), 401, "{token:?}");
+                }
+                other => panic!("{token:?} should be refused: {other:?}"),
+            }
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async(request(Some(DEMO_CRM_API_TOKEN)))
+            .await
+            .expect("opened");
+        assert_eq!(next(&mut ws).await, json!({"type": "welcome"}));
+        let identifier = json!({"channel": "RoomChannel", "pubsub_token": "t"}).to_string();
+        ws.send(Message::text(
+            json!({"command": "subscribe", "identifier": identifier}).to_string(),
+        ))
+        .await
+        .expect("sent");
+        assert_eq!(
+            next(&mut ws).await,
+            json!({"identifier": identifier, "type": "confirm_subscription"})
+        );
+        let created = test_client::send(
+            addr,
+            "POST",
+            "/api/v1/accounts/1/conversations/2/messages",
+            &[AUTH, ("content-type", "application/json")],
+            br#"{"content":"On its way"}"#,
+        )
+        .await;
+        assert_eq!(created.status, 200);
+        // Customers write while a stream is open; the reply is among the
+        // events, as Chatwoot broadcasts it.
+        loop {
+            let event = next(&mut ws).await;
+            assert_eq!(event["identifier"], identifier);
+            let m = &event["message"];
+            assert_eq!(m["event"], "message.created", "{event}");
+            let data = &m["data"];
+            assert!(data["conversation"].get("assignee_id").is_some(), "{data}");
+            if data["content"] == "On its way" {
+                assert_eq!(data["conversation_id"], 2);
+                assert_eq!(data["message_type"], 1);
+                break;
+            }
+            assert_eq!(data["message_type"], 0, "a customer's: {data}");
+        }
     }
 }

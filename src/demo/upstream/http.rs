@@ -102,6 +102,23 @@ pub(crate) async fn serve<H>(listener: TcpListener, handler: H)
 where
     H: Fn(&Request) -> Response + Send + Sync + 'static,
 {
+    serve_upgrading(listener, handler, None).await;
+}
+
+/// Takes a request that asks to upgrade (a WebSocket handshake) before its
+/// body is read: `Some` is the answer (a `101` after which the hook owns
+/// the connection), `None` leaves the request to the handler.
+pub(crate) type UpgradeHook =
+    Arc<dyn Fn(&mut http::Request<hyper::body::Incoming>) -> Option<Response> + Send + Sync>;
+
+/// [`serve`], with `upgrade` offered every request first.
+pub(crate) async fn serve_upgrading<H>(
+    listener: TcpListener,
+    handler: H,
+    upgrade: Option<UpgradeHook>,
+) where
+    H: Fn(&Request) -> Response + Send + Sync + 'static,
+{
     let handler = Arc::new(handler);
     loop {
         let stream = match listener.accept().await {
@@ -115,13 +132,21 @@ where
             }
         };
         let handler = Arc::clone(&handler);
+        let upgrade = upgrade.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                 let handler = Arc::clone(&handler);
-                async move { Ok::<_, Infallible>(read_and_handle(req, handler.as_ref()).await) }
+                let upgraded = upgrade.as_ref().and_then(|hook| hook(&mut req));
+                async move {
+                    Ok::<_, Infallible>(match upgraded {
+                        Some(answer) => answer,
+                        None => read_and_handle(req, handler.as_ref()).await,
+                    })
+                }
             });
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await
             {
                 tracing::debug!(%error, "demo upstream: connection ended with an error");
