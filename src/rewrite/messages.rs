@@ -302,15 +302,25 @@ impl MessageStream {
             return Ok(Some(message));
         };
         let text = std::str::from_utf8(&message).map_err(|_| MessageError::NotText)?;
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
-        let control = plan
-            .control
-            .as_deref()
-            .is_some_and(|member| value.as_object().is_some_and(|o| o.contains_key(member)));
-        if !control {
+        // The whole message as a tree only where the filter must look into
+        // it; otherwise only its top-level names are read, for the control
+        // member (the rewrite validates the rest).
+        let value: Option<Value> = match &plan.filter {
+            Some(_) => {
+                Some(serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?)
+            }
+            None => None,
+        };
+        let control = match (plan.control.as_deref(), &value) {
+            (None, _) => false,
+            (Some(member), Some(value)) => {
+                value.as_object().is_some_and(|o| o.contains_key(member))
+            }
+            (Some(member), None) => has_member(text, member),
+        };
+        if let (false, Some(value)) = (control, &value) {
             if let Some((filter, filter_plan)) = &plan.filter {
-                match filter.allows(&value, filter_plan) {
+                match filter.allows(value, filter_plan) {
                     Ok(true) => {}
                     Ok(false) => {
                         self.removed += 1;
@@ -344,6 +354,16 @@ impl MessageStream {
             RewriteOutcome::NotFound => Err(MessageError::Rewrite(RewriteError::Internal)),
         }
     }
+}
+
+/// Whether `text` is a JSON object with a top-level `member`; anything
+/// else (not an object, not JSON) is not a control message, and the
+/// rewrite that follows says what is wrong with it.
+fn has_member(text: &str, member: &str) -> bool {
+    use std::borrow::Cow;
+    use std::collections::HashMap;
+    serde_json::from_str::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(text)
+        .is_ok_and(|names| names.contains_key(member))
 }
 
 fn is_control(opcode: u8) -> bool {

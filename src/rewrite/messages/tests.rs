@@ -248,16 +248,23 @@ fn an_agent_gets_her_conversations_masked_and_nothing_of_the_others() {
 
 #[test]
 fn a_supervisor_gets_every_message_masked_and_an_admin_the_stream_as_it_is() {
+    let ping = json!({"message": "+44 7700 900999", "type": "ping"});
     let input = [
         text(&message_created(json!(7), "+44 7700 900999")),
         text(&conversation_updated(Value::Null, &[])),
+        text(&ping),
     ]
     .concat();
     let plan = plan_for("supervisor", false).expect("masks still apply");
     let (out, stream) = through(plan, &input, 5);
     let got = payloads(&out.unwrap_or_else(|e| panic!("{e}")));
-    assert_eq!(got.len(), 2);
+    assert_eq!(got.len(), 3);
     assert_eq!(got[0]["message"]["data"]["content"], "+** **** ***999");
+    assert_eq!(
+        got[2],
+        json!({"message": "+** **** ***999", "type": "ping"}),
+        "a control message is searched by detect only (a field rule would not fit it)"
+    );
     assert_eq!(stream.removed, 0);
     assert!(
         plan_for("admin", true).is_none(),
