@@ -16,6 +16,7 @@ use crate::gate::{self, Circumstances, RequestView, WireFacts};
 use crate::policy::{plan_row_filter, FieldPath, MessageFilter, OwnerMatch, RowFilterPlan};
 use crate::redact::{national_id, Detector, Region};
 use crate::revocation::RuntimeRevocations;
+use crate::rewrite::messages::{MessageError, MessagePlan, MessageStream};
 use crate::rewrite::{RewriteError, RewriteOutcome, RewritePlan};
 
 /// One request to explain.
@@ -120,6 +121,30 @@ pub fn rewrite_for(
     ))
 }
 
+/// What a stream carries of one message: `None` dropped, or the text
+/// sent; and the values masked in it.
+type Carried = (Option<Vec<u8>>, u64);
+
+/// One message a WebSocket route's upstream sends, as the admitted
+/// caller's stream would carry it. `None`: the stream is not read for
+/// this caller.
+fn message_for(
+    snapshot: &Snapshot,
+    admission: &gate::Admission,
+    message: &[u8],
+) -> Option<Result<Carried, MessageError>> {
+    let route = &admission.route;
+    let plan = MessagePlan::for_caller(
+        route.message_filter.as_ref(),
+        route.control_messages.as_deref(),
+        &route.redactions,
+        admission.caller.as_ref().map(|c| &c.identity),
+        snapshot.policy.roles(),
+    )?;
+    let mut stream = MessageStream::new(plan);
+    Some(stream.one(message).map(|sent| (sent, stream.masked)))
+}
+
 /// A JSON answer of the upstream as the admitted caller gets it, for
 /// `chatwarden test` and the admin `POST /explain`.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +160,9 @@ pub enum CallerGets {
     },
     /// The row filter refuses the object: 404 `not_found`.
     NotFound,
+    /// A WebSocket route's message that the caller's stream does not get
+    /// (its `message_filter`).
+    Dropped,
     /// 502 `redaction_failed`, nothing of the answer sent; why.
     Failed(String),
 }
@@ -146,6 +174,20 @@ pub fn caller_gets(
     response: &serde_json::Value,
 ) -> Result<CallerGets, String> {
     let bytes = serde_json::to_vec(response).map_err(|e| e.to_string())?;
+    if admission.route.websocket {
+        return Ok(match message_for(snapshot, admission, &bytes) {
+            None => CallerGets::AsWritten,
+            Some(Ok((None, _))) => CallerGets::Dropped,
+            Some(Ok((Some(sent), _))) if sent == bytes => CallerGets::AsWritten,
+            Some(Ok((Some(sent), masked))) => CallerGets::Rewritten {
+                body: serde_json::from_slice(&sent)
+                    .map_err(|e| format!("rewritten message: {e}"))?,
+                removed: 0,
+                masked,
+            },
+            Some(Err(e)) => CallerGets::Failed(e.to_string()),
+        });
+    }
     Ok(match rewrite_for(snapshot, admission, &bytes) {
         None | Some(Ok(RewriteOutcome::Unchanged)) => CallerGets::AsWritten,
         Some(Ok(RewriteOutcome::Rewritten {
@@ -182,6 +224,25 @@ pub fn response_for(
             ))
         }
     };
+    if admission.route.websocket {
+        return Ok(match message_for(snapshot, &admission, body) {
+            None => {
+                "message: sent as the upstream wrote it (the stream is not read for this caller)\n"
+                    .to_string()
+            }
+            Some(Ok((None, _))) => {
+                "message: dropped: the route's message_filter keeps it from this caller's stream\n"
+                    .to_string()
+            }
+            Some(Ok((Some(sent), masked))) => format!(
+                "message: {masked} value(s) masked:\n{}\n",
+                String::from_utf8_lossy(&sent)
+            ),
+            Some(Err(e)) => format!(
+                "message: the stream ends (redaction_failed), nothing of the message sent: {e}\n"
+            ),
+        });
+    }
     let Some(outcome) = rewrite_for(snapshot, &admission, body) else {
         return Ok(
             "response: sent as the upstream wrote it (nothing to filter or mask for this caller)\n"
@@ -666,6 +727,25 @@ routes:
         );
         assert!(ask(r#"["agent"]"#, "/c/42", "<html>not JSON</html>")
             .starts_with("response: 502 redaction_failed, nothing of the body sent: "),);
+
+        // A stream's message: hers masked, another's dropped, a ping as is.
+        let mine = r#"{"message":{"data":{"conversation":{"assignee_id":7},"content":"call 07700 900123"}}}"#;
+        assert_eq!(
+            ask(r#"["agent"]"#, "/live", mine),
+            "message: 1 value(s) masked:\n\
+             {\"message\":{\"data\":{\"conversation\":{\"assignee_id\":7},\"content\":\"call ***** ***123\"}}}\n"
+        );
+        assert_eq!(
+            ask(r#"["agent"]"#, "/live", &mine.replace(":7}", ":8}")),
+            "message: dropped: the route's message_filter keeps it from this caller's stream\n"
+        );
+        assert_eq!(
+            ask(r#"["supervisor"]"#, "/live", mine),
+            "message: sent as the upstream wrote it (the stream is not read for this caller)\n"
+        );
+        assert!(ask(r#"["agent"]"#, "/live", "[1]").starts_with(
+            "message: the stream ends (redaction_failed), nothing of the message sent: "
+        ));
     }
 
     #[test]

@@ -241,6 +241,7 @@ impl AdminApp {
                     explain::CallerGets::NotFound => {
                         serde_json::json!({"outcome": "not_found", "status": 404})
                     }
+                    explain::CallerGets::Dropped => serde_json::json!({"outcome": "dropped"}),
                     explain::CallerGets::Failed(why) => {
                         serde_json::json!({"outcome": "redaction_failed", "status": 502, "why": why})
                     }

@@ -205,6 +205,8 @@ fn answer_outcome(
         CallerGets::AsWritten => response.clone(),
         CallerGets::Rewritten { body, .. } => body,
         CallerGets::NotFound => return Ok(Got::decision(Reason::NotFound.code())),
+        // Not a refusal: the stream stays open, this message is not sent.
+        CallerGets::Dropped => return Ok(Got::decision("dropped")),
         CallerGets::Failed(_) => return Ok(Got::decision(Reason::RedactionFailed.code())),
     };
     Ok(Got {

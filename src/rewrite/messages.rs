@@ -172,6 +172,12 @@ impl MessageStream {
         }
     }
 
+    /// One whole message, as a caller on this stream would get it
+    /// (`None`: dropped); for `chatwarden explain` and `test`.
+    pub fn one(&mut self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
+        self.decide(message.to_vec())
+    }
+
     /// The plan for the messages still to come, after a reload (`None`:
     /// they pass as they are).
     pub fn replan(&mut self, plan: Option<MessagePlan>) {
