@@ -37,6 +37,9 @@ pub struct Metrics {
     pub admin_connections: Arc<crate::connection::ConnectionMetrics>,
     /// WebSocket streams open now (each holds an upstream connection).
     streams_open: AtomicI64,
+    /// Messages of streams whose messages are read, per route: sent on
+    /// (after masking) or dropped by the route's message filter.
+    stream_messages: Family<(Arc<str>, &'static str)>,
 }
 
 /// Values that live elsewhere (the audit writer's own counters) and are
@@ -107,6 +110,15 @@ impl Metrics {
     /// A WebSocket stream ended, however it ended.
     pub fn stream_closed(&self) {
         self.streams_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Count the messages a read stream of `route` sent on and dropped.
+    pub fn record_stream_messages(&self, route: &Arc<str>, sent: u64, dropped: u64) {
+        for (outcome, n) in [("sent", sent), ("dropped", dropped)] {
+            if n > 0 {
+                self.stream_messages.add((Arc::clone(route), outcome), n);
+            }
+        }
     }
 
     /// Render everything in the Prometheus text format.
@@ -209,6 +221,15 @@ impl Metrics {
             "# HELP chatwarden_websocket_streams_open WebSocket streams open now.\n# TYPE chatwarden_websocket_streams_open gauge\nchatwarden_websocket_streams_open {}",
             self.streams_open.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP chatwarden_websocket_messages_total Messages of WebSocket streams read for their route's message_filter or redaction: sent on (masked) or dropped.\n");
+        out.push_str("# TYPE chatwarden_websocket_messages_total counter\n");
+        for ((route, outcome), n) in self.stream_messages.snapshot() {
+            let _ = writeln!(
+                out,
+                "chatwarden_websocket_messages_total{{route=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape_label(&route)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP chatwarden_ready Whether the gateway is serving.\n# TYPE chatwarden_ready gauge\nchatwarden_ready {}",

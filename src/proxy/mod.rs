@@ -291,8 +291,20 @@ impl ProxyHttp for Gateway {
             }
         }
         if session.was_upgraded() {
-            if ctx.response.as_ref().is_some_and(|w| w.messages.is_some()) {
-                stream_messages(ctx, body)?;
+            if let Some(before) = ctx.response.as_ref().and_then(|w| w.messages.as_ref()) {
+                let (sent, dropped) = (before.sent, before.removed);
+                let result = stream_messages(ctx, body);
+                if let (Some(a), Some(after)) = (
+                    &ctx.admitted,
+                    ctx.response.as_ref().and_then(|w| w.messages.as_ref()),
+                ) {
+                    self.metrics.record_stream_messages(
+                        &a.route.name.0,
+                        after.sent - sent,
+                        after.removed - dropped,
+                    );
+                }
+                result?;
             } else {
                 scrub_frames(ctx, body)?;
             }

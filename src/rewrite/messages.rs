@@ -148,7 +148,9 @@ pub struct MessageStream {
     in_message: bool,
     /// A close frame went out: nothing after it is a frame.
     closed: bool,
-    /// Messages dropped, and values masked in what passed.
+    /// Messages sent on, messages dropped, and values masked in what
+    /// was sent.
+    pub sent: u64,
     pub removed: u64,
     pub masked: u64,
     /// The upstream's credential found in messages (masked).
@@ -166,6 +168,7 @@ impl MessageStream {
             message_opcode: 0x1,
             in_message: false,
             closed: false,
+            sent: 0,
             removed: 0,
             masked: 0,
             credentials_masked: 0,
@@ -297,6 +300,7 @@ impl MessageStream {
             if let Some(mut text) = self.decide(message)? {
                 self.credentials_masked += creds.mask(&mut text);
                 push_frame(out, self.message_opcode, &text);
+                self.sent += 1;
             }
         }
         Ok(())

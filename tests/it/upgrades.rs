@@ -825,6 +825,17 @@ async fn an_agents_stream_carries_her_conversations_only_masked() {
     let admin = of("omar");
     assert_eq!(admin["decision"], "allow", "{admin}");
     assert_eq!(admin["redactions"], 0);
+
+    // The agent's and the supervisor's streams were read (the admin's was
+    // not): confirmation, ping and two events sent to her, four dropped;
+    // confirmation, ping and three events to him, three dropped.
+    let metrics = env.gw.metrics_as(Some(ADMIN_TOKEN)).await;
+    for line in [
+        "chatwarden_websocket_messages_total{route=\"cable\",outcome=\"sent\"} 9",
+        "chatwarden_websocket_messages_total{route=\"cable\",outcome=\"dropped\"} 7",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
 }
 
 /// Skips one binary message, then the next text one.
