@@ -65,9 +65,9 @@ impl MessagePlan {
                 RowFilterPlan::Skip => None,
                 plan => Some((f.clone(), plan)),
             },
-            // A stream nobody is known to own is not filtered open: with no
-            // identity every message would be dropped, which the route's
-            // `jwt` auth never lets happen.
+            // Without an identity (which a route's `jwt` auth never lets
+            // through) no message is anyone's: each is dropped, never
+            // passed unfiltered.
             (Some(f), None) => Some((
                 f.clone(),
                 RowFilterPlan::Keep {
