@@ -462,3 +462,67 @@ fn a_reload_replans_the_messages_still_to_come() {
     stream.replan(plan_for("agent", false));
     assert_eq!(stream.piece(&c, b), Err(MessageError::Binary));
 }
+
+/// Random streams: messages cut into random fragments with pings between
+/// them, read in random pieces, come out as the same messages whole (each
+/// decided as when sent unfragmented); random bytes never panic, and what
+/// they yield before an error is whole frames.
+#[test]
+fn random_fragments_and_pieces_change_nothing_but_the_framing() {
+    use rand::{Rng as _, SeedableRng as _};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let messages: Vec<Value> = (0..40)
+        .map(|i| match i % 4 {
+            0 => message_created(json!(3), &format!("call +44 7700 900{:03}", i)),
+            1 => message_created(json!(7), "not hers"),
+            2 => conversation_updated(json!(3), &["vip"]),
+            _ => json!({"type": "ping", "message": i}),
+        })
+        .collect();
+    let whole: Vec<u8> = messages.iter().flat_map(text).collect();
+    let (want, _) = through(plan_for("agent", false).expect("plan"), &whole, whole.len());
+    let want = want.unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..50 {
+        let mut input = Vec::new();
+        for m in &messages {
+            let payload = m.to_string().into_bytes();
+            let mut at = 0;
+            while at < payload.len() {
+                let n = rng.random_range(1..=payload.len() - at);
+                let opcode = if at == 0 { 0x1 } else { 0x0 };
+                input.extend(frame(opcode, at + n == payload.len(), &payload[at..at + n]));
+                at += n;
+                if at < payload.len() && rng.random_bool(0.3) {
+                    input.extend(frame(0x9, true, b""));
+                }
+            }
+        }
+        let c = creds();
+        let mut stream = MessageStream::new(plan_for("agent", false).expect("plan"));
+        let mut out = Vec::new();
+        let mut rest = input.as_slice();
+        while !rest.is_empty() {
+            let n = rng.random_range(1..=rest.len().min(300));
+            out.extend(
+                stream
+                    .piece(&c, &rest[..n])
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+            rest = &rest[n..];
+        }
+        let texts: Vec<_> = frames(&out).into_iter().filter(|f| f.0 == 0x1).collect();
+        assert_eq!(
+            texts,
+            frames(&want),
+            "the same messages, decided the same way"
+        );
+    }
+    for _ in 0..2_000 {
+        let len = rng.random_range(0..64);
+        let junk: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        let mut stream = MessageStream::new(plan_for("agent", false).expect("plan"));
+        if let Ok(out) = stream.piece(&creds(), &junk) {
+            let _ = frames(&out);
+        }
+    }
+}
