@@ -80,6 +80,25 @@ pub fn warnings(s: &Snapshot) -> Vec<String> {
             ));
         }
     }
+    // A stream nothing reads next to answers that are masked: whoever may
+    // open it gets, live, what the masked routes hide.
+    let masks_answers = s
+        .routes
+        .values()
+        .any(|r| !r.websocket && (!r.redactions.is_empty() || r.row_filter.is_some()));
+    for r in s.routes.values() {
+        if masks_answers && r.websocket && r.message_filter.is_none() && r.redactions.is_empty() {
+            out.push(format!(
+                "route `{}` passes its WebSocket messages unread{}, while other routes filter or mask their answers: give it a message_filter and redaction rules, or a permission only roles cleared for everything hold",
+                r.name.0,
+                r.requirement
+                    .permission
+                    .as_ref()
+                    .map(|p| format!(" to every role with `{p}`"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
     if !s.audit.hash_chain {
         out.push(
             "audit.hash_chain is off: an edited or deleted audit record would not show".into(),

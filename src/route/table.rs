@@ -150,6 +150,11 @@ impl<T> RouteTable<T> {
         })
     }
 
+    /// Every route's value, in the order given.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().map(|e| &e.value)
+    }
+
     /// Number of routes.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -78,8 +78,14 @@ admin: {addr: "0.0.0.0:9180"}
 upstreams:
   crm: {url: "http://crm.internal.example", headers: {api_access_token: "${CRM}"}}
   dev: {url: "http://127.0.0.1:3000", headers: {api_access_token: "${CRM}"}}
+auth: {issuer: i, audiences: [a], algorithms: [HS256], hmac_secret: 0123456789abcdef0123456789abcdef}
+roles: {agent: {permissions: [c.read]}}
+redaction: [{name: pii, detect: [phone]}]
 routes:
   - {name: contacts, upstream: crm, methods: [GET], path: /contacts, auth: none}
+  - {name: list, upstream: crm, methods: [GET], path: /list, permission: c.read, redaction: [pii]}
+  - {name: cable, upstream: crm, methods: [GET], path: /cable, permission: c.read, websocket: true}
+  - {name: live, upstream: crm, methods: [GET], path: /live, permission: c.read, websocket: true, redaction: [pii]}
 audit: {path: "-"}
 "#,
     )
@@ -102,13 +108,18 @@ audit: {path: "-"}
         "the admin listener on 0.0.0.0:9180 asks for neither a token",
         "upstream `crm` is plain http:// to crm.internal.example: its injected credentials (api_access_token)",
         "audit.hash_chain is off",
+        "route `cable` passes its WebSocket messages unread to every role with `c.read`, while other routes filter or mask their answers",
     ] {
         assert!(
             warnings.iter().any(|w| w.starts_with(want)),
             "expected a warning like `{want}`:\n{stdout}"
         );
     }
-    assert_eq!(warnings.len(), 5, "loopback is not warned about:\n{stdout}");
+    assert_eq!(
+        warnings.len(),
+        6,
+        "loopback, and a stream that is read, are not warned about:\n{stdout}"
+    );
 }
 
 #[test]
