@@ -145,6 +145,7 @@ fn plan(role: &str) -> MessagePlan {
         &[rule],
         Some(&identity),
         &roles,
+        false,
     )
     .expect("the bench caller is under the rules")
 }

@@ -140,6 +140,7 @@ fn message_for(
         &route.redactions,
         admission.caller.as_ref().map(|c| &c.identity),
         snapshot.policy.roles(),
+        route.subscribe_as.is_some(),
     )?;
     let mut stream = MessageStream::new(plan);
     Some(stream.one(message).map(|sent| (sent, stream.masked)))

@@ -41,6 +41,7 @@ const MAX_BODY_LIMIT: u64 = 4 << 30;
 use crate::policy::OwnerCache;
 use crate::redact::RedactionRule;
 use crate::request::{method_override, TrustedProxies};
+use crate::rewrite::subscriptions::SubscribeAs;
 use crate::route::{never_routed, MethodSet, PathTemplate, RouteTable};
 
 /// The parameter Rails, Laravel, Symfony and Spring read as a method
@@ -848,6 +849,18 @@ impl Compiler<'_> {
             let Some(control_messages) = self.control_messages(r) else {
                 continue;
             };
+            let Some(subscribe_as) = self.subscribe_as(r) else {
+                continue;
+            };
+            let stream_secrets = subscribe_as.as_ref().map(|s| {
+                crate::echo::Credentials::new(
+                    upstream
+                        .inject
+                        .iter()
+                        .map(|(_, v)| v.as_bytes())
+                        .chain(s.members.iter().map(|(_, v)| v.as_bytes())),
+                )
+            });
             let Some(body_scope) = self.body_scope(r, &methods) else {
                 continue;
             };
@@ -867,6 +880,8 @@ impl Compiler<'_> {
                     websocket,
                     message_filter,
                     control_messages,
+                    subscribe_as,
+                    stream_secrets,
                     body_scope,
                 }),
             ));
@@ -1025,7 +1040,12 @@ impl Compiler<'_> {
                 .or(r
                     .control_messages
                     .as_ref()
-                    .map(|c| (c.referenced, "control_messages")));
+                    .map(|c| (c.referenced, "control_messages")))
+                .or(r
+                    .subscribe_as
+                    .as_ref()
+                    .and_then(|m| m.values().next())
+                    .map(|v| (v.referenced, "subscribe_as")));
             if let Some((at, key)) = stray {
                 self.err(
                     &at,
@@ -1057,6 +1077,35 @@ impl Compiler<'_> {
             }
             None => Some(true),
         }
+    }
+
+    /// A WebSocket route's `subscribe_as`: identifier members and their
+    /// values (text; a value the upstream must not leak, like a token, is
+    /// searched for in its messages from then on).
+    fn subscribe_as(&mut self, r: &RawRoute) -> Option<Option<SubscribeAs>> {
+        let Some(members) = &r.subscribe_as else {
+            return Some(None);
+        };
+        let name = &r.name.value;
+        let mut out = Vec::with_capacity(members.len());
+        for (member, value) in members {
+            let fine = !member.is_empty()
+                && member
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !fine || value.value.is_empty() {
+                self.err(
+                    &value.referenced,
+                    format!("route `{name}`: subscribe_as sets identifier members by name (`pubsub_token`) to non-empty text, not `{member}: {}`", value.value),
+                );
+                return None;
+            }
+            out.push((member.clone(), value.value.clone()));
+        }
+        if out.is_empty() {
+            return Some(None);
+        }
+        Some(Some(SubscribeAs { members: out }))
     }
 
     /// A WebSocket route's `control_messages`: a top-level member name.

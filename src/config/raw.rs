@@ -262,6 +262,10 @@ pub struct RawRoute {
     /// protocol's own (ActionCable's `type`: welcome, ping, confirmations),
     /// not filtered and only searched by `detect`.
     pub control_messages: Option<Str>,
+    /// WebSocket routes (ActionCable): members set in the identifier of
+    /// every subscription the client asks for, so it is made as the CRM
+    /// key's user (`pubsub_token`, `user_id`); staff never hold them.
+    pub subscribe_as: Option<std::collections::BTreeMap<String, Str>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -233,9 +233,25 @@ pub struct Route {
     /// protocol's own (pings, welcomes): not filtered, and only `detect`
     /// searches them.
     pub control_messages: Option<Box<str>>,
+    /// WebSocket routes: every ActionCable subscription is made as these
+    /// identifier members say (see [`crate::rewrite::subscriptions`]).
+    pub subscribe_as: Option<crate::rewrite::subscriptions::SubscribeAs>,
+    /// What a stream's messages are searched for and masked: the
+    /// upstream's credentials and the `subscribe_as` values (`None`: the
+    /// upstream's alone).
+    pub stream_secrets: Option<crate::echo::Credentials>,
     /// Members of a JSON request body bound to the caller's claims: the
     /// body is read and checked before anything is forwarded.
     pub body_scope: Vec<BodyBinding>,
+}
+
+impl Route {
+    /// What a stream's messages from the upstream are searched for.
+    pub fn stream_credentials(&self) -> &crate::echo::Credentials {
+        self.stream_secrets
+            .as_ref()
+            .unwrap_or(&self.upstream.credentials)
+    }
 }
 
 /// The request body limit when neither the route nor its upstream sets one.

@@ -82,6 +82,12 @@ pub struct ResponseWork {
     /// The config version the stream's messages are read under (set when
     /// the stream opens; a reload re-plans them).
     pub messages_under: Option<std::sync::Arc<str>>,
+    /// The client's half of a stream whose subscriptions are made as the
+    /// route's `subscribe_as` says.
+    pub commands: Option<crate::rewrite::subscriptions::CommandStream>,
+    /// Why a message the client sent could not be read (the stream ended
+    /// on it).
+    pub client_failure: Option<crate::rewrite::messages::MessageError>,
     /// Why a message could not be read (the stream ended on it).
     pub message_failure: Option<crate::rewrite::messages::MessageError>,
 }

@@ -188,7 +188,8 @@ impl ProxyHttp for Gateway {
         // An upgraded connection's bytes are a stream, not a request body:
         // no size or pace, but the stream must still be allowed.
         if session.was_upgraded() {
-            return stream::recheck(self, session, ctx).map(|_| ());
+            stream::recheck(self, session, ctx)?;
+            return stream::client_commands(ctx, body);
         }
         let progress = ctx.body.get_or_insert_default();
         let over = progress.piece(
@@ -851,7 +852,7 @@ fn stream_messages(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Res
     let Some(stream) = &mut work.messages else {
         return Ok(());
     };
-    match stream.piece(&a.route.upstream.credentials, piece) {
+    match stream.piece(a.route.stream_credentials(), piece) {
         Ok(out) => {
             *body = Some(bytes::Bytes::from(out));
             Ok(())

@@ -151,6 +151,15 @@ pub fn build(
     if let Some(e) = ctx
         .response
         .as_ref()
+        .and_then(|w| w.client_failure.as_ref())
+    {
+        rec.detail = Some(format!(
+            "WebSocket stream ended on a message the client sent: {e}"
+        ));
+    }
+    if let Some(e) = ctx
+        .response
+        .as_ref()
         .and_then(|w| w.message_failure.as_ref())
     {
         rec.detail = Some(format!(

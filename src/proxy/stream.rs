@@ -22,6 +22,7 @@ use super::{Gateway, RequestCtx};
 use crate::config::Snapshot;
 use crate::gate;
 use crate::rewrite::messages::{MessageError, MessagePlan, MessageStream};
+use crate::rewrite::subscriptions::CommandStream;
 
 /// An HTTP/1.1 request asking to become a WebSocket, as pingora would
 /// forward it (`Upgrade: websocket`, any case). Other upgrades (`h2c`) are
@@ -73,9 +74,51 @@ pub fn read_messages(ctx: &mut RequestCtx) {
         return;
     };
     let plan = plan_for(snapshot, a);
+    let commands = a.route.subscribe_as.is_some().then(CommandStream::default);
     let work = ctx.response.get_or_insert_default();
     work.messages_under = Some(snapshot.version.0.clone());
     work.messages = plan.map(MessageStream::new);
+    work.commands = commands;
+}
+
+/// The client's half of a stream whose route has `subscribe_as`: each
+/// subscription made as it says (see [`crate::rewrite::subscriptions`]).
+/// A frame a client must not send ends the stream.
+pub fn client_commands(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Result<()> {
+    let RequestCtx {
+        admitted,
+        response,
+        refused,
+        request_id,
+        ..
+    } = ctx;
+    let (Some(a), Some(work), Some(piece)) = (admitted, response, body.as_ref()) else {
+        return Ok(());
+    };
+    let (Some(subscribe_as), Some(commands), Some(messages)) = (
+        &a.route.subscribe_as,
+        &mut work.commands,
+        &mut work.messages,
+    ) else {
+        return Ok(());
+    };
+    match commands.piece(subscribe_as, messages.identifiers_mut(), piece) {
+        Ok(out) => {
+            *body = Some(bytes::Bytes::from(out));
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(request_id = %request_id, error = %e, "WebSocket stream ended: the client sent what it must not");
+            *refused = Some(crate::decision::Reason::BadRequest);
+            *body = None;
+            let text = e.to_string();
+            work.client_failure = Some(e);
+            Error::e_explain(
+                ErrorType::Custom(crate::decision::Reason::BadRequest.code()),
+                text,
+            )
+        }
+    }
 }
 
 fn plan_for(snapshot: &Snapshot, a: &gate::Admission) -> Option<MessagePlan> {
@@ -86,6 +129,7 @@ fn plan_for(snapshot: &Snapshot, a: &gate::Admission) -> Option<MessagePlan> {
         &route.redactions,
         a.caller.as_deref().map(|c| &c.identity),
         snapshot.policy.roles(),
+        route.subscribe_as.is_some(),
     )
 }
 

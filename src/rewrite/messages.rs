@@ -28,6 +28,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::subscriptions::Identifiers;
 use super::{rewrite, RewriteError, RewriteOutcome, RewritePlan};
 use crate::echo::Credentials;
 use crate::identity::Identity;
@@ -52,12 +53,16 @@ impl MessagePlan {
     /// The plan for one caller: the filter as planned for `identity`, and
     /// each redaction rule whose `unless_permission` the caller lacks.
     /// `None` when nothing applies: the stream passes as it is.
+    ///
+    /// `always`: the stream is read even so (the route's `subscribe_as`
+    /// puts identifiers back in every message).
     pub fn for_caller(
         filter: Option<&MessageFilter>,
         control: Option<&str>,
         redactions: &[Arc<RedactionRule>],
         identity: Option<&Identity>,
         roles: &RoleSet,
+        always: bool,
     ) -> Option<MessagePlan> {
         let data = RewritePlan::for_caller(None, redactions, identity, roles);
         let filter = match (filter, identity) {
@@ -80,7 +85,7 @@ impl MessagePlan {
             )),
             (None, _) => None,
         };
-        if filter.is_none() && data.is_empty() {
+        if filter.is_none() && data.is_empty() && !always {
             return None;
         }
         let control_plan = RewritePlan {
@@ -93,6 +98,14 @@ impl MessagePlan {
             filter,
             control: control.map(Box::from),
         })
+    }
+}
+
+impl MessagePlan {
+    /// Nothing to filter or mask: messages pass as they are (the stream is
+    /// read only for `subscribe_as`).
+    fn is_empty(&self) -> bool {
+        self.filter.is_none() && self.data.is_empty() && self.control_plan.is_empty()
     }
 }
 
@@ -133,6 +146,9 @@ struct Frame {
 /// The upstream's half of one stream (see the module docs).
 #[derive(Debug)]
 pub struct MessageStream {
+    /// Subscription identifiers to put back (`subscribe_as`), written by
+    /// the client's half of the stream.
+    identifiers: Identifiers,
     /// `None`: messages pass as they are, binary ones too (a reload left
     /// nothing to do for this caller).
     plan: Option<MessagePlan>,
@@ -160,6 +176,7 @@ pub struct MessageStream {
 impl MessageStream {
     pub fn new(plan: MessagePlan) -> MessageStream {
         MessageStream {
+            identifiers: Identifiers::default(),
             plan: Some(plan),
             header: Vec::with_capacity(10),
             frame: None,
@@ -173,6 +190,16 @@ impl MessageStream {
             masked: 0,
             credentials_masked: 0,
         }
+    }
+
+    /// Whether messages are read at all (binary ones cannot be).
+    fn reads(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| !p.is_empty())
+    }
+
+    /// The identifiers the client's subscriptions were sent upstream with.
+    pub fn identifiers_mut(&mut self) -> &mut Identifiers {
+        &mut self.identifiers
     }
 
     /// One whole message, as a caller on this stream would get it
@@ -255,7 +282,7 @@ impl MessageStream {
                 "a control frame fragmented or over 125 bytes",
             )),
             0x8..=0xa => Ok(Some(frame)),
-            0x2 if self.plan.is_some() => Err(MessageError::Binary),
+            0x2 if self.reads() => Err(MessageError::Binary),
             0x1 | 0x2 if self.in_message => Err(MessageError::Protocol(
                 "a new message began before the last one ended",
             )),
@@ -292,8 +319,12 @@ impl MessageStream {
         }
         self.in_message = !f.fin;
         if f.fin {
-            let message = std::mem::take(&mut self.message);
-            if self.message_opcode == 0x2 && self.plan.is_some() {
+            let mut message = std::mem::take(&mut self.message);
+            if !self.identifiers.is_empty() {
+                // Before anything reads it: the token never meets a detector.
+                self.identifiers.restore(&mut message);
+            }
+            if self.message_opcode == 0x2 && self.reads() {
                 // A reload gave the stream a plan while it was under way.
                 return Err(MessageError::Binary);
             }
@@ -308,7 +339,7 @@ impl MessageStream {
 
     /// One whole message: what to send in its place (`None`: nothing).
     fn decide(&mut self, message: Vec<u8>) -> Result<Option<Vec<u8>>, MessageError> {
-        let Some(plan) = &self.plan else {
+        let Some(plan) = self.plan.as_ref().filter(|p| !p.is_empty()) else {
             return Ok(Some(message));
         };
         let text = std::str::from_utf8(&message).map_err(|_| MessageError::NotText)?;

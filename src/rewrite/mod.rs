@@ -29,6 +29,7 @@ mod media;
 pub mod messages;
 mod plan;
 mod scan;
+pub mod subscriptions;
 
 use bytes::Bytes;
 use thiserror::Error;

@@ -938,3 +938,50 @@ async fn open_streams_follow_a_reload_of_the_message_rules() {
     // 502's two values masked, 503 dropped; 504 passed as it was.
     assert_eq!(read["redactions"], 3, "{read}");
 }
+
+/// The CRM user's cable token, which `subscribe_as` puts into every
+/// subscription: staff never hold it.
+const CABLE_TOKEN: &str = "Tk9xQ2mZ7pLrV4aBcD8eF1gH";
+
+#[tokio::test]
+async fn subscriptions_are_made_as_the_crm_user_and_its_token_never_reaches_staff() {
+    let config = CABLE_CONFIG.replace(
+        "    control_messages: type\n",
+        &format!("    control_messages: type\n    subscribe_as: {{pubsub_token: {CABLE_TOKEN}, user_id: \"1\"}}\n"),
+    );
+    assert_ne!(config, CABLE_CONFIG);
+    let env = env_with(&config).await;
+    // The client subscribes without the token (it has none); the CRM gets
+    // the subscription as its user, and the client's confirmation names
+    // the client's own identifier.
+    let mut agent = subscribed(&env, "priya", &["agent"]).await;
+    let mut admin = subscribed(&env, "omar", &["admin"]).await;
+    let received = env.ws.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    let command: Value = serde_json::from_str(&received[0]).expect("JSON");
+    let upstream_identifier = command["identifier"].as_str().expect("a string").to_owned();
+    let identifier: Value = serde_json::from_str(&upstream_identifier).expect("JSON");
+    assert_eq!(
+        identifier,
+        json!({"channel": "RoomChannel", "pubsub_token": CABLE_TOKEN, "user_id": "1"})
+    );
+
+    // What the CRM broadcasts names its identifier; each client gets its
+    // own, and the token wherever else it shows is masked, for the admin
+    // (whose stream is not filtered) too.
+    let event = json!({"identifier": upstream_identifier, "message": {"event": "message.created", "data": {
+        "id": 601, "content": format!("debug: {CABLE_TOKEN}"), "conversation_id": 7,
+        "sender": {"name": "Sophie Martin", "type": "contact"},
+        "conversation": {"assignee_id": 3}
+    }}});
+    env.ws.push.send(event.to_string()).expect("pushed");
+    for stream in [&mut agent, &mut admin] {
+        let got: Value =
+            serde_json::from_str(&next_text(stream).await.expect("a message")).expect("JSON");
+        assert_eq!(got["identifier"], cable_identifier(), "{got}");
+        assert_eq!(
+            got["message"]["data"]["content"],
+            format!("debug: {}", "*".repeat(CABLE_TOKEN.len()))
+        );
+    }
+}

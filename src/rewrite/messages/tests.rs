@@ -94,6 +94,7 @@ fn plan_for(role: &str, labels: bool) -> Option<MessagePlan> {
         &[pii_rule()],
         Some(&who(role, "3")),
         &roles(),
+        false,
     )
 }
 
@@ -425,6 +426,7 @@ fn without_an_identity_no_message_is_owned() {
         &[],
         None,
         &roles(),
+        false,
     )
     .expect("filtered");
     let input = [
