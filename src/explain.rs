@@ -235,6 +235,10 @@ pub fn response_for(
                 "message: dropped: the route's message_filter keeps it from this caller's stream\n"
                     .to_string()
             }
+            Some(Ok((Some(sent), _))) if sent == body => {
+                "message: sent as the upstream wrote it (nothing to filter or mask for this caller)\n"
+                    .to_string()
+            }
             Some(Ok((Some(sent), masked))) => format!(
                 "message: {masked} value(s) masked:\n{}\n",
                 String::from_utf8_lossy(&sent)
@@ -496,6 +500,17 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
             ),
         });
     }
+    if let Some(subscribe) = &a.route.subscribe_as {
+        let names: Vec<String> = subscribe
+            .members
+            .iter()
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        lines.push(format!(
+            "messages: each subscription the client asks for is made with {} set by the gateway; its identifier comes back as the client wrote it",
+            names.join(", ")
+        ));
+    }
     if let Some(member) = &a.route.control_messages {
         lines.push(format!(
             "messages: those with a top-level `{member}` are the protocol's own: not filtered, searched by `detect` only"
@@ -612,6 +627,7 @@ routes:
     permission: conversations.read
     websocket: true
     control_messages: type
+    subscribe_as: {pubsub_token: not-printed-0123456789, user_id: "1"}
     message_filter:
       object: $.message.data
       fields: [meta.assignee.id, conversation.assignee_id]
@@ -663,10 +679,12 @@ routes:
         for line in [
             "messages: each the upstream sends is dropped unless its object at $.message.data passes: its owner (the first present of meta.assignee.id, conversation.assignee_id) is in the caller's user_id [7] and labels lacks `confidential` (an object of hers that does not say its labels passes)",
             "messages: those with a top-level `type` are the protocol's own: not filtered, searched by `detect` only",
+            "messages: each subscription the client asks for is made with `pubsub_token`, `user_id` set by the gateway; its identifier comes back as the client wrote it",
             "redact:   pii: 1 field(s) masked",
         ] {
             assert!(live.contains(line), "expected `{line}` in:\n{live}");
         }
+        assert!(!live.contains("not-printed"), "{live}");
         let live = ask_to("GET", "/live", r#"["supervisor"]"#);
         let line = "messages: the stream's messages are not filtered for this caller";
         assert!(live.contains(line), "expected `{line}` in:\n{live}");
@@ -742,6 +760,10 @@ routes:
         );
         assert_eq!(
             ask(r#"["supervisor"]"#, "/live", mine),
+            "message: sent as the upstream wrote it (nothing to filter or mask for this caller)\n"
+        );
+        assert_eq!(
+            ask(r#"["agent"]"#, "/cable", mine),
             "message: sent as the upstream wrote it (the stream is not read for this caller)\n"
         );
         assert!(ask(r#"["agent"]"#, "/live", "[1]").starts_with(

@@ -67,8 +67,9 @@ async fn watch(w: &Watch) -> Result<(), String> {
         }
         Err(e) => return Err(format!("{}: {e}", w.url)),
     };
-    // Chatwoot's dashboard subscribes with its user's pubsub token; through
-    // the gateway every stream is the CRM key's user's.
+    // Chatwoot's RoomChannel wants its user's pubsub token and id: through
+    // the gateway (`subscribe_as`) every stream is the CRM key user's, and
+    // the gateway puts them in.
     let identifier = json!({"channel": "RoomChannel"}).to_string();
     let subscribe = json!({"command": "subscribe", "identifier": identifier}).to_string();
     ws.send(Message::text(subscribe))
@@ -99,6 +100,9 @@ async fn watch(w: &Watch) -> Result<(), String> {
             None => return Err("the stream ended".to_string()),
         };
         let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if message["type"] == "reject_subscription" {
+            return Err("the subscription was rejected".to_string());
+        }
         if message.get("type").is_some() {
             // ActionCable's own: welcome, ping, confirm_subscription.
             if w.raw && message["type"] != "ping" {

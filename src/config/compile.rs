@@ -1089,18 +1089,19 @@ impl Compiler<'_> {
         let name = &r.name.value;
         let mut out = Vec::with_capacity(members.len());
         for (member, value) in members {
+            let text = self.string(value)?;
             let fine = !member.is_empty()
                 && member
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !fine || value.value.is_empty() {
+            if !fine || text.is_empty() {
                 self.err(
                     &value.referenced,
                     format!("route `{name}`: subscribe_as sets identifier members by name (`pubsub_token`) to non-empty text, not `{member}: {}`", value.value),
                 );
                 return None;
             }
-            out.push((member.clone(), value.value.clone()));
+            out.push((member.clone(), text));
         }
         if out.is_empty() {
             return Some(None);

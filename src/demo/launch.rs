@@ -11,7 +11,8 @@ use crate::config::env::Overlay;
 use crate::config::{load_str, ProcessEnv};
 use crate::demo::idp::{self, Persona};
 use crate::demo::upstream::{
-    data, serve_crm, serve_whatsapp, DEMO_CRM_API_TOKEN, DEMO_META_ACCESS_TOKEN,
+    data, serve_crm, serve_whatsapp, DEMO_CRM_API_TOKEN, DEMO_CRM_PUBSUB_TOKEN,
+    DEMO_META_ACCESS_TOKEN,
 };
 use crate::server::{self, RunOptions};
 
@@ -80,6 +81,7 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
             format!("http://{}", upstreams.whatsapp),
         ),
         ("DEMO_CRM_TOKEN", DEMO_CRM_API_TOKEN.to_string()),
+        ("DEMO_CRM_PUBSUB_TOKEN", DEMO_CRM_PUBSUB_TOKEN.to_string()),
         ("DEMO_META_TOKEN", DEMO_META_ACCESS_TOKEN.to_string()),
         ("DEMO_AUDIT", audit_path.display().to_string()),
         ("DEMO_AUDIT_SIGNING_KEY", signing_key.display().to_string()),

@@ -25,6 +25,8 @@ fn check_accepts_the_example_and_rejects_a_broken_file() {
         .env("TLS_CERT_FILE", pki.path().join("cert.pem"))
         .env("TLS_KEY_FILE", pki.path().join("key.pem"))
         .env("CRM_API_TOKEN", "x")
+        .env("CHATWOOT_PUBSUB_TOKEN", "pubsub-token-of-the-crm-user")
+        .env("CHATWOOT_USER_ID", "1")
         .env("META_ACCESS_TOKEN", "y")
         .env("META_APP_SECRET", "z")
         .env("META_VERIFY_TOKEN", "v")

@@ -32,6 +32,7 @@ pub(crate) fn placeholder_env() -> HashMap<String, String> {
     env.extend(
         [
             ("DEMO_CRM_URL", "http://127.0.0.1:1"),
+            ("DEMO_CRM_PUBSUB_TOKEN", "demo-pubsub-token-0000"),
             ("DEMO_WHATSAPP_URL", "http://127.0.0.1:2"),
             ("DEMO_CRM_TOKEN", "demo-crm-token"),
             ("DEMO_META_TOKEN", "demo-meta-token"),
@@ -45,6 +46,8 @@ pub(crate) fn placeholder_env() -> HashMap<String, String> {
             ("DEMO_ADMIN_TOKEN", "demo-admin-token-0123456789"),
             ("DEMO_TODAY", "2026-11-23"),
             ("CRM_API_TOKEN", "crm-token"),
+            ("CHATWOOT_PUBSUB_TOKEN", "pubsub-token-of-the-crm-user"),
+            ("CHATWOOT_USER_ID", "1"),
             ("META_ACCESS_TOKEN", "meta-token"),
             ("META_APP_SECRET", "meta-app-secret"),
             ("META_VERIFY_TOKEN", "meta-verify-token"),
@@ -716,7 +719,9 @@ routes:
   - {name: badf, upstream: crm, path: /badf, methods: [GET], permission: c.read, websocket: true, message_filter: {object: $.data, fields: [a, \"b..c\"], claim: b}}
   - {name: badc, upstream: crm, path: /badc, methods: [GET], permission: c.read, websocket: true, control_messages: \"$.type\"}
   - {name: open, upstream: crm, path: /open, methods: [GET], auth: none, websocket: true, message_filter: {object: $.data, fields: [a], claim: b}}
-  - {name: good, upstream: crm, path: /good, methods: [GET], permission: c.read, websocket: true, control_messages: type, redaction: [phones], message_filter: {object: $.message.data, fields: [meta.assignee.id, conversation.assignee_id], claim: user_id, unless_permission: c.read, labels: [{label: x, permission: c.read}]}}
+  - {name: subs, upstream: crm, path: /subs, methods: [GET], permission: c.read, subscribe_as: {pubsub_token: abcdefgh12345678}}
+  - {name: subv, upstream: crm, path: /subv, methods: [GET], permission: c.read, websocket: true, subscribe_as: {\"a.b\": x}}
+  - {name: good, upstream: crm, path: /good, methods: [GET], permission: c.read, websocket: true, control_messages: type, redaction: [phones], subscribe_as: {pubsub_token: abcdefgh12345678, user_id: \"1\"}, message_filter: {object: $.message.data, fields: [meta.assignee.id, conversation.assignee_id], claim: user_id, unless_permission: c.read, labels: [{label: x, permission: c.read}]}}
 ";
     expect_errors(
         yaml,
@@ -732,6 +737,8 @@ routes:
             "bad.yaml:19:144: field path `b..c` is invalid",
             "bad.yaml:20:117: route `badc`: control_messages names the top-level member that marks the protocol's own messages (`type`), not `$.type`",
             "bad.yaml:21:68: route `open`: permission, mfa_max_age, scope, row_filter, owner_check, message_filter and redaction need an authenticated caller (auth: jwt)",
+            "bad.yaml:22:111: route `subs`: subscribe_as applies to WebSocket messages: the route needs `websocket: true`",
+            "bad.yaml:23:121: route `subv`: subscribe_as sets identifier members by name (`pubsub_token`) to non-empty text, not `a.b: x`",
         ],
     );
     let word = yaml.replace("websocket: false", "websocket: sometimes");

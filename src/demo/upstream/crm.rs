@@ -1688,12 +1688,21 @@ mod tests {
             .await
             .expect("opened");
         assert_eq!(next(&mut ws).await, json!({"type": "welcome"}));
-        let identifier = json!({"channel": "RoomChannel", "pubsub_token": "t"}).to_string();
-        ws.send(Message::text(
-            json!({"command": "subscribe", "identifier": identifier}).to_string(),
-        ))
-        .await
-        .expect("sent");
+        // Only the CRM key user's token and id subscribe.
+        let guess =
+            json!({"channel": "RoomChannel", "pubsub_token": "guess", "user_id": 1}).to_string();
+        let identifier = json!({"channel": "RoomChannel", "pubsub_token": crate::demo::upstream::DEMO_CRM_PUBSUB_TOKEN, "user_id": "1"}).to_string();
+        for id in [&guess, &identifier] {
+            ws.send(Message::text(
+                json!({"command": "subscribe", "identifier": id}).to_string(),
+            ))
+            .await
+            .expect("sent");
+        }
+        assert_eq!(
+            next(&mut ws).await,
+            json!({"identifier": guess, "type": "reject_subscription"})
+        );
         assert_eq!(
             next(&mut ws).await,
             json!({"identifier": identifier, "type": "confirm_subscription"})

@@ -18,6 +18,11 @@ pub use crm::{CONTACTS_PER_PAGE, CONVERSATIONS_PER_PAGE};
 /// What the gateway injects as the `api_access_token` header for the CRM.
 pub const DEMO_CRM_API_TOKEN: &str = "demo-crm-token-3f9c1e7a5b2d4c86";
 
+/// The CRM key user's cable token (Chatwoot's `pubsub_token`): the CRM's
+/// live updates stream only to a subscription that names it, which the
+/// gateway puts in (`subscribe_as`).
+pub const DEMO_CRM_PUBSUB_TOKEN: &str = "demoPubsub7Kq2xW9mRtY4vLcN";
+
 /// What the gateway injects as `Authorization: Bearer …` for the Graph API.
 pub const DEMO_META_ACCESS_TOKEN: &str = "EAADemoChatwardenMetaAccessToken0000000000";
 

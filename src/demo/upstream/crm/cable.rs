@@ -1,8 +1,10 @@
 //! Chatwoot's live updates as the demo CRM serves them: ActionCable's
 //! protocol on a WebSocket at `/cable`.
 //!
-//! A client subscribes to `RoomChannel` (Chatwoot's dashboard names its
-//! user's `pubsub_token`; the demo takes any identifier) and then gets JSON
+//! A client subscribes to `RoomChannel` naming the CRM key user's
+//! `pubsub_token` and id, as Chatwoot requires (anything else gets
+//! `reject_subscription`; through the gateway, `subscribe_as` puts them
+//! in), and then gets JSON
 //! text messages: `{"type":"welcome"}` on connect, `confirm_subscription`,
 //! `{"type":"ping","message":<unix time>}` every 3 s, and each event of
 //! the account as Chatwoot broadcasts it: `{"identifier": …, "message":
@@ -33,7 +35,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::super::http::{empty, json as json_response, UpgradeHook};
 use super::{now, source_id, Crm, Direction, Failure, Request, StoredMessage};
-use crate::demo::upstream::{data, DEMO_CRM_API_TOKEN};
+use crate::demo::upstream::{data, DEMO_CRM_API_TOKEN, DEMO_CRM_PUBSUB_TOKEN};
 
 /// How often a customer writes while a stream is open.
 pub(super) const ACTIVITY_EVERY: Duration = Duration::from_secs(2);
@@ -117,9 +119,12 @@ where
                 Some(Ok(Message::Text(text))) => {
                     let Ok(command) = serde_json::from_str::<Value>(&text) else { continue };
                     match (command["command"].as_str(), command["identifier"].as_str()) {
-                        (Some("subscribe"), Some(id)) => {
+                        (Some("subscribe"), Some(id)) if is_token_owner(id) => {
                             identifier = Some(id.to_owned());
                             json!({"identifier": id, "type": "confirm_subscription"})
+                        }
+                        (Some("subscribe"), Some(id)) => {
+                            json!({"identifier": id, "type": "reject_subscription"})
                         }
                         _ => continue,
                     }
@@ -138,6 +143,19 @@ where
             return;
         }
     }
+}
+
+/// Whether a subscription names the CRM key user's cable token and id, as
+/// Chatwoot's `RoomChannel` requires (`User.find_by!(pubsub_token:, id:)`).
+fn is_token_owner(identifier: &str) -> bool {
+    let Ok(id) = serde_json::from_str::<Value>(identifier) else {
+        return false;
+    };
+    let user = match &id["user_id"] {
+        Value::String(s) => s.parse::<u64>().ok(),
+        other => other.as_u64(),
+    };
+    id["pubsub_token"] == DEMO_CRM_PUBSUB_TOKEN && user == Some(data::TOKEN_OWNER_AGENT_ID)
 }
 
 async fn send<S>(ws: &mut WebSocketStream<S>, message: &Value) -> Result<(), ()>
