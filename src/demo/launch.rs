@@ -220,7 +220,8 @@ fn print_guide(
 
   # Live updates (Chatwoot's cable, a WebSocket; while one is open a customer writes every two
   # seconds): the agent's stream carries only her own conversations' events, masked; the
-  # supervisor's, every conversation's
+  # supervisor's, every conversation's (neither holds the cable's token: the gateway subscribes
+  # as the CRM's user)
   chatwarden cable {cable} --token "$AGENT" --count 3
   chatwarden cable {cable} --token "$SUPERVISOR" --count 3
 
