@@ -294,7 +294,7 @@ impl ProxyHttp for Gateway {
         if session.was_upgraded() {
             if let Some(before) = ctx.response.as_ref().and_then(|w| w.messages.as_ref()) {
                 let (sent, dropped) = (before.sent, before.removed);
-                let result = stream_messages(ctx, body);
+                let result = stream::upstream_messages(ctx, body);
                 if let (Some(a), Some(after)) = (
                     &ctx.admitted,
                     ctx.response.as_ref().and_then(|w| w.messages.as_ref()),
@@ -831,39 +831,6 @@ fn scrub_frames(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Result
         Err(e) => {
             *refused = Some(Reason::RedactionFailed);
             Error::e_explain(ErrorType::InternalError, e.to_string())
-        }
-    }
-}
-
-/// The upstream's half of a stream whose messages are read: control
-/// frames and whole, filtered and masked messages go on; a message that
-/// cannot be read ends the stream, with nothing of it sent.
-fn stream_messages(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Result<()> {
-    let RequestCtx {
-        admitted,
-        response,
-        refused,
-        request_id,
-        ..
-    } = ctx;
-    let (Some(a), Some(work), Some(piece)) = (admitted, response, body.as_ref()) else {
-        return Ok(());
-    };
-    let Some(stream) = &mut work.messages else {
-        return Ok(());
-    };
-    match stream.piece(a.route.stream_credentials(), piece) {
-        Ok(out) => {
-            *body = Some(bytes::Bytes::from(out));
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(request_id = %request_id, error = %e, "WebSocket stream ended: a message could not be filtered");
-            *refused = Some(Reason::RedactionFailed);
-            *body = None;
-            let text = e.to_string();
-            work.message_failure = Some(e);
-            Error::e_explain(ErrorType::InternalError, text)
         }
     }
 }

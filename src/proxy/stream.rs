@@ -81,6 +81,39 @@ pub fn read_messages(ctx: &mut RequestCtx) {
     work.commands = commands;
 }
 
+/// The upstream's half of a stream whose messages are read: control
+/// frames and whole, filtered and masked messages go on; a message that
+/// cannot be read ends the stream, with nothing of it sent.
+pub fn upstream_messages(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Result<()> {
+    let RequestCtx {
+        admitted,
+        response,
+        refused,
+        request_id,
+        ..
+    } = ctx;
+    let (Some(a), Some(work), Some(piece)) = (admitted, response, body.as_ref()) else {
+        return Ok(());
+    };
+    let Some(stream) = &mut work.messages else {
+        return Ok(());
+    };
+    match stream.piece(a.route.stream_credentials(), piece) {
+        Ok(out) => {
+            *body = Some(bytes::Bytes::from(out));
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(request_id = %request_id, error = %e, "WebSocket stream ended: a message could not be filtered");
+            *refused = Some(crate::decision::Reason::RedactionFailed);
+            *body = None;
+            let text = e.to_string();
+            work.message_failure = Some(e);
+            Error::e_explain(ErrorType::InternalError, text)
+        }
+    }
+}
+
 /// The client's half of a stream whose route has `subscribe_as`: each
 /// subscription made as it says (see [`crate::rewrite::subscriptions`]).
 /// A frame a client must not send ends the stream.

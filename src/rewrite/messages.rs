@@ -28,6 +28,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::frames::{Found, FrameReader, Sender};
 use super::subscriptions::Identifiers;
 use super::{rewrite, RewriteError, RewriteOutcome, RewritePlan};
 use crate::echo::Credentials;
@@ -134,15 +135,6 @@ pub enum MessageError {
     Reloaded,
 }
 
-/// The frame being read.
-#[derive(Debug, Clone, Copy)]
-struct Frame {
-    opcode: u8,
-    fin: bool,
-    /// Payload bytes still to come.
-    left: u64,
-}
-
 /// The upstream's half of one stream (see the module docs).
 #[derive(Debug)]
 pub struct MessageStream {
@@ -152,18 +144,9 @@ pub struct MessageStream {
     /// `None`: messages pass as they are, binary ones too (a reload left
     /// nothing to do for this caller).
     plan: Option<MessagePlan>,
-    /// The frame header read so far (at most 10 bytes: servers do not mask).
-    header: Vec<u8>,
-    frame: Option<Frame>,
-    /// A control frame, header and payload, until it is whole.
-    control: Vec<u8>,
-    /// The text message's payload so far, from its first fragment on.
+    frames: FrameReader,
+    /// The message's payload so far, from its first fragment on.
     message: Vec<u8>,
-    /// The opcode of the message being put together (text or binary).
-    message_opcode: u8,
-    in_message: bool,
-    /// A close frame went out: nothing after it is a frame.
-    closed: bool,
     /// Messages sent on, messages dropped, and values masked in what
     /// was sent.
     pub sent: u64,
@@ -178,13 +161,8 @@ impl MessageStream {
         MessageStream {
             identifiers: Identifiers::default(),
             plan: Some(plan),
-            header: Vec::with_capacity(10),
-            frame: None,
-            control: Vec::new(),
+            frames: FrameReader::new(Sender::Server, MAX_MESSAGE_BYTES),
             message: Vec::new(),
-            message_opcode: 0x1,
-            in_message: false,
-            closed: false,
             sent: 0,
             removed: 0,
             masked: 0,
@@ -218,121 +196,49 @@ impl MessageStream {
     /// control frames and whole, rewritten messages they complete.
     pub fn piece(&mut self, creds: &Credentials, piece: &[u8]) -> Result<Vec<u8>, MessageError> {
         let mut out = Vec::new();
-        let mut rest = piece;
-        while !rest.is_empty() && !self.closed {
-            let Some(frame) = &mut self.frame else {
-                let (&byte, after) = rest.split_first().unwrap_or((&0, &[]));
-                rest = after;
-                self.header.push(byte);
-                if let Some(f) = self.frame_head()? {
-                    if is_control(f.opcode) {
-                        self.control.clear();
-                        self.control.extend_from_slice(&self.header);
-                    }
-                    self.header.clear();
-                    self.frame = Some(f);
-                    if f.left == 0 {
-                        self.frame_done(creds, f, &mut out)?;
-                    }
+        // Out of `self` while it reads (`new` allocates nothing): the
+        // finds are handled with the rest of `self`.
+        let mut frames = std::mem::replace(&mut self.frames, FrameReader::new(Sender::Server, 0));
+        let read = frames.read(piece, |found| match found {
+            Found::Control(frame) => {
+                out.extend_from_slice(frame);
+                Ok(())
+            }
+            Found::Data {
+                opcode,
+                bytes,
+                last,
+            } => {
+                if opcode == 0x2 && self.reads() {
+                    return Err(MessageError::Binary);
                 }
-                continue;
-            };
-            let n = usize::try_from(frame.left)
-                .unwrap_or(usize::MAX)
-                .min(rest.len());
-            let (chunk, after) = rest.split_at(n);
-            rest = after;
-            frame.left -= n as u64;
-            let f = *frame;
-            if is_control(f.opcode) {
-                self.control.extend_from_slice(chunk);
-            } else {
-                self.message.extend_from_slice(chunk);
+                self.message.extend_from_slice(bytes);
+                if last {
+                    self.message_done(creds, opcode, &mut out)?;
+                }
+                Ok(())
             }
-            if f.left == 0 {
-                self.frame_done(creds, f, &mut out)?;
-            }
-        }
-        Ok(out)
+        });
+        self.frames = frames;
+        read.map(|()| out)
     }
 
-    /// The frame once `header` holds a whole one (RFC 6455 § 5.2), `None`
-    /// while it needs more bytes; what cannot be read is an error.
-    fn frame_head(&self) -> Result<Option<Frame>, MessageError> {
-        let h = &self.header;
-        let [first, second, ..] = **h else {
-            return Ok(None);
-        };
-        if first & 0x70 != 0 {
-            return Err(MessageError::Encoded);
-        }
-        if second & 0x80 != 0 {
-            return Err(MessageError::Masked);
-        }
-        let Some(left) = crate::echo::payload_length(h) else {
-            return Ok(None);
-        };
-        let frame = Frame {
-            opcode: first & 0x0f,
-            fin: first & 0x80 != 0,
-            left,
-        };
-        match frame.opcode {
-            0x8..=0xa if !frame.fin || left > 125 => Err(MessageError::Protocol(
-                "a control frame fragmented or over 125 bytes",
-            )),
-            0x8..=0xa => Ok(Some(frame)),
-            0x2 if self.reads() => Err(MessageError::Binary),
-            0x1 | 0x2 if self.in_message => Err(MessageError::Protocol(
-                "a new message began before the last one ended",
-            )),
-            0x0 if !self.in_message => Err(MessageError::Protocol(
-                "a continuation frame with no message to continue",
-            )),
-            0x0..=0x2 => {
-                let total = u64::try_from(self.message.len())
-                    .unwrap_or(u64::MAX)
-                    .saturating_add(left);
-                if total > MAX_MESSAGE_BYTES as u64 {
-                    return Err(MessageError::TooLarge);
-                }
-                Ok(Some(frame))
-            }
-            _ => Err(MessageError::Protocol("a reserved opcode")),
-        }
-    }
-
-    fn frame_done(
+    /// A whole message from the upstream: decided, and what passes framed.
+    fn message_done(
         &mut self,
         creds: &Credentials,
-        f: Frame,
+        opcode: u8,
         out: &mut Vec<u8>,
     ) -> Result<(), MessageError> {
-        self.frame = None;
-        if is_control(f.opcode) {
-            out.append(&mut self.control);
-            self.closed = f.opcode == 0x8;
-            return Ok(());
+        let mut message = std::mem::take(&mut self.message);
+        if !self.identifiers.is_empty() {
+            // Before anything reads it: the token never meets a detector.
+            self.identifiers.restore(&mut message);
         }
-        if f.opcode != 0x0 {
-            self.message_opcode = f.opcode;
-        }
-        self.in_message = !f.fin;
-        if f.fin {
-            let mut message = std::mem::take(&mut self.message);
-            if !self.identifiers.is_empty() {
-                // Before anything reads it: the token never meets a detector.
-                self.identifiers.restore(&mut message);
-            }
-            if self.message_opcode == 0x2 && self.reads() {
-                // A reload gave the stream a plan while it was under way.
-                return Err(MessageError::Binary);
-            }
-            if let Some(mut text) = self.decide(message)? {
-                self.credentials_masked += creds.mask(&mut text);
-                push_frame(out, self.message_opcode, &text);
-                self.sent += 1;
-            }
+        if let Some(mut text) = self.decide(message)? {
+            self.credentials_masked += creds.mask(&mut text);
+            push_frame(out, opcode, &text);
+            self.sent += 1;
         }
         Ok(())
     }
@@ -405,10 +311,6 @@ fn has_member(text: &str, member: &str) -> bool {
     use std::collections::HashMap;
     serde_json::from_str::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(text)
         .is_ok_and(|names| names.contains_key(member))
-}
-
-fn is_control(opcode: u8) -> bool {
-    opcode & 0x8 != 0
 }
 
 /// Appends one final, unmasked frame of `opcode` carrying `payload`.

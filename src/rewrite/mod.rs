@@ -25,6 +25,7 @@
 //! callers the filter applies to.
 
 mod error_body;
+mod frames;
 mod media;
 pub mod messages;
 mod plan;

@@ -24,6 +24,7 @@
 use memchr::memmem;
 use serde_json::{Map, Value};
 
+use super::frames::{Found, FrameReader, Sender};
 use super::messages::MessageError;
 
 /// Subscriptions remembered per stream; past this the oldest is forgotten
@@ -84,29 +85,21 @@ impl Identifiers {
     }
 }
 
-/// The frame being read from the client.
-#[derive(Debug, Clone, Copy)]
-struct Frame {
-    opcode: u8,
-    fin: bool,
-    mask: [u8; 4],
-    left: u64,
-    /// Payload bytes read so far (for the mask's phase).
-    read: usize,
+/// The client's half of one stream (see the module docs).
+#[derive(Debug)]
+pub struct CommandStream {
+    frames: FrameReader,
+    /// The data message's payload so far.
+    message: Vec<u8>,
 }
 
-/// The client's half of one stream (see the module docs).
-#[derive(Debug, Default)]
-pub struct CommandStream {
-    header: Vec<u8>,
-    frame: Option<Frame>,
-    /// A control frame as the client sent it, until it is whole.
-    control: Vec<u8>,
-    /// The data message's unmasked payload so far.
-    message: Vec<u8>,
-    message_opcode: u8,
-    in_message: bool,
-    closed: bool,
+impl Default for CommandStream {
+    fn default() -> Self {
+        CommandStream {
+            frames: FrameReader::new(Sender::Client, MAX_COMMAND_BYTES),
+            message: Vec::new(),
+        }
+    }
 }
 
 impl CommandStream {
@@ -118,121 +111,31 @@ impl CommandStream {
         piece: &[u8],
     ) -> Result<Vec<u8>, MessageError> {
         let mut out = Vec::new();
-        let mut rest = piece;
-        while !rest.is_empty() && !self.closed {
-            let Some(frame) = &mut self.frame else {
-                let (&byte, after) = rest.split_first().unwrap_or((&0, &[]));
-                rest = after;
-                self.header.push(byte);
-                if let Some(f) = self.frame_head()? {
-                    if f.opcode & 0x8 != 0 {
-                        self.control.clear();
-                        self.control.extend_from_slice(&self.header);
-                    }
-                    self.header.clear();
-                    self.frame = Some(f);
-                    if f.left == 0 {
-                        self.frame_done(subscribe_as, identifiers, f, &mut out);
+        let message = &mut self.message;
+        self.frames.read(piece, |found| {
+            match found {
+                Found::Control(frame) => out.extend_from_slice(frame),
+                Found::Data {
+                    opcode,
+                    bytes,
+                    last,
+                } => {
+                    message.extend_from_slice(bytes);
+                    if last {
+                        let whole = std::mem::take(message);
+                        let sent = match opcode {
+                            0x1 => {
+                                rewrite_command(&whole, subscribe_as, identifiers).unwrap_or(whole)
+                            }
+                            _ => whole,
+                        };
+                        push_masked(&mut out, opcode, &sent);
                     }
                 }
-                continue;
-            };
-            let n = usize::try_from(frame.left)
-                .unwrap_or(usize::MAX)
-                .min(rest.len());
-            let (chunk, after) = rest.split_at(n);
-            rest = after;
-            if frame.opcode & 0x8 != 0 {
-                self.control.extend_from_slice(chunk);
-            } else {
-                let (mask, phase) = (frame.mask, frame.read);
-                self.message.extend(
-                    chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, b)| b ^ mask[(phase + i) % 4]),
-                );
             }
-            frame.left -= n as u64;
-            frame.read += n;
-            let f = *frame;
-            if f.left == 0 {
-                self.frame_done(subscribe_as, identifiers, f, &mut out);
-            }
-        }
+            Ok(())
+        })?;
         Ok(out)
-    }
-
-    fn frame_head(&self) -> Result<Option<Frame>, MessageError> {
-        let h = &self.header;
-        let [first, second, ..] = **h else {
-            return Ok(None);
-        };
-        if first & 0x70 != 0 {
-            return Err(MessageError::Encoded);
-        }
-        if second & 0x80 == 0 {
-            return Err(MessageError::Protocol("a client frame without a mask"));
-        }
-        let Some(left) = crate::echo::payload_length(h) else {
-            return Ok(None);
-        };
-        let at = h.len() - 4;
-        let frame = Frame {
-            opcode: first & 0x0f,
-            fin: first & 0x80 != 0,
-            mask: [h[at], h[at + 1], h[at + 2], h[at + 3]],
-            left,
-            read: 0,
-        };
-        match frame.opcode {
-            0x8..=0xa if !frame.fin || left > 125 => Err(MessageError::Protocol(
-                "a control frame fragmented or over 125 bytes",
-            )),
-            0x8..=0xa => Ok(Some(frame)),
-            0x1 | 0x2 if self.in_message => Err(MessageError::Protocol(
-                "a new message began before the last one ended",
-            )),
-            0x0 if !self.in_message => Err(MessageError::Protocol(
-                "a continuation frame with no message to continue",
-            )),
-            0x0..=0x2 => {
-                let total = (self.message.len() as u64).saturating_add(left);
-                if total > MAX_COMMAND_BYTES as u64 {
-                    return Err(MessageError::TooLarge);
-                }
-                Ok(Some(frame))
-            }
-            _ => Err(MessageError::Protocol("a reserved opcode")),
-        }
-    }
-
-    fn frame_done(
-        &mut self,
-        subscribe_as: &SubscribeAs,
-        identifiers: &mut Identifiers,
-        f: Frame,
-        out: &mut Vec<u8>,
-    ) {
-        self.frame = None;
-        if f.opcode & 0x8 != 0 {
-            out.append(&mut self.control);
-            self.closed = f.opcode == 0x8;
-            return;
-        }
-        if f.opcode != 0x0 {
-            self.message_opcode = f.opcode;
-        }
-        self.in_message = !f.fin;
-        if !f.fin {
-            return;
-        }
-        let message = std::mem::take(&mut self.message);
-        let message = match self.message_opcode {
-            0x1 => rewrite_command(&message, subscribe_as, identifiers).unwrap_or(message),
-            _ => message,
-        };
-        push_masked(out, self.message_opcode, &message);
     }
 }
 
