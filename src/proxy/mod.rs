@@ -292,20 +292,8 @@ impl ProxyHttp for Gateway {
             }
         }
         if session.was_upgraded() {
-            if let Some(before) = ctx.response.as_ref().and_then(|w| w.messages.as_ref()) {
-                let (sent, dropped) = (before.sent, before.removed);
-                let result = stream::upstream_messages(ctx, body);
-                if let (Some(a), Some(after)) = (
-                    &ctx.admitted,
-                    ctx.response.as_ref().and_then(|w| w.messages.as_ref()),
-                ) {
-                    self.metrics.record_stream_messages(
-                        &a.route.name.0,
-                        after.sent - sent,
-                        after.removed - dropped,
-                    );
-                }
-                result?;
+            if ctx.response.as_ref().is_some_and(|w| w.messages.is_some()) {
+                stream::upstream_messages(ctx, body, &self.metrics)?;
             } else {
                 scrub_frames(ctx, body)?;
             }
@@ -694,7 +682,8 @@ fn shape_request(session: &Session, ctx: &RequestCtx, req: &mut RequestHeader) -
     let route = &admission.route;
     let frames_read = !route.upstream.credentials.is_empty()
         || route.message_filter.is_some()
-        || !route.redactions.is_empty();
+        || !route.redactions.is_empty()
+        || route.subscribe_as.is_some();
     if route.websocket && frames_read {
         // Compressed frames could not be read: not searched for the
         // credential, nor filtered and masked.

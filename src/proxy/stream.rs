@@ -83,8 +83,13 @@ pub fn read_messages(ctx: &mut RequestCtx) {
 
 /// The upstream's half of a stream whose messages are read: control
 /// frames and whole, filtered and masked messages go on; a message that
-/// cannot be read ends the stream, with nothing of it sent.
-pub fn upstream_messages(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) -> Result<()> {
+/// cannot be read ends the stream, with nothing of it sent. Counts what
+/// it sent on and dropped in `metrics`.
+pub fn upstream_messages(
+    ctx: &mut RequestCtx,
+    body: &mut Option<bytes::Bytes>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<()> {
     let RequestCtx {
         admitted,
         response,
@@ -98,7 +103,14 @@ pub fn upstream_messages(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) 
     let Some(stream) = &mut work.messages else {
         return Ok(());
     };
-    match stream.piece(a.route.stream_credentials(), piece) {
+    let (sent, dropped) = (stream.sent, stream.removed);
+    let read = stream.piece(a.route.stream_credentials(), piece);
+    metrics.record_stream_messages(
+        &a.route.name.0,
+        stream.sent - sent,
+        stream.removed - dropped,
+    );
+    match read {
         Ok(out) => {
             *body = Some(bytes::Bytes::from(out));
             Ok(())
