@@ -230,6 +230,31 @@ impl FrameReader {
     }
 }
 
+/// Appends one final frame of `opcode` carrying `payload`, masked with
+/// `mask` when given (a client's frames must be, RFC 6455 § 5.3; a
+/// server's must not).
+pub fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    let bit = if mask.is_some() { 0x80 } else { 0 };
+    out.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(bit | len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        out.push(bit | 126);
+        out.extend_from_slice(&short.to_be_bytes());
+    } else {
+        out.push(bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    match mask {
+        None => out.extend_from_slice(payload),
+        Some(mask) => {
+            out.extend_from_slice(&mask);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        }
+    }
+}
+
 fn is_control(opcode: u8) -> bool {
     opcode & 0x8 != 0
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use thiserror::Error;
 
-use super::frames::{Found, FrameReader, Sender};
+use super::frames::{push_frame, Found, FrameReader, Sender};
 use super::subscriptions::Identifiers;
 use super::{rewrite, RewriteError, RewriteOutcome, RewritePlan};
 use crate::echo::Credentials;
@@ -237,7 +237,7 @@ impl MessageStream {
         }
         if let Some(mut text) = self.decide(message)? {
             self.credentials_masked += creds.mask(&mut text);
-            push_frame(out, opcode, &text);
+            push_frame(out, opcode, &text, None);
             self.sent += 1;
         }
         Ok(())
@@ -311,22 +311,6 @@ fn has_member(text: &str, member: &str) -> bool {
     use std::collections::HashMap;
     serde_json::from_str::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(text)
         .is_ok_and(|names| names.contains_key(member))
-}
-
-/// Appends one final, unmasked frame of `opcode` carrying `payload`.
-fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(payload);
 }
 
 #[cfg(test)]

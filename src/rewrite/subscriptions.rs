@@ -24,7 +24,7 @@
 use memchr::memmem;
 use serde_json::{Map, Value};
 
-use super::frames::{Found, FrameReader, Sender};
+use super::frames::{push_frame, Found, FrameReader, Sender};
 use super::messages::MessageError;
 
 /// Subscriptions remembered per stream; past this the oldest is forgotten
@@ -129,7 +129,7 @@ impl CommandStream {
                             }
                             _ => whole,
                         };
-                        push_masked(&mut out, opcode, &sent);
+                        push_frame(&mut out, opcode, &sent, Some(rand::random()));
                     }
                 }
             }
@@ -156,25 +156,6 @@ fn rewrite_command(
     identifiers.remember(&upstream, &client);
     command.insert("identifier".to_owned(), Value::String(upstream));
     serde_json::to_vec(&command).ok()
-}
-
-/// Appends one final frame of `opcode` carrying `payload`, masked with a
-/// fresh key (a client's frames must be, RFC 6455 § 5.3).
-fn push_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    let mask: [u8; 4] = rand::random();
-    out.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
 }
 
 #[cfg(test)]
