@@ -208,9 +208,13 @@ pub fn with_reason<'a>(
     records.iter().filter(|r| r["reason"] == reason).collect()
 }
 
+/// The records of an audit file, each line whole: a last line without its
+/// newline is one the writer is still writing, and is left for later.
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+    whole
+        .lines()
         .map(|l| {
             serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
         })
