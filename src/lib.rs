@@ -32,6 +32,7 @@ pub mod audit;
 pub mod config;
 pub mod connection;
 pub mod explain;
+pub mod listening;
 pub mod metrics;
 
 pub mod admin;

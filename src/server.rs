@@ -275,6 +275,7 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
     // handshakes once a connection is within the caps (`connection`).
     let mut handshakes = Handshakes::default();
     let mut endpoints = Vec::new();
+    let proxy_addrs: Vec<std::net::SocketAddr> = listeners.iter().map(|l| l.1).collect();
     for (name, addr, tls, write_buffer) in listeners {
         // Reads keep pingora's default buffer; see DEFAULT_WRITE_BUFFER for
         // the write side.
@@ -387,8 +388,13 @@ pub fn build(snapshot: Snapshot, opts: &RunOptions) -> Result<(Server, Handles),
         // the first good key set.
         server.add_service(background_service("chatwarden jwks", JwksTask(j.clone())));
     }
+    // Ready once the proxy's sockets listen (pingora binds them as the
+    // service starts, maybe after the admin listener answers).
+    server.add_service(background_service(
+        "chatwarden listeners up",
+        ListenersUp(store.clone(), proxy_addrs),
+    ));
     server.bootstrap();
-    store.set_ready();
 
     Ok((
         server,
@@ -452,6 +458,18 @@ impl BackgroundService for ConfigWatch {
 }
 
 /// The JWKS refresher as a pingora background service.
+/// Marks the gateway ready once every proxy listener is up
+/// ([`crate::listening`]).
+struct ListenersUp(ConfigStore, Vec<std::net::SocketAddr>);
+
+#[async_trait::async_trait]
+impl BackgroundService for ListenersUp {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        crate::listening::wait_until_listening(&self.1).await;
+        self.0.set_ready();
+    }
+}
+
 struct JwksTask(Arc<JwksSource>);
 
 #[async_trait::async_trait]

@@ -114,6 +114,16 @@ pub async fn start_watching(
     });
     wait_listening(addr).await;
     wait_listening(admin).await;
+    // The gateway marks itself ready once the kernel lists its listener
+    // (a few milliseconds after it accepts): tests start from there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !handles.store.is_ready() {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never saw its listeners up"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     TestGateway {
         addr,
         admin,
