@@ -11,10 +11,14 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::limit::tls::{RedisTls, Trust};
+
 /// What to watch and for how long.
 pub struct Watch {
     pub url: String,
     pub token: String,
+    /// `wss://`: trust only these CAs (PEM), not the system's.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Stop after this many events.
     pub count: usize,
     pub seconds: u64,
@@ -55,7 +59,49 @@ async fn watch(w: &Watch) -> Result<(), String> {
             .parse()
             .map_err(|_| "the token is not a header value".to_string())?,
     );
-    let (mut ws, _) = match tokio_tungstenite::connect_async(req).await {
+    let uri = req.uri().clone();
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{}: no host", w.url))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let tls = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => return Err(format!("{}: use ws:// or wss://", w.url)),
+    };
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("{}: {e}", w.url))?;
+    if !tls {
+        return stream(w, req, tcp).await;
+    }
+    let trust = match &w.ca_file {
+        None => Trust::System,
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut pem.as_slice()).collect();
+            Trust::Only(certs.map_err(|e| format!("{}: malformed PEM: {e}", path.display()))?)
+        }
+    };
+    // The client side of TLS the Redis store uses: the system's roots or
+    // the given CAs only, never unverified.
+    let tls = RedisTls::new(trust, None).map_err(|e| e.to_string())?;
+    let secured = tls
+        .handshake(&host, tcp)
+        .await
+        .map_err(|e| format!("{}: TLS: {e}", w.url))?;
+    stream(w, req, secured).await
+}
+
+/// The stream over `io` (plain or TLS): handshake, subscribe, print.
+async fn stream<S>(w: &Watch, req: http::Request<()>, io: S) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut ws, _) = match tokio_tungstenite::client_async(req, io).await {
         Ok(opened) => opened,
         Err(WsError::Http(resp)) => {
             let body = resp.body().as_deref().unwrap_or_default();

@@ -130,11 +130,16 @@ enum Command {
     /// Watch Chatwoot's live updates (its WebSocket) through the gateway as
     /// a token sees them: one line per event, ActionCable's pings left out.
     Cable {
-        /// The gateway's cable, e.g. ws://127.0.0.1:8080/cable.
+        /// The gateway's cable, e.g. ws://127.0.0.1:8080/cable or
+        /// wss://gateway.example/cable.
         url: String,
         /// The staff token (sent as `Authorization: Bearer`).
         #[arg(long)]
         token: String,
+        /// wss://: trust only the CA certificates in this PEM file (default:
+        /// the system's).
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
         /// Stop after this many events.
         #[arg(long, default_value_t = 5)]
         count: usize,
@@ -255,12 +260,14 @@ pub fn main() -> ExitCode {
         Command::Cable {
             url,
             token,
+            ca_file,
             count,
             seconds,
             raw,
         } => cable::run(&cable::Watch {
             url,
             token,
+            ca_file,
             count,
             seconds,
             raw,

@@ -985,3 +985,65 @@ async fn subscriptions_are_made_as_the_crm_user_and_its_token_never_reaches_staf
         );
     }
 }
+
+/// `chatwarden cable` over HTTPS: the gateway's TLS listener in front of
+/// a WebSocket upstream, the test CA given with `--ca-file`.
+#[tokio::test]
+async fn chatwarden_cable_watches_a_stream_over_tls() {
+    let ws = WsUpstream::start().await;
+    let pki = tempfile::tempdir().expect("dir");
+    harness::make_pki(pki.path());
+    let config = r#"
+listeners:
+  - name: tls
+    addr: "${LISTEN}"
+    tls: {cert: "${PKI}/cert.pem", key: "${PKI}/key.pem"}
+admin: {addr: "${ADMIN}", token_env: ADMIN_TOKEN}
+upstreams:
+  crm: {url: "${UP}"}
+routes:
+  - {name: cable, upstream: crm, methods: [GET], path: /cable, auth: none, websocket: true}
+audit: {path: "${AUDIT}"}
+"#;
+    let gw = harness::start(
+        config,
+        &[
+            ("UP", ws.url()),
+            ("PKI", pki.path().display().to_string()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ],
+    )
+    .await;
+    let url = format!("wss://localhost:{}/cable", gw.addr.port());
+    let ca = pki.path().join("ca.pem");
+    let watch = |ca: Option<std::path::PathBuf>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatwarden"));
+        cmd.args([
+            "cable",
+            &url,
+            "--token",
+            "t",
+            "--count",
+            "1",
+            "--seconds",
+            "20",
+            "--raw",
+        ]);
+        if let Some(ca) = ca {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        tokio::task::spawn_blocking(move || cmd.output().expect("run chatwarden cable"))
+    };
+    // The upstream echoes the subscription the command sends.
+    let out = watch(Some(ca)).await.expect("ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(r#"\"channel\":\"RoomChannel\""#),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the CA the gateway's certificate is not trusted.
+    let out = watch(None).await.expect("ran");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("TLS"), "{stderr}");
+}
