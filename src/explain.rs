@@ -17,7 +17,7 @@ use crate::policy::{plan_row_filter, FieldPath, MessageFilter, OwnerMatch, RowFi
 use crate::redact::{national_id, Detector, Region};
 use crate::revocation::RuntimeRevocations;
 use crate::rewrite::messages::{MessageError, MessagePlan, MessageStream};
-use crate::rewrite::{RewriteError, RewriteOutcome, RewritePlan};
+use crate::rewrite::{Links, RewriteError, RewriteOutcome, RewritePlan};
 
 /// One request to explain.
 pub struct Question {
@@ -103,12 +103,21 @@ pub fn rewrite_for(
     admission: &gate::Admission,
     body: &[u8],
 ) -> Option<Result<RewriteOutcome, RewriteError>> {
-    let plan = RewritePlan::for_caller(
+    let mut plan = RewritePlan::for_caller(
         admission.route.row_filter.as_ref(),
         &admission.route.redactions,
         admission.caller.as_ref().map(|c| &c.identity),
         snapshot.policy.roles(),
     );
+    let origins = &admission.route.upstream.links;
+    if !origins.is_empty() {
+        // Without `public_url` the proxy uses each request's Host; here,
+        // with no request, links are shown as the paths they become.
+        plan.links = Some(Links::new(
+            origins.clone(),
+            snapshot.public_url.as_deref().unwrap_or(""),
+        ));
+    }
     if plan.is_empty() {
         return None;
     }
@@ -375,6 +384,18 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
             "stream:   a WebSocket handshake is forwarded; the open stream is decided again as its frames pass"
                 .to_string(),
         );
+    }
+    let links = &a.route.upstream.links;
+    if !links.is_empty() {
+        let origins: Vec<&str> = links.iter().map(|o| o.as_str()).collect();
+        lines.push(format!(
+            "links:    URLs under {} in the JSON answer (and Location) lead to {} instead",
+            origins.join(", "),
+            snapshot
+                .public_url
+                .as_deref()
+                .unwrap_or("the gateway as the client reached it (its Host)")
+        ));
     }
     let Some(caller) = &a.caller else {
         return lines;
@@ -769,6 +790,48 @@ routes:
         assert!(ask(r#"["agent"]"#, "/live", "[1]").starts_with(
             "message: the stream ends (redaction_failed), nothing of the message sent: "
         ));
+    }
+
+    #[test]
+    fn upstream_links_are_shown_leading_to_the_gateway() {
+        let config = |network: &str| {
+            format!(
+                "listeners: [{{name: main, addr: \"127.0.0.1:1\"}}]\n{network}\
+                 upstreams:\n  graph: {{url: \"https://graph.facebook.com\", links: [graph, media]}}\n  media: {{url: \"https://lookaside.fbsbx.com\"}}\n\
+                 routes: [{{name: list, upstream: graph, methods: [GET], path: \"/v23.0/{{waba}}/message_templates\", auth: none}}]\n"
+            )
+        };
+        let question = Question {
+            method: "GET".into(),
+            path: "/v23.0/1/message_templates".into(),
+            token: None,
+            claims: None,
+            ip: "10.0.0.1".into(),
+            at: None,
+        };
+        let body = br#"{"data":[],"paging":{"next":"https:\/\/graph.facebook.com\/v23.0\/1\/message_templates?after=Q"}}"#;
+        for (network, origin, led) in [
+            (
+                "network: {public_url: \"https://api.acme.example\"}\n",
+                "https://api.acme.example",
+                "https://api.acme.example/v23.0/1/message_templates?after=Q",
+            ),
+            (
+                "",
+                "the gateway as the client reached it (its Host)",
+                "/v23.0/1/message_templates?after=Q",
+            ),
+        ] {
+            let snapshot = load_str(&config(network), Path::new("t.yaml"), &HashMap::new())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let told = answer(&snapshot, &question, &RuntimeRevocations::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let line = format!("links:    URLs under https://graph.facebook.com, https://lookaside.fbsbx.com in the JSON answer (and Location) lead to {origin} instead");
+            assert!(told.contains(&line), "expected `{line}` in:\n{told}");
+            let shown = response_for(&snapshot, &question, &RuntimeRevocations::default(), body)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(shown.contains(led), "expected `{led}` in:\n{shown}");
+        }
     }
 
     #[test]

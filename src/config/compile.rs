@@ -262,6 +262,7 @@ impl Compiler<'_> {
         let listeners = self.listeners(&raw);
         let admin = self.admin(&raw);
         let trusted_proxies = TrustedProxies::new(self.cidrs(&raw.network.trusted_proxies));
+        let public_url = self.public_url(raw.network.public_url.as_ref());
         let connections = self.connections(&raw.connections);
         let upstreams = self.upstreams(&raw.upstreams);
         let mut auth = match &raw.auth {
@@ -324,6 +325,7 @@ impl Compiler<'_> {
             listeners,
             admin,
             trusted_proxies,
+            public_url,
             connections,
             upstreams,
             routes: routes?,
@@ -635,13 +637,59 @@ impl Compiler<'_> {
         &mut self,
         raw: &BTreeMap<String, RawUpstream>,
     ) -> BTreeMap<String, Arc<Upstream>> {
-        let mut out = BTreeMap::new();
+        let mut compiled = BTreeMap::new();
         for (name, u) in raw {
             if let Some(up) = self.upstream(name, u) {
-                out.insert(name.clone(), Arc::new(up));
+                compiled.insert(name.clone(), up);
             }
         }
+        // `links` names other upstreams: resolved once all are known.
+        let origins: BTreeMap<String, crate::rewrite::Origin> = compiled
+            .iter()
+            .map(|(name, up)| (name.clone(), up.origin()))
+            .collect();
+        let mut out = BTreeMap::new();
+        for (name, mut up) in compiled {
+            let mut links = Vec::new();
+            for target in raw.get(&name).map_or(&[][..], |u| &u.links[..]) {
+                match origins.get(&target.value) {
+                    Some(o) if !links.contains(o) => links.push(o.clone()),
+                    Some(_) => {}
+                    None => self.err(
+                        &target.referenced,
+                        format!(
+                            "upstream `{name}`: links: no upstream named `{}`",
+                            target.value
+                        ),
+                    ),
+                }
+            }
+            up.links = links.into();
+            out.insert(name, Arc::new(up));
+        }
         out
+    }
+
+    /// `network.public_url`: an origin (`https://host[:port]`), nothing
+    /// after it but an optional `/`.
+    fn public_url(&mut self, raw: Option<&Str>) -> Option<Arc<str>> {
+        let s = raw?;
+        let text = self.string(s)?;
+        let ok = text
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+            .filter(|u| u.host().is_some_and(|h| !h.is_empty()))
+            .filter(|u| matches!(u.path(), "" | "/") && u.query().is_none())
+            .filter(|u| u.authority().is_some_and(|a| !a.as_str().contains('@')));
+        if ok.is_none() {
+            self.err(
+                &s.referenced,
+                format!("network.public_url `{text}` must be an origin such as https://gateway.example.com (a scheme and a host, an optional port, no path)"),
+            );
+            return None;
+        }
+        Some(text.trim_end_matches('/').to_ascii_lowercase().into())
     }
 
     fn upstream(&mut self, name: &str, u: &RawUpstream) -> Option<Upstream> {
@@ -760,6 +808,7 @@ impl Compiler<'_> {
             max_body,
             method_override_params,
             refuse_format_suffix,
+            links: Arc::from([]),
             ca,
             pool_key: pool_key(name),
             resolved: std::sync::Mutex::new(None),

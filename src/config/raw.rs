@@ -172,6 +172,10 @@ pub struct RawAdminTls {
 pub struct RawNetwork {
     #[serde(default)]
     pub trusted_proxies: Vec<Str>,
+    /// The gateway's origin as clients reach it (`https://wa.acme.example`):
+    /// where rewritten upstream links lead. Unset: each request's own
+    /// scheme and `Host`.
+    pub public_url: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +215,10 @@ pub struct RawUpstream {
     /// `refuse` (the default) or `allow` a request whose last path segment
     /// has a dot, which Rails reads as a format suffix.
     pub format_suffix: Option<Str>,
+    /// Upstreams whose absolute URLs in this upstream's JSON answers are
+    /// turned into the gateway's (Graph's `paging.next`, a media `url`).
+    #[serde(default)]
+    pub links: Vec<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +58,9 @@ pub struct Snapshot {
     pub listeners: Vec<Listener>,
     pub admin: Option<Admin>,
     pub trusted_proxies: TrustedProxies,
+    /// `network.public_url` without its trailing slash: where rewritten
+    /// upstream links lead (`None`: the request's own scheme and host).
+    pub public_url: Option<Arc<str>>,
     /// Head deadline and connection caps, read when a connection arrives.
     pub connections: crate::connection::ConnectionSettings,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
@@ -153,6 +156,10 @@ pub struct Upstream {
     /// format `json`, where a route template would see an id `search.json`
     /// (see [`crate::request::format_suffix`]).
     pub refuse_format_suffix: bool,
+    /// The origins (of the upstreams its `links` names) whose URLs in this
+    /// upstream's JSON answers lead through the gateway instead; empty for
+    /// none.
+    pub links: Arc<[crate::rewrite::Origin]>,
     pub ca: Option<Arc<[WrappedX509]>>,
     /// Separates this upstream's pooled connections from any other
     /// upstream's at the same address: pingora's pool key ignores the CA,
@@ -166,6 +173,17 @@ pub struct Upstream {
     /// What ownership lookups on this upstream found, reused briefly by
     /// every route of this snapshot (a reload starts empty).
     pub owners: OwnerCache,
+}
+
+impl Upstream {
+    /// Where this upstream's own links start (`https://graph.facebook.com`).
+    pub fn origin(&self) -> crate::rewrite::Origin {
+        let host = match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => format!("[{}]", self.host),
+            _ => self.host.clone(),
+        };
+        crate::rewrite::Origin::new(self.tls, &host, self.port)
+    }
 }
 
 /// How long a resolved upstream address is reused.

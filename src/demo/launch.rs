@@ -238,6 +238,14 @@ fn print_guide(
        -d '{{"messaging_product":"whatsapp","to":"447700900123","type":"text","text":{{"body":"Your order has shipped"}}}}'; echo
   curl -s -X POST $GW/v23.0/209876543210987/messages -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' \
        -d '{{"messaging_product":"whatsapp","to":"4915155512345","type":"text","text":{{"body":"Hallo"}}}}'; echo
+  # Links lead back through the gateway. Meta's answers link to itself: a list's next page, and
+  # the download URL of a photo a customer sent (on Meta's media host, which takes the Meta token).
+  # Followed as written, they would fail and hand the staff token to Meta; the gateway rewrites
+  # them to itself, so the next page and the photo come through it, under its policy and audit
+  curl -s "$GW/v23.0/{waba}/message_templates?limit=2" -H "Authorization: Bearer $AGENT" | jq -c '{{names: [.data[] | "\(.name) (\(.language))"], next: .paging.next}}'
+  curl -s "$(curl -s "$GW/v23.0/{waba}/message_templates?limit=2" -H "Authorization: Bearer $AGENT" | jq -r .paging.next)" -H "Authorization: Bearer $AGENT" | jq -c '[.data[] | "\(.name) (\(.language))"]'
+  curl -s $GW/v23.0/{photo} -H "Authorization: Bearer $SUPERVISOR" | jq -c '{{mime_type, url}}'
+  curl -s "$(curl -s $GW/v23.0/{photo} -H "Authorization: Bearer $SUPERVISOR" | jq -r .url)" -H "Authorization: Bearer $SUPERVISOR" -o photo.png -w '%{{http_code}} %{{content_type}} %{{size_download}} bytes -> photo.png\n'
   # ...and in the CRM, a new customer goes onto her own number's inbox, not the German one's
   # (the gateway reads the JSON body's inbox_id before the CRM sees anything)
   curl -s -X POST $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' \
@@ -303,6 +311,8 @@ Ctrl-C to stop.
         theirs = sample.1,
         card = card_conversation(),
         cable = format!("ws://{listen}/cable"),
+        waba = data::WABA_ID,
+        photo = data::media().first().map_or("1180245637719204", |m| m.id),
     );
 }
 

@@ -519,15 +519,28 @@ impl Gateway {
                     respond::refuse(session, ctx, reason, None, false).await?;
                     return Ok(true);
                 }
-                ctx.response =
-                    rewrite::plan(&a.route, a.caller.as_deref(), snapshot.policy.roles()).map(
-                        |r| {
-                            Box::new(ResponseWork {
-                                rewrite: Some(r),
-                                ..ResponseWork::default()
-                            })
-                        },
-                    );
+                let links = if a.route.upstream.links.is_empty() {
+                    None
+                } else {
+                    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+                    let trusted = session
+                        .client_addr()
+                        .and_then(|p| p.as_inet())
+                        .is_some_and(|p| snapshot.trusted_proxies.is_trusted(p.ip()));
+                    rewrite::links_for(snapshot, &a.route, session.req_header(), tls, trusted)
+                };
+                ctx.response = rewrite::plan(
+                    &a.route,
+                    a.caller.as_deref(),
+                    snapshot.policy.roles(),
+                    links,
+                )
+                .map(|r| {
+                    Box::new(ResponseWork {
+                        rewrite: Some(r),
+                        ..ResponseWork::default()
+                    })
+                });
                 if ctx.rewriting().is_some() && fetch::eligible(session) {
                     // Boxed, like the lookup: a whole exchange.
                     Box::pin(fetch::answer(&self.lookups, &self.metrics, session, ctx)).await?;

@@ -23,11 +23,11 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::auth::Verified;
-use crate::config::snapshot::Route;
+use crate::config::snapshot::{Route, Snapshot};
 use crate::policy::RoleSet;
 use crate::rewrite::{
-    check_error_head, mask_error_body, rewrite, ErrorScan, RewriteError, RewriteOutcome,
-    RewritePlan,
+    check_error_head, mask_error_body, public_origin, readable, rewrite, ErrorScan, Links,
+    RewriteError, RewriteOutcome, RewritePlan,
 };
 
 pub use crate::rewrite::MAX_REWRITE_BYTES;
@@ -72,19 +72,62 @@ enum Mode {
 }
 
 /// The plan for this caller on this route, if anything must be rewritten:
-/// the row filter, and every redaction rule whose `unless_permission` the
-/// caller lacks.
-pub fn plan(route: &Route, caller: Option<&Verified>, roles: &RoleSet) -> Option<RewriteState> {
-    if route.row_filter.is_none() && route.redactions.is_empty() {
+/// the row filter, every redaction rule whose `unless_permission` the
+/// caller lacks, and the upstream links that lead through the gateway.
+pub fn plan(
+    route: &Route,
+    caller: Option<&Verified>,
+    roles: &RoleSet,
+    links: Option<Links>,
+) -> Option<RewriteState> {
+    if route.row_filter.is_none() && route.redactions.is_empty() && links.is_none() {
         return None;
     }
-    let plan = RewritePlan::for_caller(
+    let mut plan = RewritePlan::for_caller(
         route.row_filter.as_ref(),
         &route.redactions,
         caller.map(|c| &c.identity),
         roles,
     );
+    plan.links = links;
     (!plan.is_empty()).then(|| RewriteState::new(plan))
+}
+
+/// The links of `route`'s upstream, leading to the gateway as this client
+/// reached it (see [`public_origin`]): `None` when its upstream has no
+/// `links`. `tls`: the client's connection is TLS; `trusted_peer`: it comes
+/// from a trusted proxy, whose `X-Forwarded-Proto` says the scheme the
+/// client used.
+pub fn links_for(
+    snapshot: &Snapshot,
+    route: &Route,
+    req: &RequestHeader,
+    tls: bool,
+    trusted_peer: bool,
+) -> Option<Links> {
+    let origins = &route.upstream.links;
+    if origins.is_empty() {
+        return None;
+    }
+    let forwarded = req
+        .headers
+        .get("x-forwarded-proto")
+        .filter(|_| trusted_peer)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').next().unwrap_or_default().trim());
+    let scheme = match forwarded {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ if tls => "https",
+        _ => "http",
+    };
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()));
+    let public = public_origin(snapshot.public_url.as_deref(), scheme, host);
+    Some(Links::new(origins.clone(), public.as_deref().unwrap_or("")))
 }
 
 impl RewriteState {
@@ -140,27 +183,44 @@ pub fn prepare_response(
     state.content_type = text(http::header::CONTENT_TYPE);
     state.content_encoding = text(http::header::CONTENT_ENCODING);
     state.status = resp.status.as_u16();
-    let bodiless = resp.status.is_informational()
-        || resp.status == http::StatusCode::NO_CONTENT
-        || resp.status == http::StatusCode::NOT_MODIFIED;
-    state.mode = if bodiless {
-        // No body can follow, and the head has no length to drop (a 204
-        // must not carry one).
-        Mode::Pass
-    } else if resp.status.is_success() {
-        // An answer to HEAD too: its length and validators describe the
-        // unfiltered body, so they go as for GET.
-        Mode::Success
-    } else if head_request {
-        Mode::Pass
-    } else {
-        state.plan.error_scan().map_or(Mode::Pass, Mode::Error)
-    };
+    if let Some(links) = &state.plan.links {
+        relink_headers(links, resp)?;
+    }
     let declared = resp
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let bodiless = resp.status.is_informational()
+        || resp.status == http::StatusCode::NO_CONTENT
+        || resp.status == http::StatusCode::NOT_MODIFIED;
+    // A plan that only rewrites links passes what it cannot read (a media
+    // file, an encoded or oversized answer) as it is.
+    let unreadable = || {
+        head_request
+            || !readable(
+                state.content_type.as_deref(),
+                state.content_encoding.as_deref(),
+            )
+            || declared.is_some_and(|n| n > MAX_REWRITE_BYTES as u64)
+    };
+    state.mode = if bodiless {
+        // No body can follow, and the head has no length to drop (a 204
+        // must not carry one).
+        Mode::Pass
+    } else if resp.status.is_success() {
+        if !state.plan.fails_closed() && unreadable() {
+            Mode::Pass
+        } else {
+            // An answer to HEAD too: its length and validators describe
+            // the unfiltered body, so they go as for GET.
+            Mode::Success
+        }
+    } else if head_request {
+        Mode::Pass
+    } else {
+        state.plan.error_scan().map_or(Mode::Pass, Mode::Error)
+    };
     match state.mode {
         Mode::Pass => return Ok(()),
         Mode::Success => {}
@@ -193,6 +253,23 @@ pub fn prepare_response(
     resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
     if !downstream_h2 {
         resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(())
+}
+
+/// `Location` and `Content-Location` that lead to an upstream of `links`
+/// (a redirect) lead through the gateway instead.
+fn relink_headers(links: &Links, resp: &mut ResponseHeader) -> Result<()> {
+    for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+        let mut linked = String::new();
+        let relinked = resp
+            .headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| links.rewrite_into(v, &mut linked));
+        if relinked {
+            resp.insert_header(name, linked)?;
+        }
     }
     Ok(())
 }
@@ -480,5 +557,95 @@ mod tests {
         assert!(prepare_response(&mut s, &mut resp, false, true).is_ok());
         assert!(resp.headers.get("content-length").is_none());
         assert!(resp.headers.get("etag").is_none());
+    }
+
+    fn linking() -> RewriteState {
+        state(RewritePlan {
+            links: Some(Links::new(
+                vec![crate::rewrite::Origin::new(true, "graph.facebook.com", 443)].into(),
+                "https://wa.acme.example",
+            )),
+            ..RewritePlan::default()
+        })
+    }
+
+    #[test]
+    fn links_lead_through_the_gateway_and_what_cannot_hold_one_passes() {
+        let mut s = linking();
+        let mut resp = head(
+            302,
+            &[
+                ("location", "https://graph.facebook.com/v23.0/me?x=1"),
+                ("content-location", "https://example.com/elsewhere"),
+            ],
+        );
+        assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+        assert_eq!(
+            resp.headers.get("location").map(|v| v.as_bytes()),
+            Some(&b"https://wa.acme.example/v23.0/me?x=1"[..]),
+            "a redirect to the upstream leads through the gateway"
+        );
+        assert_eq!(
+            resp.headers.get("content-location").map(|v| v.as_bytes()),
+            Some(&b"https://example.com/elsewhere"[..]),
+            "another site's link stays"
+        );
+        assert!(!s.holds_body(), "an error answer passes");
+
+        for (headers, head_request) in [
+            (
+                &[("content-type", "image/jpeg"), ("content-length", "5")][..],
+                false,
+            ),
+            (
+                &[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "br"),
+                ],
+                false,
+            ),
+            (
+                &[
+                    ("content-type", "application/json"),
+                    ("content-length", "99999999999"),
+                ],
+                false,
+            ),
+            (
+                &[
+                    ("content-type", "application/json"),
+                    ("content-length", "10"),
+                ],
+                true,
+            ),
+        ] {
+            let mut s = linking();
+            let mut resp = head(200, headers);
+            assert!(prepare_response(&mut s, &mut resp, false, head_request).is_ok());
+            assert!(!s.holds_body(), "{headers:?} passes as it is");
+            assert!(
+                resp.headers.get("content-length").is_some()
+                    || !headers.iter().any(|(n, _)| *n == "content-length"),
+                "{headers:?}: its length kept"
+            );
+        }
+
+        let mut s = linking();
+        let body = br#"{"paging":{"next":"https://graph.facebook.com/v23.0/1/x?after=Q"}}"#;
+        let mut resp = head(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("content-length", "64"),
+            ],
+        );
+        assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+        assert!(s.holds_body());
+        let out = through(&mut s, body).expect("rewritten");
+        assert_eq!(
+            out.as_deref(),
+            Some(&br#"{"paging":{"next":"https://wa.acme.example/v23.0/1/x?after=Q"}}"#[..])
+        );
+        assert_eq!(s.masked, 0, "a link is not a masked value");
     }
 }

@@ -71,6 +71,7 @@ impl RewritePlan {
                     detectors,
                     style: strictest(styles),
                 }],
+                links: None,
             },
         })
     }

@@ -26,6 +26,7 @@
 
 mod error_body;
 mod frames;
+pub mod links;
 mod media;
 pub mod messages;
 mod plan;
@@ -36,6 +37,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 pub use error_body::{check_error_head, mask_error_body, ErrorScan};
+pub use links::{public_origin, Links, Origin};
 pub use plan::{PlannedDetect, PlannedMask, PlannedRowFilter, RewritePlan, MAX_PLAN_ENTRIES};
 
 use plan::Compiled;
@@ -107,6 +109,13 @@ impl RewriteError {
     }
 }
 
+/// Whether a body of this type and encoding can be read here: JSON, not
+/// content-coded.
+pub fn readable(content_type: Option<&str>, content_encoding: Option<&str>) -> bool {
+    media::check_encoding(content_encoding).is_ok()
+        && media::check_content_type(content_type).is_ok()
+}
+
 /// Applies `plan` to one response body.
 ///
 /// In order: an empty plan or an empty body is [`RewriteOutcome::Unchanged`]
@@ -114,8 +123,23 @@ impl RewriteError {
 /// at most `max_bytes`, the content type JSON, and the body valid JSON in
 /// which every selector finds what it names (a missing member or a wrong
 /// container type is a [`RewriteError::ShapeMismatch`]: the upstream
-/// changed shape and rows cannot be known to be filtered).
+/// changed shape and rows cannot be known to be filtered). A plan that
+/// only rewrites links ([`RewritePlan::fails_closed`] false) leaves a body
+/// it cannot read [`RewriteOutcome::Unchanged`] instead.
 pub fn rewrite(
+    body: &[u8],
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    plan: &RewritePlan,
+    max_bytes: usize,
+) -> Result<RewriteOutcome, RewriteError> {
+    match rewrite_strictly(body, content_type, content_encoding, plan, max_bytes) {
+        Err(_) if !plan.fails_closed() => Ok(RewriteOutcome::Unchanged),
+        outcome => outcome,
+    }
+}
+
+fn rewrite_strictly(
     body: &[u8],
     content_type: Option<&str>,
     content_encoding: Option<&str>,

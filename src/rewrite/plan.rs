@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use super::links::Links;
 use super::RewriteError;
 use crate::identity::Identity;
 use crate::policy::{
@@ -30,6 +31,9 @@ pub struct RewritePlan {
     /// Free-text detection applied to every string value of the body (not
     /// to member names), in order.
     pub detect: Vec<PlannedDetect>,
+    /// Upstream URLs to turn into the gateway's (see [`Links`]): whole
+    /// string values, before detection reads them.
+    pub links: Option<Links>,
 }
 
 /// A field to mask, for one caller.
@@ -124,11 +128,20 @@ impl RewritePlan {
     /// Whether there is nothing to do (no filter, or only `Skip` plans,
     /// and nothing to mask).
     pub fn is_empty(&self) -> bool {
+        !self.fails_closed() && self.links.is_none()
+    }
+
+    /// Whether a body that cannot be read must not reach the client: rows
+    /// to remove or values to mask. A plan that only rewrites links passes
+    /// what it cannot read (a media file, a body not JSON) as it is: a
+    /// link left as the upstream wrote it leaks nothing the caller may not
+    /// see.
+    pub fn fails_closed(&self) -> bool {
         self.row_filters
             .iter()
-            .all(|f| f.plan == RowFilterPlan::Skip)
-            && self.masks.is_empty()
-            && self.detect.iter().all(|d| d.detectors.is_empty())
+            .any(|f| f.plan != RowFilterPlan::Skip)
+            || !self.masks.is_empty()
+            || self.detect.iter().any(|d| !d.detectors.is_empty())
     }
 }
 
@@ -147,6 +160,7 @@ pub(super) struct Compiled<'p> {
     pub mask_all: u64,
     mask_steps: StepTable,
     pub detect: &'p [PlannedDetect],
+    pub links: Option<&'p Links>,
 }
 
 /// Selectors (each one bit) indexed by document depth: whose selector ends
@@ -285,6 +299,7 @@ impl<'p> Compiled<'p> {
             mask_all: 0,
             mask_steps: StepTable::new(plan.masks.iter().map(|m| m.field.steps())),
             detect: &plan.detect,
+            links: plan.links.as_ref(),
         };
         for i in 0..compiled.masks.len() {
             compiled.mask_all |= bit(i);
@@ -316,6 +331,7 @@ impl<'p> Compiled<'p> {
             mask_all: 0,
             mask_steps: StepTable::default(),
             detect,
+            links: None,
         }
     }
 

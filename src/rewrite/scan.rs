@@ -246,8 +246,7 @@ impl<'s> Walker<'s, '_> {
                         }
                         match masking {
                             Some(m) => self.mask(m, start, escaped)?,
-                            None if !plan.detect.is_empty() => self.detect(start, escaped)?,
-                            None => {}
+                            None => self.free_text(start, escaped)?,
                         }
                     }
                     b'-' | b'0'..=b'9' => {
@@ -454,10 +453,7 @@ impl<'s> Walker<'s, '_> {
             Some(b'"') => {
                 let start = self.pos;
                 let escaped = self.string()?;
-                if !self.plan.detect.is_empty() {
-                    self.detect(start, escaped)?;
-                }
-                Ok(())
+                self.free_text(start, escaped)
             }
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b't') => self.literal(b"true"),
@@ -700,42 +696,69 @@ impl<'s> Walker<'s, '_> {
         Ok(())
     }
 
-    /// Masks the phone numbers and e-mail addresses in the string at
-    /// `start..pos`, if it holds any.
-    fn detect(&mut self, start: usize, escaped: bool) -> Result<(), WalkError> {
+    /// The string at `start..pos`, which no mask covers: a link to an
+    /// upstream is turned into the gateway's, and what the client gets is
+    /// searched for phone numbers and e-mail addresses.
+    fn free_text(&mut self, start: usize, escaped: bool) -> Result<(), WalkError> {
+        let plan = self.plan;
+        if let Some(links) = plan.links.filter(|l| l.may_hold(self.since(start))) {
+            let original = self.text(start, self.pos, escaped)?;
+            let mut linked = String::new();
+            if links.rewrite_into(&original, &mut linked) {
+                self.detect_in(start, &linked, true);
+                return Ok(());
+            }
+        }
+        if plan.detect.is_empty() {
+            return Ok(());
+        }
         let raw = self.since(start);
         // Nothing to find without an `@` or a digit; most strings stop here.
         if !raw.iter().any(|b| *b == b'@' || b.is_ascii_digit()) {
             return Ok(());
         }
         let original = self.text(start, self.pos, escaped)?;
+        self.detect_in(start, &original, false);
+        Ok(())
+    }
+
+    /// Masks the phone numbers and e-mail addresses in `text`, the value
+    /// of the string at `start..pos` (`changed`: already not the body's,
+    /// so it replaces the string even when nothing is found).
+    fn detect_in(&mut self, start: usize, text: &str, changed: bool) {
         let detect = self.plan.detect;
         if let [only] = detect {
             // One rule (the usual case): masked straight into the scratch
             // buffer, no allocation.
             self.scratch.clear();
-            let found =
-                mask_detected_into(&original, &only.detectors, &only.style, &mut self.scratch);
+            let found = mask_detected_into(text, &only.detectors, &only.style, &mut self.scratch);
             if found > 0 {
                 self.replace_with_scratch(start, found);
+                return;
             }
-            return Ok(());
-        }
-        // Several rules: each masks what the ones before it left.
-        let mut current: Option<String> = None;
-        let mut found = 0;
-        for d in detect {
-            let text = current.as_deref().unwrap_or(&original);
-            if let Some((masked, n)) = mask_detected(text, &d.detectors, &d.style) {
-                current = Some(masked);
-                found += n;
+        } else {
+            // Several rules (or none): each masks what the ones before it
+            // left.
+            let mut current: Option<String> = None;
+            let mut found = 0;
+            for d in detect {
+                let seen = current.as_deref().unwrap_or(text);
+                if let Some((masked, n)) = mask_detected(seen, &d.detectors, &d.style) {
+                    current = Some(masked);
+                    found += n;
+                }
+            }
+            if let Some(masked) = current {
+                self.scratch = masked;
+                self.replace_with_scratch(start, found);
+                return;
             }
         }
-        if let Some(masked) = current {
-            self.scratch = masked;
-            self.replace_with_scratch(start, found);
+        if changed {
+            self.scratch.clear();
+            self.scratch.push_str(text);
+            self.replace_with_scratch(start, 0);
         }
-        Ok(())
     }
 
     /// Replaces the value at `start..pos` by `scratch` as a JSON string.

@@ -1648,3 +1648,127 @@ fn where_masks_overlap_the_strictest_style_applies() {
         assert_eq!(sender["name"], name, "{what}: {sender}");
     }
 }
+
+fn graph_links(public: &str) -> Links {
+    Links::new(
+        vec![
+            Origin::new(true, "graph.facebook.com", 443),
+            Origin::new(true, "lookaside.fbsbx.com", 443),
+        ]
+        .into(),
+        public,
+    )
+}
+
+fn links_plan(public: &str) -> RewritePlan {
+    RewritePlan {
+        links: Some(graph_links(public)),
+        ..RewritePlan::default()
+    }
+}
+
+#[test]
+fn upstream_links_lead_through_the_gateway() {
+    // Graph escapes slashes; the link is read as its text and written
+    // back as plain JSON.
+    let body = r#"{"data":[{"id":"1","url":"https:\/\/lookaside.fbsbx.com\/whatsapp_business\/attachments\/?mid=1&ext=2"}],"paging":{"cursors":{"after":"QVFI"},"next":"https://graph.facebook.com/v23.0/1234/message_templates?after=QVFI","about":"https://developers.facebook.com/docs/graph-api"}}"#;
+    let (got, removed, _) = rewritten(body, &links_plan("https://wa.acme.example"), "links");
+    assert_eq!(removed, 0);
+    assert_eq!(
+        got["paging"]["next"],
+        "https://wa.acme.example/v23.0/1234/message_templates?after=QVFI"
+    );
+    assert_eq!(
+        got["data"][0]["url"],
+        "https://wa.acme.example/whatsapp_business/attachments/?mid=1&ext=2"
+    );
+    assert_eq!(
+        got["paging"]["about"], "https://developers.facebook.com/docs/graph-api",
+        "a link to a site that is no upstream stays"
+    );
+    assert_eq!(got["paging"]["cursors"]["after"], "QVFI");
+
+    let none = r#"{"data":[],"paging":{"cursors":{"after":"QVFI"}}}"#;
+    assert_eq!(
+        run(none, &links_plan("https://wa.acme.example")),
+        Ok(RewriteOutcome::Unchanged),
+        "nothing to rewrite: the upstream's bytes go as they are"
+    );
+}
+
+#[test]
+fn links_are_masked_like_any_text_and_masks_win() {
+    let mut plan = masks_plan(&["$.payload.website"], &[Detector::PHONE], Style::Partial);
+    plan.links = Some(graph_links("https://wa.acme.example"));
+    let body = r#"{"payload":{"website":"https://graph.facebook.com/v23.0/me","profile":"https://graph.facebook.com/v23.0/search?to=+447700900123"}}"#;
+    let (got, _, _) = rewritten(body, &plan, "links and masks");
+    assert_eq!(
+        got["payload"]["profile"], "https://wa.acme.example/v23.0/search?to=+*********123",
+        "the rewritten link is searched like any string"
+    );
+    assert_ne!(
+        got["payload"]["website"], "https://wa.acme.example/v23.0/me",
+        "a masked field is masked, not relinked"
+    );
+    assert!(
+        !got["payload"]["website"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("graph.facebook.com/v23.0/me"),
+        "masked whole: {}",
+        got["payload"]["website"]
+    );
+}
+
+#[test]
+fn links_in_removed_rows_go_with_them() {
+    let mut plan = agent3_list_plan();
+    plan.links = Some(graph_links(""));
+    let linked_row = |id: u64, assignee: u64, to: &str| {
+        conversation(id, Assignee::Num(assignee), &[]).replace(
+            r#""can_reply": true,"#,
+            &format!(r#""can_reply": true, "next": "https://graph.facebook.com/v23.0/{to}","#),
+        )
+    };
+    let linked = list(&[linked_row(1, 3, "y"), linked_row(2, 9, "x")]);
+    let (got, removed, _) = rewritten(&linked, &plan, "filter and links");
+    assert_eq!(removed, 1);
+    let rows = &got["data"]["payload"];
+    assert_eq!(ids(rows), vec![1]);
+    assert_eq!(rows[0]["next"], "/v23.0/y", "no public origin: the path");
+}
+
+#[test]
+fn a_links_only_plan_passes_what_it_cannot_read() {
+    let plan = links_plan("https://wa.acme.example");
+    assert!(!plan.fails_closed() && !plan.is_empty());
+    let jpeg = b"\xff\xd8\xff\xe0 https://graph.facebook.com/";
+    for (body, ct, ce) in [
+        (&jpeg[..], Some("image/jpeg"), None),
+        (
+            &b"{\"next\":\"https://graph.facebook.com/\""[..],
+            JSON,
+            None,
+        ),
+        (
+            &b"{\"next\":\"https://graph.facebook.com/\"}"[..],
+            JSON,
+            Some("gzip"),
+        ),
+        (
+            &b"{\"next\":\"https://graph.facebook.com/\"}"[..],
+            Some("text/html"),
+            None,
+        ),
+    ] {
+        assert_eq!(
+            rewrite(body, ct, ce, &plan, CAP),
+            Ok(RewriteOutcome::Unchanged),
+            "{ct:?} {ce:?}"
+        );
+    }
+    // With a mask beside it, the same bodies fail closed.
+    let mut masking = masks_plan(&[], &[Detector::Email], Style::Partial);
+    masking.links = plan.links.clone();
+    assert!(rewrite(jpeg, Some("image/jpeg"), None, &masking, CAP).is_err());
+}

@@ -356,6 +356,35 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
             && !supervisor_lines.contains('*'),
         "the supervisor's stream has another agent's conversation, unmasked: {supervisor_lines}"
     );
+    // The guide's links: Meta's next page and a customer's photo lead back
+    // through the gateway, and work from there.
+    let waba = chatwarden::demo::upstream::data::WABA_ID;
+    let page: serde_json::Value =
+        call(&format!("/v23.0/{waba}/message_templates?limit=2"), "AGENT")
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+    let next = page["paging"]["next"].as_str().unwrap_or_default();
+    assert!(
+        next.starts_with(&format!("http://{gw}/v23.0/{waba}/message_templates?")),
+        "the next page leads through the gateway: {page}"
+    );
+    let photo = chatwarden::demo::upstream::data::media()[0].id;
+    let item: serde_json::Value = call(&format!("/v23.0/{photo}"), "SUPERVISOR")
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let url = item["url"].as_str().unwrap_or_default();
+    let path = url
+        .strip_prefix(&format!("http://{gw}"))
+        .unwrap_or_else(|| panic!("the photo's URL leads through the gateway: {item}"));
+    let file = call(path, "SUPERVISOR").await.expect("download");
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "image/png");
     // The guide's new customer: on her own number's inbox, not the other.
     let create = |inbox: u32| {
         client

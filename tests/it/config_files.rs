@@ -829,6 +829,69 @@ fn method_override_params_are_parameter_names() {
 }
 
 #[test]
+fn upstream_links_name_upstreams_and_public_urls_are_origins() {
+    let with = |links: &str, network: &str| {
+        format!(
+            "listeners: [{{name: a, addr: \"127.0.0.1:8080\"}}]\n\
+             {network}\
+             upstreams: {{graph: {{url: \"https://graph.example\"{links}}}, media: {{url: \"https://[::1]:8443\"}}}}\n\
+             routes: [{{name: r, upstream: graph, path: /x, auth: none}}]\n"
+        )
+    };
+    for (links, network) in [
+        ("", ""),
+        (", links: [graph, media]", ""),
+        (
+            ", links: [graph, graph]",
+            "network: {public_url: \"https://wa.acme.example/\"}\n",
+        ),
+        ("", "network: {public_url: \"http://127.0.0.1:8080\"}\n"),
+    ] {
+        let yaml = with(links, network);
+        let snapshot = load_str(&yaml, Path::new("ok.yaml"), &placeholder_env())
+            .unwrap_or_else(|e| panic!("should compile:\n{yaml}\n{e}"));
+        let origins: Vec<&str> = snapshot.upstreams["graph"]
+            .links
+            .iter()
+            .map(|o| o.as_str())
+            .collect();
+        let want: &[&str] = if links.contains("media") {
+            &["https://graph.example", "https://[::1]:8443"]
+        } else if links.is_empty() {
+            &[]
+        } else {
+            &["https://graph.example"]
+        };
+        assert_eq!(origins, want, "{yaml}");
+        if network.contains("wa.acme") {
+            assert_eq!(
+                snapshot.public_url.as_deref(),
+                Some("https://wa.acme.example"),
+                "the trailing slash is dropped"
+            );
+        }
+    }
+    expect_errors(
+        &with(", links: [graph, lookaside]", ""),
+        Match::Anywhere,
+        &["upstream `graph`: links: no upstream named `lookaside`"],
+    );
+    for bad in [
+        "wa.acme.example",
+        "ftp://wa.acme.example",
+        "https://wa.acme.example/api",
+        "https://wa.acme.example?x=1",
+        "https://user@wa.acme.example",
+    ] {
+        expect_errors(
+            &with("", &format!("network: {{public_url: \"{bad}\"}}\n")),
+            Match::Anywhere,
+            &[&format!("network.public_url `{bad}` must be an origin")],
+        );
+    }
+}
+
+#[test]
 fn echoing_and_tunnelling_methods_cannot_be_routed() {
     for method in ["TRACE", "TRACK", "CONNECT"] {
         let yaml = format!(

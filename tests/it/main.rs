@@ -19,6 +19,7 @@ mod cors;
 mod fetched;
 mod hygiene;
 mod limits;
+mod links;
 mod origins;
 mod overrides;
 mod ownership;

@@ -281,6 +281,27 @@ pub fn templates() -> &'static [Template] {
     TEMPLATES
 }
 
+/// A file a customer sent to one of the business numbers, held by Meta
+/// until the business downloads it: `GET /v23.0/{id}` answers a short-lived
+/// download URL, which takes the same access token.
+pub struct Media {
+    pub id: &'static str,
+    /// The business number it was sent to.
+    pub phone_number_id: &'static str,
+    pub mime_type: &'static str,
+    pub bytes: &'static [u8],
+}
+
+/// The photos customers sent: one to each business number.
+pub fn media() -> &'static [Media] {
+    MEDIA
+}
+
+/// A media item by id.
+pub fn media_item(id: &str) -> Option<&'static Media> {
+    MEDIA.iter().find(|m| m.id == id)
+}
+
 /// Every seeded message, in conversation then script order.
 pub fn messages() -> &'static [Message] {
     static MESSAGES: OnceLock<Vec<Message>> = OnceLock::new();
@@ -1154,6 +1175,30 @@ static TEMPLATES: &[Template] = &[
         body: "Hallo {{1}}, wir erinnern an Ihre Einrichtungsberatung in unserer Filiale {{2}} am {{3}}. Antworten Sie ÄNDERN, um umzubuchen.",
         body_example: &["Anna", "Berlin Mitte", "Dienstag, 14. Oktober um 11:00"],
         footer: "Acme Retail Deutschland",
+    },
+];
+
+/// A 4×4 PNG in WhatsApp's green: what a customer's photo is here.
+static PHOTO: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x04, 0x08, 0x02, 0x00, 0x00, 0x00, 0x26, 0x93, 0x09,
+    0x29, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0x50, 0xbd, 0x9c, 0x06,
+    0x47, 0x0c, 0xc4, 0x71, 0x00, 0x35, 0x02, 0x15, 0xe1, 0xfd, 0x88, 0x4f, 0x8c, 0x00, 0x00, 0x00,
+    0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+static MEDIA: &[Media] = &[
+    Media {
+        id: "1180245637719204",
+        phone_number_id: UK_PHONE_NUMBER_ID,
+        mime_type: "image/png",
+        bytes: PHOTO,
+    },
+    Media {
+        id: "2291356748820315",
+        phone_number_id: DE_PHONE_NUMBER_ID,
+        mime_type: "image/png",
+        bytes: PHOTO,
     },
 ];
 

@@ -1,5 +1,11 @@
-//! A WhatsApp-Cloud-API-like Graph endpoint: message sending, templates and
-//! phone numbers, in the shapes of `specs/whatsapp-business-api-v23.0.yaml`.
+//! A WhatsApp-Cloud-API-like Graph endpoint: message sending, templates,
+//! phone numbers and media, in the shapes of
+//! `specs/whatsapp-business-api-v23.0.yaml`.
+//!
+//! Like Meta's, its answers carry absolute links to itself: a list's
+//! `paging.next`, and the download `url` of a media item (Meta's media host,
+//! here the same server), which takes the same access token. Through the
+//! gateway, those lead back through the gateway (`links`).
 //!
 //! Errors follow the Graph API: a JSON `{"error":{message,type,code,…}}`
 //! body, HTTP 401 for a bad token, and HTTP 400 with code 100 for bad
@@ -9,8 +15,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use super::data::{self, BusinessNumber, Template};
@@ -19,8 +28,13 @@ use super::DEMO_META_ACCESS_TOKEN;
 
 /// Serves the Graph endpoint on `listener` until the future is dropped.
 pub(super) async fn run(listener: TcpListener) {
+    let origin = listener
+        .local_addr()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
     let graph = Graph {
         sent: AtomicU64::new(0),
+        origin,
     };
     serve(listener, move |req| graph.handle(req)).await;
 }
@@ -44,12 +58,17 @@ const MESSAGE_TYPES: &[&str] = &[
 /// Meta's support-ticket correlation id; fixed, as nothing is traced.
 const FBTRACE_ID: &str = "AchatwardenDemoTrace";
 
-/// Fixed paging cursors: every list fits on one page.
+/// Fixed paging cursors of a list that fits on one page.
 const CURSORS: (&str, &str) = ("MAZDZD", "MjQZD");
+
+/// How long a media download URL works, as Meta's (five minutes).
+const MEDIA_URL_SECONDS: u64 = 300;
 
 struct Graph {
     /// Messages accepted so far; numbers the message ids.
     sent: AtomicU64,
+    /// `http://127.0.0.1:port`: where its own links point.
+    origin: String,
 }
 
 /// A Graph API error, rendered as Meta renders it.
@@ -81,6 +100,9 @@ impl Graph {
             });
         }
         let segments = req.segments();
+        if segments == ["whatsapp_business", "attachments"] && req.method == Method::GET {
+            return download(req);
+        }
         let (version, node, edge) = match segments.as_slice() {
             [version, node] => (*version, *node, None),
             [version, node, edge] => (*version, *node, Some(*edge)),
@@ -92,6 +114,15 @@ impl Graph {
             ));
         }
         let method = &req.method;
+        if let Some(media) = data::media_item(node) {
+            let other_number = req
+                .query("phone_number_id")
+                .is_some_and(|n| n != media.phone_number_id);
+            return match edge {
+                None if method == Method::GET && !other_number => Ok(ok(self.media_json(media))),
+                _ => Err(unsupported(method, Some(node))),
+            };
+        }
         if let Some(number) = data::business_number(node) {
             return match edge {
                 None if method == Method::GET => Ok(ok(phone_number_fields(number, req))),
@@ -107,17 +138,81 @@ impl Graph {
                 }))),
                 Some("message_templates") if method == Method::GET => {
                     let name = req.query("name");
-                    let templates: Vec<Value> = data::templates()
+                    let templates: Vec<&Template> = data::templates()
                         .iter()
                         .filter(|t| name.is_none_or(|n| t.name == n))
-                        .map(template_json)
                         .collect();
-                    Ok(ok(json!({ "data": templates, "paging": paging() })))
+                    self.page(req, &templates, |t| template_json(t))
                 }
                 _ => Err(unsupported(method, Some(node))),
             };
         }
         Err(unsupported(method, Some(node)))
+    }
+
+    /// One page of `items` (`limit`, default 25, and the `after` cursor of
+    /// the page before), with Graph's `paging`: its `next` an absolute link
+    /// to the page after, when there is one.
+    fn page<T>(
+        &self,
+        req: &Request,
+        items: &[T],
+        render: impl Fn(&T) -> Value,
+    ) -> Result<Response, GraphError> {
+        let limit = match req.query("limit") {
+            None => 25,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    invalid_parameter("(#100) Param limit must be a number between 1 and 1000")
+                })?,
+        };
+        let from = match req.query("after") {
+            None => 0,
+            Some(cursor) => decode_cursor(cursor)
+                .filter(|n| *n <= items.len())
+                .ok_or_else(|| invalid_parameter("(#100) Invalid after cursor"))?,
+        };
+        let to = (from + limit).min(items.len());
+        let slice = items.get(from..to).unwrap_or_default();
+        let mut paging = if from == 0 && to == items.len() {
+            paging()
+        } else {
+            json!({ "cursors": { "before": encode_cursor(from), "after": encode_cursor(to) } })
+        };
+        if to < items.len() {
+            let mut query: Vec<String> = vec![format!("limit={limit}")];
+            if let Some(name) = req.query("name") {
+                query.push(format!("name={name}"));
+            }
+            query.push(format!("after={}", encode_cursor(to)));
+            paging["next"] = json!(format!("{}{}?{}", self.origin, req.path, query.join("&")));
+        }
+        Ok(ok(json!({
+            "data": slice.iter().map(render).collect::<Vec<_>>(),
+            "paging": paging,
+        })))
+    }
+
+    /// `GET /{version}/{media_id}`: the item and its download URL, valid
+    /// for five minutes.
+    fn media_json(&self, media: &data::Media) -> Value {
+        let expires = unix_now() + MEDIA_URL_SECONDS;
+        json!({
+            "messaging_product": "whatsapp",
+            "url": format!(
+                "{}/whatsapp_business/attachments/?mid={}&ext={expires}&hash={}",
+                self.origin,
+                media.id,
+                media_hash(media.id, expires)
+            ),
+            "mime_type": media.mime_type,
+            "sha256": hex::encode(Sha256::digest(media.bytes)),
+            "file_size": media.bytes.len().to_string(),
+            "id": media.id,
+        })
     }
 
     /// `POST /{version}/{phone_number_id}/messages`.
@@ -206,6 +301,61 @@ impl GraphError {
         error.insert("fbtrace_id".to_owned(), json!(FBTRACE_ID));
         super::http::json(self.status, &json!({ "error": error }))
     }
+}
+
+/// `GET /whatsapp_business/attachments/?mid=…&ext=…&hash=…`: the file, for
+/// a URL this server handed out less than five minutes ago.
+fn download(req: &Request) -> Result<Response, GraphError> {
+    let not_found = || GraphError {
+        status: StatusCode::NOT_FOUND,
+        message: "The media URL is invalid or has expired; retrieve it again.".to_owned(),
+        kind: "OAuthException",
+        code: 100,
+        subcode: None,
+    };
+    let media = req
+        .query("mid")
+        .and_then(data::media_item)
+        .ok_or_else(not_found)?;
+    let expires = req
+        .query("ext")
+        .and_then(|e| e.parse::<u64>().ok())
+        .filter(|e| *e >= unix_now())
+        .ok_or_else(not_found)?;
+    if req.query("hash") != Some(media_hash(media.id, expires).as_str()) {
+        return Err(not_found());
+    }
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+        media.bytes,
+    )));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(media.mime_type),
+    );
+    Ok(response)
+}
+
+/// What a download URL's `hash` must be: bound to the item, its expiry
+/// and the server's secret.
+fn media_hash(id: &str, expires: u64) -> String {
+    let digest = Sha256::digest(format!("{id}:{expires}:{DEMO_META_ACCESS_TOKEN}"));
+    hex::encode(&digest[..12])
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Graph's cursors are opaque; these are an offset in base64url.
+fn encode_cursor(offset: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<usize> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    text.strip_prefix("offset:")?.parse().ok()
 }
 
 fn ok(body: Value) -> Response {
@@ -356,6 +506,113 @@ mod tests {
     use crate::demo::upstream::serve_whatsapp;
 
     const BEARER: &str = "Bearer EAADemoChatwardenMetaAccessToken0000000000";
+    const ORIGIN: &str = "http://127.0.0.1:8081";
+
+    fn graph() -> Graph {
+        Graph {
+            sent: AtomicU64::new(0),
+            origin: ORIGIN.to_owned(),
+        }
+    }
+
+    async fn body_of(response: Response) -> Vec<u8> {
+        use http_body_util::BodyExt;
+        response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default()
+    }
+
+    async fn get_json(graph: &Graph, target: &str) -> Value {
+        let response = graph
+            .route(&request(Method::GET, target, ""))
+            .unwrap_or_else(|e| panic!("{target}: {} {}", e.status, e.message));
+        serde_json::from_slice(&body_of(response).await).expect("json")
+    }
+
+    #[tokio::test]
+    async fn lists_page_with_absolute_next_links() {
+        let graph = graph();
+        let base = format!("/v23.0/{}/message_templates", data::WABA_ID);
+        let mut names = Vec::new();
+        let mut target = format!("{base}?limit=4");
+        loop {
+            let page = get_json(&graph, &target).await;
+            for t in page["data"].as_array().expect("data") {
+                names.push(t["id"].clone());
+            }
+            let Some(next) = page["paging"]["next"].as_str() else {
+                break;
+            };
+            target = next
+                .strip_prefix(ORIGIN)
+                .unwrap_or_else(|| panic!("next is absolute, on this server: {next}"))
+                .to_owned();
+            assert!(
+                target.starts_with(&base) && target.contains("limit=4"),
+                "{target}"
+            );
+        }
+        let all: Vec<Value> = data::templates().iter().map(|t| json!(t.id)).collect();
+        assert_eq!(names, all, "every template once, in order");
+        let whole = get_json(&graph, &base).await;
+        assert!(whole["paging"]["next"].is_null(), "one page: no next");
+        for bad in ["?limit=0", "?limit=x", "?after=nope", "?after=b2Zmc2V0Ojk5"] {
+            let (status, _) =
+                outcome(graph.route(&request(Method::GET, &format!("{base}{bad}"), "")));
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn media_gives_a_download_url_that_takes_the_token_and_expires() {
+        let graph = graph();
+        let media = &data::media()[0];
+        let item = get_json(&graph, &format!("/v23.0/{}", media.id)).await;
+        assert_eq!(item["mime_type"], media.mime_type);
+        assert_eq!(item["file_size"], media.bytes.len().to_string());
+        let url = item["url"].as_str().expect("url");
+        let target = url.strip_prefix(ORIGIN).expect("on this server");
+        let file = graph
+            .route(&request(Method::GET, target, ""))
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(file.headers()["content-type"], media.mime_type);
+        assert_eq!(body_of(file).await, media.bytes);
+
+        // Another number's check, a forged hash, an expired URL, no token.
+        let other = format!(
+            "/v23.0/{}?phone_number_id={}",
+            media.id,
+            data::DE_PHONE_NUMBER_ID
+        );
+        assert_eq!(
+            outcome(graph.route(&request(Method::GET, &other, ""))).0,
+            StatusCode::BAD_REQUEST
+        );
+        let own = format!(
+            "/v23.0/{}?phone_number_id={}",
+            media.id, media.phone_number_id
+        );
+        assert!(graph.route(&request(Method::GET, &own, "")).is_ok());
+        let forged = target.replace("hash=", "hash=0");
+        assert_eq!(
+            outcome(graph.route(&request(Method::GET, &forged, ""))).0,
+            StatusCode::NOT_FOUND
+        );
+        let expired = format!(
+            "/whatsapp_business/attachments/?mid={}&ext=1000&hash={}",
+            media.id,
+            media_hash(media.id, 1000)
+        );
+        assert_eq!(
+            outcome(graph.route(&request(Method::GET, &expired, ""))).0,
+            StatusCode::NOT_FOUND
+        );
+        let bare = Request::new(Method::GET, target, HeaderMap::new(), Bytes::new());
+        assert_eq!(outcome(graph.route(&bare)).0, StatusCode::UNAUTHORIZED);
+    }
 
     fn request(method: Method, target: &str, body: &str) -> Request {
         let mut headers = HeaderMap::new();
@@ -407,6 +664,7 @@ mod tests {
     fn sends_are_validated_like_meta() {
         let graph = Graph {
             sent: AtomicU64::new(0),
+            origin: ORIGIN.to_owned(),
         };
         let text = r#"{"messaging_product":"whatsapp","to":"+44 7700 900101","type":"text","text":{"body":"Hi"}}"#;
         assert_eq!(
@@ -481,6 +739,7 @@ mod tests {
     fn unknown_objects_and_edges_are_graph_errors() {
         let graph = Graph {
             sent: AtomicU64::new(0),
+            origin: ORIGIN.to_owned(),
         };
         for (method, target) in [
             (Method::POST, "/v23.0/111111111111111/messages"),

@@ -1,0 +1,263 @@
+//! Upstream links lead back through the gateway: the demo Graph API's
+//! answers link to itself (a list's `paging.next`, a media item's download
+//! `url`), and through the gateway those links name the gateway, as the
+//! client reached it, so following one stays under the gateway's policy and
+//! never sends the staff token to Meta.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::harness::{self, TestGateway};
+use crate::idp::Idp;
+use chatwarden::demo::upstream::{data, serve_whatsapp, DEMO_META_ACCESS_TOKEN};
+
+const CONFIG: &str = r#"
+listeners: [{name: main, addr: "${LISTEN}"}]
+admin: {addr: "${ADMIN}"}
+${NETWORK}
+upstreams:
+  graph:
+    url: "${GRAPH}"
+    headers: {authorization: "Bearer ${META_TOKEN}"}
+    links: [graph]
+auth:
+  issuer: https://idp.acme-retail.test/
+  audiences: [chatwarden]
+  algorithms: [EdDSA]
+  jwks_url: "${JWKS}"
+roles:
+  agent: {permissions: [whatsapp.templates.read, whatsapp.media.read]}
+  marketing: {permissions: [whatsapp.templates.read]}
+routes:
+  - {name: templates, upstream: graph, methods: [GET], path: "/v23.0/{waba_id}/message_templates", permission: whatsapp.templates.read}
+  - {name: media, upstream: graph, methods: [GET], path: "/v23.0/{media_id}", permission: whatsapp.media.read}
+  - {name: media.download, upstream: graph, methods: [GET], path: "/whatsapp_business/attachments/", permission: whatsapp.media.read}
+audit: {path: "${AUDIT}"}
+"#;
+
+/// [`CONFIG`] with its `network` section.
+fn config(network: &str) -> String {
+    CONFIG.replace("${NETWORK}", network)
+}
+
+/// The demo Graph on a free port, and the variables the config needs.
+async fn graph(idp: &Idp) -> Vec<(&'static str, String)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the demo Graph");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(serve_whatsapp(listener));
+    vec![
+        ("GRAPH", format!("http://{addr}")),
+        ("META_TOKEN", DEMO_META_ACCESS_TOKEN.to_string()),
+        ("JWKS", idp.jwks_url()),
+    ]
+}
+
+fn templates_path() -> String {
+    format!("/v23.0/{}/message_templates?limit=2", data::WABA_ID)
+}
+
+/// Every page of the template list, following `paging.next` from `first`;
+/// each next link must start with `origin`.
+async fn follow_pages(
+    client: &reqwest::Client,
+    first: String,
+    origin: &str,
+    token: &str,
+) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut next = Some(first);
+    while let Some(url) = next.take() {
+        let resp = client
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(resp.status(), 200, "{url}");
+        let page: Value = resp.json().await.expect("json page");
+        for t in page["data"].as_array().expect("data") {
+            names.push(format!("{}/{}", t["name"], t["language"]));
+        }
+        if let Some(link) = page["paging"]["next"].as_str() {
+            assert!(
+                link.starts_with(origin),
+                "paging.next should lead to {origin}, got {link}"
+            );
+            next = Some(link.to_string());
+        }
+        assert!(names.len() <= data::templates().len(), "pages never end");
+    }
+    names
+}
+
+#[tokio::test]
+async fn graph_links_lead_through_the_gateway() {
+    let idp = Idp::start().await;
+    let vars = graph(&idp).await;
+    let gw: TestGateway = harness::start(&config(""), &vars).await;
+    let client = gw.client();
+    let agent = idp.token("amelia", &["agent"], serde_json::json!({}));
+    let origin = format!("http://{}", gw.addr);
+
+    // Every page, each reached by the previous page's link.
+    let names = follow_pages(&client, gw.url(&templates_path()), &origin, &agent).await;
+    assert_eq!(
+        names.len(),
+        data::templates().len(),
+        "every template, over several pages: {names:?}"
+    );
+    let records = gw.audit_records(3).await;
+    assert!(
+        records
+            .iter()
+            .all(|r| r["route"] == "templates" && r["decision"] == "allow"),
+        "each page went through the gateway's decision: {records:?}"
+    );
+
+    // A customer's photo: its download URL leads to the gateway, and the
+    // file arrives as the upstream sent it.
+    let media = &data::media()[0];
+    let item: Value = client
+        .get(gw.url(&format!("/v23.0/{}", media.id)))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("media")
+        .json()
+        .await
+        .expect("media json");
+    let url = item["url"].as_str().expect("url");
+    assert!(
+        url.starts_with(&format!(
+            "{origin}/whatsapp_business/attachments/?mid={}",
+            media.id
+        )),
+        "{url}"
+    );
+    let file = client
+        .get(url)
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(file.status(), 200);
+    assert_eq!(
+        file.headers()["content-type"],
+        "image/png",
+        "a file is not JSON: passed as it is"
+    );
+    assert_eq!(
+        file.headers()["content-length"],
+        media.bytes.len().to_string().as_str()
+    );
+    let bytes = file.bytes().await.expect("bytes");
+    assert_eq!(&bytes[..], media.bytes);
+    assert_eq!(
+        item["sha256"],
+        hex::encode(Sha256::digest(&bytes)),
+        "the digest Meta states fits what arrived"
+    );
+
+    // Without the media permission the link leads to a refusal, not to Meta.
+    let marketing = idp.token("mo", &["marketing"], serde_json::json!({}));
+    let refused = client
+        .get(url)
+        .bearer_auth(&marketing)
+        .send()
+        .await
+        .expect("download refused");
+    assert_eq!(refused.status(), 403);
+
+    // The origin is the one the client asked for (`Host`); a forwarded
+    // scheme counts only from a trusted proxy (none here).
+    let page: Value = client
+        .get(gw.url(&templates_path()))
+        .bearer_auth(&agent)
+        .header("host", "wa.acme.example:8443")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("page")
+        .json()
+        .await
+        .expect("json");
+    let next = page["paging"]["next"].as_str().expect("next");
+    assert!(
+        next.starts_with("http://wa.acme.example:8443/v23.0/"),
+        "{next}"
+    );
+}
+
+#[tokio::test]
+async fn links_name_the_public_url_or_the_scheme_a_trusted_proxy_reports() {
+    let idp = Idp::start().await;
+    let agent = idp.token("amelia", &["agent"], serde_json::json!({}));
+
+    let first_next = |gw: TestGateway, host: Option<&'static str>| {
+        let agent = agent.clone();
+        async move {
+            let mut req = gw
+                .client()
+                .get(gw.url(&templates_path()))
+                .bearer_auth(&agent);
+            if let Some(host) = host {
+                req = req
+                    .header("host", host)
+                    .header("x-forwarded-proto", "https");
+            }
+            let page: Value = req.send().await.expect("page").json().await.expect("json");
+            page["paging"]["next"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+
+    let vars = graph(&idp).await;
+    let gw = harness::start(
+        &config("network: {public_url: \"https://wa.acme.example/\"}"),
+        &vars,
+    )
+    .await;
+    let next = first_next(gw, Some("elsewhere.example")).await;
+    assert!(
+        next.starts_with("https://wa.acme.example/v23.0/"),
+        "the configured public URL, whatever the Host: {next}"
+    );
+
+    let vars = graph(&idp).await;
+    let gw = harness::start(&config("network: {trusted_proxies: [127.0.0.1/32]}"), &vars).await;
+    let next = first_next(gw, Some("wa.acme.example")).await;
+    assert!(
+        next.starts_with("https://wa.acme.example/v23.0/"),
+        "a trusted proxy's X-Forwarded-Proto: {next}"
+    );
+}
+
+#[tokio::test]
+async fn over_tls_links_say_https() {
+    let idp = Idp::start().await;
+    let vars = graph(&idp).await;
+    let (gw, ca) = harness::start_tls(&config(""), &vars).await;
+    let client = crate::tls::client_trusting(Some(&ca), &gw)
+        .build()
+        .expect("client");
+    let agent = idp.token("amelia", &["agent"], serde_json::json!({}));
+    let origin = format!("https://localhost:{}", gw.addr.port());
+    let first = format!("{origin}{}", templates_path());
+    let resp = client
+        .get(&first)
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("h2");
+    assert_eq!(
+        resp.version(),
+        http::Version::HTTP_2,
+        "HTTP/2: no Host header, an authority"
+    );
+    let names = follow_pages(&client, first, &origin, &agent).await;
+    assert_eq!(names.len(), data::templates().len());
+}
