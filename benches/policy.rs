@@ -18,7 +18,7 @@ use chatwarden::identity::{Identity, RoleName};
 use chatwarden::policy::{
     decide, judge, parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule,
     FilterMode, Found, OwnerCache, OwnerCheck, Ownership, Permission, Policy, RoleDef, RoleSet,
-    RouteRequirement, RowFilter, ScopeBinding, Subject, TimeWindow,
+    RouteRequirement, RowFilter, ScopeBinding, ScopeSource, Subject, TimeWindow,
 };
 use chatwarden::request::{normalize_path, NormalizedPath};
 use chatwarden::route::{MethodSet, PathTemplate, RouteTable};
@@ -51,6 +51,7 @@ fn fixture() -> Fixture {
             scope: if scope {
                 vec![ScopeBinding {
                     param: "account_id".to_owned(),
+                    source: ScopeSource::Path,
                     claim: "account_ids".to_owned(),
                     unless_permission: Some(
                         Permission::parse("conversations.read_all").expect("bench permission"),
@@ -217,6 +218,7 @@ fn bench_policy(c: &mut Criterion) {
         client_ip: "::ffff:10.1.2.3".parse().expect("bench ip"),
         now,
         params: &found.params,
+        query: &chatwarden::request::query::NO_QUERY_PARAMS,
     };
     assert_eq!(
         decide(&fx.policy, requirement, &subject).decision,
@@ -270,6 +272,7 @@ fn print_ratio() {
         client_ip: "::ffff:10.1.2.3".parse().expect("bench ip"),
         now: "2026-03-02T10:00:00Z".parse().expect("bench time"),
         params: &found.params,
+        query: &chatwarden::request::query::NO_QUERY_PARAMS,
     };
     const N: u32 = 300_000;
     let time = |f: &dyn Fn()| {

@@ -657,6 +657,7 @@ routes:
       labels: [{label: confidential, permission: pii.read}]
     redaction: [pii]
   - {name: open, upstream: crm, methods: [POST], path: "/c", permission: conversations.read, scope: [{body: inbox_id, claim: inbox_ids, unless_permission: scope.all_inboxes}]}
+  - {name: media, upstream: crm, methods: [GET], path: "/m/{id}", permission: conversations.read, scope: [{query: inbox, claim: inbox_ids}]}
 "#;
 
     fn ask(roles: &str) -> String {
@@ -718,6 +719,15 @@ routes:
         let open = ask_to("POST", "/c", r#"["supervisor"]"#);
         let line = "scope:    body member `inbox_id` not checked (the caller holds its permission)";
         assert!(open.contains(line), "expected `{line}` in:\n{open}");
+        for (path, line) in [
+            ("/m/1?inbox=3", "scope ?inbox = 3 in claim inbox_ids: allowed"),
+            ("/m/1?inbox=4", "scope ?inbox = 4 in claim inbox_ids: denied: value not in the claim"),
+            ("/m/1", "scope ?inbox = (missing) in claim inbox_ids: denied: the query does not name it"),
+            ("/m/1?inbox=1&inbox=3", "scope ?inbox = (missing) in claim inbox_ids: denied: the query names it more than once"),
+        ] {
+            let told = ask_to("GET", path, r#"["agent"]"#);
+            assert!(told.contains(line), "expected `{line}` in:\n{told}");
+        }
         let supervisor = ask(r#"["supervisor"]"#);
         for line in [
             "owner:    no lookup: the caller may reach every object",

@@ -23,9 +23,10 @@ use crate::auth::{
 use crate::config::snapshot::{AuthMode, AuthRuntime, Route, Snapshot};
 use crate::cors::{preflight_method, CorsPolicy, PREFLIGHT_RULE};
 use crate::decision::{Decision, Reason};
-use crate::policy::{decide, Explanation, Subject};
+use crate::policy::{decide, Explanation, ScopeSource, Subject};
 use crate::request::format_suffix::format_suffix;
 use crate::request::method_override::{form_body, header_override, query_override, FormBody};
+use crate::request::query::{QueryParams, NO_QUERY_PARAMS};
 use crate::request::{check_framing, normalize_path, NormalizedPath};
 use crate::revocation::{is_revoked, RuntimeRevocations};
 use crate::route::Params;
@@ -269,11 +270,22 @@ fn admit_inner(
                     return Err(r);
                 }
             }
+            let query_bound = route
+                .requirement
+                .scope
+                .iter()
+                .filter(|b| b.source == ScopeSource::Query)
+                .map(|b| b.param.as_str());
+            // Read only for routes that bind one: most never look.
+            let query = route.requirement.reads_query().then(|| {
+                QueryParams::read(admission.query.as_deref().unwrap_or_default(), query_bound)
+            });
             let subject = Subject {
                 identity: &caller.identity,
                 client_ip: now.client_ip,
                 now: now.now,
                 params: &admission.params,
+                query: query.as_ref().unwrap_or(&NO_QUERY_PARAMS),
             };
             let verdict = decide(&snapshot.policy, &route.requirement, &subject);
             on_explanation(&verdict.explanation);

@@ -18,7 +18,8 @@ use crate::policy::body_scope::BodyBinding;
 use crate::policy::{
     parse_days, parse_network, parse_time, parse_time_zone, AccessMode, AccessRule, FieldPath,
     FilterMode, ItemSelector, LabelRule, MessageFilter, OwnerCheck, Permission, Policy,
-    PolicyError, RoleDef, RoleSet, RouteRequirement, RowFilter, ScopeBinding, TimeWindow,
+    PolicyError, RoleDef, RoleSet, RouteRequirement, RowFilter, ScopeBinding, ScopeSource,
+    TimeWindow,
 };
 use crate::redact::{national_id, Detector, RedactionRule, Region, Regions, Style};
 use crate::route::{MethodSet, PathTemplate};
@@ -93,15 +94,18 @@ impl Compiler<'_> {
         let mut scope = Vec::new();
         let params: Vec<&str> = template.param_names().collect();
         for s in &r.scope {
-            // Body bindings are compiled by `body_scope`.
-            let Some(param) = &s.param else {
-                continue;
+            // Body bindings are compiled by `body_scope`, which also
+            // reports an entry naming none or several sources.
+            let (param, source) = match (&s.param, &s.query, &s.body) {
+                (Some(p), None, None) => (p, ScopeSource::Path),
+                (None, Some(q), None) => (q, ScopeSource::Query),
+                _ => continue,
             };
             if let Some(optional) = &s.optional {
                 self.err(
                     &optional.referenced,
                     format!(
-                        "route `{}`: `optional` is for a `body` member; a path parameter is always there",
+                        "route `{}`: `optional` is for a `body` member; a path parameter is always there, and a query parameter must be",
                         r.name.value
                     ),
                 );
@@ -117,7 +121,17 @@ impl Compiler<'_> {
                 );
                 return None;
             }
-            if !params.contains(&param.value.as_str()) {
+            if source == ScopeSource::Query && !is_query_name(&param.value) {
+                self.err(
+                    &param.referenced,
+                    format!(
+                        "route `{}`: scope query parameter `{}` must be a parameter name (letters, digits, `_`, `-`)",
+                        r.name.value, param.value
+                    ),
+                );
+                return None;
+            }
+            if source == ScopeSource::Path && !params.contains(&param.value.as_str()) {
                 self.err(
                     &param.referenced,
                     format!(
@@ -133,6 +147,7 @@ impl Compiler<'_> {
             };
             scope.push(ScopeBinding {
                 param: param.value.clone(),
+                source,
                 claim: s.claim.value.clone(),
                 unless_permission,
             });
@@ -158,24 +173,29 @@ impl Compiler<'_> {
         let mut out: Vec<BodyBinding> = Vec::new();
         let mut fine = true;
         for s in &r.scope {
+            let named = [&s.param, &s.query, &s.body]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
+            if let [_, second, ..] = named[..] {
+                self.err(
+                    &second.referenced,
+                    format!(
+                        "route `{}`: a scope entry binds one of a path `param`, a `query` parameter or a `body` member",
+                        r.name.value
+                    ),
+                );
+                fine = false;
+                continue;
+            }
             let member = match (&s.param, &s.body) {
-                (Some(_), None) => continue,
-                (Some(p), Some(_)) => {
-                    self.err(
-                        &p.referenced,
-                        format!(
-                            "route `{}`: a scope entry binds a path `param` or a `body` member, not both",
-                            r.name.value
-                        ),
-                    );
-                    fine = false;
-                    continue;
-                }
+                (Some(_), _) => continue,
+                (None, None) if s.query.is_some() => continue,
                 (None, None) => {
                     self.err(
                         &s.claim.referenced,
                         format!(
-                            "route `{}`: scope entry for claim `{}` must name a path `param` or a `body` member",
+                            "route `{}`: scope entry for claim `{}` must name a path `param`, a `query` parameter or a `body` member",
                             r.name.value, s.claim.value
                         ),
                     );
@@ -790,4 +810,14 @@ fn is_member_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+/// A query parameter a scope binding may name: what a form parser keeps
+/// as a plain name (no brackets, `=`, `&` or spaces).
+fn is_query_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

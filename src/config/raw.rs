@@ -354,8 +354,11 @@ pub struct RawLabelRule {
 pub struct RawScope {
     /// A path parameter of the route (`{inbox_id}`)…
     pub param: Option<Str>,
-    /// …or a top-level member of a JSON request body (`inbox_id`).
+    /// …or a top-level member of a JSON request body (`inbox_id`)…
     pub body: Option<Str>,
+    /// …or a query parameter the request must name once
+    /// (`?phone_number_id=`).
+    pub query: Option<Str>,
     pub claim: Str,
     pub unless_permission: Option<Str>,
     /// A `body` member may be absent (or `null`); one that is there must

@@ -244,8 +244,11 @@ fn print_guide(
   # them to itself, so the next page and the photo come through it, under its policy and audit
   curl -s "$GW/v23.0/{waba}/message_templates?limit=2" -H "Authorization: Bearer $AGENT" | jq -c '{{names: [.data[] | "\(.name) (\(.language))"], next: .paging.next}}'
   curl -s "$(curl -s "$GW/v23.0/{waba}/message_templates?limit=2" -H "Authorization: Bearer $AGENT" | jq -r .paging.next)" -H "Authorization: Bearer $AGENT" | jq -c '[.data[] | "\(.name) (\(.language))"]'
-  curl -s $GW/v23.0/{photo} -H "Authorization: Bearer $SUPERVISOR" | jq -c '{{mime_type, url}}'
-  curl -s "$(curl -s $GW/v23.0/{photo} -H "Authorization: Bearer $SUPERVISOR" | jq -r .url)" -H "Authorization: Bearer $SUPERVISOR" -o photo.png -w '%{{http_code}} %{{content_type}} %{{size_download}} bytes -> photo.png\n'
+  curl -s "$GW/v23.0/{photo}?phone_number_id={uk}" -H "Authorization: Bearer $AGENT" | jq -c '{{mime_type, url}}'
+  curl -s "$(curl -s "$GW/v23.0/{photo}?phone_number_id={uk}" -H "Authorization: Bearer $AGENT" | jq -r .url)" -H "Authorization: Bearer $AGENT" -o photo.png -w '%{{http_code}} %{{content_type}} %{{size_download}} bytes -> photo.png\n'
+  # ...but only photos sent to her own number: she must name it, and may not name the German one
+  curl -s "$GW/v23.0/{photo_de}?phone_number_id={de}" -H "Authorization: Bearer $AGENT"; echo
+  curl -s "$GW/v23.0/{photo_de}" -H "Authorization: Bearer $AGENT"; echo
   # ...and in the CRM, a new customer goes onto her own number's inbox, not the German one's
   # (the gateway reads the JSON body's inbox_id before the CRM sees anything)
   curl -s -X POST $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $AGENT" -H 'content-type: application/json' \
@@ -312,8 +315,19 @@ Ctrl-C to stop.
         card = card_conversation(),
         cable = format!("ws://{listen}/cable"),
         waba = data::WABA_ID,
-        photo = data::media().first().map_or("1180245637719204", |m| m.id),
+        photo = media_of(data::UK_PHONE_NUMBER_ID),
+        photo_de = media_of(data::DE_PHONE_NUMBER_ID),
+        uk = data::UK_PHONE_NUMBER_ID,
+        de = data::DE_PHONE_NUMBER_ID,
     );
+}
+
+/// The id of the photo a customer sent to business number `number`.
+fn media_of(number: &str) -> &'static str {
+    data::media()
+        .iter()
+        .find(|m| m.phone_number_id == number)
+        .map_or("", |m| m.id)
 }
 
 /// The demo agent's conversation whose customer last typed a card number.

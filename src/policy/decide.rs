@@ -21,6 +21,7 @@ use super::roles::RoleSet;
 use super::scope::ScopeBinding;
 use crate::decision::{Decision, Reason};
 use crate::identity::Identity;
+use crate::request::query::QueryParams;
 use crate::route::Params;
 
 /// The compiled authorization policy of one config snapshot.
@@ -53,6 +54,10 @@ pub struct Subject<'a> {
     pub now: Timestamp,
     /// Path parameters of the matched route.
     pub params: &'a Params,
+    /// The query parameters its scope bindings read
+    /// ([`NO_QUERY_PARAMS`](crate::request::query::NO_QUERY_PARAMS) when
+    /// none do).
+    pub query: &'a QueryParams,
 }
 
 /// The outcome of [`decide`].
@@ -65,6 +70,15 @@ pub struct Verdict<'a> {
     pub rules: Vec<String>,
     /// Every check and its outcome, computed when read.
     pub explanation: Explanation<'a>,
+}
+
+impl RouteRequirement {
+    /// Whether a scope binding reads the request's query.
+    pub fn reads_query(&self) -> bool {
+        self.scope
+            .iter()
+            .any(|b| b.source == super::scope::ScopeSource::Query)
+    }
 }
 
 impl Policy {
@@ -146,10 +160,10 @@ pub fn decide<'a>(
     }
     if denial.is_none() {
         let holds = |p: &Permission| policy.roles.granted_to(&caller, p).is_some();
-        let out_of_scope = route
-            .scope
-            .iter()
-            .any(|b| !b.check(subject.identity, subject.params, holds).passes());
+        let out_of_scope = route.scope.iter().any(|b| {
+            !b.check(subject.identity, subject.params, subject.query, holds)
+                .passes()
+        });
         if out_of_scope {
             denial = Some(Reason::ScopeDenied);
         }
@@ -287,6 +301,7 @@ mod tests {
                     permission: Some(perm("whatsapp.send")),
                     scope: vec![ScopeBinding {
                         param: "phone_number_id".to_owned(),
+                        source: crate::policy::ScopeSource::Path,
                         claim: "phone_number_ids".to_owned(),
                         unless_permission: None,
                     }],
@@ -300,6 +315,7 @@ mod tests {
                     permission: Some(perm("conversations.read")),
                     scope: vec![ScopeBinding {
                         param: "account_id".to_owned(),
+                        source: crate::policy::ScopeSource::Path,
                         claim: "account_ids".to_owned(),
                         unless_permission: Some(perm("conversations.read_all")),
                     }],
@@ -618,6 +634,7 @@ mod tests {
                 client_ip: case.ip.parse().unwrap_or_else(|e| panic!("{e}")),
                 now,
                 params: &params,
+                query: &crate::request::query::NO_QUERY_PARAMS,
             };
             let verdict = decide(&policy, &route, &subject);
             assert_eq!(verdict.decision, case.want, "{}: decision", case.name);
@@ -666,6 +683,7 @@ mod tests {
             client_ip: case.ip.parse().unwrap_or_else(|e| panic!("{e}")),
             now,
             params: &params,
+            query: &crate::request::query::NO_QUERY_PARAMS,
         };
         let verdict = decide(&policy, &route, &subject);
         assert_eq!(

@@ -13,7 +13,7 @@ use super::decide::{Policy, RouteRequirement, Subject};
 use super::mfa::MfaDemand;
 use super::permission::Permission;
 use super::roles::GrantedBy;
-use super::scope::ScopeOutcome;
+use super::scope::{ScopeOutcome, ScopeSource};
 use crate::decision::{Decision, Reason};
 use crate::identity::RoleName;
 
@@ -94,6 +94,7 @@ pub struct MfaCheck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScopeCheck<'a> {
     pub param: &'a str,
+    pub source: ScopeSource,
     pub claim: &'a str,
     /// The parameter's value in this request, if the route has it.
     pub value: Option<&'a str>,
@@ -200,14 +201,15 @@ impl<'a> Explanation<'a> {
             .scope
             .iter()
             .map(|binding| {
-                let outcome = binding.check(subject.identity, subject.params, holds);
+                let outcome = binding.check(subject.identity, subject.params, subject.query, holds);
                 if !outcome.passes() {
                     deny(Stage::Scope(&binding.param), Reason::ScopeDenied);
                 }
                 ScopeCheck {
                     param: &binding.param,
+                    source: binding.source,
                     claim: &binding.claim,
-                    value: subject.params.get(&binding.param),
+                    value: binding.value(subject.params, subject.query).ok(),
                     outcome,
                 }
             })
@@ -321,7 +323,12 @@ impl fmt::Display for Report<'_> {
         for check in &self.scope {
             writeln!(
                 f,
-                "scope {} = {} in claim {}: {}",
+                "scope {}{} = {} in claim {}: {}",
+                if check.source == ScopeSource::Query {
+                    "?"
+                } else {
+                    ""
+                },
                 check.param,
                 check.value.unwrap_or("(missing)"),
                 check.claim,

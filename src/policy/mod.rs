@@ -82,6 +82,6 @@ pub use roles::{GrantedBy, RoleDef, RoleSet};
 pub use scope::{
     item_allowed, plan_row_filter, FieldPath, FilterMode, HiddenLabel, ItemSelector, LabelRule,
     MessageFilter, NoObject, OwnerMatch, RowFilter, RowFilterPlan, ScopeBinding, ScopeOutcome,
-    SelectorStep,
+    ScopeSource, SelectorStep,
 };
 pub use window::{parse_date, parse_days, parse_time, parse_time_zone, DaySet, TimeWindow};

@@ -25,18 +25,29 @@ use super::error::PolicyError;
 use super::permission::Permission;
 use super::roles::RoleSet;
 use crate::identity::Identity;
+use crate::request::query::{QueryParams, QueryValue};
 use crate::route::Params;
 
-/// A path parameter that must be one of the caller's claim values.
+/// A path or query parameter that must be one of the caller's claim values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeBinding {
-    /// Path parameter of the route (`account_id`).
+    /// Path parameter of the route (`account_id`), or query parameter.
     pub param: String,
+    pub source: ScopeSource,
     /// Attribute claim holding the allowed values (`account_ids`).
     pub claim: String,
     /// Callers holding this permission skip the binding (supervisors with
     /// `conversations.read_all` see every inbox).
     pub unless_permission: Option<Permission>,
+}
+
+/// Where a scope binding's parameter is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeSource {
+    /// `{phone_number_id}` in the route's path.
+    Path,
+    /// `?phone_number_id=` in the request's query, which must name it once.
+    Query,
 }
 
 /// What a scope binding found.
@@ -53,6 +64,11 @@ pub enum ScopeOutcome {
     MissingClaim,
     /// The value is not among the claim's values.
     NotInClaim,
+    /// A query binding's parameter is not in the request's query.
+    NotInQuery,
+    /// The query gives the parameter more than one value (or as an
+    /// array): the upstream might take another than the one checked.
+    AmbiguousQuery,
 }
 
 /// How a [`RowFilter`]'s selector is read.
@@ -154,13 +170,15 @@ impl ScopeBinding {
         &self,
         identity: &Identity,
         params: &Params,
+        query: &QueryParams,
         holds: impl Fn(&Permission) -> bool,
     ) -> ScopeOutcome {
         if self.unless_permission.as_ref().is_some_and(holds) {
             return ScopeOutcome::Bypassed;
         }
-        let Some(value) = params.get(&self.param) else {
-            return ScopeOutcome::MissingParam;
+        let value = match self.value(params, query) {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
         };
         let allowed = identity.attribute(&self.claim);
         if allowed.is_empty() {
@@ -170,6 +188,24 @@ impl ScopeBinding {
             ScopeOutcome::Allowed
         } else {
             ScopeOutcome::NotInClaim
+        }
+    }
+}
+
+impl ScopeBinding {
+    /// The parameter's value in this request, or why there is none.
+    pub fn value<'a>(
+        &self,
+        params: &'a Params,
+        query: &'a QueryParams,
+    ) -> Result<&'a str, ScopeOutcome> {
+        match self.source {
+            ScopeSource::Path => params.get(&self.param).ok_or(ScopeOutcome::MissingParam),
+            ScopeSource::Query => match query.get(&self.param) {
+                QueryValue::One(v) => Ok(v),
+                QueryValue::Absent => Err(ScopeOutcome::NotInQuery),
+                QueryValue::Ambiguous => Err(ScopeOutcome::AmbiguousQuery),
+            },
         }
     }
 }
@@ -188,6 +224,8 @@ impl fmt::Display for ScopeOutcome {
             ScopeOutcome::MissingParam => "denied: route has no such parameter",
             ScopeOutcome::MissingClaim => "denied: token lacks the claim",
             ScopeOutcome::NotInClaim => "denied: value not in the claim",
+            ScopeOutcome::NotInQuery => "denied: the query does not name it",
+            ScopeOutcome::AmbiguousQuery => "denied: the query names it more than once",
         })
     }
 }
@@ -463,6 +501,7 @@ mod tests {
     use crate::identity::RoleName;
     use crate::policy::roles::RoleDef;
     use crate::request::normalize_path;
+    use crate::request::query::NO_QUERY_PARAMS;
     use crate::route::PathTemplate;
 
     fn identity(roles: &[&str], attributes: &[(&str, &[&str])]) -> Identity {
@@ -519,6 +558,7 @@ mod tests {
         );
         let binding = |unless: Option<&str>| ScopeBinding {
             param: "phone_number_id".to_owned(),
+            source: ScopeSource::Path,
             claim: "phone_number_ids".to_owned(),
             unless_permission: unless.map(perm),
         };
@@ -567,19 +607,66 @@ mod tests {
             ),
         ];
         for (name, b, who, want) in cases {
-            let got = b.check(&who, &send, |p| roles.holds(&who.roles, p));
+            let got = b.check(&who, &send, &NO_QUERY_PARAMS, |p| {
+                roles.holds(&who.roles, p)
+            });
             assert_eq!(got, want, "{name}: should be {want:?}");
         }
         let wrong_param = ScopeBinding {
             param: "account_id".to_owned(),
+            source: ScopeSource::Path,
             claim: "account_ids".to_owned(),
             unless_permission: None,
         };
         let who = identity(&["agent"], &[("account_ids", &["1"])]);
         assert_eq!(
-            wrong_param.check(&who, &send, |_| false),
+            wrong_param.check(&who, &send, &NO_QUERY_PARAMS, |_| false),
             ScopeOutcome::MissingParam,
             "a binding to a parameter the route lacks should deny"
+        );
+    }
+
+    #[test]
+    fn query_bindings_need_one_value_the_caller_holds() {
+        let binding = ScopeBinding {
+            param: "phone_number_id".to_owned(),
+            source: ScopeSource::Query,
+            claim: "phone_number_ids".to_owned(),
+            unless_permission: None,
+        };
+        let who = identity(&["agent"], &[("phone_number_ids", &["106"])]);
+        let params = Params::default();
+        for (query, want) in [
+            ("phone_number_id=106", ScopeOutcome::Allowed),
+            (
+                "fields=url&phone_number_id=%31%30%36",
+                ScopeOutcome::Allowed,
+            ),
+            ("phone_number_id=209", ScopeOutcome::NotInClaim),
+            ("", ScopeOutcome::NotInQuery),
+            ("phone_number_ids=106", ScopeOutcome::NotInQuery),
+            (
+                "phone_number_id=106&phone_number_id=209",
+                ScopeOutcome::AmbiguousQuery,
+            ),
+            ("phone_number_id[]=106", ScopeOutcome::AmbiguousQuery),
+        ] {
+            let read = QueryParams::read(query, ["phone_number_id"]);
+            assert_eq!(
+                binding.check(&who, &params, &read, |_| false),
+                want,
+                "{query:?}"
+            );
+        }
+        let read = QueryParams::read("phone_number_id=209", ["phone_number_id"]);
+        let path_twin = ScopeBinding {
+            source: ScopeSource::Path,
+            ..binding.clone()
+        };
+        assert_eq!(
+            path_twin.check(&who, &params, &read, |_| false),
+            ScopeOutcome::MissingParam,
+            "a path binding never reads the query"
         );
     }
 

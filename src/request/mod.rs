@@ -7,6 +7,8 @@
 //!   another method.
 //! - [`format_suffix`]: a last path segment the upstream reads as a
 //!   format (`search.json`) where a route template sees an id.
+//! - [`query`]: query parameters as the upstream's parser would read them,
+//!   for scope bindings.
 //! - [`client_ip`]: the client address, believing `X-Forwarded-For` only
 //!   from trusted proxies (invariant 3).
 //! - [`request_id`]: the id that ties the audit record, the error body and
@@ -19,6 +21,7 @@ pub mod format_suffix;
 pub mod hygiene;
 pub mod method_override;
 pub mod normalize;
+pub mod query;
 pub mod request_id;
 
 pub use client_ip::{ClientAddr, IpText, TrustedProxies};

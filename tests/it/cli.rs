@@ -371,20 +371,32 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
         next.starts_with(&format!("http://{gw}/v23.0/{waba}/message_templates?")),
         "the next page leads through the gateway: {page}"
     );
-    let photo = chatwarden::demo::upstream::data::media()[0].id;
-    let item: serde_json::Value = call(&format!("/v23.0/{photo}"), "SUPERVISOR")
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let data = chatwarden::demo::upstream::data::media();
+    let (uk, de) = (&data[0], &data[1]);
+    let item: serde_json::Value = call(
+        &format!("/v23.0/{}?phone_number_id={}", uk.id, uk.phone_number_id),
+        "AGENT",
+    )
+    .await
+    .expect("request")
+    .json()
+    .await
+    .expect("json");
     let url = item["url"].as_str().unwrap_or_default();
     let path = url
         .strip_prefix(&format!("http://{gw}"))
         .unwrap_or_else(|| panic!("the photo's URL leads through the gateway: {item}"));
-    let file = call(path, "SUPERVISOR").await.expect("download");
+    let file = call(path, "AGENT").await.expect("download");
     assert_eq!(file.status(), 200);
     assert_eq!(file.headers()["content-type"], "image/png");
+    // The German number's photo: not hers to name, and naming none is refused.
+    for path in [
+        format!("/v23.0/{}?phone_number_id={}", de.id, de.phone_number_id),
+        format!("/v23.0/{}", de.id),
+    ] {
+        let refused = call(&path, "AGENT").await.expect("request");
+        assert_eq!(refused.status(), 403, "{path}");
+    }
     // The guide's new customer: on her own number's inbox, not the other.
     let create = |inbox: u32| {
         client

@@ -764,6 +764,9 @@ routes:
   - {name: param, upstream: crm, path: \"/p/{id}\", methods: [POST], permission: c.write, scope: [{param: id, claim: ids, optional: true}]}
   - {name: req, upstream: crm, path: /req, methods: [POST], permission: c.write, scope: [{body: a, claim: x, requires: [b.c]}]}
   - {name: preq, upstream: crm, path: \"/q/{id}\", methods: [POST], permission: c.write, scope: [{param: id, claim: ids, requires: [x]}]}
+  - {name: qname, upstream: crm, path: /qn, methods: [GET], permission: c.write, scope: [{query: \"ids[]\", claim: ids}]}
+  - {name: qboth, upstream: crm, path: /qb, methods: [POST], permission: c.write, scope: [{query: a, body: a, claim: x}]}
+  - {name: qopt, upstream: crm, path: /qo, methods: [GET], permission: c.write, scope: [{query: a, claim: x, optional: true}]}
 ";
     expect_errors(
         yaml,
@@ -771,21 +774,27 @@ routes:
         &[
             "bad.yaml:7:102: route `get`: scope body member `inbox_id` needs `methods` that all carry a body (POST, PUT, PATCH)",
             "bad.yaml:8:80: route `any`: scope body member `inbox_id` needs `methods`",
-            "bad.yaml:9:107: route `both`: a scope entry binds a path `param` or a `body` member, not both",
-            "bad.yaml:10:106: route `neither`: scope entry for claim `ids` must name a path `param` or a `body` member",
+            "bad.yaml:9:117: route `both`: a scope entry binds one of a path `param`, a `query` parameter or a `body` member",
+            "bad.yaml:10:106: route `neither`: scope entry for claim `ids` must name a path `param`, a `query` parameter or a `body` member",
             "bad.yaml:11:103: route `nested`: scope body member `message.inbox_id` must be a top-level member name",
             "bad.yaml:12:122: route `twice`: scope body member `a` is bound twice",
             "bad.yaml:13:69: route `open`: permission, mfa_max_age, scope, row_filter, owner_check, message_filter and redaction need an authenticated caller",
             "bad.yaml:14:131: route `param`: `optional` is for a `body` member; a path parameter is always there",
             "bad.yaml:15:121: route `req`: scope body member `b.c` must be a top-level member name",
             "bad.yaml:16:131: route `preq`: `requires` is for a `body` member",
+            "bad.yaml:17:98: route `qname`: scope query parameter `ids[]` must be a parameter name",
+            "bad.yaml:18:108: route `qboth`: a scope entry binds one of a path `param`, a `query` parameter or a `body` member",
+            "bad.yaml:19:120: route `qopt`: `optional` is for a `body` member",
         ],
     );
     let only_ok: String = yaml.lines().take(6).map(|l| format!("{l}\n")).collect();
     let optional = format!(
         "{only_ok}  - {{name: opt, upstream: crm, path: /opt, methods: [POST], permission: c.write, scope: [{{body: team_id, claim: team_ids, optional: true}}, {{body: inbox_id, claim: inbox_ids, requires: [contact_id]}}]}}\n"
     );
-    for ok in [only_ok, optional] {
+    let query = format!(
+        "{only_ok}  - {{name: media, upstream: crm, path: \"/media/{{id}}\", methods: [GET], permission: c.write, scope: [{{query: phone_number_id, claim: ids, unless_permission: c.all}}]}}\n"
+    );
+    for ok in [only_ok, optional, query] {
         if let Err(e) = load_str(&ok, Path::new("ok.yaml"), &placeholder_env()) {
             panic!("should compile:\n{ok}\n{e}");
         }

@@ -25,12 +25,19 @@ auth:
   audiences: [chatwarden]
   algorithms: [EdDSA]
   jwks_url: "${JWKS}"
+  claims: {attributes: {phone_number_ids: wa_numbers}}
 roles:
   agent: {permissions: [whatsapp.templates.read, whatsapp.media.read]}
+  supervisor: {inherits: [agent], permissions: [whatsapp.any_number]}
   marketing: {permissions: [whatsapp.templates.read]}
 routes:
   - {name: templates, upstream: graph, methods: [GET], path: "/v23.0/{waba_id}/message_templates", permission: whatsapp.templates.read}
-  - {name: media, upstream: graph, methods: [GET], path: "/v23.0/{media_id}", permission: whatsapp.media.read}
+  - name: media
+    upstream: graph
+    methods: [GET]
+    path: "/v23.0/{media_id}"
+    permission: whatsapp.media.read
+    scope: [{query: phone_number_id, claim: phone_number_ids, unless_permission: whatsapp.any_number}]
   - {name: media.download, upstream: graph, methods: [GET], path: "/whatsapp_business/attachments/", permission: whatsapp.media.read}
 audit: {path: "${AUDIT}"}
 "#;
@@ -98,7 +105,11 @@ async fn graph_links_lead_through_the_gateway() {
     let vars = graph(&idp).await;
     let gw: TestGateway = harness::start(&config(""), &vars).await;
     let client = gw.client();
-    let agent = idp.token("amelia", &["agent"], serde_json::json!({}));
+    let agent = idp.token(
+        "amelia",
+        &["agent"],
+        serde_json::json!({"wa_numbers": [data::UK_PHONE_NUMBER_ID]}),
+    );
     let origin = format!("http://{}", gw.addr);
 
     // Every page, each reached by the previous page's link.
@@ -120,7 +131,10 @@ async fn graph_links_lead_through_the_gateway() {
     // file arrives as the upstream sent it.
     let media = &data::media()[0];
     let item: Value = client
-        .get(gw.url(&format!("/v23.0/{}", media.id)))
+        .get(gw.url(&format!(
+            "/v23.0/{}?phone_number_id={}",
+            media.id, media.phone_number_id
+        )))
         .bearer_auth(&agent)
         .send()
         .await
@@ -260,4 +274,96 @@ async fn over_tls_links_say_https() {
     );
     let names = follow_pages(&client, first, &origin, &agent).await;
     assert_eq!(names.len(), data::templates().len());
+}
+
+#[tokio::test]
+async fn media_is_fetched_only_for_the_callers_own_numbers() {
+    let idp = Idp::start().await;
+    let vars = graph(&idp).await;
+    let gw = harness::start(&config(""), &vars).await;
+    let client = gw.client();
+    let uk = data::UK_PHONE_NUMBER_ID;
+    let de = data::DE_PHONE_NUMBER_ID;
+    let agent = idp.token(
+        "amelia",
+        &["agent"],
+        serde_json::json!({"wa_numbers": [uk]}),
+    );
+    let supervisor = idp.token("priya", &["supervisor"], serde_json::json!({}));
+    let media_of = |number: &str| {
+        data::media()
+            .iter()
+            .find(|m| m.phone_number_id == number)
+            .map(|m| m.id)
+            .unwrap_or_default()
+    };
+    let (uk_photo, de_photo) = (media_of(uk), media_of(de));
+    let get = |query: String, token: &String| client.get(gw.url(&query)).bearer_auth(token).send();
+
+    for (target, token, want, reason) in [
+        (
+            format!("/v23.0/{uk_photo}?phone_number_id={uk}"),
+            &agent,
+            200,
+            None,
+        ),
+        (
+            format!("/v23.0/{uk_photo}?phone_number_id=%31{}", &uk[1..]),
+            &agent,
+            200,
+            None,
+        ),
+        (
+            format!("/v23.0/{de_photo}?phone_number_id={de}"),
+            &agent,
+            403,
+            Some("scope_denied"),
+        ),
+        (
+            format!("/v23.0/{de_photo}"),
+            &agent,
+            403,
+            Some("scope_denied"),
+        ),
+        (
+            format!("/v23.0/{de_photo}?phone_number_id={uk}&phone_number_id={de}"),
+            &agent,
+            403,
+            Some("scope_denied"),
+        ),
+        (
+            format!("/v23.0/{de_photo}?phone_number_id[]={uk}"),
+            &agent,
+            403,
+            Some("scope_denied"),
+        ),
+        (
+            format!("/v23.0/{de_photo}?phone_number_id={uk}&phone.number.id={de}"),
+            &agent,
+            403,
+            Some("scope_denied"),
+        ),
+        // Her number named for another number's photo: the gateway lets it
+        // pass and Meta refuses it, as it checks the media's number.
+        (
+            format!("/v23.0/{de_photo}?phone_number_id={uk}"),
+            &agent,
+            400,
+            None,
+        ),
+        (format!("/v23.0/{de_photo}"), &supervisor, 200, None),
+    ] {
+        let resp = get(target.clone(), token).await.expect("request");
+        assert_eq!(resp.status(), want, "{target}");
+        let body: Value = resp.json().await.expect("json");
+        if let Some(reason) = reason {
+            assert_eq!(body["reason"], reason, "{target}: {body}");
+        }
+    }
+    let records = gw.audit_records(9).await;
+    let denied = records
+        .iter()
+        .filter(|r| r["reason"] == "scope_denied")
+        .count();
+    assert_eq!(denied, 5, "each refusal audited: {records:?}");
 }
