@@ -209,7 +209,7 @@ fn names_param<'p>(name: &[u8], params: &'p [String]) -> Option<&'p str> {
 
 /// Percent-decodes `raw` (`+` as a space when `plus`); an invalid escape
 /// is kept as it is, as form parsers do.
-fn percent_decode(raw: &[u8], plus: bool) -> Vec<u8> {
+pub(crate) fn percent_decode(raw: &[u8], plus: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {

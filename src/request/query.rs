@@ -10,6 +10,8 @@
 //! [`QueryValue::Ambiguous`]: whichever value the upstream took, it might
 //! not be the one checked.
 
+use super::method_override::percent_decode;
+
 /// What a query string says of one parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryValue {
@@ -77,27 +79,7 @@ pub fn value_of(query: &str, name: &str) -> QueryValue {
 /// that are not UTF-8 afterwards are replaced (such a value matches no
 /// claim).
 fn decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (escaped, bytes[i]) {
-            (Some(b), _) => {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            (None, b'+') => out.push(b' '),
-            (None, b) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&percent_decode(raw.as_bytes(), true)).into_owned()
 }
 
 #[cfg(test)]
