@@ -519,7 +519,9 @@ impl Gateway {
                     respond::refuse(session, ctx, reason, None, false).await?;
                     return Ok(true);
                 }
-                let links = if a.route.upstream.links.is_empty() {
+                // A WebSocket stream's messages are not answers: links in
+                // them are left as the upstream wrote them.
+                let links = if a.route.upstream.links.is_empty() || a.route.websocket {
                     None
                 } else {
                     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
