@@ -29,8 +29,8 @@ use chatwarden::policy::{
 };
 use chatwarden::redact::{Detector, RedactionRule, Region, Regions, Style};
 use chatwarden::rewrite::{
-    mask_error_body, rewrite, ErrorScan, PlannedRowFilter, RewriteError, RewriteOutcome,
-    RewritePlan,
+    mask_error_body, rewrite, ErrorScan, Links, Origin, PlannedRowFilter, RewriteError,
+    RewriteOutcome, RewritePlan,
 };
 use criterion::{criterion_group, Criterion, Throughput};
 use serde_json::{json, Map, Value};
@@ -147,6 +147,25 @@ fn cases() -> Vec<Case> {
             ),
         },
         Case {
+            // A Graph template list as Meta writes it (slashes escaped),
+            // through an upstream with `links`: every string read, the
+            // page's next link rewritten.
+            name: "graph_templates_25_links",
+            body: graph_template_page(),
+            scan: None,
+            plan: RewritePlan {
+                links: Some(Links::new(
+                    vec![
+                        Origin::new(true, "graph.facebook.com", 443),
+                        Origin::new(true, "lookaside.fbsbx.com", 443),
+                    ]
+                    .into(),
+                    "https://api.acme-retail.example",
+                )),
+                ..RewritePlan::default()
+            },
+        },
+        Case {
             name: "error_422_duplicate_phone",
             body: br#"{"message":"Phone number +447700900123 has already been taken","attributes":["phone_number"]}"#.to_vec(),
             plan: RewritePlan::default(),
@@ -159,6 +178,38 @@ fn cases() -> Vec<Case> {
             scan: agent_error_scan(),
         },
     ]
+}
+
+/// 25 message templates and a next page, as Graph serializes them (every
+/// `/` escaped).
+fn graph_template_page() -> Vec<u8> {
+    let templates = data::templates();
+    let page: Vec<Value> = (0..25)
+        .map(|i| {
+            let t = &templates[i % templates.len()];
+            json!({
+                "name": t.name,
+                "language": t.language,
+                "status": "APPROVED",
+                "category": t.category,
+                "components": [
+                    {"type": "HEADER", "format": "TEXT", "text": t.header},
+                    {"type": "BODY", "text": t.body, "example": {"body_text": [t.body_example]}},
+                    {"type": "FOOTER", "text": t.footer},
+                    {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Track", "url": "https://shop.acme-retail.example/track/{{1}}"}]}
+                ],
+                "id": format!("{}{i:02}", &t.id[..14]),
+            })
+        })
+        .collect();
+    let body = json!({
+        "data": page,
+        "paging": {
+            "cursors": {"before": "QVFIUjNpUWpVWmRBd0Dn", "after": "QVFIUjNpUWpVWmRBd0Rn"},
+            "next": format!("https://graph.facebook.com/v23.0/{}/message_templates?limit=25&after=QVFIUjNpUWpVWmRBd0Rn", data::WABA_ID),
+        },
+    });
+    body.to_string().replace('/', "\\/").into_bytes()
 }
 
 /// The error-body scan of an agent under the demo's redaction.

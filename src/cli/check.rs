@@ -80,6 +80,17 @@ pub fn warnings(s: &Snapshot) -> Vec<String> {
             ));
         }
     }
+    // Meta's Graph API answers with links to itself (every list's
+    // `paging.next`) and to its media host: followed as written, they
+    // leave the gateway with the client's bearer token, the staff token.
+    for u in s.upstreams.values() {
+        if u.host.eq_ignore_ascii_case(META_GRAPH_HOST) && !u.links.contains(&u.origin()) {
+            out.push(format!(
+                "upstream `{}` is Meta's Graph API, whose answers link to itself (paging.next) and to its media host: without `links: [{}, …]` a client that follows one leaves the gateway and sends its staff token to Meta",
+                u.name.0, u.name.0
+            ));
+        }
+    }
     // A stream nothing reads next to answers that are masked: whoever may
     // open it gets, live, what the masked routes hide.
     let masks_answers = s
@@ -110,6 +121,9 @@ pub fn warnings(s: &Snapshot) -> Vec<String> {
     }
     out
 }
+
+/// The WhatsApp Cloud API's host.
+const META_GRAPH_HOST: &str = "graph.facebook.com";
 
 fn local(addr: SocketAddr) -> bool {
     addr.ip().is_loopback()

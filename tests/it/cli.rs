@@ -80,6 +80,8 @@ admin: {addr: "0.0.0.0:9180"}
 upstreams:
   crm: {url: "http://crm.internal.example", headers: {api_access_token: "${CRM}"}}
   dev: {url: "http://127.0.0.1:3000", headers: {api_access_token: "${CRM}"}}
+  graph: {url: "https://graph.facebook.com", headers: {authorization: "Bearer ${CRM}"}}
+  graph_linked: {url: "https://graph.facebook.com", headers: {authorization: "Bearer ${CRM}"}, links: [graph_linked]}
 auth: {issuer: i, audiences: [a], algorithms: [HS256], hmac_secret: 0123456789abcdef0123456789abcdef}
 roles: {agent: {permissions: [c.read]}}
 redaction: [{name: pii, detect: [phone]}]
@@ -111,6 +113,7 @@ audit: {path: "-"}
         "upstream `crm` is plain http:// to crm.internal.example: its injected credentials (api_access_token)",
         "audit.hash_chain is off",
         "route `cable` passes its WebSocket messages unread to every role with `c.read`, while other routes filter or mask their answers",
+        "upstream `graph` is Meta's Graph API, whose answers link to itself (paging.next) and to its media host: without `links: [graph, …]`",
     ] {
         assert!(
             warnings.iter().any(|w| w.starts_with(want)),
@@ -119,8 +122,8 @@ audit: {path: "-"}
     }
     assert_eq!(
         warnings.len(),
-        6,
-        "loopback, and a stream that is read, are not warned about:\n{stdout}"
+        7,
+        "loopback, a stream that is read, and Graph with its links, are not warned about:\n{stdout}"
     );
 }
 
