@@ -225,6 +225,11 @@ fn print_guide(
   chatwarden cable {cable} --token "$AGENT" --count 3
   chatwarden cable {cable} --token "$SUPERVISOR" --count 3
 
+  # A photo a customer sent with a message: the CRM links to it on its own host, which staff
+  # cannot reach; the link (and the CRM's redirect to the file) leads through the gateway
+  curl -s $GW/api/v1/accounts/1/conversations/{shade}/messages -H "Authorization: Bearer $AGENT" | jq -c '.payload[] | select(.attachments) | {{content, data_url: .attachments[0].data_url}}'
+  curl -sL "$(curl -s $GW/api/v1/accounts/1/conversations/{shade}/messages -H "Authorization: Bearer $AGENT" | jq -r '.payload[] | select(.attachments) | .attachments[0].data_url')" -H "Authorization: Bearer $AGENT" -o shade.png -w '%{{http_code}} %{{content_type}} %{{size_download}} bytes -> shade.png\n'
+
   # One conversation: hers opens; another agent's is 404, as if it did not exist, and a reply
   # into it never reaches the CRM (the gateway looks the conversation up first)
   curl -s $GW/api/v1/accounts/1/conversations/{mine} -H "Authorization: Bearer $AGENT" | jq -c '{{id, status, assignee: .meta.assignee.name}}'
@@ -317,9 +322,19 @@ Ctrl-C to stop.
         waba = data::WABA_ID,
         photo = media_of(data::UK_PHONE_NUMBER_ID),
         photo_de = media_of(data::DE_PHONE_NUMBER_ID),
+        shade = attachment_conversation(),
         uk = data::UK_PHONE_NUMBER_ID,
         de = data::DE_PHONE_NUMBER_ID,
     );
+}
+
+/// The demo agent's conversation in which a customer sent a photo.
+fn attachment_conversation() -> u64 {
+    data::attachments()
+        .iter()
+        .map(|a| a.message_id / 100)
+        .find(|c| data::conversations_assigned_to(3).contains(c))
+        .unwrap_or(7)
 }
 
 /// The id of the photo a customer sent to business number `number`.

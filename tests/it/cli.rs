@@ -392,6 +392,30 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
     let file = call(path, "AGENT").await.expect("download");
     assert_eq!(file.status(), 200);
     assert_eq!(file.headers()["content-type"], "image/png");
+    // The CRM's attachment link, and its redirect, lead through the gateway.
+    let messages: serde_json::Value = call("/api/v1/accounts/1/conversations/7/messages", "AGENT")
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let data_url = messages["payload"]
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .find_map(|m| m["attachments"][0]["data_url"].as_str())
+        })
+        .unwrap_or_else(|| panic!("conversation 7 has a photo: {messages}"));
+    let path = data_url
+        .strip_prefix(&format!("http://{gw}"))
+        .unwrap_or_else(|| panic!("the attachment leads through the gateway: {data_url}"));
+    let shade = call(path, "AGENT").await.expect("attachment");
+    assert_eq!(
+        shade.status(),
+        200,
+        "the redirect is followed through the gateway"
+    );
+    assert_eq!(shade.headers()["content-type"], "image/png");
     // The German number's photo: not hers to name, and naming none is refused.
     for path in [
         format!("/v23.0/{}?phone_number_id={}", de.id, de.phone_number_id),

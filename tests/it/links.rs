@@ -367,3 +367,96 @@ async fn media_is_fetched_only_for_the_callers_own_numbers() {
         .count();
     assert_eq!(denied, 5, "each refusal audited: {records:?}");
 }
+
+const CRM_CONFIG: &str = r#"
+listeners: [{name: main, addr: "${LISTEN}"}]
+admin: {addr: "${ADMIN}"}
+upstreams:
+  crm: {url: "${CRM}", headers: {api_access_token: "${CRM_TOKEN}"}, links: [crm]}
+  crm_files: {url: "${CRM}", format_suffix: allow, links: [crm_files]}
+auth:
+  issuer: https://idp.acme-retail.test/
+  audiences: [chatwarden]
+  algorithms: [EdDSA]
+  jwks_url: "${JWKS}"
+  claims: {attributes: {user_id: uid}}
+roles:
+  agent: {permissions: [messages.read]}
+redaction:
+  - {name: messages-pii, fields: ["$.payload[*].sender.phone_number"], detect: [phone, email, wamid]}
+routes:
+  - name: messages
+    upstream: crm
+    methods: [GET]
+    path: /api/v1/accounts/{account_id}/conversations/{conversation_id}/messages
+    permission: messages.read
+    owner_check: {lookup: "/api/v1/accounts/{account_id}/conversations/{conversation_id}", field: meta.assignee.id, claim: user_id}
+    redaction: [messages-pii]
+  - {name: attachments, upstream: crm_files, methods: [GET], path: "/rails/active_storage/{rest*}", permission: messages.read}
+audit: {path: "${AUDIT}"}
+"#;
+
+/// Chatwoot's attachment links, and the redirect behind them, lead through
+/// the gateway; a file is passed as it is.
+#[tokio::test]
+async fn crm_attachment_links_and_their_redirect_lead_through_the_gateway() {
+    let (gw, idp) = harness::start_with_demo_crm(CRM_CONFIG, &[]).await;
+    let agent = idp.token("amelia", &["agent"], serde_json::json!({"uid": 3}));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let origin = format!("http://{}", gw.addr);
+    let shade = &data::attachments()[0];
+    let conversation = shade.message_id / 100;
+    let messages: Value = client
+        .get(gw.url(&format!(
+            "/api/v1/accounts/1/conversations/{conversation}/messages"
+        )))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("messages")
+        .json()
+        .await
+        .expect("json");
+    let attachment = messages["payload"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == shade.message_id))
+        .map(|m| m["attachments"][0].clone())
+        .unwrap_or_default();
+    let data_url = attachment["data_url"].as_str().unwrap_or_default();
+    assert!(
+        data_url.starts_with(&format!("{origin}/rails/active_storage/blobs/redirect/"))
+            && data_url.ends_with(shade.filename),
+        "the attachment leads through the gateway, its signed id unmasked: {attachment}"
+    );
+    assert_eq!(attachment["thumb_url"], data_url);
+
+    let redirect = client
+        .get(data_url)
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("redirect");
+    assert_eq!(redirect.status(), 302);
+    let location = redirect.headers()["location"].to_str().expect("location");
+    assert!(
+        location.starts_with(&format!("{origin}/rails/active_storage/disk/")),
+        "the redirect leads through the gateway: {location}"
+    );
+    let file = client
+        .get(location)
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("file");
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], shade.content_type);
+    assert_eq!(&file.bytes().await.expect("bytes")[..], shade.bytes);
+
+    // Without a token, the link leads to a refusal.
+    let anonymous = client.get(data_url).send().await.expect("anonymous");
+    assert_eq!(anonymous.status(), 401);
+}

@@ -28,10 +28,13 @@ const SOME_ID: &str = "4711";
 /// OpenAPI spec does not describe), Chatwoot's webhook receiver (the spec
 /// only has a placeholder for it, denied in denied-operations.yaml), and
 /// the download of a media file from Meta's media host (the spec's
-/// "Download Media" takes the whole URL a media item names, on another host).
+/// "Download Media" takes the whole URL a media item names, on another host),
+/// and Chatwoot's stored files (Rails' ActiveStorage, which the API's
+/// `data_url`s name).
 const OFF_SPEC_ROUTES: &[&str] = &[
     "chatwoot.contacts.export",
     "chatwoot.cable",
+    "chatwoot.attachments",
     "whatsapp.webhook",
     "whatsapp.media.download",
 ];

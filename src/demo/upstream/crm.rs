@@ -13,6 +13,10 @@
 //! Chatwoot's own export mails a CSV; a single large JSON body is what the
 //! gateway's rate limiting and redaction need to be shown against.
 //!
+//! A customer's photo sent with a message is an attachment whose `data_url`
+//! points at the CRM's own host, as Rails' ActiveStorage serves it (see
+//! [`storage`]).
+//!
 //! Lists are in ascending id order; contacts come 15 a page and
 //! conversations 25 a page, as in Chatwoot. State lives in memory per
 //! server, so writes are visible to later requests of the same server only.
@@ -34,11 +38,16 @@ pub const CONTACTS_PER_PAGE: usize = 15;
 pub const CONVERSATIONS_PER_PAGE: usize = 25;
 
 mod cable;
+mod storage;
 
 /// Serves the CRM on `listener` until the future is dropped: its API, and
 /// its live updates at `/cable` (see [`cable`]).
 pub(super) async fn run(listener: TcpListener) {
-    let seeded = Crm::seeded();
+    let mut seeded = Crm::seeded();
+    seeded.origin = listener
+        .local_addr()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
     let events = seeded.events.clone();
     let crm = Arc::new(Mutex::new(seeded));
     let writing = tokio::spawn(cable::customers_write(Arc::clone(&crm), events.clone()));
@@ -65,6 +74,9 @@ struct Crm {
     next_message_id: u64,
     /// The account's live events, to every open `/cable` stream.
     events: cable::Events,
+    /// `http://127.0.0.1:port`, where its attachments' links point (empty:
+    /// paths).
+    origin: String,
 }
 
 /// A contact as Chatwoot serializes it (without `contact_inboxes`), so that
@@ -144,6 +156,7 @@ impl Crm {
             next_contact_id: data::contacts().len() as u64 + 1,
             next_message_id: data::FIRST_RUNTIME_MESSAGE_ID,
             events: tokio::sync::broadcast::channel(256).0,
+            origin: String::new(),
         }
     }
 
@@ -173,6 +186,13 @@ impl Crm {
     }
 
     fn route(&mut self, req: &Request) -> Outcome {
+        // Stored files are Rails' own: their signed URLs are the
+        // capability, no API token.
+        if let ["rails", "active_storage", rest @ ..] = req.segments().as_slice() {
+            if req.method == Method::GET {
+                return Ok(storage::serve(&self.origin, rest));
+            }
+        }
         // Chatwoot authenticates before routing, so even unknown paths need
         // the token; that also proves the gateway injected it.
         match req.header("api_access_token") {
@@ -728,7 +748,7 @@ impl Crm {
             ),
         };
         let sender_id = sender.get("id").cloned().unwrap_or(Value::Null);
-        json!({
+        let mut json = json!({
             "id": message.id,
             "content": message.content,
             "account_id": data::ACCOUNT_ID,
@@ -758,7 +778,15 @@ impl Crm {
             "processed_message_content": message.content,
             "sentiment": {},
             "sender": sender,
-        })
+        });
+        let attachments: Vec<Value> = data::attachments_of(message.id)
+            .map(|a| storage::attachment_json(&self.origin, a))
+            .collect();
+        if !attachments.is_empty() {
+            // Chatwoot writes the key only for a message that has some.
+            json["attachments"] = Value::Array(attachments);
+        }
+        json
     }
 }
 

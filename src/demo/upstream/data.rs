@@ -281,6 +281,29 @@ pub fn templates() -> &'static [Template] {
     TEMPLATES
 }
 
+/// A file a customer sent with a message, as the CRM keeps it
+/// (ActiveStorage): its JSON links to it on the CRM's own host.
+pub struct Attachment {
+    pub id: u64,
+    /// The message it came with (`conversation_id * 100 + line`).
+    pub message_id: u64,
+    pub filename: &'static str,
+    pub content_type: &'static str,
+    pub bytes: &'static [u8],
+}
+
+/// The files customers sent with their messages.
+pub fn attachments() -> &'static [Attachment] {
+    ATTACHMENTS
+}
+
+/// The attachments of message `id`.
+pub fn attachments_of(message_id: u64) -> impl Iterator<Item = &'static Attachment> {
+    ATTACHMENTS
+        .iter()
+        .filter(move |a| a.message_id == message_id)
+}
+
 /// A file a customer sent to one of the business numbers, held by Meta
 /// until the business downloads it: `GET /v23.0/{id}` answers a short-lived
 /// download URL, which takes the same access token.
@@ -1185,6 +1208,25 @@ static PHOTO: &[u8] = &[
     0x29, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0x50, 0xbd, 0x9c, 0x06,
     0x47, 0x0c, 0xc4, 0x71, 0x00, 0x35, 0x02, 0x15, 0xe1, 0xfd, 0x88, 0x4f, 0x8c, 0x00, 0x00, 0x00,
     0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// Lucy's photo of the cracked lamp shade (conversation 7, Amelia's), and
+/// Will's of his showroom (conversation 10, another agent's).
+static ATTACHMENTS: &[Attachment] = &[
+    Attachment {
+        id: 701,
+        message_id: 701,
+        filename: "cracked-shade.png",
+        content_type: "image/png",
+        bytes: PHOTO,
+    },
+    Attachment {
+        id: 1001,
+        message_id: 1001,
+        filename: "showroom.png",
+        content_type: "image/png",
+        bytes: PHOTO,
+    },
 ];
 
 static MEDIA: &[Media] = &[
