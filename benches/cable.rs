@@ -146,6 +146,7 @@ fn plan(role: &str) -> MessagePlan {
         Some(&identity),
         &roles,
         false,
+        None,
     )
     .expect("the bench caller is under the rules")
 }

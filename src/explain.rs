@@ -11,6 +11,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method};
 
 use crate::auth::{identity_from_unchecked_claims, Verified};
+use crate::config::snapshot::Route;
 use crate::config::Snapshot;
 use crate::gate::{self, Circumstances, RequestView, WireFacts};
 use crate::policy::{plan_row_filter, FieldPath, MessageFilter, OwnerMatch, RowFilterPlan};
@@ -109,15 +110,7 @@ pub fn rewrite_for(
         admission.caller.as_ref().map(|c| &c.identity),
         snapshot.policy.roles(),
     );
-    let origins = &admission.route.upstream.links;
-    if !origins.is_empty() {
-        // Without `public_url` the proxy uses each request's Host; here,
-        // with no request, links are shown as the paths they become.
-        plan.links = Some(Links::new(
-            origins.clone(),
-            snapshot.public_url.as_deref().unwrap_or(""),
-        ));
-    }
+    plan.links = explained_links(snapshot, &admission.route);
     if plan.is_empty() {
         return None;
     }
@@ -133,6 +126,19 @@ pub fn rewrite_for(
 /// What a stream carries of one message: `None` dropped, or the text
 /// sent; and the values masked in it.
 type Carried = (Option<Vec<u8>>, u64);
+
+/// The links of `route`'s upstream as explained: to `public_url`. Without
+/// one the proxy uses each request's `Host`; here, with no request, links
+/// are shown as the paths they become.
+fn explained_links(snapshot: &Snapshot, route: &Route) -> Option<Links> {
+    let origins = &route.upstream.links;
+    (!origins.is_empty()).then(|| {
+        Links::new(
+            origins.clone(),
+            snapshot.public_url.as_deref().unwrap_or(""),
+        )
+    })
+}
 
 /// One message a WebSocket route's upstream sends, as the admitted
 /// caller's stream would carry it. `None`: the stream is not read for
@@ -150,6 +156,7 @@ fn message_for(
         admission.caller.as_ref().map(|c| &c.identity),
         snapshot.policy.roles(),
         route.subscribe_as.is_some(),
+        explained_links(snapshot, route),
     )?;
     let mut stream = MessageStream::new(plan);
     Some(stream.one(message).map(|sent| (sent, stream.masked)))
@@ -389,8 +396,13 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
     if !links.is_empty() {
         let origins: Vec<&str> = links.iter().map(|o| o.as_str()).collect();
         lines.push(format!(
-            "links:    URLs under {} in the JSON answer (and Location) lead to {} instead",
+            "links:    URLs under {} in {} lead to {} instead",
             origins.join(", "),
+            if a.route.websocket {
+                "each stream message"
+            } else {
+                "the JSON answer (and Location)"
+            },
             snapshot
                 .public_url
                 .as_deref()

@@ -90,6 +90,9 @@ pub struct ResponseWork {
     pub client_failure: Option<crate::rewrite::messages::MessageError>,
     /// Why a message could not be read (the stream ended on it).
     pub message_failure: Option<crate::rewrite::messages::MessageError>,
+    /// Where a stream's links lead (the gateway as the client reached it;
+    /// empty: paths), when its upstream has `links`.
+    pub public_origin: Option<Box<str>>,
 }
 
 impl RequestCtx {

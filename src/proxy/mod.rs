@@ -52,6 +52,7 @@ use crate::metrics::Metrics;
 use crate::request::client_ip::counted_client;
 use crate::request::request_id;
 use crate::revocation::RuntimeRevocations;
+use crate::rewrite::Links;
 
 /// The gateway service: shared, immutable handles only. Per-request state
 /// lives in `RequestCtx`.
@@ -519,18 +520,22 @@ impl Gateway {
                     respond::refuse(session, ctx, reason, None, false).await?;
                     return Ok(true);
                 }
-                // A WebSocket stream's messages are not answers: links in
-                // them are left as the upstream wrote them.
-                let links = if a.route.upstream.links.is_empty() || a.route.websocket {
-                    None
-                } else {
+                // Where the upstream's links lead, as this client reached
+                // the gateway.
+                let public = (!a.route.upstream.links.is_empty()).then(|| {
                     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
                     let trusted = session
                         .client_addr()
                         .and_then(|p| p.as_inet())
                         .is_some_and(|p| snapshot.trusted_proxies.is_trusted(p.ip()));
-                    rewrite::links_for(snapshot, &a.route, session.req_header(), tls, trusted)
-                };
+                    rewrite::public_origin_for(snapshot, session.req_header(), tls, trusted)
+                });
+                // A WebSocket handshake's answer has no body: its stream's
+                // messages are relinked as they pass (see `stream`).
+                let links = public
+                    .as_deref()
+                    .filter(|_| !a.route.websocket)
+                    .map(|p| Links::new(a.route.upstream.links.clone(), p));
                 ctx.response = rewrite::plan(
                     &a.route,
                     a.caller.as_deref(),
@@ -543,6 +548,9 @@ impl Gateway {
                         ..ResponseWork::default()
                     })
                 });
+                if let Some(public) = public.filter(|_| a.route.websocket) {
+                    ctx.response.get_or_insert_default().public_origin = Some(public.into());
+                }
                 if ctx.rewriting().is_some() && fetch::eligible(session) {
                     // Boxed, like the lookup: a whole exchange.
                     Box::pin(fetch::answer(&self.lookups, &self.metrics, session, ctx)).await?;
@@ -698,7 +706,8 @@ fn shape_request(session: &Session, ctx: &RequestCtx, req: &mut RequestHeader) -
     let frames_read = !route.upstream.credentials.is_empty()
         || route.message_filter.is_some()
         || !route.redactions.is_empty()
-        || route.subscribe_as.is_some();
+        || route.subscribe_as.is_some()
+        || !route.upstream.links.is_empty();
     if route.websocket && frames_read {
         // Compressed frames could not be read: not searched for the
         // credential, nor filtered and masked.

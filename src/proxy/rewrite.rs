@@ -93,22 +93,16 @@ pub fn plan(
     (!plan.is_empty()).then(|| RewriteState::new(plan))
 }
 
-/// The links of `route`'s upstream, leading to the gateway as this client
-/// reached it (see [`public_origin`]): `None` when its upstream has no
-/// `links`. `tls`: the client's connection is TLS; `trusted_peer`: it comes
-/// from a trusted proxy, whose `X-Forwarded-Proto` says the scheme the
-/// client used.
-pub fn links_for(
+/// The gateway's origin as this client reached it (see [`public_origin`]),
+/// where its upstream's links lead; empty: links become paths. `tls`: the
+/// client's connection is TLS; `trusted_peer`: it comes from a trusted
+/// proxy, whose `X-Forwarded-Proto` says the scheme the client used.
+pub fn public_origin_for(
     snapshot: &Snapshot,
-    route: &Route,
     req: &RequestHeader,
     tls: bool,
     trusted_peer: bool,
-) -> Option<Links> {
-    let origins = &route.upstream.links;
-    if origins.is_empty() {
-        return None;
-    }
+) -> String {
     let forwarded = req
         .headers
         .get("x-forwarded-proto")
@@ -126,8 +120,7 @@ pub fn links_for(
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri.authority().map(|a| a.as_str()));
-    let public = public_origin(snapshot.public_url.as_deref(), scheme, host);
-    Some(Links::new(origins.clone(), public.as_deref().unwrap_or("")))
+    public_origin(snapshot.public_url.as_deref(), scheme, host).unwrap_or_default()
 }
 
 impl RewriteState {

@@ -23,6 +23,7 @@ use crate::config::Snapshot;
 use crate::gate;
 use crate::rewrite::messages::{MessageError, MessagePlan, MessageStream};
 use crate::rewrite::subscriptions::CommandStream;
+use crate::rewrite::Links;
 
 /// An HTTP/1.1 request asking to become a WebSocket, as pingora would
 /// forward it (`Upgrade: websocket`, any case). Other upgrades (`h2c`) are
@@ -73,9 +74,9 @@ pub fn read_messages(ctx: &mut RequestCtx) {
     let (Some(a), Some(snapshot)) = (&ctx.admitted, &ctx.snapshot) else {
         return;
     };
-    let plan = plan_for(snapshot, a);
-    let commands = a.route.subscribe_as.is_some().then(CommandStream::default);
     let work = ctx.response.get_or_insert_default();
+    let plan = plan_for(snapshot, a, work.public_origin.as_deref());
+    let commands = a.route.subscribe_as.is_some().then(CommandStream::default);
     work.messages_under = Some(snapshot.version.0.clone());
     work.messages = plan.map(MessageStream::new);
     work.commands = commands;
@@ -166,8 +167,13 @@ pub fn client_commands(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>) ->
     }
 }
 
-fn plan_for(snapshot: &Snapshot, a: &gate::Admission) -> Option<MessagePlan> {
+/// `public`: where the stream's links lead (set at the handshake when the
+/// route's upstream had `links`; a reload that adds them leads them to
+/// paths).
+fn plan_for(snapshot: &Snapshot, a: &gate::Admission, public: Option<&str>) -> Option<MessagePlan> {
     let route = &a.route;
+    let links = (!route.upstream.links.is_empty())
+        .then(|| Links::new(route.upstream.links.clone(), public.unwrap_or("")));
     MessagePlan::for_caller(
         route.message_filter.as_ref(),
         route.control_messages.as_deref(),
@@ -175,6 +181,7 @@ fn plan_for(snapshot: &Snapshot, a: &gate::Admission) -> Option<MessagePlan> {
         a.caller.as_deref().map(|c| &c.identity),
         snapshot.policy.roles(),
         route.subscribe_as.is_some(),
+        links,
     )
 }
 
@@ -199,7 +206,7 @@ pub fn follow_reload(
         return Ok(());
     }
     work.messages_under = Some(snapshot.version.0.clone());
-    let plan = plan_for(snapshot, live);
+    let plan = plan_for(snapshot, live, work.public_origin.as_deref());
     match (&mut work.messages, plan) {
         (Some(stream), plan) => stream.replan(plan),
         (None, None) => {}

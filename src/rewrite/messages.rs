@@ -22,6 +22,11 @@
 //! message that is not JSON or lacks the filter's object, one over
 //! [`MAX_MESSAGE_BYTES`]. The proxy then ends the stream; nothing of the
 //! message leaves.
+//!
+//! Links to the upstreams a route's upstream names in `links` lead
+//! through the gateway, as in answers (see [`super::links`]). A stream read
+//! for its links alone passes what it cannot read (a binary message, one
+//! that is not JSON) as it is: a link left as written hides nothing.
 
 use std::sync::Arc;
 
@@ -30,7 +35,7 @@ use thiserror::Error;
 
 use super::frames::{push_frame, Found, FrameReader, Sender};
 use super::subscriptions::Identifiers;
-use super::{rewrite, RewriteError, RewriteOutcome, RewritePlan};
+use super::{rewrite, Links, RewriteError, RewriteOutcome, RewritePlan};
 use crate::echo::Credentials;
 use crate::identity::Identity;
 use crate::policy::{plan_row_filter, MessageFilter, RoleSet, RowFilterPlan};
@@ -64,8 +69,10 @@ impl MessagePlan {
         identity: Option<&Identity>,
         roles: &RoleSet,
         always: bool,
+        links: Option<Links>,
     ) -> Option<MessagePlan> {
-        let data = RewritePlan::for_caller(None, redactions, identity, roles);
+        let mut data = RewritePlan::for_caller(None, redactions, identity, roles);
+        data.links = links;
         let filter = match (filter, identity) {
             (Some(f), Some(identity)) => match plan_row_filter(&f.filter, identity, roles) {
                 RowFilterPlan::Skip => None,
@@ -91,6 +98,7 @@ impl MessagePlan {
         }
         let control_plan = RewritePlan {
             detect: data.detect.clone(),
+            links: data.links.clone(),
             ..RewritePlan::default()
         };
         Some(MessagePlan {
@@ -107,6 +115,12 @@ impl MessagePlan {
     /// read only for `subscribe_as`).
     fn is_empty(&self) -> bool {
         self.filter.is_none() && self.data.is_empty() && self.control_plan.is_empty()
+    }
+
+    /// Whether a message that cannot be read ends the stream: the plan
+    /// filters or masks. One that only rewrites links passes it as it is.
+    fn fails_closed(&self) -> bool {
+        self.filter.is_some() || self.data.fails_closed() || self.control_plan.fails_closed()
     }
 }
 
@@ -170,9 +184,11 @@ impl MessageStream {
         }
     }
 
-    /// Whether messages are read at all (binary ones cannot be).
-    fn reads(&self) -> bool {
-        self.plan.as_ref().is_some_and(|p| !p.is_empty())
+    /// Whether a message that cannot be read (binary) ends the stream.
+    fn fails_closed(&self) -> bool {
+        self.plan
+            .as_ref()
+            .is_some_and(|p| !p.is_empty() && p.fails_closed())
     }
 
     /// The identifiers the client's subscriptions were sent upstream with.
@@ -209,7 +225,7 @@ impl MessageStream {
                 bytes,
                 last,
             } => {
-                if opcode == 0x2 && self.reads() {
+                if opcode == 0x2 && self.fails_closed() {
                     return Err(MessageError::Binary);
                 }
                 self.message.extend_from_slice(bytes);
@@ -235,7 +251,14 @@ impl MessageStream {
             // Before anything reads it: the token never meets a detector.
             self.identifiers.restore(&mut message);
         }
-        if let Some(mut text) = self.decide(message)? {
+        // A binary message gets here only on a stream read for its links
+        // alone (elsewhere it ended the stream): it passes as it is.
+        let decided = if opcode == 0x2 {
+            Some(message)
+        } else {
+            self.decide(message)?
+        };
+        if let Some(mut text) = decided {
             self.credentials_masked += creds.mask(&mut text);
             push_frame(out, opcode, &text, None);
             self.sent += 1;
@@ -248,6 +271,10 @@ impl MessageStream {
         let Some(plan) = self.plan.as_ref().filter(|p| !p.is_empty()) else {
             return Ok(Some(message));
         };
+        if !plan.fails_closed() && std::str::from_utf8(&message).is_err() {
+            // Read for its links alone: nothing here to hide.
+            return Ok(Some(message));
+        }
         let text = std::str::from_utf8(&message).map_err(|_| MessageError::NotText)?;
         // The whole message as a tree only where the filter must look into
         // it; otherwise only its top-level names are read, for the control

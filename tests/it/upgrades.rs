@@ -1047,3 +1047,54 @@ audit: {path: "${AUDIT}"}
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("TLS"), "{stderr}");
 }
+
+/// With `links` on its upstream, a stream's messages lead through the
+/// gateway too; read for its links alone, a stream passes what is not
+/// JSON as it is.
+#[tokio::test]
+async fn links_in_a_streams_messages_lead_through_the_gateway() {
+    let config = CONFIG.replace(
+        r#"    headers: {api_access_token: "${CRM_KEY}"}
+  rest:"#,
+        r#"    headers: {api_access_token: "${CRM_KEY}"}
+    links: [crm]
+  rest:"#,
+    );
+    assert_ne!(config, CONFIG, "the config gained links");
+    let Env { ws, idp, gw, .. } = env_with(&config).await;
+    let priya = idp.token("priya", &["agent"], json!({}));
+    let mut stream = open(
+        gw.addr,
+        "/cable",
+        &[
+            ("authorization", &bearer(&priya)),
+            ("sec-websocket-extensions", "permessage-deflate"),
+        ],
+    )
+    .await
+    .expect("opened");
+    assert!(
+        ws.handshakes()
+            .iter()
+            .all(|h| !h.contains_key("sec-websocket-extensions")),
+        "frames must stay readable"
+    );
+    assert_eq!(
+        round_trip(&mut stream, "hello").await.as_deref(),
+        Some("hello"),
+        "not JSON: passed as it is"
+    );
+    let event = json!({"message": {"event": "message.created", "data": {
+        "attachments": [{"data_url": format!("{}/rails/active_storage/blobs/redirect/x/a.png", ws.url())}]
+    }}});
+    ws.push.send(event.to_string()).expect("pushed");
+    let got: Value =
+        serde_json::from_str(&next_text(&mut stream).await.expect("a message")).expect("json");
+    assert_eq!(
+        got["message"]["data"]["attachments"][0]["data_url"],
+        format!(
+            "http://{}/rails/active_storage/blobs/redirect/x/a.png",
+            gw.addr
+        )
+    );
+}

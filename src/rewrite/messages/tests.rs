@@ -95,6 +95,7 @@ fn plan_for(role: &str, labels: bool) -> Option<MessagePlan> {
         Some(&who(role, "3")),
         &roles(),
         false,
+        None,
     )
 }
 
@@ -427,6 +428,7 @@ fn without_an_identity_no_message_is_owned() {
         None,
         &roles(),
         false,
+        None,
     )
     .expect("filtered");
     let input = [
@@ -527,4 +529,91 @@ fn random_fragments_and_pieces_change_nothing_but_the_framing() {
             let _ = frames(&out);
         }
     }
+}
+
+fn crm_links() -> Links {
+    Links::new(
+        vec![crate::rewrite::Origin::new(true, "crm.acme.example", 443)].into(),
+        "https://api.acme.example",
+    )
+}
+
+#[test]
+fn links_in_messages_lead_through_the_gateway() {
+    let photo = |assignee: u64| {
+        let mut m = message_created(json!(assignee), "here is the photo");
+        m["message"]["data"]["attachments"] = json!([{
+            "data_url": "https://crm.acme.example/rails/active_storage/blobs/redirect/x/a.png"
+        }]);
+        m
+    };
+    // Read for its links alone (an admin: no filter, no masks): relinked,
+    // and what cannot be read passes as it is.
+    let plan = MessagePlan::for_caller(
+        None,
+        Some("type"),
+        &[],
+        Some(&who("admin", "1")),
+        &roles(),
+        false,
+        Some(crm_links()),
+    )
+    .expect("read for its links");
+    let input = [
+        text(&photo(9)),
+        frame(0x2, true, b"\x00\x01"),
+        frame(0x1, true, b"not json https://crm.acme.example/x"),
+        text(&json!({"type": "ping", "message": 1})),
+    ]
+    .concat();
+    let (out, stream) = through(plan, &input, 7);
+    let out = out.expect("nothing ends the stream");
+    let sent = frames(&out);
+    assert_eq!(sent.len(), 4, "every message passes: {sent:?}");
+    let first: Value = serde_json::from_slice(&sent[0].2).expect("json");
+    assert_eq!(
+        first["message"]["data"]["attachments"][0]["data_url"],
+        "https://api.acme.example/rails/active_storage/blobs/redirect/x/a.png"
+    );
+    assert_eq!(
+        (sent[1].0, &sent[1].2[..]),
+        (0x2, &b"\x00\x01"[..]),
+        "binary as it is"
+    );
+    assert_eq!(
+        &sent[2].2[..],
+        b"not json https://crm.acme.example/x",
+        "text as it is"
+    );
+    assert_eq!(stream.masked, 0);
+
+    // With the agent's filter and masks, links lead through too, and a
+    // binary message still ends the stream.
+    let plan = MessagePlan::for_caller(
+        Some(&cable_filter(false)),
+        Some("type"),
+        &[pii_rule()],
+        Some(&who("agent", "3")),
+        &roles(),
+        false,
+        Some(crm_links()),
+    )
+    .expect("filtered");
+    let (out, _) = through(
+        plan.clone(),
+        &[text(&photo(3)), text(&photo(9))].concat(),
+        5,
+    );
+    let got = payloads(&out.expect("read"));
+    assert_eq!(got.len(), 1, "the other agent's event is dropped");
+    assert_eq!(
+        got[0]["message"]["data"]["attachments"][0]["data_url"],
+        "https://api.acme.example/rails/active_storage/blobs/redirect/x/a.png"
+    );
+    assert_eq!(
+        got[0]["message"]["data"]["sender"]["phone_number"],
+        "+*********123"
+    );
+    let (out, _) = through(plan, &frame(0x2, true, b"\x00"), 5);
+    assert_eq!(out, Err(MessageError::Binary));
 }
