@@ -241,6 +241,28 @@ async fn refused(gw: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, 
     }
 }
 
+/// Opens `/cable` with `token`, the client offering compression: the
+/// upstream must not get the offer, or its frames could not be read.
+async fn open_offering_compression(ws: &WsUpstream, gw: &harness::TestGateway, token: &str) -> Ws {
+    let stream = open(
+        gw.addr,
+        "/cable",
+        &[
+            ("authorization", &bearer(token)),
+            ("sec-websocket-extensions", "permessage-deflate"),
+        ],
+    )
+    .await
+    .expect("opened");
+    assert!(
+        ws.handshakes()
+            .iter()
+            .all(|h| !h.contains_key("sec-websocket-extensions")),
+        "the compression offer is not passed on"
+    );
+    stream
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -553,22 +575,7 @@ async fn a_quiet_stream_ends_at_the_upstreams_read_timeout_without_an_error() {
 async fn the_upstreams_credential_is_masked_in_the_frames_it_sends() {
     let Env { ws, idp, gw, .. } = env().await;
     let priya = idp.token("priya", &["agent"], json!({}));
-    // The client offers compression; the upstream must not get the offer,
-    // or its frames could not be searched.
-    let mut stream = open(
-        gw.addr,
-        "/cable",
-        &[
-            ("authorization", &bearer(&priya)),
-            ("sec-websocket-extensions", "permessage-deflate"),
-        ],
-    )
-    .await
-    .expect("opened");
-    assert!(ws
-        .handshakes()
-        .iter()
-        .all(|h| !h.contains_key("sec-websocket-extensions")));
+    let mut stream = open_offering_compression(&ws, &gw, &priya).await;
     assert_eq!(
         round_trip(&mut stream, "hello").await.as_deref(),
         Some("hello")
@@ -1063,22 +1070,7 @@ async fn links_in_a_streams_messages_lead_through_the_gateway() {
     assert_ne!(config, CONFIG, "the config gained links");
     let Env { ws, idp, gw, .. } = env_with(&config).await;
     let priya = idp.token("priya", &["agent"], json!({}));
-    let mut stream = open(
-        gw.addr,
-        "/cable",
-        &[
-            ("authorization", &bearer(&priya)),
-            ("sec-websocket-extensions", "permessage-deflate"),
-        ],
-    )
-    .await
-    .expect("opened");
-    assert!(
-        ws.handshakes()
-            .iter()
-            .all(|h| !h.contains_key("sec-websocket-extensions")),
-        "frames must stay readable"
-    );
+    let mut stream = open_offering_compression(&ws, &gw, &priya).await;
     assert_eq!(
         round_trip(&mut stream, "hello").await.as_deref(),
         Some("hello"),
