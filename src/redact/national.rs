@@ -12,9 +12,11 @@
 //! country added also masks ids that happen to have its numbers' shape,
 //! which is why none is on by default.
 //!
-//! Countries whose numbers start with a trunk `0` (the UK, Germany,
-//! France, Turkey, Indonesia, …) and North America need nothing here:
-//! the default detection finds them.
+//! Numbers written with a trunk `0` (the UK's `07700 900123`, Germany's
+//! `0151 …`, France, Turkey, Indonesia, …) and North America's need
+//! nothing here: the default detection finds them. Naming the UK or
+//! Germany adds their mobiles typed without it (`447700900123`, a WhatsApp
+//! id, or `7700 900123`).
 
 use super::Groups;
 
@@ -25,7 +27,9 @@ pub enum Region {
     Brazil,
     Chile,
     Colombia,
+    Germany,
     Spain,
+    UnitedKingdom,
     India,
     Italy,
     Mexico,
@@ -35,11 +39,13 @@ pub enum Region {
 
 impl Region {
     /// In the order of their codes.
-    pub const ALL: [Region; 9] = [
+    pub const ALL: [Region; 11] = [
         Region::Brazil,
         Region::Chile,
         Region::Colombia,
+        Region::Germany,
         Region::Spain,
+        Region::UnitedKingdom,
         Region::India,
         Region::Italy,
         Region::Mexico,
@@ -59,6 +65,8 @@ impl Region {
             Region::Brazil => "BR",
             Region::Chile => "CL",
             Region::Colombia => "CO",
+            Region::Germany => "DE",
+            Region::UnitedKingdom => "GB",
             Region::India => "IN",
             Region::Italy => "IT",
             Region::Mexico => "MX",
@@ -73,6 +81,8 @@ impl Region {
             Region::Brazil => b"55",
             Region::Chile => b"56",
             Region::Colombia => b"57",
+            Region::Germany => b"49",
+            Region::UnitedKingdom => b"44",
             Region::India => b"91",
             Region::Italy => b"39",
             Region::Mexico => b"52",
@@ -99,6 +109,13 @@ impl Region {
             Region::Chile => d.len() == 9 && matches!(first, b'2'..=b'9'),
             // Mobiles: nine digits from 9.
             Region::Peru => d.len() == 9 && first == b'9',
+            // Mobiles without their trunk 0: 15x, 16x, 17x and ten or
+            // eleven digits. (With the 0 the default detection finds them.)
+            Region::Germany => {
+                matches!(d.len(), 10 | 11) && first == b'1' && matches!(d[1], b'5'..=b'7')
+            }
+            // Mobiles without their trunk 0: ten digits from 7.
+            Region::UnitedKingdom => d.len() == 10 && first == b'7',
             // Mobiles: ten digits from 3. (Landlines keep their leading 0,
             // which the default detection reads as a trunk.)
             Region::Italy => d.len() == 10 && first == b'3',
@@ -133,6 +150,8 @@ impl Region {
             Region::Portugal => matches!(b, b'2' | b'9'),
             Region::Chile => matches!(b, b'2'..=b'9'),
             Region::Peru => b == b'9',
+            Region::Germany => b == b'1',
+            Region::UnitedKingdom => b == b'7',
             Region::Italy => b == b'3',
             Region::Colombia => matches!(b, b'3' | b'6'),
             Region::Mexico | Region::Brazil => matches!(b, b'1'..=b'9'),
@@ -246,7 +265,7 @@ mod tests {
             assert_eq!(Region::parse(r.code()), Some(r));
             assert_eq!(Region::parse(&r.code().to_lowercase()), Some(r));
         }
-        assert_eq!(Region::parse("GB"), None);
+        assert_eq!(Region::parse("UK"), None, "ISO 3166: GB");
         assert_eq!(Region::parse(""), None);
     }
 

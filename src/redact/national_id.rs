@@ -2,13 +2,15 @@
 //! are: Brazil's CPF (`123.456.789-09`), Spain's DNI and NIE (`12345678Z`,
 //! `X1234567L`), India's Aadhaar (`2345 6789 0124`) and PAN (`ABCPE1234F`),
 //! Chile's RUT (`12.345.678-5`), Portugal's NIF (`123 456 789`), Italy's
-//! codice fiscale (`RSSMRA85T10A562S`).
+//! codice fiscale (`RSSMRA85T10A562S`), Germany's tax id (Steuer-IdNr,
+//! `86 095 742 719`), the UK's National Insurance number (`AB 12 34 56 C`),
+//! Mexico's CURP (`HEGG560427MVZRRL04`).
 //!
-//! Each is found only where its check digit (or, for a PAN, its fixed
-//! pattern) holds, and only for the countries a rule names (`countries`):
-//! a run of digits of the same length is otherwise an id or a reference.
-//! Countries whose numbers carry no check (Colombia's cédula, Peru's DNI)
-//! or a scheme not read here (Mexico's CURP) have none.
+//! Each is found only where its check digit (or, for a PAN and a National
+//! Insurance number, its fixed pattern) holds, and only for the countries a
+//! rule names (`countries`): a run of digits of the same length is
+//! otherwise an id or a reference. Countries whose numbers carry no check
+//! (Colombia's cédula, Peru's DNI) have none.
 
 use super::national::{Region, Regions};
 
@@ -18,9 +20,12 @@ pub fn known(region: Region) -> bool {
         region,
         Region::Brazil
             | Region::Chile
+            | Region::Germany
             | Region::Spain
+            | Region::UnitedKingdom
             | Region::India
             | Region::Italy
+            | Region::Mexico
             | Region::Portugal
     )
 }
@@ -43,6 +48,11 @@ pub(super) fn find_national_id(
                     .or_else(|| on(Region::Chile).then(|| rut_at(bytes, i)).flatten())
                     .or_else(|| on(Region::India).then(|| aadhaar_at(bytes, i)).flatten())
                     .or_else(|| on(Region::Portugal).then(|| nif_at(bytes, i)).flatten())
+                    .or_else(|| {
+                        on(Region::Germany)
+                            .then(|| steuer_id_at(bytes, i))
+                            .flatten()
+                    })
             } else {
                 (on(Region::Spain).then(|| nie_at(bytes, i)).flatten())
                     .or_else(|| on(Region::India).then(|| pan_at(bytes, i)).flatten())
@@ -51,6 +61,12 @@ pub(super) fn find_national_id(
                             .then(|| codice_fiscale_at(bytes, i))
                             .flatten()
                     })
+                    .or_else(|| {
+                        on(Region::UnitedKingdom)
+                            .then(|| nino_at(bytes, i))
+                            .flatten()
+                    })
+                    .or_else(|| on(Region::Mexico).then(|| curp_at(bytes, i)).flatten())
             };
             if let Some(end) = end {
                 return Some((i, end));
@@ -340,6 +356,130 @@ fn codice_fiscale_at(bytes: &[u8], at: usize) -> Option<usize> {
     (t[15] == b'A' + (sum % 26) as u8).then_some(at + 16)
 }
 
+/// Germany's tax id (Steuerliche Identifikationsnummer): 11 digits, bare
+/// or `2 3 3 3`, not from 0, with one digit of the first ten there two or
+/// three times and the rest at most once, and an ISO 7064 MOD 11,10 check
+/// digit.
+fn steuer_id_at(bytes: &[u8], at: usize) -> Option<usize> {
+    if bytes[at] == b'0' {
+        return None;
+    }
+    let (d, end) = read_any(
+        bytes,
+        at,
+        &[
+            &[(2, Some(b' ')), (3, Some(b' ')), (3, Some(b' ')), (3, None)],
+            &[(11, None)],
+        ],
+    )?;
+    let mut counts = [0u8; 10];
+    for &x in &d[..10] {
+        counts[usize::from(x)] += 1;
+    }
+    let repeated = counts.iter().filter(|&&c| c > 1).count();
+    let spread = repeated == 1 && counts.iter().all(|&c| c <= 3);
+    let mut product = 10u32;
+    for &x in &d[..10] {
+        let sum = match (u32::from(x) + product) % 10 {
+            0 => 10,
+            n => n,
+        };
+        product = sum * 2 % 11;
+    }
+    let check = match 11 - product {
+        10 => 0,
+        n => n as u8,
+    };
+    (spread && check == d[10]).then_some(end)
+}
+
+/// The UK's National Insurance number: two letters (never D, F, I, Q, U,
+/// V; the second not O; not BG, GB, KN, NK, NT, TN or ZZ), six digits and
+/// a letter from A to D, bare or `AB 12 34 56 C`, in either case. It
+/// carries no check digit: the pattern is all.
+fn nino_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let upper = |i: usize| bytes.get(i).map(u8::to_ascii_uppercase);
+    let (a, b) = (upper(at)?, upper(at + 1)?);
+    let letters = a.is_ascii_uppercase()
+        && b.is_ascii_uppercase()
+        && !b"DFIQUV".contains(&a)
+        && !b"DFIOQUV".contains(&b)
+        && ![*b"BG", *b"GB", *b"KN", *b"NK", *b"NT", *b"TN", *b"ZZ"].contains(&[a, b]);
+    if !letters {
+        return None;
+    }
+    let spaced = bytes.get(at + 2) == Some(&b' ');
+    let mut i = at + 2;
+    for _ in 0..3 {
+        if spaced {
+            if bytes.get(i) != Some(&b' ') {
+                return None;
+            }
+            i += 1;
+        }
+        for _ in 0..2 {
+            if !bytes.get(i).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    if spaced {
+        if bytes.get(i) != Some(&b' ') {
+            return None;
+        }
+        i += 1;
+    }
+    upper(i).filter(|s| (b'A'..=b'D').contains(s))?;
+    ends_token(bytes, i + 1).then_some(i + 1)
+}
+
+/// Mexico's CURP: four letters, the birth date (`YYMMDD`), the sex (`H`,
+/// `M` or `X`), the state's two letters, three consonants, a character
+/// that tells the century and a check digit over the other seventeen
+/// (`HEGG560427MVZRRL04`), in either case.
+fn curp_at(bytes: &[u8], at: usize) -> Option<usize> {
+    const STATES: [&[u8; 2]; 33] = [
+        b"AS", b"BC", b"BS", b"CC", b"CL", b"CM", b"CS", b"CH", b"DF", b"DG", b"GT", b"GR", b"HG",
+        b"JC", b"MC", b"MN", b"MS", b"NT", b"NL", b"OC", b"PL", b"QT", b"QR", b"SP", b"SL", b"SR",
+        b"TC", b"TS", b"TL", b"VZ", b"YN", b"ZS", b"NE",
+    ];
+    let mut t = [0u8; 18];
+    t.copy_from_slice(bytes.get(at..at + 18)?);
+    t.make_ascii_uppercase();
+    let letter = |b: u8| b.is_ascii_uppercase();
+    let consonant = |b: u8| letter(b) && !b"AEIOU".contains(&b);
+    let two = |i: usize| (t[i] - b'0') * 10 + (t[i + 1] - b'0');
+    let shaped = t[..4].iter().all(|&b| letter(b))
+        && t[4..10].iter().all(u8::is_ascii_digit)
+        && (1..=12).contains(&two(6))
+        && (1..=31).contains(&two(8))
+        && b"HMX".contains(&t[10])
+        && STATES.iter().any(|s| **s == [t[11], t[12]])
+        && t[13..16].iter().all(|&b| consonant(b))
+        && t[16].is_ascii_alphanumeric()
+        && t[17].is_ascii_digit();
+    if !shaped || !ends_token(bytes, at + 18) {
+        return None;
+    }
+    // Digits count as themselves, letters from 10 (Ñ, 24, never appears
+    // in an ASCII text: N and the letters after it count one more).
+    let value = |b: u8| {
+        u32::from(match b {
+            b'0'..=b'9' => b - b'0',
+            b'A'..=b'N' => b - b'A' + 10,
+            _ => b - b'A' + 11,
+        })
+    };
+    let sum: u32 = t[..17]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| value(b) * (18 - i as u32))
+        .sum();
+    let check = ((10 - sum % 10) % 10) as u8;
+    (t[17] - b'0' == check).then_some(at + 18)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +511,12 @@ mod tests {
             ("contribuinte 123456789", "123456789"),
             ("codice fiscale RSSMRA85T10A562S.", "RSSMRA85T10A562S"),
             ("cf: mrtmtt91d08f205j", "mrtmtt91d08f205j"),
+            ("Steuer-ID 86095742719", "86095742719"),
+            ("IdNr 86 095 742 719.", "86 095 742 719"),
+            ("NI number AB123456C", "AB123456C"),
+            ("ni: jg 10 37 59 a, thanks", "jg 10 37 59 a"),
+            ("CURP HEGG560427MVZRRL04", "HEGG560427MVZRRL04"),
+            ("mi curp es loaa531113htcpbn07", "loaa531113htcpbn07"),
         ] {
             assert_eq!(found(text), Some(want), "{text:?}");
         }
@@ -396,6 +542,20 @@ mod tests {
             "RSSMRA85T10A562T",
             "RSSMRA85Z10A562S",
             "XRSSMRA85T10A562S",
+            "86095742718",
+            "06095742719",
+            "11111111116",
+            "86 0957 42719",
+            "QQ123456C",
+            "GB123456A",
+            "AO123456A",
+            "AB123456E",
+            "AB 123456C",
+            "AB12345C",
+            "HEGG560427MVZRRL05",
+            "HEGG561327MVZRRL04",
+            "HEGG560427MXXRRL04",
+            "HEGG560427MVZRAL04",
         ] {
             assert_eq!(found(text), None, "{text:?}");
         }

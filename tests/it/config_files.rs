@@ -296,7 +296,7 @@ redaction:
   - {name: counts, fields: [$.meta], style: withhold}
   - {name: ok, fields: [$.a]}
   - {name: ok, fields: [$.b]}
-  - {name: eight, detect: [phone], countries: [ES, GB]}
+  - {name: eight, detect: [phone], countries: [ES, UK]}
   - {name: nine, detect: [email], countries: [es]}
   - {name: ten, detect: [national_id], countries: [CO]}
 routes:
@@ -314,9 +314,9 @@ routes:
             "bad.yaml:11:39: redaction `six`: style `blur` must be partial, full, hash or withhold",
             "bad.yaml:12:58: redaction `seven`: style withhold makes whole values null, so it takes `fields` only",
             "bad.yaml:15:12: duplicate redaction rule `ok`",
-            "bad.yaml:16:52: redaction `eight`: country `GB` is not one of BR, CL, CO, ES, IN, IT, MX, PE, PT",
+            "bad.yaml:16:52: redaction `eight`: country `UK` is not one of BR, CL, CO, DE, ES, GB, IN, IT, MX, PE, PT",
             "bad.yaml:17:47: redaction `nine`: countries needs `phone` or `national_id` in `detect`",
-            "bad.yaml:18:52: redaction `ten`: national_id needs `countries` naming one whose identity numbers are known (BR, CL, ES, IN, IT, PT)",
+            "bad.yaml:18:52: redaction `ten`: national_id needs `countries` naming one whose identity numbers are known (BR, CL, DE, ES, GB, IN, IT, MX, PT)",
             "bad.yaml:20:76: route `r` names unknown redaction `nope` (known: counts, ok)",
         ],
     );
