@@ -215,8 +215,10 @@ fn print_guide(
   # contact fields and in free text; a supervisor (contacts.read_pii) sees them
   curl -s $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $AGENT" | jq -c '.payload[:2][] | {{name, phone_number, email, note: .additional_attributes.description}}'
   curl -s $GW/api/v1/accounts/1/contacts -H "Authorization: Bearer $SUPERVISOR" | jq -c '.payload[:2][] | {{name, phone_number, email, note: .additional_attributes.description}}'
-  # ...and a card number a customer typed into a chat (IBANs likewise): the last four digits stay
+  # ...and a card number a customer typed into a chat (IBANs likewise): the last four digits stay;
+  # a National Insurance number likewise (German tax ids too)
   curl -s $GW/api/v1/accounts/1/conversations/{card}/messages -H "Authorization: Bearer $AGENT" | jq -r '.payload[-1].content'
+  curl -s $GW/api/v1/accounts/1/conversations/{nino}/messages -H "Authorization: Bearer $AGENT" | jq -r '.payload[-1].content'
 
   # Live updates (Chatwoot's cable, a WebSocket; while one is open a customer writes every two
   # seconds): the agent's stream carries only her own conversations' events, masked; the
@@ -318,6 +320,7 @@ Ctrl-C to stop.
         mine = sample.0,
         theirs = sample.1,
         card = card_conversation(),
+        nino = nino_conversation(),
         cable = format!("ws://{listen}/cable"),
         waba = data::WABA_ID,
         photo = media_of(data::UK_PHONE_NUMBER_ID),
@@ -343,6 +346,20 @@ fn media_of(number: &str) -> &'static str {
         .iter()
         .find(|m| m.phone_number_id == number)
         .map_or("", |m| m.id)
+}
+
+/// The demo agent's conversation whose customer last typed a National
+/// Insurance number.
+fn nino_conversation() -> u64 {
+    data::conversations()
+        .iter()
+        .find(|c| {
+            c.assignee_id == Some(3)
+                && c.lines
+                    .last()
+                    .is_some_and(|l| l.content.contains("National Insurance number"))
+        })
+        .map_or(2, |c| c.id)
 }
 
 /// The demo agent's conversation whose customer last typed a card number.

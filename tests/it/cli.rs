@@ -318,6 +318,16 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
         messages.contains("by card? **** **** **** 6467") && !messages.contains("4539"),
         "the demo masks card numbers for agents: {messages}"
     );
+    let nino = call("/api/v1/accounts/1/conversations/2/messages", "AGENT")
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        nino.contains("National Insurance number is ** ** ** *9 A") && !nino.contains("JG 10"),
+        "the demo masks National Insurance numbers for agents: {nino}"
+    );
     // The guide's live updates: the agent's stream carries her own
     // conversations' events, masked; the supervisor's, everyone's.
     let watch = |who: &str, count: &str| {

@@ -1018,7 +1018,7 @@ static CONVERSATIONS: &[Conversation] = &[
     conversation_row(2, 3, Some(3), Some(SUPPORT), Status::Resolved, None, &["delivery"], &[
         line_in("My parcel UK-100377 was meant to arrive yesterday, nothing yet."),
         line_out("Sorry Aisha, the courier missed the slot. It's booked for tomorrow 8am-12pm."),
-        line_in("Arrived, thanks!"),
+        line_in("Arrived, thanks! For the finance agreement on the sofa, my National Insurance number is JG 10 37 59 A."),
     ]),
     conversation_row(3, 2, Some(1), Some(SUPPORT), Status::Open, None, &["invoice"], &[
         line_in("Can you send the VAT invoice for order UK-100402 to accounts@whitfield-joinery.example.com?"),
