@@ -348,31 +348,26 @@ fn media_of(number: &str) -> &'static str {
         .map_or("", |m| m.id)
 }
 
+/// The demo agent's conversation whose customer last typed a card number.
+fn card_conversation() -> u64 {
+    conversation_ending_with("by card?").unwrap_or(5)
+}
+
 /// The demo agent's conversation whose customer last typed a National
 /// Insurance number.
 fn nino_conversation() -> u64 {
-    data::conversations()
-        .iter()
-        .find(|c| {
-            c.assignee_id == Some(3)
-                && c.lines
-                    .last()
-                    .is_some_and(|l| l.content.contains("National Insurance number"))
-        })
-        .map_or(2, |c| c.id)
+    conversation_ending_with("National Insurance number").unwrap_or(2)
 }
 
-/// The demo agent's conversation whose customer last typed a card number.
-fn card_conversation() -> u64 {
+/// The demo agent's (Amelia, uid 3) conversation whose last line says
+/// `text`.
+fn conversation_ending_with(text: &str) -> Option<u64> {
     data::conversations()
         .iter()
         .find(|c| {
-            c.assignee_id == Some(3)
-                && c.lines
-                    .last()
-                    .is_some_and(|l| l.content.contains("by card?"))
+            c.assignee_id == Some(3) && c.lines.last().is_some_and(|l| l.content.contains(text))
         })
-        .map_or(5, |c| c.id)
+        .map(|c| c.id)
 }
 
 /// A conversation assigned to the demo agent (Amelia, uid 3) and one

@@ -298,36 +298,34 @@ async fn the_demo_starts_and_shows_allowed_and_denied_requests() {
         phone.starts_with('+') && phone.contains('*'),
         "the demo masks phone numbers for agents: {phone}"
     );
-    // The guide's card number, typed by a customer into one of the agent's
-    // conversations: she gets its last four digits.
-    let card = chatwarden::demo::upstream::data::messages()
-        .iter()
-        .find(|m| m.content.contains("4539 1488 0343 6467"))
-        .expect("the demo data has a card number in a message")
-        .conversation_id;
-    let messages = call(
-        &format!("/api/v1/accounts/1/conversations/{card}/messages"),
-        "AGENT",
-    )
-    .await
-    .expect("request")
-    .text()
-    .await
-    .expect("body");
-    assert!(
-        messages.contains("by card? **** **** **** 6467") && !messages.contains("4539"),
-        "the demo masks card numbers for agents: {messages}"
-    );
-    let nino = call("/api/v1/accounts/1/conversations/2/messages", "AGENT")
+    // The guide's card number and National Insurance number, typed by
+    // customers into the agent's conversations: she gets them masked.
+    for (typed, masked) in [
+        ("4539 1488 0343 6467", "by card? **** **** **** 6467"),
+        (
+            "JG 10 37 59 A",
+            "National Insurance number is ** ** ** *9 A",
+        ),
+    ] {
+        let conversation = chatwarden::demo::upstream::data::messages()
+            .iter()
+            .find(|m| m.content.contains(typed))
+            .unwrap_or_else(|| panic!("the demo data has `{typed}` in a message"))
+            .conversation_id;
+        let messages = call(
+            &format!("/api/v1/accounts/1/conversations/{conversation}/messages"),
+            "AGENT",
+        )
         .await
         .expect("request")
         .text()
         .await
         .expect("body");
-    assert!(
-        nino.contains("National Insurance number is ** ** ** *9 A") && !nino.contains("JG 10"),
-        "the demo masks National Insurance numbers for agents: {nino}"
-    );
+        assert!(
+            messages.contains(masked) && !messages.contains(typed),
+            "the demo masks `{typed}` for agents: {messages}"
+        );
+    }
     // The guide's live updates: the agent's stream carries her own
     // conversations' events, masked; the supervisor's, everyone's.
     let watch = |who: &str, count: &str| {
