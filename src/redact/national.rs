@@ -111,8 +111,16 @@ impl Region {
             Region::Peru => d.len() == 9 && first == b'9',
             // Mobiles without their trunk 0: 15x, 16x, 17x and ten or
             // eleven digits. (With the 0 the default detection finds them.)
+            // Ten bare digits from 15 to 17 are also a Unix timestamp
+            // (2017 to 2027): those count only when grouped.
             Region::Germany => {
-                matches!(d.len(), 10 | 11) && first == b'1' && matches!(d[1], b'5'..=b'7')
+                first == b'1'
+                    && matches!(d.get(1), Some(b'5'..=b'7'))
+                    && match d.len() {
+                        11 => true,
+                        10 => separated,
+                        _ => false,
+                    }
             }
             // Mobiles without their trunk 0: ten digits from 7.
             Region::UnitedKingdom => d.len() == 10 && first == b'7',
