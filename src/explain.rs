@@ -14,7 +14,9 @@ use crate::auth::{identity_from_unchecked_claims, Verified};
 use crate::config::snapshot::Route;
 use crate::config::Snapshot;
 use crate::gate::{self, Circumstances, RequestView, WireFacts};
-use crate::policy::{plan_row_filter, FieldPath, MessageFilter, OwnerMatch, RowFilterPlan};
+use crate::policy::{
+    plan_row_filter, FieldPath, MessageFilter, OwnerMatch, RowFilterPlan, ScopeSource,
+};
 use crate::redact::{national_id, Detector, Region};
 use crate::revocation::RuntimeRevocations;
 use crate::rewrite::messages::{MessageError, MessagePlan, MessageStream};
@@ -425,6 +427,32 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
             ),
         });
     }
+    for b in a
+        .route
+        .requirement
+        .scope
+        .iter()
+        .filter(|b| b.source == ScopeSource::Query)
+    {
+        let bypassed = b
+            .unless_permission
+            .as_ref()
+            .is_some_and(|p| roles.holds(&caller.identity.roles, p));
+        lines.push(if bypassed {
+            format!(
+                "scope:    query parameter `{}` not checked (the caller holds its permission)",
+                b.param
+            )
+        } else {
+            format!(
+                "scope:    the query must name `{}` once, one of the caller's {} [{}], else 403 scope_denied (also for two values or `{}[]`)",
+                b.param,
+                b.claim,
+                caller.identity.attribute(&b.claim).join(", "),
+                b.param
+            )
+        });
+    }
     for b in &a.route.body_scope {
         let bypassed = b
             .unless_permission
@@ -731,6 +759,9 @@ routes:
         let open = ask_to("POST", "/c", r#"["supervisor"]"#);
         let line = "scope:    body member `inbox_id` not checked (the caller holds its permission)";
         assert!(open.contains(line), "expected `{line}` in:\n{open}");
+        let media = ask_to("GET", "/m/1?inbox=3", r#"["agent"]"#);
+        let line = "scope:    the query must name `inbox` once, one of the caller's inbox_ids [1, 3], else 403 scope_denied (also for two values or `inbox[]`)";
+        assert!(media.contains(line), "expected `{line}` in:\n{media}");
         for (path, line) in [
             ("/m/1?inbox=3", "scope ?inbox = 3 in claim inbox_ids: allowed"),
             ("/m/1?inbox=4", "scope ?inbox = 4 in claim inbox_ids: denied: value not in the claim"),
