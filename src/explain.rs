@@ -427,6 +427,11 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
             ),
         });
     }
+    // Whether the caller holds a binding's `unless_permission`.
+    let lifted = |p: &Option<crate::policy::Permission>| {
+        p.as_ref()
+            .is_some_and(|p| roles.holds(&caller.identity.roles, p))
+    };
     for b in a
         .route
         .requirement
@@ -434,11 +439,7 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
         .iter()
         .filter(|b| b.source == ScopeSource::Query)
     {
-        let bypassed = b
-            .unless_permission
-            .as_ref()
-            .is_some_and(|p| roles.holds(&caller.identity.roles, p));
-        lines.push(if bypassed {
+        lines.push(if lifted(&b.unless_permission) {
             format!(
                 "scope:    query parameter `{}` not checked (the caller holds its permission)",
                 b.param
@@ -454,11 +455,7 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
         });
     }
     for b in &a.route.body_scope {
-        let bypassed = b
-            .unless_permission
-            .as_ref()
-            .is_some_and(|p| roles.holds(&caller.identity.roles, p));
-        lines.push(if bypassed {
+        lines.push(if lifted(&b.unless_permission) {
             format!(
                 "scope:    body member `{}` not checked (the caller holds its permission)",
                 b.member
@@ -501,11 +498,7 @@ fn object_rules(snapshot: &Snapshot, a: &gate::Admission, bodiless: bool) -> Vec
         ));
     }
     for rule in &a.route.redactions {
-        let exempt = rule
-            .unless_permission
-            .as_ref()
-            .is_some_and(|p| roles.holds(&caller.identity.roles, p));
-        lines.push(if exempt {
+        lines.push(if lifted(&rule.unless_permission) {
             format!(
                 "redact:   {} lifted (the caller holds its permission)",
                 rule.name
