@@ -131,17 +131,25 @@ pub async fn answer(
     if !holds_body {
         // Passed as it is (an error answer for a caller under row filters
         // only, a 204): streamed, as the proxy would.
-        return pass(connector, session, ctx, up, &peer, upstream, head).await;
+        return pass(connector, session, ctx, up, &peer, upstream, head, None).await;
     }
 
     let body = match read_whole(&mut up).await {
-        Ok(Some(body)) => body,
-        Ok(None) => {
-            let e = Error::explain(
-                ErrorType::InternalError,
-                "response over the rewrite cap: not sent",
-            );
-            return redaction_failed(session, ctx, &e).await;
+        Ok(Held::Whole(body)) => body,
+        Ok(Held::OverCap(held)) => {
+            // A plan that rewrites links alone lets it pass as it is (the
+            // head as prepared: no length, chunked on HTTP/1.1); any other
+            // fails closed.
+            let mut first = Some(held);
+            let passed = match ctx.rewriting_mut() {
+                Some(state) => rewrite::body_chunk(state, &mut first, false),
+                None => Error::e_explain(ErrorType::InternalError, "no rewrite state"),
+            };
+            if let Err(e) = passed {
+                return redaction_failed(session, ctx, &e).await;
+            }
+            tracing::debug!(request_id = %ctx.request_id, "answer over the rewrite cap: its links pass as written");
+            return pass(connector, session, ctx, up, &peer, upstream, head, first).await;
         }
         Err(e) => return upstream_failed(session, ctx, metrics, upstream, &e).await,
     };
@@ -219,9 +227,17 @@ async fn send(
     Err(Error::explain(ErrorType::H1Error, "too many informational responses").into_up())
 }
 
-/// The whole body, or `None` past the rewrite cap (the connection is then
-/// dropped: the rest of the body is still on the wire).
-async fn read_whole(up: &mut UpstreamSession) -> Result<Option<Bytes>> {
+/// What [`read_whole`] got.
+enum Held {
+    /// The whole body.
+    Whole(Bytes),
+    /// The body so far, the piece that took it past the rewrite cap
+    /// included; the rest is still on the wire.
+    OverCap(Bytes),
+}
+
+/// The whole body, or what came of it until it passed the rewrite cap.
+async fn read_whole(up: &mut UpstreamSession) -> Result<Held> {
     let declared = up
         .response_header()
         .and_then(|h| h.headers.get(CONTENT_LENGTH))
@@ -232,7 +248,16 @@ async fn read_whole(up: &mut UpstreamSession) -> Result<Option<Bytes>> {
     while let Some(chunk) = up.read_response_body().await? {
         let held = first.as_ref().map_or(0, Bytes::len) + buffer.len();
         if held + chunk.len() > MAX_REWRITE_BYTES {
-            return Ok(None);
+            let Some(earlier) = first
+                .take()
+                .or_else(|| (!buffer.is_empty()).then(|| buffer.freeze()))
+            else {
+                return Ok(Held::OverCap(chunk));
+            };
+            let mut all = BytesMut::with_capacity(held + chunk.len());
+            all.extend_from_slice(&earlier);
+            all.extend_from_slice(&chunk);
+            return Ok(Held::OverCap(all.freeze()));
         }
         match first.take() {
             None if buffer.is_empty() => first = Some(chunk),
@@ -248,10 +273,12 @@ async fn read_whole(up: &mut UpstreamSession) -> Result<Option<Bytes>> {
             }
         }
     }
-    Ok(Some(first.unwrap_or_else(|| buffer.freeze())))
+    Ok(Held::Whole(first.unwrap_or_else(|| buffer.freeze())))
 }
 
-/// Streams an answer that is not rewritten.
+/// Streams an answer that is not rewritten; `first`: what of its body was
+/// already read, to go out before the rest.
+#[allow(clippy::too_many_arguments)]
 async fn pass(
     connector: &Connector,
     session: &mut Session,
@@ -260,8 +287,14 @@ async fn pass(
     peer: &HttpPeer,
     upstream: &Upstream,
     head: ResponseHeader,
+    first: Option<Bytes>,
 ) -> Result<()> {
     session.write_response_header(Box::new(head), false).await?;
+    let mut first = first;
+    super::scrub_credentials(ctx, &mut first, false);
+    if let Some(piece) = first {
+        session.write_response_body(Some(piece), false).await?;
+    }
     loop {
         let chunk = match up.read_response_body().await {
             Ok(chunk) => chunk,

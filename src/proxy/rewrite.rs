@@ -16,7 +16,9 @@
 //! cannot be rewritten (not JSON, wrong shape, too large, compressed) ends
 //! the response with an error instead of any upstream byte: the client sees
 //! a broken response, never an unfiltered one, and the audit record says
-//! `redaction_failed`.
+//! `redaction_failed`. A plan that rewrites links alone fails open instead:
+//! a link left as written hides nothing, so what it cannot read (not JSON,
+//! encoded, over the cap) passes as it is.
 
 use bytes::{Bytes, BytesMut};
 use pingora_core::{Error, ErrorType, Result};
@@ -275,10 +277,23 @@ pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool)
     let mut single = None;
     if let Some(chunk) = body.take() {
         if state.buffer.len() + chunk.len() > MAX_REWRITE_BYTES {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "response over the rewrite cap: not sent",
-            );
+            if !passes_over_cap(state) {
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "response over the rewrite cap: not sent",
+                );
+            }
+            // Read for its links alone: what was held and the rest go on
+            // as they are.
+            state.mode = Mode::Pass;
+            let mut held = std::mem::take(&mut state.buffer);
+            *body = Some(if held.is_empty() {
+                chunk
+            } else {
+                held.extend_from_slice(&chunk);
+                held.freeze()
+            });
+            return Ok(());
         }
         if end && state.buffer.is_empty() {
             // The whole body in one piece: read where it is.
@@ -342,6 +357,14 @@ pub fn body_chunk(state: &mut RewriteState, body: &mut Option<Bytes>, end: bool)
             "object filter after response head",
         ),
     }
+}
+
+/// Whether a 2xx body that outgrows the rewrite cap (one that did not
+/// declare its length, or declared less) may pass as it is: on a plan that
+/// only rewrites links, where a link left as written hides nothing. Any
+/// other plan fails closed.
+fn passes_over_cap(state: &RewriteState) -> bool {
+    matches!(state.mode, Mode::Success) && !state.plan.fails_closed()
 }
 
 /// The error for an error body that cannot be searched (`status`: the
@@ -640,5 +663,56 @@ mod tests {
             Some(&br#"{"paging":{"next":"https://wa.acme.example/v23.0/1/x?after=Q"}}"#[..])
         );
         assert_eq!(s.masked, 0, "a link is not a masked value");
+    }
+
+    /// A 2xx JSON answer that did not declare its length, fed in pieces
+    /// that end up over the rewrite cap: what each piece lets out.
+    fn over_cap(mut s: RewriteState) -> Vec<Result<Option<Bytes>>> {
+        let mut resp = head(200, &[("content-type", "application/json")]);
+        assert!(prepare_response(&mut s, &mut resp, false, false).is_ok());
+        assert!(s.holds_body());
+        let piece = |byte: u8, len: usize| Bytes::from(vec![byte; len]);
+        let third = MAX_REWRITE_BYTES / 3 + 1;
+        [
+            (b'a', third, false),
+            (b'b', third, false),
+            (b'c', third, false),
+            (b'd', 5, true),
+        ]
+        .into_iter()
+        .map(|(byte, len, end)| {
+            let mut chunk = Some(piece(byte, len));
+            body_chunk(&mut s, &mut chunk, end).map(|()| chunk)
+        })
+        .collect()
+    }
+
+    #[test]
+    fn over_the_cap_a_links_only_answer_passes_and_any_other_fails_closed() {
+        let third = MAX_REWRITE_BYTES / 3 + 1;
+        let out = over_cap(linking());
+        assert!(
+            matches!(out[0], Ok(None)) && matches!(out[1], Ok(None)),
+            "held"
+        );
+        let Ok(Some(held)) = &out[2] else {
+            panic!(
+                "what was held goes on with the piece that passed the cap: {:?}",
+                out[2].as_ref().map(|b| b.as_ref().map(Bytes::len))
+            );
+        };
+        assert_eq!(held.len(), 3 * third);
+        assert!(
+            held[..third].iter().all(|b| *b == b'a')
+                && held[2 * third..].iter().all(|b| *b == b'c'),
+            "in order, unchanged"
+        );
+        assert!(
+            matches!(&out[3], Ok(Some(rest)) if rest.as_ref() == b"ddddd"),
+            "the rest passes as it comes"
+        );
+
+        let out = over_cap(redacting());
+        assert!(out[2].is_err(), "a masked answer over the cap is not sent");
     }
 }

@@ -460,3 +460,156 @@ async fn crm_attachment_links_and_their_redirect_lead_through_the_gateway() {
     let anonymous = client.get(data_url).send().await.expect("anonymous");
     assert_eq!(anonymous.status(), 401);
 }
+
+/// An export too large to hold for rewriting (over the 16 MiB cap, no
+/// `Content-Length`): on a route that rewrites only links it passes as the
+/// upstream sent it, fetched (GET) or proxied (POST); where the caller's
+/// answers are also masked it is never sent.
+#[tokio::test]
+async fn an_answer_over_the_rewrite_cap_passes_when_only_links_would_change() {
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = upstream.local_addr().expect("address");
+    // The link would be rewritten in a body under the cap.
+    let head = format!(r#"{{"next":"http://{addr}/exports/2","rows":""#);
+    let pad = 17 * 1024 * 1024;
+    let body_len = head.len() + pad + 2;
+    tokio::spawn(serve_chunked_export(upstream, head.clone(), pad));
+    let config = format!(
+        r#"
+listeners: [{{name: main, addr: "${{LISTEN}}"}}]
+admin: {{addr: "${{ADMIN}}"}}
+upstreams:
+  crm: {{url: "http://{addr}", links: [crm]}}
+auth:
+  issuer: https://idp.acme-retail.test/
+  audiences: [chatwarden]
+  algorithms: [EdDSA]
+  jwks_url: "${{JWKS}}"
+roles:
+  supervisor: {{permissions: [exports.read, contacts.read_pii]}}
+  agent: {{permissions: [exports.read]}}
+routes:
+  - {{name: export, upstream: crm, methods: [GET, POST], path: "/exports/{{n}}", permission: exports.read, redaction: [pii]}}
+redaction:
+  - {{name: pii, unless_permission: contacts.read_pii, detect: [email]}}
+audit: {{path: "${{AUDIT}}"}}
+"#
+    );
+    let idp = Idp::start().await;
+    let gw: TestGateway = harness::start(&config, &[("JWKS", idp.jwks_url())]).await;
+    let client = gw.client();
+    let supervisor = idp.token("priya", &["supervisor"], serde_json::json!({}));
+    let agent = idp.token("amelia", &["agent"], serde_json::json!({}));
+
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let resp = client
+            .request(method.clone(), gw.url("/exports/1"))
+            .bearer_auth(&supervisor)
+            .send()
+            .await
+            .expect("export");
+        assert_eq!(resp.status(), 200, "{method}");
+        let body = resp.bytes().await.expect("the whole export");
+        assert_eq!(body.len(), body_len, "{method}: every byte");
+        assert!(
+            body.starts_with(head.as_bytes()) && body.ends_with(b"x\"}"),
+            "{method}: as the upstream sent it, its link as written"
+        );
+
+        // The agent's answers are masked: never sent unread.
+        let masked = client
+            .request(method.clone(), gw.url("/exports/1"))
+            .bearer_auth(&agent)
+            .send()
+            .await
+            .expect("export");
+        let refused = match method {
+            // Fetched whole first: a clean 502.
+            reqwest::Method::GET => masked.status() == 502,
+            // Proxied: the head is out, the body is cut.
+            _ => masked.bytes().await.map_or(true, |b| b.len() < body_len),
+        };
+        assert!(
+            refused,
+            "{method}: a masked answer over the cap is not sent"
+        );
+    }
+    let records = gw.audit_records(4).await;
+    let reasons: Vec<_> = records.iter().map(|r| r["reason"].clone()).collect();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["reason"] == "redaction_failed")
+            .count(),
+        2,
+        "the agent's two: {reasons:?}"
+    );
+}
+
+/// Answers every request on every connection with a JSON export of
+/// `head`, `pad` bytes of `x` and `"}`, in 64 KiB chunks.
+async fn serve_chunked_export(listener: tokio::net::TcpListener, head: String, pad: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            return;
+        };
+        let head = head.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                // One request: its head, then its body if it declared one.
+                let end = loop {
+                    if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let text = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                let declared = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                while seen.len() < end + declared {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.drain(..end + declared);
+                let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+                let chunk = |bytes: &[u8], out: &mut Vec<u8>| {
+                    out.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
+                    out.extend_from_slice(bytes);
+                    out.extend_from_slice(b"\r\n");
+                };
+                chunk(head.as_bytes(), &mut out);
+                let piece = vec![b'x'; 64 * 1024];
+                let mut left = pad;
+                while left > 0 {
+                    let n = left.min(piece.len());
+                    chunk(&piece[..n], &mut out);
+                    left -= n;
+                    if out.len() > 1024 * 1024 {
+                        if conn.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        out.clear();
+                    }
+                }
+                chunk(b"\"}", &mut out);
+                out.extend_from_slice(b"0\r\n\r\n");
+                if conn.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
