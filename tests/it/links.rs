@@ -503,13 +503,14 @@ audit: {{path: "${{AUDIT}}"}}
     let supervisor = idp.token("priya", &["supervisor"], serde_json::json!({}));
     let agent = idp.token("amelia", &["agent"], serde_json::json!({}));
 
-    for method in [reqwest::Method::GET, reqwest::Method::POST] {
-        let resp = client
+    let export = |method: &reqwest::Method, token: &str| {
+        client
             .request(method.clone(), gw.url("/exports/1"))
-            .bearer_auth(&supervisor)
+            .bearer_auth(token)
             .send()
-            .await
-            .expect("export");
+    };
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let resp = export(&method, &supervisor).await.expect("export");
         assert_eq!(resp.status(), 200, "{method}");
         let body = resp.bytes().await.expect("the whole export");
         assert_eq!(body.len(), body_len, "{method}: every byte");
@@ -519,12 +520,7 @@ audit: {{path: "${{AUDIT}}"}}
         );
 
         // The agent's answers are masked: never sent unread.
-        let masked = client
-            .request(method.clone(), gw.url("/exports/1"))
-            .bearer_auth(&agent)
-            .send()
-            .await
-            .expect("export");
+        let masked = export(&method, &agent).await.expect("export");
         let refused = match method {
             // Fetched whole first: a clean 502.
             reqwest::Method::GET => masked.status() == 502,
